@@ -1,0 +1,29 @@
+"""Per-model serving limits, read from the `handler:` section of a model-config.yaml."""
+
+from dataclasses import dataclass, fields
+
+# Keep equal to max_response_size in config.properties (a test checks): we refuse a
+# response that TorchServe would refuse anyway, before computing it.
+MAX_RESPONSE_BYTES = 134_217_728
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_tokens: int | None = None  # None: the model's own position limit
+    max_text_chars: int = 100_000  # beyond this a request is absurd: 413
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    default_top_k: int = 5
+    max_n_steps: int = 500  # gradients: path points per request
+    internal_batch_size: int | None = None  # gradients: path points per forward; None = by length
+    torch_threads: int | None = None  # None: leave torch's default
+    devices_per_worker: int = 1  # >1 shards the layers over consecutive devices
+    dtype: str = "float32"  # or "bfloat16": autocast, faster on AMX CPUs, see README
+
+    @classmethod
+    def from_mapping(cls, values: dict | None) -> "Settings":
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown handler settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
