@@ -82,7 +82,7 @@ def kind_of(config) -> str:
 def max_tokens_of(config, tokenizer, settings: Settings) -> int:
     limits = []
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if positions:
+    if positions and positions > 0:
         limits.append(positions - _POSITION_OFFSET.get(config.model_type, 0))
     if 0 < (tokenizer.model_max_length or 0) < 1_000_000:
         limits.append(tokenizer.model_max_length)
