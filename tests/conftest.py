@@ -23,3 +23,25 @@ def tiny_model_dir(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory, tiny_model_dir):
+    """One real TorchServe for the whole session: the default archives plus a tiny BERT
+    archived by archive.sh with a long batch delay, so concurrent requests share a batch."""
+    import torchserve_fixture as ts
+
+    work = tmp_path_factory.mktemp("torchserve")
+    config = work / "batch.yaml"
+    config.write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 1500\n"
+                      "responseTimeout: 60\nhandler:\n  torch_threads: 1\n")
+    archives = {name: ROOT / "model_store" / f"{name}.mar" for name in DEFAULT_ARCHIVES}
+    archives["tiny-batch-attention"] = ts.archive(
+        "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
+    server = ts.start(work / "server", archives)
+    yield server
+    ts.stop(server)
+
+
+DEFAULT_ARCHIVES = [line.split()[0] for line in (ROOT / "deploy/models.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]

@@ -1,0 +1,117 @@
+"""TorchServe glue shared by both handlers: settings, device, the batch loop, errors.
+
+A handler subclass says only how to parse one body, explain a batch of parsed requests and
+encode one result; everything that explains lives in the `exformer` core.
+"""
+
+import logging
+import os
+import traceback
+from pathlib import Path
+
+import torch
+
+from exformer.encoding import json_bytes
+from exformer.errors import RequestError
+from exformer.loading import load_model
+from exformer.settings import Settings
+
+logger = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+def request_body(row: dict):
+    """The request body TorchServe hands over.
+
+    TorchServe URL-decodes an `application/x-www-form-urlencoded` body (curl -d's default)
+    into form fields and drops a field without '=': a JSON body sent that way is lost or
+    mangled ('+' → ' '), so we refuse it rather than guess.
+    """
+    if "body" in row or "data" in row:
+        return row.get("body", row.get("data"))
+    raise RequestError(
+        "body",
+        "arrived form-encoded (curl -d without a content type), which TorchServe splits and "
+        "URL-decodes; send JSON with -H 'Content-Type: application/json'",
+    )
+
+
+def worker_device(properties: dict) -> str:
+    """TorchServe gives each worker a gpu_id when GPUs exist; CPU needs no configuration."""
+    gpu_id = properties.get("gpu_id")
+    if gpu_id is not None and torch.cuda.is_available():
+        return f"cuda:{gpu_id}"
+    return "cpu"
+
+
+class ExplainerHandler:
+    def initialize(self, context):
+        properties = context.system_properties
+        self.settings = Settings.from_mapping((context.model_yaml_config or {}).get("handler"))
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        name = context.manifest["model"]["modelName"]
+        model_dir = Path(properties["model_dir"]) / "model"
+        self.loaded = load_model(model_dir, name, self.settings, device=worker_device(properties))
+        logger.info("loaded %s on %s (pid %d)", name, self.loaded.device, os.getpid())
+        self.initialized = True
+
+    # --- what a subclass provides -------------------------------------------------------
+    def parse(self, body, explain: bool):
+        raise NotImplementedError
+
+    def explain_batch(self, requests: list) -> list:
+        """One result, or a RequestError, per request."""
+        raise NotImplementedError
+
+    def encode(self, result, request) -> tuple[bytes, str]:
+        return json_bytes(result), JSON
+
+    # --- the batch loop -------------------------------------------------------------------
+    def handle(self, data, context):
+        logger.info("batch of %d request(s)", len(data))
+        responses: list = [None] * len(data)
+        parsed = {}
+        for idx, row in enumerate(data):
+            explain = bool(context.get_request_header(idx, "explain"))
+            try:
+                parsed[idx] = self.parse(request_body(row), explain)
+            except RequestError as error:
+                responses[idx] = self._error(context, idx, error)
+        if parsed:
+            try:
+                results = self.explain_batch(list(parsed.values()))
+            except Exception as error:  # one broken batch must not kill the worker
+                results = [error] * len(parsed)
+            for (idx, request), result in zip(parsed.items(), results):
+                responses[idx] = self._answer(context, idx, request, result)
+        return responses
+
+    def _answer(self, context, idx, request, result):
+        if isinstance(result, RequestError):
+            return self._error(context, idx, result)
+        if isinstance(result, Exception):
+            return self._internal_error(context, idx, result)
+        try:
+            body, content_type = self.encode(result, request)
+        except Exception as error:
+            return self._internal_error(context, idx, error)
+        context.set_response_content_type(idx, content_type)
+        return body
+
+    def _error(self, context, idx, error: RequestError) -> bytes:
+        context.set_response_status(error.code, error.message, idx)
+        context.set_response_content_type(idx, JSON)
+        return json_bytes(error.to_json())
+
+    def _internal_error(self, context, idx, error: Exception) -> bytes:
+        logger.error("request %d failed:\n%s", idx, "".join(traceback.format_exception(error)))
+        busy = isinstance(error, torch.OutOfMemoryError)
+        code = 503 if busy else 500
+        message = "out of memory; retry later or send a smaller request" if busy else (
+            f"internal error ({type(error).__name__}); the worker is still running, see its log"
+        )
+        context.set_response_status(code, message, idx)
+        context.set_response_content_type(idx, JSON)
+        return json_bytes({"code": code, "type": "ServiceUnavailable" if busy else "InternalServerError",
+                           "message": message})
