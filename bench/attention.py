@@ -1,0 +1,86 @@
+"""Served attention request vs the raw model forward, and what each encoding costs on the wire.
+
+Needs a running TorchServe (bin/serve). Prints a table; put it in the README with the machine.
+
+    .venv/bin/python bench/attention.py [--model minilm-attention --model-dir build/models/minilm]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "handlers"))
+from exformer.loading import load_model  # noqa: E402
+from exformer.attention import attention_forward  # noqa: E402
+from exformer.tokens import encode  # noqa: E402
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def text_of(loaded, n_tokens: int) -> str:
+    """A text that tokenizes to exactly n_tokens (special tokens included)."""
+    n_special = len(loaded.tokenizer("")["input_ids"])
+    text = " ".join(["word"] * (n_tokens - n_special))
+    assert len(loaded.tokenizer(text)["input_ids"]) == n_tokens
+    return text
+
+
+def post(url: str, body: dict) -> bytes:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as r:
+        return r.read()
+
+
+def timed(fn, runs):
+    times, result = [], None
+    fn()  # warm-up
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inference", default="http://127.0.0.1:8080")
+    parser.add_argument("--model", default="minilm-attention")
+    parser.add_argument("--model-dir", default=str(ROOT / "build/models/minilm"))
+    parser.add_argument("--tokens", type=int, nargs="+", default=[16, 128, 512])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the raw forward (match the worker's)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model_dir, args.model)
+    url = f"{args.inference}/predictions/{args.model}"
+
+    print(f"# {args.model}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {args.runs} runs after a warm-up")
+    print("| tokens | raw forward p50 / p90 ms | served json p50 / p90 ms | served float16-base64 p50 / p90 ms "
+          "| json bytes | float16-base64 bytes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in args.tokens:
+        text = text_of(loaded, n)
+        encoded = encode(loaded, text, None, loaded.max_tokens)
+        raw, _ = timed(lambda: attention_forward(loaded, encoded.inputs), args.runs)
+        served_json, body_json = timed(lambda: post(url, {"text": text}), args.runs)
+        served_f16, body_f16 = timed(lambda: post(url, {"text": text, "encoding": "float16-base64"}), args.runs)
+        ms = lambda ts: f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}"  # noqa: E731
+        print(f"| {n} | {ms(raw)} | {ms(served_json)} | {ms(served_f16)} | {len(body_json):,} | {len(body_f16):,} |")
+
+
+if __name__ == "__main__":
+    main()
