@@ -15,6 +15,7 @@ from exformer.encoding import json_bytes
 from exformer.errors import RequestError
 from exformer.loading import load_model
 from exformer.settings import Settings
+from exformer.sharding import plan_device_map
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -36,12 +37,15 @@ def request_body(row: dict):
     )
 
 
-def worker_device(properties: dict) -> str:
-    """TorchServe gives each worker a gpu_id when GPUs exist; CPU needs no configuration."""
+def worker_devices(properties: dict, per_worker: int) -> list:
+    """TorchServe gives each worker a gpu_id when GPUs exist (from the model-config's
+    deviceIds, if any); a worker given several takes that one and the next ones.
+    CPU needs no configuration."""
     gpu_id = properties.get("gpu_id")
-    if gpu_id is not None and torch.cuda.is_available():
-        return f"cuda:{gpu_id}"
-    return "cpu"
+    if gpu_id is None or not torch.cuda.is_available():
+        return ["cpu"]
+    count = torch.cuda.device_count()
+    return [(int(gpu_id) + i) % count for i in range(min(per_worker, count))]
 
 
 class ExplainerHandler:
@@ -52,8 +56,10 @@ class ExplainerHandler:
             torch.set_num_threads(self.settings.torch_threads)
         name = context.manifest["model"]["modelName"]
         model_dir = Path(properties["model_dir"]) / "model"
-        self.loaded = load_model(model_dir, name, self.settings, device=worker_device(properties))
-        logger.info("loaded %s on %s (pid %d)", name, self.loaded.device, os.getpid())
+        devices = worker_devices(properties, self.settings.devices_per_worker)
+        device_map = plan_device_map(model_dir, devices) if len(devices) > 1 else None
+        self.loaded = load_model(model_dir, name, self.settings, device=devices[0], device_map=device_map)
+        logger.info("loaded %s on %s (pid %d)", name, devices, os.getpid())
         self.initialized = True
 
     # --- what a subclass provides -------------------------------------------------------
