@@ -1,0 +1,98 @@
+"""Memory per TorchServe worker with 1, 2 and 4 workers of one model: are the weights shared?
+
+Workers load the archive's safetensors memory-mapped and never write them, so their pages
+are the page cache's, shared by every worker; what a worker adds is its own interpreter,
+libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082.
+
+    .venv/bin/python bench/memory.py [--model sentiment-gradients]
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from safetensors import safe_open
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import torchserve_fixture as ts  # noqa: E402
+
+
+def rollup(pid: int) -> dict[str, int]:
+    """kB figures of /proc/<pid>/smaps_rollup."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, rest = line.split(":", 1)
+        values[key] = int(rest.split()[0])
+    values["USS"] = values["Private_Clean"] + values["Private_Dirty"]
+    return values
+
+
+def weights_mapping(pid: int) -> dict[str, int]:
+    """kB of the worker's mappings of *.safetensors files: how much of the weights it shares."""
+    values = {"Rss": 0, "Pss": 0, "Private": 0}
+    in_weights = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            in_weights = line.rstrip().endswith(".safetensors")
+        elif in_weights and head[0] in ("Rss:", "Pss:"):
+            values[head[0][:-1]] += int(head[1])
+        elif in_weights and head[0] in ("Private_Clean:", "Private_Dirty:"):
+            values["Private"] += int(head[1])
+    return values
+
+
+def weight_bytes(model_dir: Path) -> int:
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with safe_open(file, "pt") as f:
+            for key in f.keys():
+                s = f.get_slice(key)
+                n = 1
+                for d in s.get_shape():
+                    n *= d
+                total += n * {"F32": 4, "BF16": 2, "F16": 2}.get(s.get_dtype(), 4)
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sentiment-gradients")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--requests", type=int, default=3, help="requests per worker count before measuring")
+    args = parser.parse_args()
+    model_dir = next(Path(line.split()[2]) for line in (ROOT / "deploy/models.txt").read_text().splitlines()
+                     if line.split() and line.split()[0] == args.model)
+    weights = weight_bytes(ROOT / model_dir) / 1024
+    server = ts.start(Path(tempfile.mkdtemp()), {args.model: ROOT / "model_store" / f"{args.model}.mar"})
+    try:
+        print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup")
+        print("| workers | RSS / worker | PSS / worker | USS / worker | weights RSS / worker "
+              "| weights private / worker | weights private / weights | total PSS | added per extra worker |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        first_total = None
+        for n in args.workers:
+            r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true",
+                              timeout=300)
+            assert r.status == 200, r.body
+            pids = [w["pid"] for w in server.wait_ready(args.model, n)]
+            for _ in range(args.requests * n):
+                server.post(args.model, {"text": "A warm, funny and quietly moving film."})
+            stats = [rollup(pid) for pid in pids]
+            mapped = [weights_mapping(pid) for pid in pids]
+            private = sum(m["Private"] for m in mapped) / n
+            mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
+            total = sum(s["Pss"] for s in stats)
+            first_total = first_total if first_total is not None else total
+            added = (total - first_total) / (n - 1) if n > 1 else 0
+            print(f"| {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} | {mean('USS'):,.0f} "
+                  f"| {sum(m['Rss'] for m in mapped) / n:,.0f} | {private:,.0f} | {private / weights:.0%} "
+                  f"| {total:,.0f} | {added:,.0f} |")
+    finally:
+        ts.stop(server)
+
+
+if __name__ == "__main__":
+    main()
