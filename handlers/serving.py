@@ -79,7 +79,7 @@ class ExplainerHandler:
         responses: list = [None] * len(data)
         parsed = {}
         for idx, row in enumerate(data):
-            explain = bool(context.get_request_header(idx, "explain"))
+            explain = context.get_request_header(idx, "explain") == "True"  # TorchServe sends "False" too
             try:
                 parsed[idx] = self.parse(request_body(row), explain)
             except RequestError as error:

@@ -29,3 +29,36 @@ def encode_array(values: torch.Tensor, encoding: str) -> dict:
 def json_bytes(obj) -> bytes:
     """Compact JSON (TorchServe's own dumps would indent every number of a tensor)."""
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+# --- binary formats for gradients ---------------------------------------------------------
+
+import gzip  # noqa: E402
+import io  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+BYTES_PER_VALUE.update({"npz": 4, "torch-gzip": 4})  # float32, stored as is
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """An .npz readable with numpy alone (`np.load(io.BytesIO(body))`, no pickle): tensors as
+    float32/int64 arrays, strings (e.g. a JSON summary) as 0-d unicode arrays."""
+    out = {}
+    for name, value in arrays.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().to("cpu")
+            value = value.float() if value.is_floating_point() else value
+            value = value.numpy()
+        out[name] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, **out)
+    return buffer.getvalue()
+
+
+def torch_gzip_bytes(tensors: dict) -> bytes:
+    """gzip(torch.save(dict)): the old int-gradients-server's response, loadable with
+    `torch.load(gzip.open(f), weights_only=True)`."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, buffer)
+    return gzip.compress(buffer.getvalue(), compresslevel=1)
