@@ -350,8 +350,8 @@ def _summary_arrays(summary: dict) -> dict:
 def explain_gradients(loaded, requests: list[GradientsRequest], settings: Settings = Settings()):
     """One result per request, computed together: the requests' path points share chunks.
 
-    A request that cannot be prepared (say, it tokenizes to nothing) gets its RequestError in
-    its place; the others are still answered.
+    A request that cannot be prepared (its response would be too large, its text tokenizes
+    to nothing) gets its RequestError in its place; the others are still answered.
     """
     prepared = []
     for request in requests:
