@@ -1,0 +1,349 @@
+// End to end in a real Chromium against a real TorchServe (tests/test_frontend_e2e.py runs it).
+//
+//   node e2e/e2e.mjs --url http://127.0.0.1:18090/ --screenshots ../tests/artifacts/screenshots
+//
+// Every step prints "ok" or "FAIL"; the first failure stops the run with exit code 1 and a
+// screenshot. The render time of 128 tokens × 12 heads is reported, not asserted.
+
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: "string", default: "http://127.0.0.1:8090/" },
+    screenshots: { type: "string", default: "../tests/artifacts/screenshots" },
+    chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
+  },
+});
+const shots = resolve(args.screenshots);
+mkdirSync(shots, { recursive: true });
+console.log(`screenshots: ${shots}`);
+
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-component-update", "--no-first-run", "--disable-sync"];
+const TIMEOUT = 120_000; // a cold worker's first request on 2 CPU cores
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+// --- what the server says it serves: pick the models to exercise ---------------------------
+
+const base = new URL(args.url);
+const config = await (await fetch(new URL("config.json", base))).json();
+const inference = config.inference;
+const byHandler = (h) => config.models.filter((m) => m.handler === h).map((m) => m.name);
+const details = {};
+for (const name of byHandler("attention")) {
+  const r = await fetch(`${inference}/predictions/${name}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  details[name] = (await r.json()).model;
+}
+const models = Object.values(details);
+const masker = models.find((m) => m.mask_token); // clicking masks and re-runs
+const causal = models.find((m) => m.predictions === "next-token"); // clicking shows next tokens
+const timed = models.find((m) => m.n_heads === 12) ?? models[0];
+const gradientModels = byHandler("gradients");
+console.log(`models: ${config.models.map((m) => `${m.name} (${m.handler})`).join(", ")}`);
+
+// --- the browser ----------------------------------------------------------------------------
+
+const browser = await chromium.launch({ executablePath: args.chromium, args: CHROMIUM_ARGS });
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+const page = await context.newPage();
+page.setDefaultTimeout(TIMEOUT);
+const pageErrors = [];
+page.on("pageerror", (e) => pageErrors.push(e.message));
+const posted = []; // every inference POST body, to check what the page asked for
+page.on("request", (r) => {
+  if (r.method() === "POST" && r.url().startsWith(inference)) posted.push({ url: r.url(), body: JSON.parse(r.postData() || "{}") });
+});
+
+let failed = false;
+let shotNumber = 0;
+async function shot(name) {
+  const file = `${shots}/${String(++shotNumber).padStart(2, "0")}-${name}.png`;
+  await page.screenshot({ path: file, fullPage: false });
+  return file;
+}
+async function step(name, fn) {
+  if (failed) return;
+  const t0 = Date.now();
+  try {
+    const note = await fn();
+    console.log(`ok    ${name} (${Date.now() - t0} ms)${note ? `: ${note}` : ""}`);
+  } catch (error) {
+    failed = true;
+    console.log(`FAIL  ${name}: ${error.message.split("\n")[0]}`);
+    console.log(`      screenshot: ${await shot("failure").catch(() => "none")}`);
+  }
+}
+
+const edges = () => page.locator("svg.attention-svg path.edge").count();
+const idle = () => page.waitForSelector("#busy", { state: "hidden" });
+async function run(selector = "#run") {
+  await Promise.all([
+    page.waitForResponse((r) => r.url().startsWith(`${inference}/predictions/`) && r.request().method() === "POST"),
+    page.click(selector),
+  ]);
+  await idle();
+}
+async function errorText() {
+  await page.waitForSelector("#error", { state: "visible" });
+  return page.textContent("#error .message");
+}
+/** A fingerprint of the drawn curves: where they go and how opaque they are. */
+const curveSignature = () =>
+  page.$$eval("svg.attention-svg path.edge", (ps) => ps.map((p) => `${p.getAttribute("d")}@${p.getAttribute("stroke-opacity")}`).join("|"));
+const leftToken = (i) => page.locator(`svg.attention-svg g.tokens.left g.token[data-index="${i}"]`);
+
+// --- the scenario ---------------------------------------------------------------------------
+
+await step("page loads and lists the served models", async () => {
+  await page.goto(args.url);
+  await page.waitForSelector("#model option", { state: "attached" });
+  const listed = await page.$$eval("#model option", (os) => os.map((o) => o.value));
+  check(JSON.stringify(listed) === JSON.stringify(byHandler("attention")), `model list ${listed} ≠ config ${byHandler("attention")}`);
+  await page.waitForSelector("#heads button.head");
+  return listed.join(", ");
+});
+
+await step("typing a sentence draws attention curves", async () => {
+  check(masker, "no served attention model has a mask token");
+  await page.selectOption("#model", masker.name);
+  await idle();
+  await page.fill("#text", "The cat sat on the mat.");
+  await run();
+  const n = await edges();
+  check(n > 0, "no curves drawn");
+  const sent = posted.at(-1).body;
+  const allLayers = JSON.stringify(Array.from({ length: masker.n_layers }, (_, l) => l));
+  check(sent.encoding === "float16-base64" && JSON.stringify(sent.layers) === allLayers, `asked for ${JSON.stringify(sent)}`);
+  await shot("attention");
+  return `${n} curves on ${masker.name}, float16-base64 for all layers`;
+});
+
+await step("changing the layer changes the curves", async () => {
+  const before = await curveSignature();
+  const layer = String(masker.n_layers - 1);
+  await page.selectOption("#layer", layer);
+  const after = await curveSignature();
+  check(after.length > 0 && after !== before, "same curves after changing the layer");
+  check(new URL(page.url()).hash.includes(`layer=${layer}`), `layer not in the URL: ${page.url()}`);
+  await shot("layer-changed");
+  return `layer 0 → ${layer}`;
+});
+
+await step("hovering a token isolates its edges", async () => {
+  await leftToken(2).hover();
+  const on = await page.locator("svg.attention-svg.focus path.edge.on").count();
+  const all = await edges();
+  check(on > 0 && on < all, `${on} of ${all} edges highlighted`);
+  await page.mouse.move(5, 5);
+  return `${on} of ${all} edges`;
+});
+
+await step("head toggles and max aggregation", async () => {
+  await page.click("#heads-none");
+  check((await edges()) === 0, "curves remain with no head selected");
+  await page.click('#heads button.head[data-head="0"]');
+  const one = await edges();
+  check(one > 0, "no curves for head 0");
+  check(new URL(page.url()).hash.includes("heads=0"), "heads not in the URL");
+  await page.click('#heads button.head[data-head="1"]');
+  const meanSig = await curveSignature();
+  await page.selectOption("#agg", "max");
+  check((await curveSignature()) !== meanSig, "max draws the same as mean");
+  await page.selectOption("#agg", "mean");
+  await page.click("#heads-all");
+  return `head 0 alone: ${one} curves`;
+});
+
+await step("clicking a token masks it and runs again", async () => {
+  const before = posted.length;
+  await Promise.all([page.waitForResponse((r) => r.url().includes(`/predictions/${masker.name}`)), leftToken(2).click()]);
+  await idle();
+  const sent = posted.slice(before).map((p) => p.body);
+  check(sent.some((b) => JSON.stringify(b.mask) === "[2]"), `no request with "mask": [2] (${JSON.stringify(sent)})`);
+  check((await leftToken(2).getAttribute("class")).includes("masked"), "token 2 not shown as masked");
+  const panel = await page.textContent("#predictions");
+  if (masker.predictions) check((await page.locator("ol.predictions li").count()) > 0, "no predictions listed");
+  else check(/no LM head/.test(panel), `no 'no LM head' note: ${panel}`);
+  await shot("masked");
+  return masker.predictions ? "predictions listed" : `${masker.name} has no LM head: the panel says so`;
+});
+
+await step("a causal LM shows next-token predictions without masking", async () => {
+  check(causal, "no served model makes next-token predictions");
+  await page.selectOption("#model", causal.name);
+  await idle();
+  await page.fill("#text", "The capital of France is");
+  await run();
+  const n = await page.locator("svg.attention-svg g.tokens.left g.token").count();
+  const before = posted.length;
+  await leftToken(n - 1).click();
+  await page.waitForSelector("ol.predictions li");
+  check(posted.length === before, "clicking a causal LM's token sent a request");
+  const words = await page.$$eval("ol.predictions li .word", (ws) => ws.map((w) => w.textContent.trim()));
+  check(words[0] === "Paris", `top next token after 'is' is ${JSON.stringify(words[0])}, expected Paris`);
+  await shot("next-token");
+  return `${causal.name}: ${words.slice(0, 3).join(", ")}`;
+});
+
+await step("model overview: every layer × head, and a click focuses it", async () => {
+  await page.click('.tabs button[data-view="overview"]');
+  const cells = causal.n_layers * causal.n_heads;
+  await page.waitForFunction((k) => document.querySelectorAll("canvas.thumb:not(.pending)").length === k, cells);
+  await shot("overview");
+  const layer = Math.min(5, causal.n_layers - 1);
+  await page.click(`canvas.thumb[data-layer="${layer}"][data-head="2"]`);
+  await page.waitForSelector("#view-attention:not([hidden])");
+  check((await page.inputValue("#layer")) === String(layer), "layer not focused");
+  const pressed = await page.$$eval('#heads button[aria-pressed="true"]', (bs) => bs.map((b) => b.dataset.head));
+  check(JSON.stringify(pressed) === '["2"]', `heads pressed: ${pressed}`);
+  check((await edges()) > 0, "no curves for the focused head");
+  return `${cells} thumbnails; focused layer ${layer} head 2`;
+});
+
+await step("the URL restores the view on reload", async () => {
+  const url = page.url();
+  check(/text=/.test(url) && /heads=2/.test(url), `state missing from ${url}`);
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll("svg.attention-svg path.edge").length > 0);
+  check((await page.inputValue("#text")) === "The capital of France is", "text not restored");
+  check((await page.inputValue("#model")) === causal.name, "model not restored");
+  check((await page.inputValue("#layer")) === String(Math.min(5, causal.n_layers - 1)), "layer not restored");
+  return url.slice(url.indexOf("#"));
+});
+
+await step("a sentence pair is sent as text_pair and shown", async () => {
+  await page.selectOption("#model", masker.name);
+  await idle();
+  await page.fill("#text", "The cat sat on the mat.");
+  await page.fill("#pair", "It was soft.");
+  await run();
+  check(posted.at(-1).body.text_pair === "It was soft.", "no text_pair sent");
+  const pairTokens = await page.locator("svg.attention-svg g.tokens.left g.token.pair").count();
+  check(pairTokens > 0, "no second-segment tokens shown");
+  await page.fill("#pair", "");
+  return `${pairTokens} tokens of the second sentence`;
+});
+
+await step("a request the server rejects shows its 4xx message", async () => {
+  await page.fill("#text", "   ");
+  await run();
+  const message = await errorText();
+  check(/^400 BadRequest: text: must not be empty/.test(message), `error shown: ${JSON.stringify(message)}`);
+  check(await page.locator('[data-field="text"].invalid').count(), "the text field is not marked");
+  await shot("error-400");
+  return message;
+});
+
+await step("an unreachable server is named as such", async () => {
+  await page.route(`${inference}/**`, (route) => route.abort("connectionrefused"));
+  await page.fill("#text", "The cat sat on the mat.");
+  await page.click("#run");
+  const message = await errorText();
+  await page.unroute(`${inference}/**`);
+  check(message.startsWith(`Cannot reach the inference API at ${inference}`), `error shown: ${message}`);
+  return message.slice(0, 90) + "…";
+});
+
+if (!gradientModels.length) {
+  console.log("skip  attribution: no gradients model is served (deploy/models.txt lists none)");
+} else {
+  const gmodel = gradientModels.find((m) => m.startsWith("sentiment")) ?? gradientModels[0];
+  await step("attribution shades the tokens and draws the path", async () => {
+    await page.click('.tabs button[data-view="attribution"]');
+    await page.selectOption("#gmodel", gmodel);
+    await page.fill("#text", "A gripping, beautifully acted film.");
+    const labels = await page.$$eval("#target-select:not([hidden]) option", (os) => os.map((o) => o.value).filter(Boolean));
+    if (labels.length) await page.selectOption("#target-select", labels.at(-1));
+    await page.selectOption("#baseline", "pad");
+    await page.fill("#steps", "16");
+    await run();
+    const sent = posted.at(-1).body;
+    check(sent.n_steps === 16 && sent.baseline === "pad" && sent.return.includes("path_scores"), `sent ${JSON.stringify(sent)}`);
+    const shaded = await page.$$eval(".attr-token", (ts) => ts.filter((t) => t.style.background).length);
+    check(shaded > 0, "no shaded tokens");
+    check(await page.locator("#path-chart path.series").count(), "no path chart");
+    check(await page.locator("#norm-chart path.series").count(), "no gradient-norm chart");
+    const label = await page.textContent(".prediction");
+    const delta = await page.textContent(".convergence");
+    await shot("attribution");
+    return `${shaded} tokens shaded; target ${labels.at(-1) ?? "(free text)"}; ${delta.trim().slice(0, 80)}; ${label.slice(0, 60)}`;
+  });
+
+  await step("the result downloads as JSON and as npz", async () => {
+    const [json] = await Promise.all([page.waitForEvent("download"), page.click("#download-json")]);
+    const jsonPath = `${shots}/attribution.json`;
+    await json.saveAs(jsonPath);
+    const saved = JSON.parse(readFileSync(jsonPath, "utf8"));
+    check(saved.attributions?.normalized?.length === saved.tokens.length, "JSON lacks attributions");
+    const [npz] = await Promise.all([page.waitForEvent("download"), page.click("#download-npz")]);
+    const npzPath = `${shots}/attribution.npz`;
+    await npz.saveAs(npzPath);
+    const head = readFileSync(npzPath).subarray(0, 2).toString("latin1");
+    check(head === "PK", `npz does not start with a zip header: ${JSON.stringify(head)}`);
+    check(posted.at(-1).body.format === "npz", "npz not asked with format npz");
+    return `${jsonPath}, ${npzPath}`;
+  });
+
+  await step("a rejected attribution request shows the server's message", async () => {
+    await page.fill("#steps", "100000");
+    await run();
+    const message = await errorText();
+    check(/^400 BadRequest: n_steps: /.test(message), `error shown: ${message}`);
+    await page.fill("#steps", "16");
+    return message;
+  });
+}
+
+// --- render time: reported, not asserted ----------------------------------------------------
+
+let timing = "not measured";
+await step(`render time of 128 tokens × ${timed.n_heads} heads`, async () => {
+  const words = ["the", "cat", "sat", "on", "mat", "and", "dog", "ran", "to", "house", "big", "red"];
+  await page.click('.tabs button[data-view="attention"]');
+  await page.selectOption("#model", timed.name);
+  await idle();
+  await page.fill("#pair", "");
+  await page.fill("#text", Array.from({ length: 126 }, (_, i) => words[i % words.length]).join(" "));
+  await run();
+  await page.click("#heads-all");
+  const n = await page.locator("svg.attention-svg g.tokens.left g.token").count();
+  const draws = [];
+  const frames = [];
+  for (let k = 0; k < 2 * timed.n_layers; k++) {
+    const layer = k % timed.n_layers;
+    // From the change event to the next painted frame, as a user would wait.
+    const frame = await page.evaluate(async (l) => {
+      const select = document.getElementById("layer");
+      const t0 = performance.now();
+      select.value = String(l);
+      select.dispatchEvent(new Event("change"));
+      await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+      return performance.now() - t0;
+    }, layer);
+    frames.push(frame);
+    draws.push(Number(await page.getAttribute("svg.attention-svg", "data-render-ms")));
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const curves = await edges();
+  await shot("128-tokens");
+  timing = `render ${n} tokens × ${timed.n_heads} heads (${timed.name}, ${curves} curves): ` +
+    `median ${median(draws).toFixed(1)} ms to draw, ${median(frames).toFixed(1)} ms to the next frame, ` +
+    `max ${Math.max(...frames).toFixed(1)} ms over ${frames.length} layer changes (goal ≤ 200 ms)`;
+  return `${n} tokens`;
+});
+console.log(timing);
+
+if (pageErrors.length) {
+  console.log(`FAIL  uncaught errors in the page: ${pageErrors.join("; ")}`);
+  failed = true;
+}
+writeFileSync(`${shots}/timing.txt`, `${timing}\n`);
+await browser.close();
+console.log(failed ? "e2e: FAILED" : "e2e: all steps passed");
+process.exit(failed ? 1 : 0);

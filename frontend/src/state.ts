@@ -1,0 +1,108 @@
+// The shareable state of a view, kept in the URL hash (#view=attention&model=...&text=...),
+// so a reload or a pasted link shows the same thing. Defaults are left out of the URL.
+
+import type { Aggregation } from "./transforms";
+
+export type View = "attention" | "overview" | "attribution";
+export const VIEWS: View[] = ["attention", "overview", "attribution"];
+export const BASELINES = ["pad", "zero", "unk", "mask", "period", "rand-norm", "rand-unif"] as const;
+
+export interface AppState {
+  view: View;
+  model: string; // attention model ("" = the first served)
+  text: string;
+  pair: string; // text_pair; "" = none
+  layer: number;
+  heads: number[] | null; // null = all heads
+  agg: Aggregation;
+  hideSpecial: boolean;
+  mask: number[]; // token indices sent as "mask"
+  token: number | null; // selected token (predictions panel)
+  gmodel: string; // gradients model
+  target: string; // label / next token; "" = the model's own prediction
+  baseline: string;
+  steps: number;
+}
+
+export const DEFAULTS: AppState = {
+  view: "attention",
+  model: "",
+  text: "",
+  pair: "",
+  layer: 0,
+  heads: null,
+  agg: "mean",
+  hideSpecial: false,
+  mask: [],
+  token: null,
+  gmodel: "",
+  target: "",
+  baseline: "pad",
+  steps: 50,
+};
+
+function intList(value: string): number[] {
+  return value
+    .split(",")
+    .filter((s) => /^\d+$/.test(s.trim()))
+    .map((s) => Number(s));
+}
+
+function nonNegativeInt(value: string | null, fallback: number): number {
+  return value !== null && /^\d+$/.test(value) ? Number(value) : fallback;
+}
+
+/** Hash (with or without '#') → state; anything unparsable falls back to its default. */
+export function parseState(hash: string): AppState {
+  const p = new URLSearchParams(hash.replace(/^#/, ""));
+  const get = (key: string) => p.get(key);
+  const view = get("view") as View;
+  const heads = get("heads");
+  const token = get("token");
+  return {
+    view: VIEWS.includes(view) ? view : DEFAULTS.view,
+    model: get("model") ?? DEFAULTS.model,
+    text: get("text") ?? DEFAULTS.text,
+    pair: get("pair") ?? DEFAULTS.pair,
+    layer: nonNegativeInt(get("layer"), DEFAULTS.layer),
+    heads: heads === null || heads === "all" ? null : intList(heads),
+    agg: get("agg") === "max" ? "max" : "mean",
+    hideSpecial: get("special") === "hide",
+    mask: intList(get("mask") ?? ""),
+    token: token !== null && /^\d+$/.test(token) ? Number(token) : null,
+    gmodel: get("gmodel") ?? DEFAULTS.gmodel,
+    target: get("target") ?? DEFAULTS.target,
+    baseline: (BASELINES as readonly string[]).includes(get("baseline") ?? "") ? get("baseline")! : DEFAULTS.baseline,
+    steps: Math.max(1, nonNegativeInt(get("steps"), DEFAULTS.steps)),
+  };
+}
+
+/** State → hash (no '#'), defaults omitted so links stay short. */
+export function serializeState(s: AppState): string {
+  const p = new URLSearchParams();
+  const put = (key: string, value: string, fallback: string) => {
+    if (value !== fallback) p.set(key, value);
+  };
+  put("view", s.view, DEFAULTS.view);
+  put("model", s.model, DEFAULTS.model);
+  put("text", s.text, DEFAULTS.text);
+  put("pair", s.pair, DEFAULTS.pair);
+  put("layer", String(s.layer), String(DEFAULTS.layer));
+  put("heads", s.heads === null ? "all" : s.heads.join(","), "all");
+  put("agg", s.agg, DEFAULTS.agg);
+  put("special", s.hideSpecial ? "hide" : "show", "show");
+  put("mask", s.mask.join(","), "");
+  put("token", s.token === null ? "" : String(s.token), "");
+  put("gmodel", s.gmodel, DEFAULTS.gmodel);
+  put("target", s.target, DEFAULTS.target);
+  put("baseline", s.baseline, DEFAULTS.baseline);
+  put("steps", String(s.steps), String(DEFAULTS.steps));
+  return p.toString();
+}
+
+/** Replace (not push) the URL: every slider move is no history entry of its own. */
+export function writeUrl(s: AppState): void {
+  const hash = serializeState(s);
+  const url = `${location.pathname}${location.search}${hash ? `#${hash}` : ""}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(null, "", url);
+}

@@ -1,0 +1,204 @@
+// exBERT-style attention view: tokens on the left attend to tokens on the right; one SVG
+// curve per (from, to) pair whose opacity is the weight, coloured by the strongest head.
+
+import { select, type Selection } from "d3";
+import {
+  aggregateHeads,
+  attentionEdges,
+  curvePath,
+  edgeOpacity,
+  headColor,
+  tokenLabel,
+  visibleTokens,
+  type Aggregation,
+  type AttentionLayers,
+  type Edge,
+} from "../transforms";
+import type { ModelDetails, Token } from "../types";
+
+export interface AttentionOptions {
+  layer: number;
+  heads: number[];
+  agg: Aggregation;
+  hideSpecial: boolean;
+  selected: number | null;
+}
+
+// Below this a curve is invisible at its own opacity; leaving it out keeps the DOM to a few
+// thousand paths for 128 tokens (16,384 pairs).
+export const MIN_WEIGHT = 0.01;
+
+const ROW = 20; // px per token row
+const TOP = 30; // room for the column titles
+const LABEL_W = 150; // each token column
+const GAP = 230; // between the columns, where the curves run
+const MAX_LABEL = 16;
+
+const short = (s: string) => (s.length > MAX_LABEL ? `${s.slice(0, MAX_LABEL - 1)}…` : s);
+
+export class AttentionView {
+  private svg: Selection<SVGSVGElement, unknown, null, undefined>;
+  private edges: Selection<SVGPathElement, Edge, SVGGElement, unknown> | null = null;
+  lastRenderMs = 0;
+
+  constructor(
+    root: HTMLElement,
+    private readonly onTokenClick: (index: number) => void,
+  ) {
+    this.svg = select(root).append("svg").attr("class", "attention-svg").attr("role", "img");
+  }
+
+  /** Draw one layer; returns the milliseconds spent (aggregation + DOM), also on `data-render-ms`. */
+  render(tokens: Token[], attention: AttentionLayers, opts: AttentionOptions): number {
+    const started = performance.now();
+    const layer = attention.layers.get(opts.layer);
+    const visible = visibleTokens(tokens, opts.hideSpecial);
+    const y = new Map(visible.map((index, row) => [index, TOP + row * ROW + ROW / 2]));
+    const x0 = LABEL_W + 6;
+    const x1 = LABEL_W + GAP - 6;
+    const width = 2 * LABEL_W + GAP;
+    this.svg
+      .attr("viewBox", `0 0 ${width} ${TOP + visible.length * ROW + 8}`)
+      .attr("width", width)
+      .attr("height", TOP + visible.length * ROW + 8)
+      .attr("aria-label", `attention of layer ${opts.layer}`);
+    this.svg.selectAll("*").remove();
+    this.svg.classed("focus", false);
+
+    const titles = this.svg.append("g").attr("class", "titles");
+    titles.append("text").attr("x", LABEL_W).attr("y", 16).attr("text-anchor", "end").text("from ▸");
+    titles.append("text").attr("x", LABEL_W + GAP).attr("y", 16).text("▸ attends to");
+
+    const edges: Edge[] = [];
+    if (layer && opts.heads.length) {
+      const agg = aggregateHeads(layer, attention.n, opts.heads, opts.agg);
+      edges.push(...attentionEdges(agg, attention.n, visible, MIN_WEIGHT));
+    }
+    this.edges = this.svg
+      .append("g")
+      .attr("class", "edges")
+      .selectAll<SVGPathElement, Edge>("path")
+      .data(edges)
+      .join("path")
+      .attr("class", "edge")
+      .attr("d", (e) => curvePath(x0, y.get(e.from)!, x1, y.get(e.to)!))
+      .attr("stroke", (e) => headColor(e.head, attention.nHeads))
+      .attr("stroke-opacity", (e) => edgeOpacity(e.weight));
+
+    const shown = visible.map((i) => tokens[i]);
+    this.column(shown, y, "left", LABEL_W, opts.selected);
+    this.column(shown, y, "right", LABEL_W + GAP, opts.selected);
+
+    this.lastRenderMs = performance.now() - started;
+    this.svg.attr("data-render-ms", this.lastRenderMs.toFixed(1)).attr("data-edges", edges.length);
+    return this.lastRenderMs;
+  }
+
+  private column(tokens: Token[], y: Map<number, number>, side: "left" | "right", x: number, selected: number | null) {
+    const g = this.svg
+      .append("g")
+      .attr("class", `tokens ${side}`)
+      .selectAll<SVGGElement, Token>("g")
+      .data(tokens)
+      .join("g")
+      .attr("class", (t) =>
+        ["token", t.special ? "special" : "", t.masked ? "masked" : "", t.segment === 1 ? "pair" : "", t.index === selected ? "selected" : ""]
+          .filter(Boolean)
+          .join(" "),
+      )
+      .attr("data-index", (t) => t.index)
+      .attr("transform", (t) => `translate(${x},${y.get(t.index)})`)
+      .on("mouseenter", (_event, t) => this.isolate(t.index, side))
+      .on("mouseleave", () => this.isolate(null, side))
+      .on("click", (_event, t) => this.onTokenClick(t.index));
+    g.append("rect")
+      .attr("x", side === "left" ? -LABEL_W + 4 : 0)
+      .attr("y", -ROW / 2 + 1)
+      .attr("width", LABEL_W - 4)
+      .attr("height", ROW - 2)
+      .attr("rx", 3);
+    g.append("text")
+      .attr("x", side === "left" ? -4 : 4)
+      .attr("dy", "0.35em")
+      .attr("text-anchor", side === "left" ? "end" : "start")
+      .text((t) => short(tokenLabel(t)));
+    g.append("title").text((t) => `#${t.index} ${t.text}${t.masked ? " (masked)" : ""}`);
+  }
+
+  /**
+   * Hovering a token shows only its edges: outgoing on the left, incoming on the right,
+   * rescaled so its strongest edge is opaque (much weight may sit on hidden special tokens).
+   */
+  private isolate(index: number | null, side: "left" | "right") {
+    this.svg.classed("focus", index !== null);
+    this.svg.selectAll<SVGGElement, Token>("g.token").classed("hover", (t) => t.index === index);
+    if (!this.edges) return;
+    const end = (e: Edge) => (side === "left" ? e.from : e.to);
+    const on = index === null ? null : this.edges.filter((e) => end(e) === index);
+    this.edges.classed("on", false).style("stroke-opacity", null);
+    if (!on || on.empty()) return;
+    const strongest = Math.max(...on.data().map((e) => e.weight));
+    on.classed("on", true).style("stroke-opacity", (e) => edgeOpacity(e.weight / strongest));
+  }
+}
+
+/** The side panel: top-k guesses for the selected token, or what a click would do. */
+export function renderPredictions(panel: HTMLElement, model: ModelDetails, tokens: Token[], selected: number | null, masked: number[]) {
+  panel.replaceChildren();
+  const h = document.createElement("h3");
+  const note = document.createElement("p");
+  note.className = "hint";
+  panel.append(h, note);
+  const kind = model.predictions;
+  const token = selected !== null ? tokens[selected] : undefined;
+  if (!token) {
+    h.textContent = "Predictions";
+    note.textContent = model.mask_token
+      ? `Click a token to replace it with ${model.mask_token} and run again.` +
+        (kind ? "" : ` ${model.name} is a bare encoder (no LM head): masking changes the attention, but there are no predictions.`)
+      : kind === "next-token"
+        ? "Click a token to see the model's next-token predictions after it."
+        : `${model.name} has neither a mask token nor an LM head: nothing to predict.`;
+  } else {
+    const label = tokenLabel(token);
+    h.textContent = kind === "next-token" ? `Next token after “${label}”` : `Predictions at “${label}”`;
+    note.textContent = token.masked
+      ? `Masked with ${model.mask_token}; click it again to unmask.`
+      : kind === "next-token"
+        ? `Position ${token.index}: what the model expects to follow.`
+        : `Position ${token.index}.`;
+    if (!token.predictions) {
+      const none = document.createElement("p");
+      none.className = "no-predictions";
+      none.textContent = `${model.name} has no LM head, so it makes no predictions.`;
+      panel.append(none);
+    } else {
+      const list = document.createElement("ol");
+      list.className = "predictions";
+      for (const p of token.predictions) {
+        const li = document.createElement("li");
+        const word = document.createElement("span");
+        word.className = "word";
+        word.textContent = JSON.stringify(p.text).slice(1, -1) || p.token;
+        word.title = `${p.token} (id ${p.id})`;
+        const bar = document.createElement("span");
+        bar.className = "bar";
+        bar.style.setProperty("--w", `${(p.prob * 100).toFixed(1)}%`);
+        const prob = document.createElement("span");
+        prob.className = "prob";
+        prob.textContent = `${(p.prob * 100).toFixed(1)}%`;
+        li.append(word, bar, prob);
+        list.append(li);
+      }
+      panel.append(list);
+    }
+  }
+  if (masked.length) {
+    const clear = document.createElement("button");
+    clear.type = "button";
+    clear.id = "unmask";
+    clear.className = "secondary";
+    clear.textContent = `Unmask all (${masked.length})`;
+    panel.append(clear);
+  }
+}

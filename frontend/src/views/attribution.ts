@@ -1,0 +1,163 @@
+// Attribution view: integrated gradients per token on a diverging scale, the prediction,
+// the convergence check, and the path (target score and gradient norm along alpha).
+
+import { axisBottom, axisLeft, create, extent, format, line, scaleLinear } from "d3";
+import {
+  attributionColor,
+  attributionExtent,
+  convergence,
+  pathSeries,
+  textColorOn,
+  tokenLabel,
+  type PathPoint,
+} from "../transforms";
+import type { GradientsResponse, Prediction } from "../types";
+
+const pct = format(".1%");
+const num = format(".4~g");
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
+
+export class AttributionView {
+  constructor(private readonly root: HTMLElement) {}
+
+  message(text: string) {
+    this.root.replaceChildren(el("p", "hint", text));
+  }
+
+  render(result: GradientsResponse, hideSpecial: boolean) {
+    const parts: HTMLElement[] = [this.summary(result)];
+    if (result.attributions) parts.push(this.tokens(result, hideSpecial));
+    parts.push(this.convergence(result));
+    if (result.alphas && result.path_scores) parts.push(this.charts(result));
+    if (result.truncated) {
+      parts.push(el("p", "notice", `Input truncated: ${result.n_tokens_dropped} of ${result.n_tokens_input} tokens dropped.`));
+    }
+    this.root.replaceChildren(...parts);
+  }
+
+  private summary(r: GradientsResponse): HTMLElement {
+    const box = el("div", "attr-summary");
+    const pred = el("div", "prediction");
+    pred.append(el("h3", "", "label" in r.prediction ? "Prediction" : "Next-token prediction"));
+    if ("label" in r.prediction) {
+      pred.append(el("p", "predicted-label", r.prediction.label));
+      pred.append(probabilityBars(Object.entries(r.prediction.probabilities)));
+    } else {
+      pred.append(probabilityBars(r.prediction.next_tokens.map((p: Prediction) => [JSON.stringify(p.text).slice(1, -1), p.prob])));
+    }
+    const target = el("div", "target");
+    target.append(el("h3", "", "Attributed"));
+    const name = r.target.label ?? JSON.stringify(r.target.text ?? r.target.token);
+    const facts = el("dl");
+    const add = (k: string, v: string) => facts.append(el("dt", "", k), el("dd", "", v));
+    add("target", `${name} (#${r.target.index})`);
+    add(`F(x) = ${r.score}`, num(r.target.score));
+    add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score));
+    add("steps", `${r.n_steps} (${r.method})`);
+    target.append(facts);
+    box.append(pred, target);
+    return box;
+  }
+
+  private tokens(r: GradientsResponse, hideSpecial: boolean): HTMLElement {
+    const box = el("div", "attr-tokens-box");
+    const values = r.attributions!.normalized;
+    const m = attributionExtent(values);
+    const line = el("p", "attr-tokens");
+    for (const t of r.tokens) {
+      if (hideSpecial && t.special) continue;
+      const v = values[t.index];
+      const span = el("span", `attr-token${t.special ? " special" : ""}`, tokenLabel(t));
+      const bg = attributionColor(v, m);
+      span.style.background = bg;
+      span.style.color = textColorOn(bg);
+      span.dataset.value = String(v);
+      span.title = `#${t.index} ${t.text}\nnormalized ${num(v)}\nraw ${num(r.attributions!.raw[t.index])}`;
+      line.append(span, document.createTextNode(" "));
+    }
+    box.append(el("h3", "", "Attribution per token"), line, legend(m));
+    return box;
+  }
+
+  private convergence(r: GradientsResponse): HTMLElement {
+    const c = convergence(r.convergence_delta, r.target.score, r.baseline.score);
+    const box = el("div", `convergence${c.large ? " warn" : ""}`);
+    const rel = Number.isFinite(c.relative) ? pct(c.relative) : "∞";
+    box.append(
+      el("strong", "", c.large ? "⚠ Large convergence delta" : "Convergence delta"),
+      el(
+        "span",
+        "",
+        ` δ = ${num(c.delta)}, ${rel} of F(x) − F(x') = ${num(r.target.score - r.baseline.score)}.` +
+          (c.large ? " The attributions do not add up to the change in score: raise n_steps or try another baseline." : ""),
+      ),
+    );
+    return box;
+  }
+
+  private charts(r: GradientsResponse): HTMLElement {
+    const box = el("div", "charts");
+    box.append(
+      chart("path-chart", `${r.score} of the target along the path`, pathSeries(r.alphas!, r.path_scores!), "F"),
+    );
+    if (r.gradient_norms) {
+      box.append(chart("norm-chart", "gradient norm per step", pathSeries(r.alphas!, r.gradient_norms), "‖∂F/∂x‖"));
+    }
+    return box;
+  }
+}
+
+function probabilityBars(rows: [string, number][]): HTMLElement {
+  const list = el("ul", "prob-bars");
+  for (const [name, p] of rows) {
+    const li = el("li");
+    const bar = el("span", "bar");
+    bar.style.setProperty("--w", `${(p * 100).toFixed(1)}%`);
+    li.append(el("span", "word", name), bar, el("span", "prob", pct(p)));
+    list.append(li);
+  }
+  return list;
+}
+
+/** A horizontal colour bar −m … 0 … +m: what the token shades mean. */
+function legend(m: number): HTMLElement {
+  const width = 240;
+  const svg = create("svg").attr("class", "legend").attr("width", width + 40).attr("height", 38);
+  const gradient = svg.append("defs").append("linearGradient").attr("id", "attr-gradient");
+  for (let k = 0; k <= 10; k++) {
+    gradient.append("stop").attr("offset", `${k * 10}%`).attr("stop-color", attributionColor(-m + (2 * m * k) / 10, m));
+  }
+  const g = svg.append("g").attr("transform", "translate(20,4)");
+  g.append("rect").attr("width", width).attr("height", 12).attr("fill", "url(#attr-gradient)").attr("stroke", "#ccc");
+  const x = scaleLinear().domain([-m, m]).range([0, width]);
+  g.append("g").attr("transform", "translate(0,12)").call(axisBottom(x).ticks(5).tickFormat(format(".2~f")));
+  const wrap = el("div", "legend-box");
+  wrap.append(el("span", "legend-end", "against target"), svg.node()!, el("span", "legend-end", "for target"));
+  return wrap;
+}
+
+function chart(id: string, title: string, points: PathPoint[], yLabel: string): HTMLElement {
+  const W = 360, H = 180, M = { top: 10, right: 12, bottom: 34, left: 52 };
+  const x = scaleLinear().domain([0, 1]).range([M.left, W - M.right]);
+  const [lo, hi] = extent(points, (p) => p.value) as [number, number];
+  const pad = hi > lo ? 0 : Math.abs(hi) * 0.1 || 1;
+  const y = scaleLinear().domain([lo - pad, hi + pad]).nice().range([H - M.bottom, M.top]);
+  const svg = create("svg").attr("id", id).attr("class", "chart").attr("viewBox", `0 0 ${W} ${H}`).attr("width", W).attr("height", H);
+  svg.append("g").attr("transform", `translate(0,${H - M.bottom})`).call(axisBottom(x).ticks(5));
+  svg.append("g").attr("transform", `translate(${M.left},0)`).call(axisLeft(y).ticks(5)) // d3 picks the precision the range needs;
+  svg.append("text").attr("class", "axis-label").attr("x", (M.left + W - M.right) / 2).attr("y", H - 4).attr("text-anchor", "middle").text("α (baseline → input)");
+  svg.append("text").attr("class", "axis-label").attr("transform", `translate(12,${(H - M.bottom) / 2}) rotate(-90)`).attr("text-anchor", "middle").text(yLabel);
+  const path = line<PathPoint>().x((p) => x(p.alpha)).y((p) => y(p.value));
+  svg.append("path").attr("class", "series").attr("d", path(points));
+  svg.append("g").selectAll("circle").data(points).join("circle").attr("cx", (p) => x(p.alpha)).attr("cy", (p) => y(p.value)).attr("r", 2.2)
+    .append("title").text((p) => `α = ${num(p.alpha)}: ${num(p.value)}`);
+  const figure = el("figure", "chart-box");
+  figure.append(svg.node()!, el("figcaption", "", title));
+  return figure;
+}

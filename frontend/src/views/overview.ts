@@ -1,0 +1,73 @@
+// Model overview (bertviz's "model view"): every layer × head as a small heatmap; clicking
+// one focuses that layer and head in the attention view.
+
+import { headColor, heatmapPixels, visibleTokens, type AttentionLayers } from "../transforms";
+import type { Token } from "../types";
+
+const CELL = 64; // px per thumbnail, whatever the token count (canvas scales it)
+
+export class OverviewView {
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly onPick: (layer: number, head: number) => void,
+  ) {}
+
+  /** Draw the grid; layers not loaded yet get an empty cell (see main.ts for lazy loading). */
+  render(tokens: Token[], attention: AttentionLayers, nLayers: number, hideSpecial: boolean, current: { layer: number; heads: number[] }) {
+    const visible = visibleTokens(tokens, hideSpecial);
+    const m = visible.length;
+    const grid = document.createElement("div");
+    grid.className = "overview-grid";
+    grid.style.setProperty("--heads", String(attention.nHeads));
+    grid.append(cornerCell());
+    for (let h = 0; h < attention.nHeads; h++) grid.append(label(`H${h}`, "col", headColor(h, attention.nHeads)));
+    for (let l = 0; l < nLayers; l++) {
+      grid.append(label(`L${l}`, "row"));
+      const layer = attention.layers.get(l);
+      for (let h = 0; h < attention.nHeads; h++) {
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.max(1, m);
+        canvas.height = Math.max(1, m);
+        canvas.style.width = canvas.style.height = `${CELL}px`;
+        canvas.className = "thumb";
+        // Crisp pixels when enlarging a short text's map; smoothing when shrinking a long one.
+        canvas.style.imageRendering = m < CELL ? "pixelated" : "auto";
+        canvas.dataset.layer = String(l);
+        canvas.dataset.head = String(h);
+        canvas.title = `layer ${l}, head ${h}`;
+        if (l === current.layer && current.heads.includes(h)) canvas.classList.add("current");
+        if (layer && m) {
+          const slice = layer.subarray(h * attention.n * attention.n, (h + 1) * attention.n * attention.n);
+          const pixels = heatmapPixels(slice, attention.n, visible, headColor(h, attention.nHeads));
+          canvas.getContext("2d")!.putImageData(new ImageData(pixels as Uint8ClampedArray<ArrayBuffer>, m, m), 0, 0);
+        } else {
+          canvas.classList.add("pending");
+        }
+        canvas.addEventListener("click", () => this.onPick(l, h));
+        grid.append(canvas);
+      }
+    }
+    this.root.replaceChildren(grid);
+  }
+
+  message(text: string) {
+    const p = document.createElement("p");
+    p.className = "hint";
+    p.textContent = text;
+    this.root.replaceChildren(p);
+  }
+}
+
+function label(text: string, kind: "row" | "col", color?: string): HTMLElement {
+  const el = document.createElement("span");
+  el.className = `grid-label ${kind}`;
+  el.textContent = text;
+  if (color) el.style.borderBottomColor = color;
+  return el;
+}
+
+function cornerCell(): HTMLElement {
+  const el = document.createElement("span");
+  el.className = "grid-label corner";
+  return el;
+}

@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { DEFAULTS, parseState, serializeState } from "../src/state";
+
+describe("state in the URL", () => {
+  it("defaults make an empty hash", () => {
+    expect(serializeState(DEFAULTS)).toBe("");
+    expect(parseState("")).toEqual(DEFAULTS);
+  });
+
+  it("round-trips everything a shared link needs", () => {
+    const s = {
+      ...DEFAULTS, view: "overview" as const, model: "minilm-attention", text: "The cat & the hat?", pair: "It sat.",
+      layer: 3, heads: [0, 5], agg: "max" as const, hideSpecial: true, mask: [2], token: 2,
+      gmodel: "sentiment-gradients", target: "positive", baseline: "zero", steps: 64,
+    };
+    expect(parseState(`#${serializeState(s)}`)).toEqual(s);
+  });
+
+  it("an empty head list stays empty (not 'all')", () => {
+    expect(parseState(serializeState({ ...DEFAULTS, heads: [] })).heads).toEqual([]);
+  });
+
+  it("garbage falls back to defaults", () => {
+    const s = parseState("view=nope&layer=-1&heads=x,1&agg=median&baseline=evil&steps=abc&token=t");
+    expect(s.view).toBe("attention");
+    expect(s.layer).toBe(0);
+    expect(s.heads).toEqual([1]);
+    expect(s.agg).toBe("mean");
+    expect(s.baseline).toBe("pad");
+    expect(s.steps).toBe(50);
+    expect(s.token).toBeNull();
+  });
+});
