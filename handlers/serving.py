@@ -48,12 +48,20 @@ def worker_devices(properties: dict, per_worker: int) -> list:
     return [(int(gpu_id) + i) % count for i in range(min(per_worker, count))]
 
 
+def threads_per_worker(settings: Settings, model_config: dict) -> int:
+    """Unless set, the cores divided among the most workers this model may scale to, so
+    scaling up never oversubscribes the cores."""
+    if settings.torch_threads:
+        return settings.torch_threads
+    return max(1, (os.cpu_count() or 1) // max(1, int(model_config.get("maxWorkers", 1))))
+
+
 class ExplainerHandler:
     def initialize(self, context):
         properties = context.system_properties
-        self.settings = Settings.from_mapping((context.model_yaml_config or {}).get("handler"))
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)
+        model_config = context.model_yaml_config or {}
+        self.settings = Settings.from_mapping(model_config.get("handler"))
+        torch.set_num_threads(threads_per_worker(self.settings, model_config))
         name = context.manifest["model"]["modelName"]
         model_dir = Path(properties["model_dir"]) / "model"
         devices = worker_devices(properties, self.settings.devices_per_worker)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = {"inference": 18080, "management": 18081, "metrics": 18082}
+FRONTEND_ORIGIN = "http://127.0.0.1:18090"  # tests/test_frontend_e2e.py serves the page here
 
 
 @dataclass
@@ -82,6 +83,7 @@ def start(workdir: Path, archives: dict[str, Path]) -> TorchServe:
     config = (ROOT / "config.properties").read_text()
     for api, port in PORTS.items():
         config = re.sub(rf"^{api}_address=.*$", f"{api}_address=http://127.0.0.1:{port}", config, flags=re.M)
+    config = re.sub(r"^cors_allowed_origin=.*$", f"cors_allowed_origin={FRONTEND_ORIGIN}", config, flags=re.M)
     config += f"\ngrpc_inference_port=17070\ngrpc_management_port=17071\nmodel_store={store}\n"
     (workdir / "config.properties").write_text(config)
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir),

@@ -15,7 +15,7 @@ class Settings:
     default_top_k: int = 5
     max_n_steps: int = 500  # gradients: path points per request
     internal_batch_size: int | None = None  # gradients: path points per forward; None = by length
-    torch_threads: int | None = None  # None: leave torch's default
+    torch_threads: int | None = None  # None: cores // the model-config's maxWorkers
     devices_per_worker: int = 1  # >1 shards the layers over consecutive devices
     dtype: str = "float32"  # or "bfloat16": autocast, faster on AMX CPUs, see README
 
