@@ -156,7 +156,7 @@ def main():
         designs.append((f"one pass, {n} requests sharing chunks",
                         lambda: one_pass(loaded, texts, steps, method, "float32", True)))
     if args.dtype == "bfloat16":
-        designs.append(("one pass, bf16 autocast, sharing chunks",
+        designs.append((f"one pass, bf16 autocast{', sharing chunks' if n > 1 else ''}",
                         lambda: one_pass(loaded, texts, steps, method, "bfloat16", True)))
     best = best_times(designs, args.repeats)
     t_old, old_ig = best[designs[0][0]]
