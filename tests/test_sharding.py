@@ -68,3 +68,18 @@ def test_a_model_dispatched_through_a_multi_part_map_explains_identically(tiny_m
     b = explain_attention(split, parse_attention_request(body, split, Settings()), Settings())
     assert torch.equal(torch.tensor(a["attention"]["data"]), torch.tensor(b["attention"]["data"]))
     assert a["tokens"] == b["tokens"]
+
+
+def test_a_dispatched_classifier_gives_identical_integrated_gradients(tiny_model_dir):
+    from exformer.gradients import explain_gradients
+    from exformer.requests import parse_gradients_request
+
+    model_dir = tiny_model_dir("bert", classifier=True)
+    plan = {name: "cpu" for name in plan_device_map(model_dir, [0, 1, 2])}
+    results = []
+    for loaded in (load_model(model_dir, "whole"), load_model(model_dir, "split", device_map=plan)):
+        request = parse_gradients_request({"text": "Split it three ways.", "n_steps": 8}, loaded, Settings())
+        results.append(explain_gradients(loaded, [request], Settings())[0])
+    whole, split = results
+    assert torch.equal(whole.path.integrated_gradients, split.path.integrated_gradients)
+    assert whole.summary["convergence_delta"] == split.summary["convergence_delta"]
