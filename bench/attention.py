@@ -12,6 +12,7 @@ import platform
 import statistics
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def post(url: str, body: dict) -> bytes:
         return r.read()
 
 
+def timed_or_refused(fn, runs):
+    """(times, body), or (None, the 413 message) when the server refuses the response size."""
+    try:
+        return timed(fn, runs)
+    except urllib.error.HTTPError as error:
+        if error.code != 413:
+            raise
+        return None, json.loads(error.read())["message"]
+
+
 def timed(fn, runs):
     times, result = [], None
     fn()  # warm-up
@@ -61,7 +72,7 @@ def main():
     parser.add_argument("--model-dir", default=str(ROOT / "build/models/minilm"))
     parser.add_argument("--tokens", type=int, nargs="+", default=[16, 128, 512])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the raw forward (match the worker's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the raw forward: the worker's (cores // maxWorkers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model_dir, args.model)
@@ -76,10 +87,18 @@ def main():
         text = text_of(loaded, n)
         encoded = encode(loaded, text, None, loaded.max_tokens)
         raw, _ = timed(lambda: attention_forward(loaded, encoded.inputs), args.runs)
-        served_json, body_json = timed(lambda: post(url, {"text": text}), args.runs)
-        served_f16, body_f16 = timed(lambda: post(url, {"text": text, "encoding": "float16-base64"}), args.runs)
-        ms = lambda ts: f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}"  # noqa: E731
-        print(f"| {n} | {ms(raw)} | {ms(served_json)} | {ms(served_f16)} | {len(body_json):,} | {len(body_f16):,} |")
+        served_json, body_json = timed_or_refused(lambda: post(url, {"text": text}), args.runs)
+        served_f16, body_f16 = timed_or_refused(lambda: post(url, {"text": text, "encoding": "float16-base64"}),
+                                                args.runs)
+
+        def ms(ts):
+            return f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}" if ts else "413 refused"
+
+        def size(ts, body):
+            return f"{len(body):,}" if ts else body.split(" response of ")[1].split(",")[0]
+
+        print(f"| {n} | {ms(raw)} | {ms(served_json)} | {ms(served_f16)} | {size(served_json, body_json)} "
+              f"| {size(served_f16, body_f16)} |")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,16 @@
 (TorchServe's explanations endpoint) always answers with the JSON summary.
 """
 
-from dataclasses import replace
-
 from exformer.gradients import explain_gradients
-from exformer.requests import parse_gradients_request
+from exformer.requests import decode_body, parse_gradients_request
 from serving import ExplainerHandler
 
 
 class GradientsHandler(ExplainerHandler):
     def parse(self, body, explain: bool):
-        request = parse_gradients_request(body, self.loaded, self.settings)
-        return replace(request, format="json") if explain else request
+        if explain:  # the explanations endpoint answers with the JSON summary (and its defaults)
+            body = {**decode_body(body), "format": "json"}
+        return parse_gradients_request(body, self.loaded, self.settings)
 
     def explain_batch(self, requests):
         """The batch's path points share the forward chunks (padded, with attention masks)."""

@@ -26,4 +26,7 @@ class Settings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown handler settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        settings = cls(**values)
+        if settings.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"handler setting dtype: float32 or bfloat16, got {settings.dtype!r}")
+        return settings
