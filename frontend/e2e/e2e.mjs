@@ -89,6 +89,14 @@ async function run(selector = "#run") {
   ]);
   await idle();
 }
+// Choose a model, type the input (a pair clears unless given) and run the attention view.
+async function analyse(model, text, pair = "") {
+  await page.selectOption("#model", model);
+  await idle();
+  await page.fill("#pair", pair);
+  await page.fill("#text", text);
+  await run();
+}
 async function errorText() {
   await page.waitForSelector("#error", { state: "visible" });
   return page.textContent("#error .message");
@@ -111,10 +119,7 @@ await step("page loads and lists the served models", async () => {
 
 await step("typing a sentence draws attention curves", async () => {
   check(masker, "no served attention model has a mask token");
-  await page.selectOption("#model", masker.name);
-  await idle();
-  await page.fill("#text", "The cat sat on the mat.");
-  await run();
+  await analyse(masker.name, "The cat sat on the mat.");
   const n = await edges();
   check(n > 0, "no curves drawn");
   const sent = posted.at(-1).body;
@@ -176,10 +181,7 @@ await step("clicking a token masks it and runs again", async () => {
 
 await step("a causal LM shows next-token predictions without masking", async () => {
   check(causal, "no served model makes next-token predictions");
-  await page.selectOption("#model", causal.name);
-  await idle();
-  await page.fill("#text", "The capital of France is");
-  await run();
+  await analyse(causal.name, "The capital of France is");
   const n = await page.locator("svg.attention-svg g.tokens.left g.token").count();
   const before = posted.length;
   await leftToken(n - 1).click();
@@ -218,11 +220,7 @@ await step("the URL restores the view on reload", async () => {
 });
 
 await step("a sentence pair is sent as text_pair and shown", async () => {
-  await page.selectOption("#model", masker.name);
-  await idle();
-  await page.fill("#text", "The cat sat on the mat.");
-  await page.fill("#pair", "It was soft.");
-  await run();
+  await analyse(masker.name, "The cat sat on the mat.", "It was soft.");
   check(posted.at(-1).body.text_pair === "It was soft.", "no text_pair sent");
   const pairTokens = await page.locator("svg.attention-svg g.tokens.left g.token.pair").count();
   check(pairTokens > 0, "no second-segment tokens shown");
@@ -306,11 +304,7 @@ let timing = "not measured";
 await step(`render time of 128 tokens × ${timed.n_heads} heads`, async () => {
   const words = ["the", "cat", "sat", "on", "mat", "and", "dog", "ran", "to", "house", "big", "red"];
   await page.click('.tabs button[data-view="attention"]');
-  await page.selectOption("#model", timed.name);
-  await idle();
-  await page.fill("#pair", "");
-  await page.fill("#text", Array.from({ length: 126 }, (_, i) => words[i % words.length]).join(" "));
-  await run();
+  await analyse(timed.name, Array.from({ length: 126 }, (_, i) => words[i % words.length]).join(" "));
   await page.click("#heads-all");
   const n = await page.locator("svg.attention-svg g.tokens.left g.token").count();
   const draws = [];
