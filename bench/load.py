@@ -2,7 +2,7 @@
 concurrency 1/4/16, attention and gradients, with 1 and 2 workers. Bounded: each cell sends
 at most --requests requests and stops after --seconds.
 
-    .venv/bin/python bench/load.py [--requests 48 --seconds 60]
+    .venv/bin/python bench/load.py [--requests 400 --seconds 20]
 """
 
 import argparse
@@ -75,8 +75,8 @@ def main():
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--requests", type=int, default=48, help="at most this many requests per cell")
-    parser.add_argument("--seconds", type=float, default=60, help="and at most this long per cell")
+    parser.add_argument("--requests", type=int, default=400, help="at most this many requests per cell")
+    parser.add_argument("--seconds", type=float, default=20, help="and at most this long per cell")
     args = parser.parse_args()
     for host in (args.inference, args.management):
         assert "//127.0.0.1:" in host or "//localhost:" in host, "load tests target this machine only"

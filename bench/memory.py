@@ -8,6 +8,8 @@ libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082.
 """
 
 import argparse
+import concurrent.futures
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +19,9 @@ from safetensors import safe_open
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import torchserve_fixture as ts  # noqa: E402
+
+
+BODY = {"text": "A warm, funny and quietly moving film that earns every one of its quiet moments."}
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -57,6 +62,24 @@ def weight_bytes(model_dir: Path) -> int:
     return total
 
 
+FLOOR = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import ts.model_service_worker, torch, transformers, serving, exformer.gradients  # what a worker imports
+v = dict(l.split(":", 1) for l in open(f"/proc/{os.getpid()}/smaps_rollup").read().splitlines()[1:])
+kb = lambda k: int(v[k].split()[0])
+print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"))
+"""
+
+
+def runtime_floor() -> tuple[int, ...]:
+    """kB RSS, PSS, USS of a bare Python that imports what a worker imports, without a model:
+    what every TorchServe worker (its own interpreter) costs whatever the model."""
+    out = subprocess.run([sys.executable, "-c", FLOOR, str(ROOT / "handlers")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return tuple(int(x) for x in out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sentiment-gradients")
@@ -78,8 +101,9 @@ def main():
                               timeout=300)
             assert r.status == 200, r.body
             pids = [w["pid"] for w in server.wait_ready(args.model, n)]
-            for _ in range(args.requests * n):
-                server.post(args.model, {"text": "A warm, funny and quietly moving film."})
+            with concurrent.futures.ThreadPoolExecutor(n) as pool:  # so that every worker serves
+                answers = list(pool.map(lambda _: server.post(args.model, BODY).status, range(args.requests * n)))
+            assert set(answers) == {200}, answers
             stats = [rollup(pid) for pid in pids]
             mapped = [weights_mapping(pid) for pid in pids]
             private = sum(m["Private"] for m in mapped) / n
@@ -92,6 +116,9 @@ def main():
                   f"| {total:,.0f} | {added:,.0f} |")
     finally:
         ts.stop(server)
+    rss, pss, uss = runtime_floor()
+    print(f"# a worker's runtime without a model (Python + torch + transformers + handler imports, "
+          f"alone): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB")
 
 
 if __name__ == "__main__":

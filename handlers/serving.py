@@ -4,6 +4,8 @@ A handler subclass says only how to parse one body, explain a batch of parsed re
 encode one result; everything that explains lives in the `exformer` core.
 """
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import traceback
@@ -56,6 +58,37 @@ def threads_per_worker(settings: Settings, model_config: dict) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(model_config.get("maxWorkers", 1))))
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _glibc():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    if not hasattr(libc, "mallinfo2"):  # not glibc, or older than 2.33
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    return libc
+
+
+_LIBC = _glibc()
+
+
+def release_freed_heap(threshold_mb: int) -> int:
+    """Give freed heap back to the OS once it passes the threshold; returns the bytes it held.
+
+    A request's activations are freed into glibc's heap, which keeps them: an idle worker
+    would otherwise hold its largest request's activations (100-250 MB at 100 tokens of
+    gradients) on top of the interpreter, for every worker. Trimming costs ~10-20 ms.
+    """
+    if not threshold_mb or _LIBC is None:
+        return 0
+    held = _LIBC.mallinfo2().fordblks
+    if held > threshold_mb << 20:
+        _LIBC.malloc_trim(0)
+    return held
+
+
 class ExplainerHandler:
     def initialize(self, context):
         properties = context.system_properties
@@ -93,13 +126,17 @@ class ExplainerHandler:
             except RequestError as error:
                 responses[idx] = self._error(context, idx, error)
         if parsed:
-            try:
-                results = self.explain_batch(list(parsed.values()))
-            except Exception as error:  # one broken batch must not kill the worker
-                results = [error] * len(parsed)
-            for (idx, request), result in zip(parsed.items(), results):
-                responses[idx] = self._answer(context, idx, request, result)
+            self._explain_into(responses, parsed, context)
+        release_freed_heap(self.settings.trim_heap_mb)  # the results' tensors are gone by now
         return responses
+
+    def _explain_into(self, responses: list, parsed: dict, context) -> None:
+        try:
+            results = self.explain_batch(list(parsed.values()))
+        except Exception as error:  # one broken batch must not kill the worker
+            results = [error] * len(parsed)
+        for (idx, request), result in zip(parsed.items(), results):
+            responses[idx] = self._answer(context, idx, request, result)
 
     def _answer(self, context, idx, request, result):
         if isinstance(result, RequestError):

@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def torchserve(tmp_path_factory, tiny_model_dir):
-    """One real TorchServe for the whole session: the default archives plus a tiny BERT
+    """One real TorchServe for the whole session: the default archives plus tiny BERTs
     archived by archive.sh with a long batch delay, so concurrent requests share a batch."""
     import torchserve_fixture as ts
 
@@ -38,6 +38,8 @@ def torchserve(tmp_path_factory, tiny_model_dir):
     archives = {name: ROOT / "model_store" / f"{name}.mar" for name in DEFAULT_ARCHIVES}
     archives["tiny-batch-attention"] = ts.archive(
         "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
+    archives["tiny-batch-gradients"] = ts.archive(
+        "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work)
     server = ts.start(work / "server", archives)
     yield server
     ts.stop(server)

@@ -120,7 +120,7 @@ def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve)
             tokens = r.json()["tokens"]
             assert r.json()["attention"]["shape"][-1] == len(tokens)
             assert tokens[1]["surface"].lower() == body["text"].split()[0]
-    sizes = [int(n) for n in re.findall(r"batch of (\d+) request", torchserve.model_log())]
+    sizes = [int(n) for n in re.findall(r"-tiny-batch-attention_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())]
     assert max(sizes) > 1, "the requests were never batched together"
 
 

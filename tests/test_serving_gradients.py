@@ -1,8 +1,10 @@
 """Integrated and intermediate gradients through a real TorchServe, the old server's way too."""
 
+import concurrent.futures
 import gzip
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,3 +88,28 @@ def test_the_gradients_worker_survives_the_bad_input_table(torchserve):
         torchserve.post("sentiment-gradients", body)
     assert torchserve.post("sentiment-gradients", {"text": REVIEW, "n_steps": 4}).status == 200
     assert [w["pid"] for w in torchserve.workers("sentiment-gradients")] == before
+
+
+def test_a_batch_shares_passes_and_answers_each_request_as_if_alone(torchserve, tiny_model_dir):
+    from exformer.gradients import explain_gradients
+    from exformer.loading import load_model
+    from exformer.requests import parse_gradients_request
+    from exformer.settings import Settings
+
+    bodies = [{"text": "short one", "n_steps": 10},
+              {"text": "a somewhat longer sentence than that one", "n_steps": 16, "baseline": "zero"},
+              {"text": "bad", "n_steps": 0},
+              {"text": "the third", "target": 0, "method": "riemann_trapezoid", "n_steps": 7}]
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        responses = list(pool.map(lambda b: torchserve.post("tiny-batch-gradients", b), bodies))
+    assert [r.status for r in responses] == [200, 200, 400, 200]
+    assert responses[2].json()["field"] == "n_steps"
+    sizes = [int(n) for n in re.findall(r"-tiny-batch-gradients_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())]
+    assert max(sizes) >= 3, "the requests were never batched together"
+    loaded = load_model(tiny_model_dir("bert", classifier=True), "alone")
+    for body, r in zip(bodies, responses):
+        if r.status == 200:
+            alone = explain_gradients(loaded, [parse_gradients_request(body, loaded, Settings())], Settings())[0]
+            expected = np.array(alone.summary["attributions"]["raw"])
+            got = np.array(r.json()["attributions"]["raw"])
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())

@@ -12,6 +12,7 @@ export class ApiError extends Error {
     readonly status?: number,
     readonly type?: string,
     readonly field?: string,
+    readonly detail?: string, // the server's own message
   ) {
     super(message);
     this.name = "ApiError";
@@ -29,8 +30,16 @@ export async function httpError(response: Response): Promise<ApiError> {
   }
   const type = body.type ?? response.statusText;
   const message = `${response.status} ${type}: ${body.message ?? "no message"}`;
-  return new ApiError("http", message, response.status, type, body.field);
+  return new ApiError("http", message, response.status, type, body.field, body.message);
 }
+
+/** TorchServe's own 500 when the worker running a request was stopped (scale-down, crash);
+ * our handlers never send it. */
+export const WORKER_LOST = "Worker died.";
+const WORKER_LOST_RESENDS = 2;
+
+export const isWorkerLost = (error: ApiError) =>
+  error.status === 500 && error.type === "InternalServerException" && error.detail === WORKER_LOST;
 
 export async function loadConfig(url = "config.json"): Promise<AppConfig> {
   let response: Response;
@@ -58,12 +67,28 @@ export class InferenceApi {
     this.base = base.replace(/\/+$/, "");
   }
 
-  /** POST /predictions/<model>; JSON back, or the raw blob (npz). */
+  /** POST /predictions/<model>; JSON back, or the raw blob (npz). A request whose worker
+   * was stopped under it (scale-down, crash) is sent again: explanations are pure functions. */
   async post(model: string, body: object, signal?: AbortSignal, as: "json" | "blob" = "json"): Promise<any> {
     const url = `${this.base}/predictions/${encodeURIComponent(model)}`;
     let response: Response;
+    for (let sends = 1; ; sends++) {
+      response = await this.send(url, body, signal);
+      if (response.ok) break;
+      const error = await httpError(response);
+      if (!(isWorkerLost(error) && sends <= WORKER_LOST_RESENDS)) throw error;
+    }
     try {
-      response = await fetch(url, {
+      return as === "blob" ? await response.blob() : await response.json();
+    } catch (error) {
+      if (signal?.aborted) throw new ApiError("aborted", "Cancelled.");
+      throw new ApiError("invalid", `${model} answered with an unreadable body: ${(error as Error).message}`);
+    }
+  }
+
+  private async send(url: string, body: object, signal?: AbortSignal): Promise<Response> {
+    try {
+      return await fetch(url, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
@@ -77,13 +102,6 @@ export class InferenceApi {
         `Cannot reach the inference API at ${this.base} (${(error as Error).message}). ` +
           `Is TorchServe running (bin/serve)? Its cors_allowed_origin must be ${globalThis.location?.origin ?? "this page's origin"}.`,
       );
-    }
-    if (!response.ok) throw await httpError(response);
-    try {
-      return as === "blob" ? await response.blob() : await response.json();
-    } catch (error) {
-      if (signal?.aborted) throw new ApiError("aborted", "Cancelled.");
-      throw new ApiError("invalid", `${model} answered with an unreadable body: ${(error as Error).message}`);
     }
   }
 

@@ -79,3 +79,38 @@ describe("loading attention", () => {
     await expect(fetchLayers(new InferenceApi("http://h"), "m", { text: "" }, [0, 1], new AbortController().signal)).rejects.toThrow(/text: must not be empty/);
   });
 });
+
+describe("a request whose worker was stopped under it", () => {
+  const workerDied = () => json(500, { code: 500, type: "InternalServerException", message: "Worker died." });
+
+  const serving = (answers: (() => Response)[]) => {
+    let sends = 0;
+    vi.stubGlobal("fetch", () => Promise.resolve(answers[Math.min(sends++, answers.length - 1)]()));
+    return () => sends;
+  };
+
+  it("is sent again, and the answer that follows is the one returned", async () => {
+    const sends = serving([workerDied, () => json(200, { model: { name: "m" } })]);
+    const details = await new InferenceApi("http://h:8080").details("m");
+    expect(details.name).toBe("m");
+    expect(sends()).toBe(2);
+  });
+
+  it("gives up after two resends with TorchServe's message", async () => {
+    const sends = serving([workerDied]);
+    const e = (await new InferenceApi("http://h:8080").details("m").catch((x) => x)) as ApiError;
+    expect(e.message).toBe("500 InternalServerException: Worker died.");
+    expect(sends()).toBe(3);
+  });
+
+  it("our handlers' own 500s and every 4xx are not sent again", async () => {
+    for (const answer of [
+      () => json(500, { code: 500, type: "InternalServerError", message: "internal error (ValueError)" }),
+      () => json(400, { code: 400, type: "BadRequest", message: "text: must be a string", field: "text" }),
+    ]) {
+      const sends = serving([answer, () => json(200, { model: { name: "m" } })]);
+      await expect(new InferenceApi("http://h:8080").details("m")).rejects.toBeInstanceOf(ApiError);
+      expect(sends()).toBe(1);
+    }
+  });
+});

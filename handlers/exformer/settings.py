@@ -18,6 +18,7 @@ class Settings:
     torch_threads: int | None = None  # None: cores // the model-config's maxWorkers
     devices_per_worker: int = 1  # >1 shards the layers over consecutive devices
     dtype: str = "float32"  # or "bfloat16": autocast, faster on AMX CPUs, see README
+    trim_heap_mb: int = 64  # freed heap above this goes back to the OS after a batch; 0: never
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> "Settings":
