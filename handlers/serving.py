@@ -78,8 +78,8 @@ def release_freed_heap(threshold_mb: int) -> int:
     """Give freed heap back to the OS once it passes the threshold; returns the bytes it held.
 
     A request's activations are freed into glibc's heap, which keeps them: an idle worker
-    would otherwise hold its largest request's activations (100-250 MB at 100 tokens of
-    gradients) on top of the interpreter, for every worker. Trimming costs ~10-20 ms.
+    would otherwise hold its largest request's activations (80-300 MB after gradients of
+    8-100 tokens) on top of the interpreter, for every worker. Trimming costs ~10-20 ms.
     """
     if not threshold_mb or _LIBC is None:
         return 0
