@@ -29,8 +29,9 @@ class Stream:
     """Clients posting one request after another until stopped, each sent again (once) if
     its worker was stopped under it and `resend`; every answer is kept as (time, status, sends)."""
 
-    def __init__(self, torchserve, model, clients=3, resend=True):
-        self.torchserve, self.model, self.resend = torchserve, model, resend
+    def __init__(self, torchserve, model, clients=3, resend=True, body=None, timeout=60):
+        self.torchserve, self.model, self.resend, self.timeout = torchserve, model, resend, timeout
+        self.body = body or BODIES[model]
         self.answers: list[tuple[float, object, int]] = []
         self.stopped = threading.Event()
         self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
@@ -38,7 +39,7 @@ class Stream:
     def _send(self):
         for sends in (1, 2) if self.resend else (1,):
             try:
-                response = self.torchserve.post(self.model, BODIES[self.model], timeout=60)
+                response = self.torchserve.post(self.model, self.body, timeout=self.timeout)
             except Exception as error:  # a hang shows up here as a timeout
                 return repr(error), sends
             if not worker_lost(response):

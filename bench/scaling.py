@@ -1,0 +1,78 @@
+"""Scale-down under load, counted: trials of 1 → 2 → 1 workers while clients stream
+attention requests, for several batch settings, without resending. What each request got:
+200, a 500 (TorchServe's "Worker died."), or nothing within the client timeout (lost). Starts its
+own TorchServe on 127.0.0.1:18080-18082; bounded by --trials.
+
+    .venv/bin/python bench/scaling.py [--trials 20]
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import torchserve_fixture as ts  # noqa: E402
+from test_scaling import BODIES, Stream, scale  # noqa: E402
+
+
+def scale_down(server, name) -> bool:
+    """Scale to 1; False if TorchServe refused the first PUT (then it is sent again)."""
+    for attempt in range(5):
+        try:
+            scale(server, name, 1)
+            return attempt == 0
+        except AssertionError as error:  # e.g. 500 ConcurrentModificationException
+            print(f"# PUT min_worker=1 failed: {str(error)[:120]!r}", file=sys.stderr)
+            time.sleep(1)
+    raise RuntimeError(f"{name}: could not scale down to 1 worker")
+
+BATCHES = {"batchSize 1 (default)": (1, 20), "batchSize 4, 20 ms": (4, 20)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20, help="1 → 2 → 1 cycles per batch setting")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=20, help="s a client waits before calling a request lost")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp())
+    archives = {}
+    for i, (batch, delay) in enumerate(BATCHES.values()):
+        config = work / f"b{i}.yaml"
+        config.write_text(f"minWorkers: 1\nmaxWorkers: 2\nbatchSize: {batch}\nmaxBatchDelay: {delay}\n"
+                          "responseTimeout: 60\nhandler:\n  torch_threads: 1\n")
+        archives[f"b{i}-attention"] = ts.archive(f"b{i}-attention", "attention", ROOT / "build/models/minilm",
+                                                 config, work)
+    server = ts.start(work / "server", archives)
+    print(f"# {args.trials} trials of 1 → 2 → 1 workers each, {args.clients} clients streaming "
+          f"minilm attention, no resending; lost = no answer within {args.timeout:.0f} s")
+    print("| model-config | trials | requests | trials with a failure | answered 500 | lost | other | scale-down PUT refused |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    try:
+        for (label, _), name in zip(BATCHES.items(), archives):
+            requests = failed_trials = died = lost = other = refused = 0
+            for _ in range(args.trials):
+                with Stream(server, name, clients=args.clients, resend=False,
+                            body=BODIES["minilm-attention"], timeout=args.timeout) as stream:
+                    time.sleep(0.5)
+                    scale(server, name, 2)
+                    time.sleep(0.5)
+                    refused += not scale_down(server, name)
+                    time.sleep(0.3)
+                statuses = [s for _, s, _ in stream.answers]
+                requests += len(statuses)
+                failed_trials += any(s != 200 for s in statuses)
+                died += sum(s == 500 for s in statuses)
+                lost += sum(isinstance(s, str) for s in statuses)
+                other += sum(isinstance(s, int) and s not in (200, 500) for s in statuses)
+            print(f"| {label} | {args.trials} | {requests} | {failed_trials} | {died} | {lost} | {other} "
+                  f"| {refused} |", flush=True)
+    finally:
+        ts.stop(server)
+
+
+if __name__ == "__main__":
+    main()
