@@ -49,6 +49,13 @@ def model_config(handler: str, overrides: dict) -> str:
     return yaml.safe_dump(config)
 
 
+def archive_variant(work: Path, name: str, handler: str, model_dir: str, overrides: dict) -> Path:
+    """An archive of `model_dir` under the handler's default model-config plus `overrides`."""
+    config = work / f"{name}.yaml"
+    config.write_text(model_config(handler, overrides))
+    return ts.archive(name, handler, ROOT / model_dir, config, work)
+
+
 def parse_variant(words: list[str]) -> tuple[str, dict]:
     name, overrides = words[0].rstrip(":"), {}
     for word in words[1:]:
@@ -72,11 +79,9 @@ def main():
     work = Path(tempfile.mkdtemp())
     archives, rows = {}, []
     for handler, model_dir, variants in groups:
-        for i, (label, overrides) in enumerate(variants):
+        for label, overrides in variants:
             name = f"v{len(archives)}-{handler}"
-            config = work / f"{name}.yaml"
-            config.write_text(model_config(handler, overrides))
-            archives[name] = ts.archive(name, handler, ROOT / model_dir, config, work)
+            archives[name] = archive_variant(work, name, handler, model_dir, overrides)
             rows.append((name, handler, label))
     server = ts.start(work / "server", archives)
     print(f"# {platform.machine()}, one worker of 1 thread per variant; each cell at most "

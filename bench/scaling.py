@@ -17,6 +17,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torchserve_fixture as ts  # noqa: E402
 from test_scaling import BODIES, Stream, scale  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from configs import archive_variant  # noqa: E402
+
 
 def scale_down(server, name) -> bool:
     """Scale to 1; False if TorchServe refused the first PUT (then it is sent again)."""
@@ -41,11 +44,9 @@ def main():
     work = Path(tempfile.mkdtemp())
     archives = {}
     for i, (batch, delay) in enumerate(BATCHES.values()):
-        config = work / f"b{i}.yaml"
-        config.write_text(f"minWorkers: 1\nmaxWorkers: 2\nbatchSize: {batch}\nmaxBatchDelay: {delay}\n"
-                          "responseTimeout: 60\nhandler:\n  torch_threads: 1\n")
-        archives[f"b{i}-attention"] = ts.archive(f"b{i}-attention", "attention", ROOT / "build/models/minilm",
-                                                 config, work)
+        archives[f"b{i}-attention"] = archive_variant(
+            work, f"b{i}-attention", "attention", "build/models/minilm",
+            {"maxWorkers": 2, "batchSize": batch, "maxBatchDelay": delay, "responseTimeout": 60})
     server = ts.start(work / "server", archives)
     print(f"# {args.trials} trials of 1 → 2 → 1 workers each, {args.clients} clients streaming "
           f"minilm attention, no resending; lost = no answer within {args.timeout:.0f} s")
