@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "handlers"))
 from exformer.loading import load_model  # noqa: E402
 from exformer.attention import attention_forward  # noqa: E402
 from exformer.tokens import encode  # noqa: E402
+from table import header  # noqa: E402
 
 
 def percentile(values, q):
@@ -80,9 +81,8 @@ def main():
 
     print(f"# {args.model}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.runs} runs after a warm-up")
-    print("| tokens | raw forward p50 / p90 ms | served json p50 / p90 ms | served float16-base64 p50 / p90 ms "
-          "| json bytes | float16-base64 bytes |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    header("tokens", "raw forward p50 / p90 ms", "served json p50 / p90 ms",
+           "served float16-base64 p50 / p90 ms", "json bytes", "float16-base64 bytes")
     for n in args.tokens:
         text = text_of(loaded, n)
         encoded = encode(loaded, text, None, loaded.max_tokens)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torchserve_fixture as ts  # noqa: E402
 from load import run_cell  # noqa: E402
 from memory import rollup  # noqa: E402
+from table import header  # noqa: E402
 
 BODIES = {
     "attention": {"text": "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -83,12 +84,11 @@ def main():
             name = f"v{len(archives)}-{handler}"
             archives[name] = archive_variant(work, name, handler, model_dir, overrides)
             rows.append((name, handler, label))
-    server = ts.start(work / "server", archives)
     print(f"# {platform.machine()}, one worker of 1 thread per variant; each cell at most "
           f"{args.requests} requests or {args.seconds:.0f} s")
-    print("| handler | variant | concurrency | throughput req/s | p50 ms | p99 ms | errors | worker USS MB after |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    try:
+    header("handler", "variant", "concurrency", "throughput req/s", "p50 ms", "p99 ms", "errors",
+           "worker USS MB after", text_columns=2)
+    with ts.serving(work / "server", archives) as server:
         results = {}
         for c in args.concurrency:
             for name, handler, label in rows:  # variants interleaved, so drift hits all alike
@@ -101,8 +101,6 @@ def main():
             for c in args.concurrency:
                 rps, p50, p99, n, errors = results[name, c]
                 print(f"| {handler} | {label} | {c} | {rps:.2f} | {p50:.0f} | {p99:.0f} | {errors} | {uss:.0f} |")
-    finally:
-        ts.stop(server)
     print(f"# bodies: {json.dumps(BODIES)[:200]}")
 
 

@@ -13,6 +13,8 @@ import platform
 import time
 import urllib.request
 
+from table import header
+
 CASES = {
     "attention": ("minilm-attention", {"text": "The quick brown fox jumps over the lazy dog near the river bank.",
                                        "encoding": "float16-base64"}),
@@ -82,8 +84,8 @@ def main():
         assert "//127.0.0.1:" in host or "//localhost:" in host, "load tests target this machine only"
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"each cell: at most {args.requests} requests or {args.seconds:.0f} s")
-    print("| case | workers | concurrency | throughput req/s | p50 ms | p99 ms | answered | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    header("case", "workers", "concurrency", "throughput req/s", "p50 ms", "p99 ms", "answered", "errors",
+           text_columns=1)
     throughput = {}
     for case in args.cases:
         model, body = CASES[case]

@@ -19,6 +19,7 @@ from safetensors import safe_open
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import torchserve_fixture as ts  # noqa: E402
+from table import header  # noqa: E402
 
 
 BODY = {"text": "A warm, funny and quietly moving film that earns every one of its quiet moments."}
@@ -89,12 +90,11 @@ def main():
     model_dir = next(Path(line.split()[2]) for line in (ROOT / "deploy/models.txt").read_text().splitlines()
                      if line.split() and line.split()[0] == args.model)
     weights = weight_bytes(ROOT / model_dir) / 1024
-    server = ts.start(Path(tempfile.mkdtemp()), {args.model: ROOT / "model_store" / f"{args.model}.mar"})
-    try:
+    archives = {args.model: ROOT / "model_store" / f"{args.model}.mar"}
+    with ts.serving(Path(tempfile.mkdtemp()), archives) as server:
         print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup")
-        print("| workers | RSS / worker | PSS / worker | USS / worker | weights RSS / worker "
-              "| weights private / worker | weights private / weights | total PSS | added per extra worker |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        header("workers", "RSS / worker", "PSS / worker", "USS / worker", "weights RSS / worker",
+               "weights private / worker", "weights private / weights", "total PSS", "added per extra worker")
         first_total = None
         for n in args.workers:
             r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true",
@@ -114,8 +114,6 @@ def main():
             print(f"| {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} | {mean('USS'):,.0f} "
                   f"| {sum(m['Rss'] for m in mapped) / n:,.0f} | {private:,.0f} | {private / weights:.0%} "
                   f"| {total:,.0f} | {added:,.0f} |")
-    finally:
-        ts.stop(server)
     rss, pss, uss = runtime_floor()
     print(f"# a worker's runtime without a model (Python + torch + transformers + handler imports, "
           f"alone): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB")

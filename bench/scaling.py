@@ -19,6 +19,7 @@ from test_scaling import BODIES, Stream, scale  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from configs import archive_variant  # noqa: E402
+from table import header  # noqa: E402
 
 
 def scale_down(server, name) -> bool:
@@ -47,12 +48,11 @@ def main():
         archives[f"b{i}-attention"] = archive_variant(
             work, f"b{i}-attention", "attention", "build/models/minilm",
             {"maxWorkers": 2, "batchSize": batch, "maxBatchDelay": delay, "responseTimeout": 60})
-    server = ts.start(work / "server", archives)
     print(f"# {args.trials} trials of 1 → 2 → 1 workers each, {args.clients} clients streaming "
           f"minilm attention, no resending; lost = no answer within {args.timeout:.0f} s")
-    print("| model-config | trials | requests | trials with a failure | answered 500 | lost | other | scale-down PUT refused |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    try:
+    header("model-config", "trials", "requests", "trials with a failure", "answered 500", "lost", "other",
+           "scale-down PUT refused", text_columns=1)
+    with ts.serving(work / "server", archives) as server:
         for (label, _), name in zip(BATCHES.items(), archives):
             requests = failed_trials = died = lost = other = refused = 0
             for _ in range(args.trials):
@@ -71,8 +71,6 @@ def main():
                 other += sum(isinstance(s, int) and s not in (200, 500) for s in statuses)
             print(f"| {label} | {args.trials} | {requests} | {failed_trials} | {died} | {lost} | {other} "
                   f"| {refused} |", flush=True)
-    finally:
-        ts.stop(server)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,8 @@ def torchserve(tmp_path_factory, tiny_model_dir):
         "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
     archives["tiny-batch-gradients"] = ts.archive(
         "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work)
-    server = ts.start(work / "server", archives)
-    yield server
-    ts.stop(server)
+    with ts.serving(work / "server", archives) as server:
+        yield server
 
 
 DEFAULT_ARCHIVES = [line.split()[0] for line in (ROOT / "deploy/models.txt").read_text().splitlines()

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,16 @@ def stop(server: TorchServe) -> None:
         server.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(server.process.pid, 9)
+
+
+@contextmanager
+def serving(workdir: Path, archives: dict[str, Path]):
+    """start() for the length of a with-block; stopped however the block ends."""
+    server = start(workdir, archives)
+    try:
+        yield server
+    finally:
+        stop(server)
 
 
 def archive(name: str, handler: str, model_dir: Path, config: Path, out: Path) -> Path:
