@@ -23,12 +23,12 @@ name=$1 handler=$2 model_dir=$3 config=${4:-$here/deploy/$2.yaml}
 archiver="$here/.venv/bin/torch-model-archiver"
 [ -x "$archiver" ] || archiver=torch-model-archiver
 
-# The archive holds the handler, the shared glue and core, and the model under model/.
+# The archive holds the handler, the exformer package (core + TorchServe glue), and the
+# model under model/; TorchServe puts the unpacked archive first on the worker's path.
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/extra"
-cp -r "$here/handlers/exformer" "$stage/extra/exformer"
-cp "$here/handlers/serving.py" "$stage/extra/"
+cp -r "$here/exformer" "$stage/extra/exformer"
 ln -s "$(cd "$model_dir" && pwd)" "$stage/extra/model"
 find "$stage/extra" -name __pycache__ -prune -exec rm -rf {} +
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import torchserve_fixture as ts  # noqa: E402
+import exformer.testing as ts  # noqa: E402
 from table import header  # noqa: E402
 
 
@@ -66,7 +65,7 @@ def weight_bytes(model_dir: Path) -> int:
 FLOOR = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-import ts.model_service_worker, torch, transformers, serving, exformer.gradients  # what a worker imports
+import ts.model_service_worker, torch, transformers, exformer.serving, exformer.gradients  # what a worker imports
 v = dict(l.split(":", 1) for l in open(f"/proc/{os.getpid()}/smaps_rollup").read().splitlines()[1:])
 kb = lambda k: int(v[k].split()[0])
 print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"))

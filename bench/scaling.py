@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import torchserve_fixture as ts  # noqa: E402
-from test_scaling import BODIES, Stream, scale  # noqa: E402
-
 sys.path.insert(0, str(ROOT / "bench"))
+import exformer.testing as ts  # noqa: E402
 from configs import archive_variant  # noqa: E402
+from exformer.testing import Stream, scale  # noqa: E402
 from table import header  # noqa: E402
+
+BODY = {"text": "Scaling must not drop a single request.", "layers": [0], "heads": [0]}
 
 
 def scale_down(server, name) -> bool:
@@ -56,8 +56,8 @@ def main():
         for (label, _), name in zip(BATCHES.items(), archives):
             requests = failed_trials = died = lost = other = refused = 0
             for _ in range(args.trials):
-                with Stream(server, name, clients=args.clients, resend=False,
-                            body=BODIES["minilm-attention"], timeout=args.timeout) as stream:
+                with Stream(server, name, BODY, clients=args.clients, resend=False,
+                            timeout=args.timeout) as stream:
                     time.sleep(0.5)
                     scale(server, name, 2)
                     time.sleep(0.5)

@@ -1,21 +1,19 @@
 """TorchServe entry point for `<model>-attention`: JSON in, the attention contract out."""
 
-from exformer.attention import explain_attention
-from exformer.requests import parse_attention_request
-from serving import ExplainerHandler
+from exformer.attention import attention_response
+from exformer.contract import AttentionRequest
+from exformer.serving import ExplainerHandler
 
 
 class AttentionHandler(ExplainerHandler):
-    def parse(self, body, explain: bool):
-        return parse_attention_request(body, self.loaded, self.settings)
+    request_model = AttentionRequest
 
     def explain_batch(self, requests):
         """Requests of a batch differ in length; each runs alone, so padding costs nothing."""
         results = []
         for request in requests:
             try:
-                results.append(explain_attention(self.loaded, request, self.settings))
+                results.append(attention_response(self.loaded, request))
             except Exception as error:  # RequestError → 4xx, others → 500, per request
                 results.append(error)
         return results
-

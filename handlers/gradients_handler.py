@@ -4,20 +4,22 @@
 (TorchServe's explanations endpoint) always answers with the JSON summary.
 """
 
-from exformer.gradients import explain_gradients
-from exformer.requests import decode_body, parse_gradients_request
-from serving import ExplainerHandler
+from exformer.contract import GradientsRequest, decode_body
+from exformer.gradients import explain_batch
+from exformer.serving import ExplainerHandler
 
 
 class GradientsHandler(ExplainerHandler):
+    request_model = GradientsRequest
+
     def parse(self, body, explain: bool):
         if explain:  # the explanations endpoint answers with the JSON summary (and its defaults)
             body = {**decode_body(body), "format": "json"}
-        return parse_gradients_request(body, self.loaded, self.settings)
+        return super().parse(body, explain)
 
     def explain_batch(self, requests):
         """The batch's path points share the forward chunks (padded, with attention masks)."""
-        return explain_gradients(self.loaded, requests, self.settings)
+        return explain_batch(self.loaded, requests)
 
     def encode(self, result, request):
         return result.body()

@@ -4,8 +4,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models
 
 import tiny_models  # noqa: E402
 
@@ -29,7 +28,7 @@ def tiny_model_dir(tmp_path_factory):
 def torchserve(tmp_path_factory, tiny_model_dir):
     """One real TorchServe for the whole session: the default archives plus tiny BERTs
     archived by archive.sh with a long batch delay, so concurrent requests share a batch."""
-    import torchserve_fixture as ts
+    import exformer.testing as ts
 
     work = tmp_path_factory.mktemp("torchserve")
     config = work / "batch.yaml"

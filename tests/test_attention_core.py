@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from exformer.attention import explain_attention
+from exformer.attention import attention_response
+from exformer.contract import AttentionRequest, parse
 from exformer.errors import RequestError
 from exformer.loading import load_model
-from exformer.requests import parse_attention_request
 from exformer.settings import Settings
 from tiny_models import FAMILIES
 
@@ -31,8 +31,11 @@ def loaded_models(tiny_model_dir):
     return get
 
 
-def explain(loaded, body, settings=SETTINGS):
-    return explain_attention(loaded, parse_attention_request(body, loaded, settings), settings)
+def explain(loaded, body):
+    request = parse(AttentionRequest, body, loaded)
+    if isinstance(request, RequestError):
+        raise request
+    return attention_response(loaded, request)
 
 
 def own_forward(loaded, text, text_pair=None, masked=()):
@@ -163,15 +166,14 @@ def test_short_input_is_not_truncated(loaded_models):
 
 def test_configured_max_tokens_caps_below_the_model_limit(loaded_models):
     capped = loaded_models("gpt2", Settings(max_tokens=16))
-    out = explain(capped, {"text": " ".join(["word"] * 40)}, Settings(max_tokens=16))
+    out = explain(capped, {"text": " ".join(["word"] * 40)})
     assert capped.max_tokens == 16 and len(out["tokens"]) == 16 and out["truncated"]
 
 
 def test_a_response_too_large_is_refused_before_computing(loaded_models):
-    small = Settings(max_response_bytes=10_000)
-    loaded = loaded_models("bert")
+    loaded = loaded_models("bert", Settings(max_response_bytes=10_000))
     with pytest.raises(RequestError) as err:
-        explain(loaded, {"text": " ".join(["word"] * 100)}, small)
+        explain(loaded, {"text": " ".join(["word"] * 100)})
     assert err.value.code == 413 and "float16-base64" in err.value.message
 
 

@@ -7,10 +7,7 @@ import sys
 
 import pytest
 
-from exformer.gradients import explain_gradients
-from exformer.loading import load_model
-from exformer.requests import parse_gradients_request
-from exformer.settings import Settings
+from exformer import explain_gradients, load_model
 from tiny_models import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -26,13 +23,9 @@ def sentiment():
 
 def test_completeness_on_held_out_reviews(sentiment):
     _, heldout = train_sentiment.split(train_sentiment.load_snippets())
-    settings = Settings()
-    requests = [parse_gradients_request({"text": text, "n_steps": 50, "method": "gausslegendre",
-                                         "baseline": "pad"}, sentiment, settings)
-                for text, _ in heldout[:N_SNIPPETS]]
+    texts = [text for text, _ in heldout[:N_SNIPPETS]]
     relative = []
-    for result in explain_gradients(sentiment, requests, settings):
-        s = result.summary
+    for s in explain_gradients(sentiment, texts, n_steps=50, method="gausslegendre", baseline="pad"):
         gap = s["target"]["score"] - s["baseline"]["score"]
         relative.append(abs(s["convergence_delta"]) / abs(gap))
     q = statistics.quantiles(relative, n=10)

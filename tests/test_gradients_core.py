@@ -17,12 +17,10 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
-import exformer.gradients as gradients
-from exformer.baselines import BASELINES
+from exformer.contract import BASELINES, GRADIENT_METHODS, GradientsRequest, parse
 from exformer.errors import RequestError
-from exformer.gradients import explain_gradients
+from exformer.gradients import explain_batch
 from exformer.loading import load_model
-from exformer.requests import GRADIENT_METHODS, parse_gradients_request
 from exformer.settings import Settings
 from exformer.tokens import encode
 
@@ -52,9 +50,21 @@ def load(tiny_model_dir):
     return get
 
 
-def explain(loaded, settings=Settings(), **fields):
-    request = parse_gradients_request({"text": TEXT, **fields}, loaded, settings)
-    return explain_gradients(loaded, [request], settings)[0]
+def with_settings(loaded, **settings):
+    """The same model served with other handler settings (an archive's `handler:` block)."""
+    return dataclasses.replace(loaded, settings=Settings(**settings))
+
+
+def request(loaded, body):
+    """A body validated against the model; its RequestError raised."""
+    parsed = parse(GradientsRequest, body, loaded)
+    if isinstance(parsed, RequestError):
+        raise parsed
+    return parsed
+
+
+def explain(loaded, **fields):
+    return explain_batch(loaded, [request(loaded, {"text": TEXT, **fields})])[0]
 
 
 def close(actual, expected, rtol=1e-5):
@@ -80,7 +90,7 @@ def extra_embedding_rows(embed, rows):
 
 def captum_ig(loaded, result):
     request, model = result.request, loaded.model
-    encoded = encode(loaded, request.text, request.text_pair, loaded.max_tokens)
+    encoded = encode(loaded, request.text, request.text_pair)
     ids = encoded.inputs["input_ids"]
     names = [k for k in encoded.inputs if k != "input_ids"]
     extra = tuple(encoded.inputs[k] for k in names)
@@ -98,7 +108,7 @@ def captum_ig(loaded, result):
             logits = model(inputs_embeds=probe(embed(input_ids)), **kwargs).logits
         if loaded.head == "causal-lm":
             logits = logits[:, -1]
-        return logits.softmax(-1)[:, target]
+        return logits[:, target] if request.score == "logit" else logits.softmax(-1)[:, target]
 
     replace = torch.ones(ids.shape[1], dtype=torch.bool)
     if request.baseline_specials == "keep":
@@ -143,7 +153,7 @@ def test_integrated_gradients_equal_captum_layer_integrated_gradients(load, fami
 @pytest.mark.parametrize("family,classifier", [("bert", True), ("llama", False)])
 def test_chunked_pass_equals_captum(load, family, classifier):
     loaded = load(family, classifier)
-    result = explain(loaded, Settings(internal_batch_size=3), baseline="rand-norm", n_steps=20)
+    result = explain(with_settings(loaded, internal_batch_size=3), baseline="rand-norm", n_steps=20)
     close(result.path.integrated_gradients, captum_ig(loaded, result))
 
 
@@ -158,7 +168,7 @@ def test_weighted_sum_of_intermediate_gradients_is_the_integrated_gradients(load
     loaded = load("bert")
     result = explain(loaded, baseline="pad", baseline_specials="replace", format="torch-gzip", n_steps=16)
     old = torch.load(io.BytesIO(gzip.decompress(result.body()[0])), weights_only=True)
-    ids = encode(loaded, TEXT, None, loaded.max_tokens).inputs["input_ids"]
+    ids = encode(loaded, TEXT).inputs["input_ids"]
     embed = loaded.model.get_input_embeddings()
     with torch.no_grad():
         x, b = embed(ids)[0], embed(torch.full_like(ids, loaded.tokenizer.pad_token_id))[0]
@@ -215,10 +225,10 @@ def test_gradient_reaches_only_the_embedding_output(load):
 def test_requests_sharing_chunks_match_one_at_a_time(load, family, classifier):
     loaded = load(family, classifier)
     fields = [dict(n_steps=10), dict(n_steps=12, method="riemann_middle"), dict(n_steps=7, baseline="rand-norm")]
-    requests = [parse_gradients_request({"text": t, **f}, loaded, Settings()) for t, f in zip(TEXTS, fields)]
-    together = explain_gradients(loaded, requests, Settings(internal_batch_size=7))
-    for request, shared in zip(requests, together):
-        alone = explain_gradients(loaded, [request], Settings())[0]
+    requests = [request(loaded, {"text": t, **f}) for t, f in zip(TEXTS, fields)]
+    together = explain_batch(with_settings(loaded, internal_batch_size=7), requests)
+    for one, shared in zip(requests, together):
+        alone = explain_batch(loaded, [one])[0]
         assert shared.summary["target"]["index"] == alone.summary["target"]["index"]
         close(shared.path.intermediate_gradients, alone.path.intermediate_gradients, rtol=1e-4)
         close(shared.path.path_scores, alone.path.path_scores, rtol=1e-5)
@@ -227,28 +237,53 @@ def test_requests_sharing_chunks_match_one_at_a_time(load, family, classifier):
 
 def test_a_request_that_cannot_be_prepared_gets_its_error_in_place(load):
     loaded = load("bert")
-    good = parse_gradients_request({"text": TEXT, "n_steps": 3}, loaded, Settings())
-    huge = dataclasses.replace(good, n_steps=500, returns=("intermediates",))
-    out = explain_gradients(loaded, [good, huge], Settings(max_response_bytes=100_000))
+    good = request(loaded, {"text": TEXT, "n_steps": 3})
+    huge = good.model_copy(update={"n_steps": 500, "returns": ["intermediates"]})
+    out = explain_batch(with_settings(loaded, max_response_bytes=100_000), [good, huge])
     assert out[0].summary["n_steps"] == 3
     assert isinstance(out[1], RequestError) and out[1].code == 413
 
 
-def test_out_of_memory_halves_the_chunk_and_retries(load, monkeypatch):
+@contextmanager
+def memory_for(loaded, max_tokens: int, sizes: list):
+    """The model runs out of memory (as torch raises it) on a forward over more than
+    `max_tokens` tokens (rows x length), the way a worker's device does; `sizes` records the
+    rows of every forward tried."""
+
+    def check(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        sizes.append(ids.shape[0])
+        if ids.numel() > max_tokens:
+            raise torch.OutOfMemoryError(f"out of memory on {tuple(ids.shape)} (simulated device limit)")
+
+    handle = loaded.model.register_forward_pre_hook(check, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_out_of_memory_halves_the_chunk_and_retries(load):
     loaded = load("bert")
     expected = explain(loaded, n_steps=12, baseline="pad")
-    real, sizes = gradients.gradients_at, []
-
-    def tight(loaded, rows, dtype="float32"):
-        sizes.append(len(rows))
-        if len(rows) > 3:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(loaded, rows, dtype)
-
-    monkeypatch.setattr(gradients, "gradients_at", tight)
-    got = explain(loaded, Settings(internal_batch_size=12), n_steps=12, baseline="pad")
-    assert sizes[:3] == [12, 6, 3] and max(sizes[3:]) == 3
+    n_tokens = len(expected.summary["tokens"])
+    sizes = []
+    with memory_for(loaded, 3 * n_tokens, sizes):
+        got = explain(with_settings(loaded, internal_batch_size=12), n_steps=12, baseline="pad")
+    assert sizes[:3] == [2, 12, 6] and max(sizes[3:]) == 3  # endpoints (x, x'), then halving
     close(got.path.intermediate_gradients, expected.path.intermediate_gradients, rtol=1e-5)
+
+
+def test_out_of_memory_even_alone_fails_only_the_request_that_cannot_fit(load):
+    loaded = load("bert")
+    short = request(loaded, {"text": "A cat.", "n_steps": 6})
+    long = request(loaded, {"text": " ".join(["word"] * 60), "n_steps": 6})
+    alone = explain_batch(loaded, [short])[0]
+    with memory_for(loaded, 40, []):  # a row of the short text fits; the long one never does
+        out = explain_batch(with_settings(loaded, internal_batch_size=4), [long, short, long])
+    assert [type(o).__name__ for o in out] == ["RequestError", "GradientsResult", "RequestError"]
+    assert out[0].code == 413 and out[0].field == "text" and "memory" in out[0].message
+    close(out[1].path.intermediate_gradients, alone.path.intermediate_gradients, rtol=1e-5)
 
 
 # --- wire formats ----------------------------------------------------------------------------------
@@ -259,7 +294,7 @@ ALL = ["attributions", "intermediate_gradients", "step_sizes", "intermediates", 
 def test_npz_and_torch_gzip_round_trip_to_the_json_numbers(load):
     loaded = load("bert")
     result = explain(loaded, n_steps=6, **{"return": ALL})
-    as_format = lambda fmt: dataclasses.replace(result, request=dataclasses.replace(result.request, format=fmt))
+    as_format = lambda fmt: dataclasses.replace(result, request=result.request.model_copy(update={"format": fmt}))
     body, content_type = result.body()
     doc = json.loads(body)
     assert content_type == "application/json"
@@ -309,7 +344,7 @@ def test_json_summary_carries_the_contract_keys(load):
 
 def test_causal_lm_default_target_is_the_top_next_token(load):
     loaded = load("llama", classifier=False)
-    ids = encode(loaded, TEXT, None, loaded.max_tokens).inputs["input_ids"]
+    ids = encode(loaded, TEXT).inputs["input_ids"]
     with torch.no_grad():
         top = int(loaded.model(input_ids=ids).logits[0, -1].argmax())
     summary = explain(loaded, n_steps=5).summary
@@ -366,9 +401,8 @@ BAD = [
 
 @pytest.mark.parametrize("body,field", BAD, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD)])
 def test_bad_request_names_the_field(load, body, field):
-    with pytest.raises(RequestError) as caught:
-        parse_gradients_request(body, load("bert"), Settings())
-    assert caught.value.field == field and caught.value.code == 400
+    error = parse(GradientsRequest, body, load("bert"))
+    assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 
 @pytest.mark.parametrize("body,field", [
@@ -377,34 +411,66 @@ def test_bad_request_names_the_field(load, body, field):
     ({"text": TEXT, "target": 10**9}, "target"),
 ])
 def test_bad_causal_lm_request_names_the_field(load, body, field):
-    with pytest.raises(RequestError) as caught:
-        parse_gradients_request(body, load("llama", classifier=False), Settings())
-    assert caught.value.field == field and caught.value.code == 400
+    error = parse(GradientsRequest, body, load("llama", classifier=False))
+    assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 
 def test_a_model_without_a_score_to_attribute_is_refused(load):
-    with pytest.raises(RequestError) as caught:
-        parse_gradients_request({"text": TEXT}, load("bert", classifier=False), Settings())
-    assert caught.value.field == "model"
+    assert parse(GradientsRequest, {"text": TEXT}, load("bert", classifier=False)).field == "model"
 
 
 def test_old_name_sequence_is_accepted(load):
-    request = parse_gradients_request({"sequence": TEXT}, load("bert"), Settings())
-    assert request.text == TEXT and request.baseline == "pad" and request.n_steps == 50
+    parsed = request(load("bert"), {"sequence": TEXT})
+    assert parsed.text == TEXT and parsed.baseline == "pad" and parsed.n_steps == 50
 
 
 def test_too_large_response_is_413_before_computing_and_says_what_to_ask_for(load):
-    loaded, settings = load("bert"), Settings(max_response_bytes=1_000_000)
+    loaded = with_settings(load("bert"), max_response_bytes=1_000_000)
     body = {"text": TEXT, "n_steps": 500, "return": ["intermediate_gradients"]}
-    with pytest.raises(RequestError) as caught:
-        parse_gradients_request(body, loaded, settings)
-    assert caught.value.code == 413 and caught.value.field == "return"
-    assert '"format": "npz"' in caught.value.message and "n_steps" in caught.value.message
-    assert parse_gradients_request({**body, "format": "npz"}, loaded, settings).format == "npz"
-    assert parse_gradients_request({"text": TEXT, "n_steps": 500}, loaded, settings).n_steps == 500
+    sizes = []
+    with memory_for(loaded, 10**9, sizes):
+        (error,) = explain_batch(loaded, [request(loaded, body)])
+    assert isinstance(error, RequestError) and error.code == 413 and error.field == "return"
+    assert '"format": "npz"' in error.message and "n_steps" in error.message
+    assert sizes == []  # refused before any forward
+    assert explain_batch(loaded, [request(loaded, {"text": TEXT, "n_steps": 500})])[0].summary["n_steps"] == 500
 
 
 def test_too_long_text_is_413(load):
-    with pytest.raises(RequestError) as caught:
-        parse_gradients_request({"text": "a" * 101}, load("bert"), Settings(max_text_chars=100))
-    assert caught.value.code == 413 and caught.value.field == "text"
+    error = parse(GradientsRequest, {"text": "a" * 101}, with_settings(load("bert"), max_text_chars=100))
+    assert error.code == 413 and error.field == "text"
+
+
+# --- score: probability (default) or logit (the old server) -----------------------------------------
+
+
+@pytest.mark.parametrize("family,classifier", [("bert", True), ("llama", False)])
+def test_logit_score_equals_captum_on_logits(load, family, classifier):
+    loaded = load(family, classifier)
+    result = explain(loaded, score="logit", baseline="pad", baseline_specials="replace", n_steps=20)
+    assert result.summary["score"] == "logit"
+    close(result.path.integrated_gradients, captum_ig(loaded, result))
+
+
+def test_logit_torch_gzip_is_what_the_old_server_computed(load):
+    """The old int-gradients-server: captum's LayerIntegratedGradients on the embeddings, the
+    raw logit of class 1, every position's embedding replaced (pad), gzip(torch.save)."""
+    loaded = load("bert")
+    result = explain(loaded, score="logit", target=1, baseline="pad", baseline_specials="replace",
+                     format="torch-gzip", n_steps=50)
+    old = torch.load(io.BytesIO(gzip.decompress(result.body()[0])), weights_only=True)
+    close(old["integrated_gradients"][0], captum_ig(loaded, result))
+    summary = result.summary
+    gap = summary["target"]["score"] - summary["baseline"]["score"]  # logits, not probabilities
+    logits = loaded.model(**encode(loaded, TEXT).inputs).logits[0]
+    assert summary["target"]["score"] == pytest.approx(float(logits[1]), abs=1e-5)
+    assert abs(summary["convergence_delta"]) < 1e-3 * abs(gap)
+
+
+def test_requests_with_different_scores_share_a_batch(load):
+    loaded = load("bert")
+    bodies = [{"text": TEXT, "score": "logit", "n_steps": 8}, {"text": TEXTS[0], "n_steps": 8}]
+    together = explain_batch(loaded, [request(loaded, b) for b in bodies])
+    for body, shared in zip(bodies, together):
+        alone = explain_batch(loaded, [request(loaded, body)])[0]
+        close(shared.path.integrated_gradients, alone.path.integrated_gradients, rtol=1e-4)

@@ -2,9 +2,9 @@
 
 import pytest
 
+from exformer.contract import AttentionRequest, decode_body, parse
 from exformer.errors import RequestError
 from exformer.loading import load_model
-from exformer.requests import decode_body, parse_attention_request
 from exformer.settings import Settings
 
 
@@ -28,6 +28,9 @@ BAD = [
     ({"text": "a", "heads": [-1]}, "heads", 400),
     ({"text": "a", "heads": [0, 0]}, "heads", 400),
     ({"text": "a", "heads": [True]}, "heads", 400),
+    ({"text": "a", "mask": [-1]}, "mask", 400),
+    ({"text": "a", "layers": [0], "colour": 1}, "colour", 400),
+    (b"[" * 50_000, "body", 400),
     ({"text": "a", "mask": "2"}, "mask", 400),
     ({"text": "a", "top_k": 0}, "top_k", 400),
     ({"text": "a", "top_k": 10**9}, "top_k", 400),
@@ -40,23 +43,42 @@ BAD = [
 
 @pytest.mark.parametrize("body,field,code", BAD, ids=[f"{f}-{i}" for i, (_, f, _) in enumerate(BAD)])
 def test_bad_request_is_a_4xx_naming_the_field(bert, body, field, code):
-    with pytest.raises(RequestError) as err:
-        parse_attention_request(body, bert, Settings())
-    assert err.value.field == field and err.value.code == code
-    assert err.value.to_json()["message"].startswith(field)
+    error = parse(AttentionRequest, body, bert)
+    assert isinstance(error, RequestError)
+    assert error.field == field and error.code == code
+    assert error.to_json()["message"].startswith(field)
 
 
 def test_unknown_field_suggests_the_close_one(bert):
-    with pytest.raises(RequestError) as err:
-        parse_attention_request({"text": "a", "top-k": 3}, bert, Settings())
-    assert "did you mean 'top_k'" in err.value.message
+    assert "did you mean 'top_k'" in parse(AttentionRequest, {"text": "a", "top-k": 3}, bert).message
 
 
 def test_empty_body_is_a_details_request(bert):
-    assert parse_attention_request(b"", bert, Settings()).text is None
+    assert parse(AttentionRequest, b"", bert).text is None
     assert decode_body({}) == {}
 
 
-def test_settings_reject_unknown_keys():
-    with pytest.raises(ValueError, match="max_tokenz"):
-        Settings.from_mapping({"max_tokenz": 3})
+def test_a_body_nested_too_deep_is_a_400_naming_the_body(bert):
+    error = parse(AttentionRequest, b"[" * 50_000 + b"]" * 50_000, bert)
+    assert error.code == 400 and error.field == "body"
+
+
+def test_a_negative_mask_index_says_indices_count_from_zero(bert):
+    error = parse(AttentionRequest, {"text": "a b", "mask": [-1]}, bert)
+    assert error.field == "mask" and "count from 0" in error.message and "1073741823" not in error.message
+
+
+def test_a_bool_is_not_an_integer(bert):
+    assert parse(AttentionRequest, {"text": "a", "top_k": True}, bert).field == "top_k"
+
+
+@pytest.mark.parametrize("handler,name,message", [
+    ({"max_tokenz": 3}, "max_tokenz", "unknown handler setting 'max_tokenz'"),
+    ({"trim_heap_mb": "64MB"}, "trim_heap_mb", "handler setting 'trim_heap_mb'"),
+    ({"dtype": "bf16"}, "dtype", "handler setting 'dtype'"),
+    ({"max_n_steps": 0}, "max_n_steps", "handler setting 'max_n_steps'"),
+])
+def test_bad_handler_settings_are_refused_naming_the_setting(handler, name, message):
+    with pytest.raises(ValueError) as err:
+        Settings.from_mapping(handler)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)

@@ -7,80 +7,19 @@ import time
 
 import pytest
 
+from exformer.testing import Stream, scale
+
 BODIES = {
     "minilm-attention": {"text": "Scaling must not drop a single request.", "layers": [0], "heads": [0]},
     "sentiment-gradients": {"text": "Scaling must not drop a single request.", "n_steps": 8},
     "sentiment-attention": {"text": "Scaling must not drop a single request.", "layers": [0], "heads": [0]},
 }
-# TorchServe's own answer when the worker running a request is stopped under it (scale-down,
-# crash). Explanations are pure functions of the request, so a client sends it again; the
-# visualizer does the same (frontend/src/api.ts).
-WORKER_LOST = "Worker died."
-
-
-def worker_lost(response) -> bool:
-    try:
-        return response.status == 500 and response.json().get("message") == WORKER_LOST
-    except ValueError:
-        return False
-
-
-class Stream:
-    """Clients posting one request after another until stopped, each sent again (once) if
-    its worker was stopped under it and `resend`; every answer is kept as (time, status, sends)."""
-
-    def __init__(self, torchserve, model, clients=3, resend=True, body=None, timeout=60):
-        self.torchserve, self.model, self.resend, self.timeout = torchserve, model, resend, timeout
-        self.body = body or BODIES[model]
-        self.answers: list[tuple[float, object, int]] = []
-        self.stopped = threading.Event()
-        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def _send(self):
-        for sends in (1, 2) if self.resend else (1,):
-            try:
-                response = self.torchserve.post(self.model, self.body, timeout=self.timeout)
-            except Exception as error:  # a hang shows up here as a timeout
-                return repr(error), sends
-            if not worker_lost(response):
-                break
-        return response.status, sends
-
-    def _run(self):
-        while not self.stopped.is_set():
-            status, sends = self._send()
-            self.answers.append((time.time(), status, sends))
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopped.set()
-        for t in self.threads:
-            t.join(timeout=90)
-        assert not any(t.is_alive() for t in self.threads), "a request hung"
-
-
-def scale(torchserve, model, n):
-    r = torchserve.manage("PUT", f"models/{model}?min_worker={n}&synchronous=true", timeout=300)  # the README's form
-    assert r.status == 200, r.body
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        workers = torchserve.workers(model)
-        if len(workers) == n and all(w["status"] == "READY" for w in workers):
-            return workers
-        time.sleep(0.3)
-    raise TimeoutError(f"{model}: not {n} ready workers after 180 s")
-
-
 @pytest.mark.parametrize("model", ["minilm-attention", "sentiment-gradients"])
 def test_scaling_1_2_1_while_streaming_fails_no_request(torchserve, model):
     """Scale-down stops a worker at once (TorchServe 0.12): the request it was running is
     answered 500 "Worker died." (never left hanging with batchSize 1) and sent again."""
     scale(torchserve, model, 1)
-    with Stream(torchserve, model) as stream:
+    with Stream(torchserve, model, BODIES[model]) as stream:
         time.sleep(1)
         assert len(scale(torchserve, model, 2)) == 2
         time.sleep(2)
@@ -98,7 +37,7 @@ def test_scaling_1_2_1_while_streaming_fails_no_request(torchserve, model):
 def test_a_killed_worker_is_replaced_and_no_request_hangs(torchserve):
     model = "sentiment-attention"
     victim = torchserve.wait_ready(model)[0]["pid"]
-    with Stream(torchserve, model, resend=False) as stream:
+    with Stream(torchserve, model, BODIES[model], resend=False) as stream:
         time.sleep(1)
         killed_at = time.time()
         os.kill(victim, signal.SIGKILL)

@@ -126,6 +126,6 @@ def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve)
 
 def test_config_response_limit_equals_the_cores(torchserve):
     from exformer.settings import MAX_RESPONSE_BYTES
-    from torchserve_fixture import ROOT
+    from exformer.testing import ROOT
     config = (ROOT / "config.properties").read_text()
     assert f"max_response_size={MAX_RESPONSE_BYTES}\n" in config

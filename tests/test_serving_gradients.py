@@ -91,10 +91,7 @@ def test_the_gradients_worker_survives_the_bad_input_table(torchserve):
 
 
 def test_a_batch_shares_passes_and_answers_each_request_as_if_alone(torchserve, tiny_model_dir):
-    from exformer.gradients import explain_gradients
-    from exformer.loading import load_model
-    from exformer.requests import parse_gradients_request
-    from exformer.settings import Settings
+    from exformer import explain_gradients, load_model
 
     bodies = [{"text": "short one", "n_steps": 10},
               {"text": "a somewhat longer sentence than that one", "n_steps": 16, "baseline": "zero"},
@@ -109,7 +106,7 @@ def test_a_batch_shares_passes_and_answers_each_request_as_if_alone(torchserve, 
     loaded = load_model(tiny_model_dir("bert", classifier=True), "alone")
     for body, r in zip(bodies, responses):
         if r.status == 200:
-            alone = explain_gradients(loaded, [parse_gradients_request(body, loaded, Settings())], Settings())[0]
-            expected = np.array(alone.summary["attributions"]["raw"])
+            alone = explain_gradients(loaded, body)
+            expected = np.array(alone["attributions"]["raw"])
             got = np.array(r.json()["attributions"]["raw"])
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())

@@ -1,9 +1,9 @@
-"""A worker gives the heap its requests freed back to the OS (serving.release_freed_heap)."""
+"""A worker gives the heap its requests freed back to the OS (exformer.serving.release_freed_heap)."""
 
 import pytest
 import torch
 
-import serving
+from exformer import serving
 
 
 def rss_bytes() -> int:

@@ -13,11 +13,8 @@ replaces every position, as the old server did.
 
 import torch
 
+from .contract import BASELINES, TOKEN_BASELINES  # noqa: F401 (the names' one home is the contract)
 from .errors import RequestError
-
-TOKEN_BASELINES = ("pad", "unk", "mask", "period")
-BASELINES = ("zero", *TOKEN_BASELINES, "rand-norm", "rand-unif")
-SPECIALS = ("keep", "replace")
 
 
 def baseline_token_id(tokenizer, name: str) -> int:

@@ -1,7 +1,8 @@
 """TorchServe glue shared by both handlers: settings, device, the batch loop, errors.
 
-A handler subclass says only how to parse one body, explain a batch of parsed requests and
-encode one result; everything that explains lives in the `exformer` core.
+A handler subclass says only which request model it parses, how to explain a batch of
+parsed requests and how to encode one result; everything that explains lives in the core.
+TorchServe is never imported here: it calls `initialize` and `handle` on our object.
 """
 
 import ctypes
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import torch
 
-from exformer.encoding import json_bytes
-from exformer.errors import RequestError
-from exformer.loading import load_model
-from exformer.settings import Settings
-from exformer.sharding import plan_device_map
+from .contract import Request, parse
+from .encoding import json_bytes
+from .errors import RequestError
+from .loading import load_model
+from .settings import Settings
+from .sharding import plan_device_map
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -89,13 +91,23 @@ def release_freed_heap(threshold_mb: int) -> int:
     return held
 
 
+class BadHandlerSettings(Exception):
+    """A model-config's `handler:` block TorchServe cannot be served with; fails the worker's load."""
+
+
 class ExplainerHandler:
+    request_model: type[Request]  # what a body must be
+
     def initialize(self, context):
         properties = context.system_properties
         model_config = context.model_yaml_config or {}
-        self.settings = Settings.from_mapping(model_config.get("handler"))
-        torch.set_num_threads(threads_per_worker(self.settings, model_config))
         name = context.manifest["model"]["modelName"]
+        try:
+            self.settings = Settings.from_mapping(model_config.get("handler"))
+        except ValueError as error:
+            logger.error("archive %s: %s (model-config.yaml, handler:)", name, error)
+            raise BadHandlerSettings(f"archive {name}: {error}") from None
+        torch.set_num_threads(threads_per_worker(self.settings, model_config))
         model_dir = Path(properties["model_dir"]) / "model"
         devices = worker_devices(properties, self.settings.devices_per_worker)
         device_map = plan_device_map(model_dir, devices) if len(devices) > 1 else None
@@ -104,8 +116,8 @@ class ExplainerHandler:
         self.initialized = True
 
     # --- what a subclass provides -------------------------------------------------------
-    def parse(self, body, explain: bool):
-        raise NotImplementedError
+    def parse(self, body, explain: bool) -> Request | RequestError:
+        return parse(self.request_model, body, self.loaded)
 
     def explain_batch(self, requests: list) -> list:
         """One result, or a RequestError, per request."""
@@ -122,9 +134,13 @@ class ExplainerHandler:
         for idx, row in enumerate(data):
             explain = context.get_request_header(idx, "explain") == "True"  # TorchServe sends "False" too
             try:
-                parsed[idx] = self.parse(request_body(row), explain)
+                request = self.parse(request_body(row), explain)
             except RequestError as error:
-                responses[idx] = self._error(context, idx, error)
+                request = error
+            if isinstance(request, RequestError):
+                responses[idx] = self._error(context, idx, request)
+            else:
+                parsed[idx] = request
         if parsed:
             self._explain_into(responses, parsed, context)
         release_freed_heap(self.settings.trim_heap_mb)  # the results' tensors are gone by now

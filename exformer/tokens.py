@@ -32,21 +32,25 @@ def _accepted_inputs(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
-def encode(loaded, text: str, text_pair: str | None, max_tokens: int) -> Encoded:
-    tokenizer = loaded.tokenizer
+def encode(loaded, text: str, text_pair: str | None = None) -> Encoded:
+    """Tokenize once (a second time only to truncate a text over the model's max_tokens)."""
+    max_tokens = loaded.max_tokens
+    tokenize = lambda truncate: loaded.tokenizer(  # noqa: E731
+        text,
+        text_pair,
+        truncation=truncate,
+        max_length=max_tokens if truncate else None,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the over-length warning: we report it in the response
     try:
-        n_input = len(tokenizer(text, text_pair)["input_ids"])
-        enc = tokenizer(
-            text,
-            text_pair,
-            truncation=n_input > max_tokens,
-            max_length=max_tokens if n_input > max_tokens else None,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
-        )
+        enc = tokenize(False)
+        n_input = enc["input_ids"].shape[1]
+        if n_input > max_tokens:
+            enc = tokenize(True)
     finally:
         hf_logging.set_verbosity(verbosity)
     ids = enc["input_ids"][0].tolist()

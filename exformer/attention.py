@@ -7,10 +7,9 @@ again with chosen tokens replaced by the mask token.
 
 import torch
 
-from .encoding import BYTES_PER_VALUE, encode_array
+from .contract import AttentionRequest
+from .encoding import attention_response_bytes, check_response_size, encode_array
 from .errors import RequestError
-from .requests import AttentionRequest
-from .settings import Settings
 from .tokens import encode, token_table
 
 
@@ -25,41 +24,28 @@ def attention_forward(loaded, inputs: dict) -> tuple[torch.Tensor, torch.Tensor 
 
 def top_k_predictions(loaded, logits: torch.Tensor, k: int) -> list[list[dict]]:
     """Per position, the k most probable tokens (masked-LM: this position; causal: the next)."""
-    probs = torch.softmax(logits, dim=-1)
-    top = probs.topk(k, dim=-1)
+    top = torch.softmax(logits, dim=-1).topk(k, dim=-1)
+    ids = top.indices.flatten().tolist()
     tokenizer = loaded.tokenizer
-    return [
-        [
-            {"token": tokenizer.convert_ids_to_tokens(i), "text": tokenizer.decode([i]), "id": i, "prob": p}
-            for i, p in zip(ids, ps)
-        ]
-        for ids, ps in zip(top.indices.tolist(), top.values.tolist())
-    ]
+    rows = zip(ids, tokenizer.convert_ids_to_tokens(ids), tokenizer.batch_decode([[i] for i in ids]),
+               top.values.flatten().tolist())
+    flat = [{"token": token, "text": text, "id": i, "prob": p} for i, token, text, p in rows]
+    return [flat[start : start + k] for start in range(0, len(flat), k)]
 
 
-def check_response_size(values: int, encoding: str, settings: Settings, field_hint: str) -> None:
-    size = int(values * BYTES_PER_VALUE[encoding])
-    if size > settings.max_response_bytes:
-        raise RequestError(
-            "attention",
-            f"{values:,} values would make a response of about {size / 2**20:.0f} MiB, over the "
-            f"{settings.max_response_bytes / 2**20:.0f} MiB limit; {field_hint}",
-            code=413,
-        )
-
-
-def explain_attention(loaded, request: AttentionRequest, settings: Settings) -> dict:
+def attention_response(loaded, request: AttentionRequest) -> dict:
+    """The attention response (a dict, as sent on the wire; json arrays as numpy arrays)."""
     if request.text is None:
         return {"model": loaded.details()}
-    encoded = encode(loaded, request.text, request.text_pair, loaded.max_tokens)
+    encoded = encode(loaded, request.text, request.text_pair)
     n = len(encoded)
-    layers = request.layers or list(range(loaded.config.num_hidden_layers))
-    heads = request.heads or list(range(loaded.config.num_attention_heads))
+    all_ = lambda value, size: list(range(size)) if value == "all" else value  # noqa: E731
+    layers = all_(request.layers, loaded.config.num_hidden_layers)
+    heads = all_(request.heads, loaded.config.num_attention_heads)
+    n_values = len(layers) * len(heads) * n * n
     check_response_size(
-        len(layers) * len(heads) * n * n,
-        request.encoding,
-        settings,
-        'ask for fewer "layers"/"heads", "encoding": "float16-base64", or a shorter text',
+        attention_response_bytes(n_values, request.encoding), loaded.settings.max_response_bytes,
+        "attention", f"{n_values:,} values", ['fewer "layers"/"heads"', '"encoding": "float16-base64"', "a shorter text"],
     )
     masked = set(request.mask or ())
     if masked:
@@ -71,13 +57,14 @@ def explain_attention(loaded, request: AttentionRequest, settings: Settings) -> 
         encoded.inputs["input_ids"] = ids
 
     attention, logits = attention_forward(loaded, encoded.inputs)
-    predictions = top_k_predictions(loaded, logits, request.top_k) if loaded.head in ("masked-lm", "causal-lm") else None
+    top_k = request.top_k or loaded.settings.default_top_k
+    predictions = top_k_predictions(loaded, logits, top_k) if loaded.head in ("masked-lm", "causal-lm") else None
 
     tokens = token_table(loaded, encoded, request.text, request.text_pair)
     for row in tokens:
         row["masked"] = row["index"] in masked
         row["predictions"] = predictions[row["index"]] if predictions else None
-    selected = attention[layers][:, heads]
+    selected = attention if request.layers == request.heads == "all" else attention[layers][:, heads]
     response = {
         "model": loaded.details(),
         "tokens": tokens,

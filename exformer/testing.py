@@ -1,10 +1,14 @@
-"""A real TorchServe for the integration tests: its own ports, temp dir, logs and pid file,
-serving the archives bin/setup built plus test archives built here with archive.sh."""
+"""A real TorchServe on loopback for tests and benchmarks: its own ports, temp dir, logs and
+pid file, serving archives that bin/setup built or that `archive()` builds with archive.sh.
+
+Works from a checkout (it reads the repository's config.properties and archive.sh).
+"""
 
 import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = {"inference": 18080, "management": 18081, "metrics": 18082}
 FRONTEND_ORIGIN = "http://127.0.0.1:18090"  # tests/test_frontend_e2e.py serves the page here
+# Bodies reach the handler as bytes, decoded once by orjson (TorchServe's worker would decode
+# JSON with the stdlib first, and a body nested too deep would fail there, not as a 400).
+SERVING_ENV = {"TS_DECODE_INPUT_REQUEST": "false"}
 
 
 @dataclass
@@ -89,7 +96,7 @@ def start(workdir: Path, archives: dict[str, Path]) -> TorchServe:
     (workdir / "config.properties").write_text(config)
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir),
            "LOG_LOCATION": str(workdir / "logs"), "METRICS_LOCATION": str(workdir / "logs"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **SERVING_ENV}
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
         [str(venv_bin / "torchserve"), "--start", "--foreground", "--ncs",
@@ -135,3 +142,68 @@ def archive(name: str, handler: str, model_dir: Path, config: Path, out: Path) -
     subprocess.run([str(ROOT / "archive.sh"), name, handler, str(model_dir), str(config)],
                    check=True, capture_output=True, cwd=ROOT, env={**os.environ, "MODEL_STORE": str(out)})
     return out / f"{name}.mar"
+
+
+# --- streams of requests while scaling (tests/test_scaling.py, bench/scaling.py) -----------------
+
+# TorchServe's own answer when the worker running a request is stopped under it (scale-down,
+# crash). Explanations are pure functions of the request, so a client sends it again; the
+# visualizer does the same (frontend/src/api.ts).
+WORKER_LOST = "Worker died."
+
+
+def worker_lost(response) -> bool:
+    try:
+        return response.status == 500 and response.json().get("message") == WORKER_LOST
+    except ValueError:
+        return False
+
+
+class Stream:
+    """Clients posting one request after another until stopped, each sent again (once) if
+    its worker was stopped under it and `resend`; every answer is kept as (time, status, sends)."""
+
+    def __init__(self, torchserve, model, body, clients=3, resend=True, timeout=60):
+        self.torchserve, self.model, self.resend, self.timeout = torchserve, model, resend, timeout
+        self.body = body
+        self.answers: list[tuple[float, object, int]] = []
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _send(self):
+        for sends in (1, 2) if self.resend else (1,):
+            try:
+                response = self.torchserve.post(self.model, self.body, timeout=self.timeout)
+            except Exception as error:  # a hang shows up here as a timeout
+                return repr(error), sends
+            if not worker_lost(response):
+                break
+        return response.status, sends
+
+    def _run(self):
+        while not self.stopped.is_set():
+            status, sends = self._send()
+            self.answers.append((time.time(), status, sends))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        for t in self.threads:
+            t.join(timeout=90)
+        assert not any(t.is_alive() for t in self.threads), "a request hung"
+
+
+def scale(torchserve, model, n):
+    r = torchserve.manage("PUT", f"models/{model}?min_worker={n}&synchronous=true", timeout=300)  # the README's form
+    assert r.status == 200, r.body
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        workers = torchserve.workers(model)
+        if len(workers) == n and all(w["status"] == "READY" for w in workers):
+            return workers
+        time.sleep(0.3)
+    raise TimeoutError(f"{model}: not {n} ready workers after 180 s")

@@ -27,6 +27,7 @@ class LoadedModel:
     kind: str  # "bidirectional" | "autoregressive"
     max_tokens: int
     device: torch.device  # where inputs go (the first shard's device)
+    settings: Settings  # the archive's limits (defaults in a notebook)
 
     @property
     def config(self):
@@ -92,16 +93,23 @@ def max_tokens_of(config, tokenizer, settings: Settings) -> int:
 
 def load_model(
     model_dir: str | Path,
-    name: str,
-    settings: Settings = Settings(),
+    name: str | None = None,
+    settings: Settings | dict | None = None,
     device: str | torch.device = "cpu",
     device_map: dict | None = None,
 ) -> LoadedModel:
     """Load the class named in config.json (so an LM or classifier head comes with it).
 
-    `device_map` (from `sharding.plan_device_map`) splits the layers over several devices.
+    `name` defaults to the directory's name; `settings` are an archive's `handler:` block
+    (a Settings or a dict); `device_map` (from `sharding.plan_device_map`) splits the layers
+    over several devices.
+
+    >>> model = load_model("build/models/sentiment")
+    >>> model.head, model.labels
+    ('sequence-classification', ['negative', 'positive'])
     """
     model_dir = Path(model_dir)
+    settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
     config = AutoConfig.from_pretrained(model_dir)
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
@@ -117,11 +125,12 @@ def load_model(
         raise ValueError(f"{model_dir}: a fast tokenizer (tokenizer.json) is needed for offsets")
     first = next(model.parameters()).device
     return LoadedModel(
-        name=name,
+        name=name or model_dir.name,
         model=model,
         tokenizer=tokenizer,
         head=head_of(type(model).__name__),
         kind=kind_of(config),
         max_tokens=max_tokens_of(config, tokenizer, settings),
         device=first,
+        settings=settings,
     )

@@ -1,0 +1,71 @@
+"""The notebook API: load a model directory, explain texts, get what the server would answer.
+
+>>> from exformer import load_model, explain_attention, explain_gradients
+>>> model = load_model("build/models/sentiment")
+>>> explain_attention(model, "A fine film.")["attention"]["shape"]
+[6, 12, 6, 6]
+>>> round(explain_gradients(model, "A fine film.", n_steps=32)["convergence_delta"], 3)
+0.0
+
+No TorchServe is imported; the handlers call the same core.
+"""
+
+from typing import Any
+
+
+from . import attention, gradients
+from .contract import AttentionRequest, GradientsRequest, Request, parse
+from .errors import RequestError
+
+
+def _requests(model, model_class: type[Request], request, fields: dict) -> tuple[list[Request], bool]:
+    """(validated requests, whether one was given): a text, a dict, a request model, or a list."""
+    one = not isinstance(request, list)
+    out = []
+    for item in [request] if one else request:
+        if isinstance(item, str):
+            item = {"text": item}
+        if isinstance(item, Request):
+            item = item.model_dump(by_alias=True, exclude_unset=True)
+        parsed = parse(model_class, {**item, **fields}, model)
+        if isinstance(parsed, RequestError):
+            raise parsed
+        out.append(parsed)
+    return out, one
+
+
+def explain_attention(model, request: Any, **fields) -> dict | list[dict]:
+    """Attention of one request (a text, a dict of the contract's fields, an AttentionRequest)
+    or a list of them; `fields` apply to each. Raises RequestError naming a bad field."""
+    requests, one = _requests(model, AttentionRequest, request, fields)
+    answers = [attention.attention_response(model, r) for r in requests]
+    return answers[0] if one else answers
+
+
+def explain_gradients(model, request: Any, **fields) -> dict | list[dict]:
+    """Integrated and intermediate gradients of one request or a list (computed together, as
+    in a TorchServe batch). Answers as the server does, decoded: format "json" a dict (tensors
+    asked for in `return` as numpy arrays), "npz" a dict of numpy arrays with the summary
+    under "summary", "torch-gzip" the old server's dict of tensors."""
+    requests, one = _requests(model, GradientsRequest, request, fields)
+    results = gradients.explain_batch(model, requests)
+    for result in results:
+        if isinstance(result, RequestError):
+            raise result
+    answers = [_decoded(result) for result in results]
+    return answers[0] if one else answers
+
+
+def _decoded(result: gradients.GradientsResult) -> dict:
+    fmt = result.request.format
+    if fmt == "json":
+        return result.to_json()
+    tensors = result.tensors()
+    if fmt == "torch-gzip":
+        return tensors
+    arrays = {name: value.numpy() for name, value in tensors.items()}
+    arrays.update({name: value.numpy() for name, value in gradients._summary_arrays(result.summary).items()})
+    return {**arrays, "summary": result.summary}
+
+
+__all__ = ["explain_attention", "explain_gradients"]

@@ -1,0 +1,506 @@
+"""The wire contract (v1): every request and response as a pydantic model.
+
+These models are the one source of truth: requests are validated with them (strict: a bool
+is not an int, a float is not an int; unknown fields are refused with a did-you-mean hint),
+`docs/schema/exformer-v1.schema.json` is generated from them (`python -m exformer.schema`)
+and the visualizer's TypeScript types from that file. Ranges that depend on the model —
+layers, heads, the mask token, targets, top_k — are checked when the loaded model is given
+as validation context:
+
+>>> AttentionRequest.model_validate({"text": "The cat sat.", "layers": [0]}).layers
+[0]
+>>> parse(AttentionRequest, {"text": "a", "top-k": 3}).message
+"top-k: unknown field; did you mean 'top_k'?"
+"""
+
+import difflib
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import RequestError
+
+# --- shared vocabulary ------------------------------------------------------------------------
+
+ATTENTION_ENCODINGS = ("json", "float16-base64")
+BASELINES = ("zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif")
+TOKEN_BASELINES = ("pad", "unk", "mask", "period")
+BASELINE_SPECIALS = ("keep", "replace")
+# captum's approximation methods (captum.attr._utils.approximation_methods.SUPPORTED_METHODS)
+GRADIENT_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+GRADIENT_FORMATS = ("json", "npz", "torch-gzip")
+GRADIENT_RETURNS = ("attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores")
+SCORES = ("probability", "logit")
+DEFAULT_RETURNS = {
+    "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
+    "npz": GRADIENT_RETURNS,
+    "torch-gzip": ("attributions", "intermediate_gradients", "step_sizes", "intermediates"),  # old keys
+}
+GRADIENT_HEADS = ("sequence-classification", "causal-lm")
+
+Encoding = Literal["json", "float16-base64"]
+Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
+Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
+Format = Literal["json", "npz", "torch-gzip"]
+Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
+Score = Literal["probability", "logit"]
+Index = Annotated[int, Field(ge=0)]
+
+
+def _fail(message: str, kind: str = "exformer") -> PydanticCustomError:
+    """A validation error with our own message; kind "too_large" becomes a 413."""
+    return PydanticCustomError(kind, message)
+
+
+def _json(value: Any, limit: int = 80) -> str:
+    text = orjson.dumps(value, default=repr).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _context(info: ValidationInfo) -> tuple[Any, Any]:
+    """(loaded model, settings) when validating against a model; (None, None) otherwise."""
+    context = info.context or {}
+    model = context.get("model")
+    return model, (model.settings if model is not None else None)
+
+
+def _check_text(value: str | None, field: str, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise _fail("must not be empty")
+    _, settings = _context(info)
+    if settings is not None and len(value) > settings.max_text_chars:
+        raise _fail(f"has {len(value)} characters; this model accepts at most {settings.max_text_chars}",
+                    "too_large")
+    return value
+
+
+def _check_indices(value: Any, size: int | None, what: str) -> Any:
+    """'all', or a non-empty list of distinct indices in [0, size)."""
+    if value == "all":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _fail(f'must be "all" or a list of integers, got {_json(value)}')
+    if not value:
+        raise _fail('must not be empty (use "all")')
+    bad = [v for v in value if v < 0 or (size is not None and v >= size)]
+    if bad:
+        span = f"this model has {what} 0..{size - 1}" if size is not None else f"{what} are numbered from 0"
+        raise _fail(f"{bad} out of range: {span}")
+    if len(set(value)) != len(value):
+        raise _fail("has duplicates")
+    return value
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class AttentionRequest(Request):
+    """`POST /predictions/<model>-attention`. An empty body asks for the model's details only."""
+
+    text: str | None = Field(None, description="The text to explain; omit (with every other field) for the model's details.")
+    text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
+    layers: Literal["all"] | list[Index] = Field("all", description='Layers to return: "all" or indices.')
+    heads: Literal["all"] | list[Index] = Field("all", description='Heads to return: "all" or indices.')
+    mask: list[Index] | None = Field(None, description="Token indices to replace by the mask token before the forward.")
+    top_k: int | None = Field(None, ge=1, description="Predictions per token (masked/causal LMs); default: the archive's (5).")
+    encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: ~6x smaller.")
+
+    @model_validator(mode="after")
+    def _text_unless_details(self):
+        if self.text is None and self.model_fields_set - {"text"}:
+            raise RequestError("text", "is required (a non-empty string)")
+        return self
+
+    @field_validator("text", "text_pair")
+    @classmethod
+    def _text(cls, value, info: ValidationInfo):
+        return _check_text(value, info.field_name, info)
+
+    @field_validator("layers", "heads", mode="before")
+    @classmethod
+    def _indices(cls, value, info: ValidationInfo):
+        model, _ = _context(info)
+        cfg = model.config if model is not None else None
+        size = None if cfg is None else cfg.num_hidden_layers if info.field_name == "layers" else cfg.num_attention_heads
+        return _check_indices(value, size, info.field_name)
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask(cls, value, info: ValidationInfo):
+        model, _ = _context(info)
+        if value is not None and model is not None and model.tokenizer.mask_token_id is None:
+            raise _fail(f"{model.name} has no mask token; it cannot mask tokens")
+        if value is None:
+            return value
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise _fail(f"must be a list of token indices, got {_json(value)}")
+        bad = [v for v in value if v < 0]
+        if bad:
+            raise _fail(f"{bad} out of range: token indices count from 0")
+        if len(set(value)) != len(value):
+            raise _fail("has duplicates")
+        return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value, info: ValidationInfo):
+        model, _ = _context(info)
+        if value is not None and model is not None and value > len(model.tokenizer):
+            raise _fail(f"must be between 1 and {len(model.tokenizer)} (the vocabulary), got {value}")
+        return value
+
+
+class GradientsRequest(Request):
+    """`POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`)."""
+
+    text: str = Field(validation_alias=AliasChoices("text", "sequence"),
+                      description='The text to explain ("sequence" is accepted, the old server\'s name).')
+    text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
+    target: Index | str | None = Field(
+        None, description="Classifier: class index or label. Causal LM: next token (text of one token, or id). "
+                          "Default: the model's own prediction.")
+    baseline: Baseline | None = Field(None, validate_default=True, description='Where the path starts; default "pad" ("zero" without a pad token).')
+    baseline_specials: Literal["keep", "replace"] = Field(
+        "keep", description='"keep" special tokens in the baseline (only content is explained); "replace": the old server.')
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the rand-norm / rand-unif baselines.")
+    method: Method = Field("gausslegendre", description="captum's approximation method.")
+    n_steps: int = Field(50, ge=1, description="Points along the path (at most the archive's max_n_steps).")
+    score: Score = Field("probability", description="F: softmax probability of the target, or its raw logit (the old server).")
+    returns: list[Returned] | None = Field(
+        None, alias="return", description="What to return; default by format (json: the summary).")
+    format: Format = Field("json", description="json summary, npz (numpy), or torch-gzip (the old server's file).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explainable(cls, body, info: ValidationInfo):
+        model, _ = _context(info)
+        if model is not None and model.head not in GRADIENT_HEADS:
+            raise RequestError("model", f"{model.name} has no classification or causal-LM head, so no score to attribute")
+        if isinstance(body, dict) and "text" in body and "sequence" in body:
+            raise RequestError("sequence", 'is the old name of "text"; give one of them, not both')
+        return body
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value, info: ValidationInfo):
+        """With a model: resolved to the class index or token id it names."""
+        model, _ = _context(info)
+        return value if value is None or model is None else resolve_target(model, value)
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value, info: ValidationInfo):
+        """With a model: the default resolved, and a token baseline the tokenizer lacks refused."""
+        model, _ = _context(info)
+        if model is None:
+            return value
+        from .baselines import baseline_token_id, default_baseline
+
+        value = value or default_baseline(model.tokenizer)
+        if value in TOKEN_BASELINES:
+            baseline_token_id(model.tokenizer, value)
+        return value
+
+    @field_validator("returns", mode="before")
+    @classmethod
+    def _one_return(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("text", "text_pair")
+    @classmethod
+    def _text(cls, value, info: ValidationInfo):
+        return _check_text(value, info.field_name, info)
+
+    @field_validator("n_steps")
+    @classmethod
+    def _n_steps(cls, value, info: ValidationInfo):
+        _, settings = _context(info)
+        if settings is not None and value > settings.max_n_steps:
+            raise _fail(f"must be between 1 and {settings.max_n_steps} (this archive's max_n_steps), got {value}")
+        if value < 2 and info.data.get("method", "gausslegendre") != "gausslegendre":
+            raise _fail(f"{info.data['method']} needs at least 2 steps, got {value}")
+        return value
+
+    @field_validator("returns")
+    @classmethod
+    def _returns(cls, value):
+        if value is not None and len(set(value)) != len(value):
+            raise _fail("has duplicates")
+        return value
+
+    @property
+    def returned(self) -> tuple[str, ...]:
+        """What the response carries: `return`, or the format's default."""
+        return tuple(self.returns) if self.returns is not None else DEFAULT_RETURNS[self.format]
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelDetails(Response):
+    """The `model` block of every response (and the whole answer to an empty attention body)."""
+
+    name: str
+    type: str
+    architecture: str
+    kind: Literal["bidirectional", "autoregressive"]
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    max_tokens: int
+    head: Literal["masked-lm", "causal-lm", "sequence-classification"] | None
+    predictions: Literal["masked-token", "next-token"] | None
+    mask_token: str | None
+    labels: list[str] | None
+
+
+class TokenPrediction(Response):
+    token: str
+    text: str
+    id: int
+    prob: float
+
+
+class Token(Response):
+    """One token: what the tokenizer made of the input, and where it came from."""
+
+    index: int
+    text: str = Field(description="The tokenizer's token string.")
+    id: int
+    start: int | None = Field(description="Character offset in its segment's text; null for special tokens.")
+    end: int | None
+    surface: str | None = Field(description="The characters of the input it covers.")
+    segment: Literal[0, 1] | None = Field(description="0: text, 1: text_pair, null: special token.")
+    special: bool
+    masked: bool | None = Field(None, description="Attention only: replaced by the mask token.")
+    predictions: list[TokenPrediction] | None = Field(
+        None, description="Attention only: top-k tokens at this position (masked LM) or after it (causal LM).")
+
+
+class JsonArray(Response):
+    encoding: Literal["json"]
+    shape: list[int]
+    data: list[Any] = Field(description="Nested lists of float32 values, `shape` deep.")
+
+
+class Float16Array(Response):
+    encoding: Literal["float16-base64"]
+    dtype: Literal["float16"]
+    byteorder: Literal["little"]
+    shape: list[int]
+    data: str = Field(description="base64 of the little-endian float16 values, row-major.")
+
+
+class JsonAttention(JsonArray):
+    layers: list[int]
+    heads: list[int]
+
+
+class Float16Attention(Float16Array):
+    layers: list[int]
+    heads: list[int]
+
+
+class ClassPrediction(Response):
+    label: str
+    probabilities: dict[str, float]
+
+
+class NextTokenPrediction(Response):
+    next_tokens: list[TokenPrediction]
+
+
+class Truncation(Response):
+    truncated: bool = Field(description="True when the input was cut to the model's max_tokens.")
+    n_tokens_input: int = Field(description="Tokens before truncation.")
+    n_tokens_dropped: int
+
+
+class AttentionResponse(Truncation):
+    model: ModelDetails
+    tokens: list[Token]
+    attention: JsonAttention | Float16Attention = Field(
+        description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column).")
+    prediction: ClassPrediction | None = Field(None, description="Classifiers only.")
+
+
+class ModelDetailsResponse(Response):
+    model: ModelDetails
+
+
+class Target(Response):
+    index: int
+    label: str | None = None
+    token: str | None = None
+    text: str | None = None
+    score: float = Field(description="F(x): the score attributed, at the input.")
+
+
+class BaselineUsed(Response):
+    name: Baseline
+    specials: Literal["keep", "replace"]
+    seed: int | None
+    score: float = Field(description="F(x'): the score at the baseline.")
+
+
+class Attributions(Response):
+    raw: list[float] = Field(description="Per token: the integrated gradients summed over the hidden size.")
+    normalized: list[float] = Field(description="raw / its L2 norm.")
+
+
+class GradientsResponse(Truncation):
+    """The JSON summary (`format: json`, and the `summary` entry of an npz)."""
+
+    model: ModelDetails
+    tokens: list[Token]
+    prediction: ClassPrediction | NextTokenPrediction
+    score: Score
+    target: Target
+    baseline: BaselineUsed
+    method: Method
+    n_steps: int
+    convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
+    attributions: Attributions | None = None
+    alphas: list[float] | None = None
+    step_sizes: list[float] | None = None
+    path_scores: list[float] | None = Field(None, description="F at each path point.")
+    gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
+    intermediate_gradients: JsonArray | None = Field(None, description="[n_steps, tokens, hidden], when asked in `return`.")
+    intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
+
+
+class ErrorResponse(Response):
+    """Every 4xx/5xx we answer. `field` names what was wrong (4xx)."""
+
+    code: int
+    type: str
+    message: str
+    field: str | None = None
+
+
+CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelDetailsResponse,
+                   GradientsResponse, ErrorResponse)
+
+
+# --- validation → one RequestError ----------------------------------------------------------
+
+_PHRASES = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+}
+
+
+def decode_body(body) -> dict:
+    """TorchServe hands us bytes (TS_DECODE_INPUT_REQUEST=false), or a dict/str where it decoded
+    the body itself; all must be one JSON object."""
+    if isinstance(body, (bytes, bytearray, str)):
+        if not (body.strip() if isinstance(body, str) else bytes(body).strip()):
+            return {}
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            reason = "is not UTF-8 text" if "utf-8" in str(error).lower() else f"is not JSON ({error})"
+            raise RequestError("body", reason) from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise RequestError("body", f"must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def parse(model_class: type[Request], body, loaded=None) -> Request | RequestError:
+    """Validate a body against a request model; the first problem as a RequestError, or the request.
+
+    Returns the error rather than raising it so that the caller decides (the handlers answer it).
+    """
+    try:
+        return model_class.model_validate(decode_body(body), context={"model": loaded})
+    except RequestError as error:
+        return error
+    except ValidationError as error:
+        return request_error(error, model_class)
+
+
+def request_error(error: ValidationError, model_class: type[Request]) -> RequestError:
+    first = error.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    kind, value = first["type"], first.get("input")
+    if kind == "extra_forbidden":
+        field = loc[0]
+        known = sorted(f.alias or name for name, f in model_class.model_fields.items())
+        hint = difflib.get_close_matches(field, known, n=1)
+        return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}")
+    field = _field_name(loc, model_class, first)
+    if kind in ("exformer", "too_large"):
+        return RequestError(field, first["msg"], code=413 if kind == "too_large" else 400)
+    if kind == "missing":
+        return RequestError(field, "is required")
+    phrase = _PHRASES.get(kind) or first["msg"][0].lower() + first["msg"][1:]
+    return RequestError(field, f"{phrase}, got {_json(value)}")
+
+
+def resolve_target(model, value: int | str) -> int:
+    """Classifier: class index or label. Causal LM: next-token id, token string or one-token text."""
+    if model.head == "sequence-classification":
+        labels = model.labels
+        if isinstance(value, int):
+            if value < len(labels):
+                return value
+            raise RequestError("target", f"class {value} out of range: this model has classes 0..{len(labels) - 1} {labels}")
+        if value in labels:
+            return labels.index(value)
+        raise RequestError("target", f"unknown label {_json(value)}; labels: {labels}")
+    tokenizer = model.tokenizer
+    n_ids = min(model.config.vocab_size, len(tokenizer))
+    if isinstance(value, int):
+        if value < n_ids:
+            return value
+        raise RequestError("target", f"token id {value} out of range 0..{n_ids - 1}")
+    if not value:
+        raise RequestError("target", "must be the next token (text or id), got an empty string")
+    token_id = tokenizer.get_vocab().get(value)
+    if token_id is None:
+        ids = tokenizer(value, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            raise RequestError("target", f"{_json(value)} is {len(ids)} tokens {pieces}; give one token or its id")
+        token_id = ids[0]
+    if token_id >= n_ids:
+        raise RequestError("target", f"token id {token_id} is not among the model's {n_ids} outputs")
+    return token_id
+
+
+def _field_name(loc: list[str], model_class, first) -> str:
+    """The request field at fault, as the client spelled it (aliases included)."""
+    if not loc:
+        return "body"
+    name = loc[0]
+    if name in model_class.model_fields:
+        alias = model_class.model_fields[name].alias
+        return alias or name
+    return name

@@ -1,0 +1,96 @@
+"""Wire formats: orjson JSON (float32 as its shortest exact text), float16-base64, .npz and the
+old server's gzip(torch.save), and the response-size bounds that let us refuse a response
+before computing it."""
+
+import base64
+import gzip
+import io
+
+import numpy as np
+import orjson
+import torch
+
+from .errors import RequestError
+
+# Upper bounds of bytes per value on the wire. orjson writes a float32 in at most 15
+# characters ("-1.1754944e-38") plus a separator.
+BYTES_PER_VALUE = {"json": 16, "float16-base64": 8 / 3, "npz": 4, "torch-gzip": 4}
+
+
+def encode_array(values: torch.Tensor, encoding: str) -> dict:
+    """`json`: the float32 values as a numpy array (orjson writes it as nested lists);
+    `float16-base64`: little-endian float16, base64."""
+    values = values.detach().to("cpu", torch.float32).contiguous().numpy()
+    if encoding == "json":
+        return {"encoding": "json", "shape": list(values.shape), "data": values}
+    if encoding == "float16-base64":
+        raw = values.astype("<f2").tobytes()
+        return {
+            "encoding": "float16-base64",
+            "dtype": "float16",
+            "byteorder": "little",
+            "shape": list(values.shape),
+            "data": base64.b64encode(raw).decode("ascii"),
+        }
+    raise ValueError(f"unknown encoding {encoding}")
+
+
+def json_bytes(obj) -> bytes:
+    """Compact JSON through orjson: numpy arrays natively, float32 written exactly and short."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """An .npz readable with numpy alone (`np.load(io.BytesIO(body))`, no pickle): tensors as
+    float32/int64 arrays, strings (e.g. a JSON summary) as 0-d unicode arrays."""
+    out = {}
+    for name, value in arrays.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().to("cpu")
+            value = value.float() if value.is_floating_point() else value
+            value = value.numpy()
+        out[name] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, **out)
+    return buffer.getvalue()
+
+
+def torch_gzip_bytes(tensors: dict) -> bytes:
+    """gzip(torch.save(dict)): the old int-gradients-server's response, loadable with
+    `torch.load(gzip.open(f), weights_only=True)`."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, buffer)
+    return gzip.compress(buffer.getvalue(), compresslevel=1)
+
+
+# --- refusing a response before computing it ------------------------------------------------
+
+
+def check_response_size(size: int, limit: int, field: str, what: str, hints: list[str]) -> None:
+    """413 naming `field` when `size` bytes would pass the archive's limit."""
+    if size > limit:
+        raise RequestError(
+            field,
+            f"{what} would make a response of about {size / 2**20:.0f} MiB, over the "
+            f"{limit / 2**20:.0f} MiB limit; ask for {', or '.join(hints)}",
+            code=413,
+        )
+
+
+def attention_response_bytes(n_values: int, encoding: str) -> int:
+    return int(n_values * BYTES_PER_VALUE[encoding])
+
+
+def gradients_response_bytes(returns, fmt: str, n_steps: int, n_tokens: int, width: int) -> int:
+    """An upper bound of the encoded gradients response, known once the text is tokenized."""
+    n, t, full = n_steps, n_tokens, n_steps * n_tokens * width
+    binary = fmt != "json"
+    values = {
+        "attributions": t * width + t if binary else 2 * t,  # full IG only in binary formats
+        "intermediate_gradients": full,
+        "intermediates": full,
+        "step_sizes": 2 * n,  # with the alphas
+        "path_scores": 2 * n,  # with the gradient norms
+    }
+    summary = (4096 + 512 * t) * (4 if fmt == "npz" else 1)  # npz: the JSON as UTF-32
+    return summary + int(BYTES_PER_VALUE[fmt] * sum(values[r] for r in returns))

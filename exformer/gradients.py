@@ -1,0 +1,189 @@
+"""Gradients requests → responses: prepare each request's path, run them all in one pass
+(`integrated.py`), and summarise each path as the contract's response.
+
+What is attributed: F, the softmax probability (`score: "probability"`, default) or the raw
+logit (`score: "logit"`, what the old int-gradients-server attributed) of the target — a class
+of a sequence classifier, or the next token after the prompt of a causal LM — as a function
+of the word-embedding output x = model.get_input_embeddings()(ids), shape [T, E]. Positions
+and token types stay as they are (captum's LayerIntegratedGradients on that layer does the
+same). The same F gives the prediction, the path scores and the convergence delta.
+"""
+
+from dataclasses import dataclass
+
+import orjson
+import torch
+
+from .attention import top_k_predictions
+from .baselines import baseline_embeddings
+from .batching import TOO_LARGE, default_chunk_points, target_scores
+from .contract import GradientsRequest
+from .encoding import (
+    check_response_size,
+    encode_array,
+    gradients_response_bytes,
+    json_bytes,
+    npz_bytes,
+    torch_gzip_bytes,
+)
+from .errors import RequestError
+from .integrated import PathGradients, StraightPath, endpoint_logits, integrate
+from .tokens import Encoded, encode, token_table
+
+
+@dataclass
+class GradientsResult:
+    """One request's answer: the JSON summary, the full tensors, and how to put it on the wire."""
+
+    request: GradientsRequest
+    summary: dict
+    path: PathGradients
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The old server's layout: IG [1, T, E], per-step tensors [n, T, E], step sizes [n]."""
+        made = {
+            "attributions": lambda: {"integrated_gradients": self.path.integrated_gradients[None]},
+            "intermediate_gradients": lambda: {"intermediate_gradients": self.path.intermediate_gradients},
+            "step_sizes": lambda: {"step_sizes": self.path.step_sizes},
+            "intermediates": lambda: {"intermediates": self.path.intermediates},
+            "path_scores": lambda: {"path_scores": self.path.path_scores},
+        }
+        return {k: v for item in self.request.returned for k, v in made[item]().items()}
+
+    def body(self, fmt: str | None = None) -> tuple[bytes, str]:
+        """(bytes, content type) in the request's format (or `fmt`)."""
+        fmt = fmt or self.request.format
+        if fmt == "torch-gzip":
+            return torch_gzip_bytes(self.tensors()), "application/gzip"
+        if fmt == "npz":
+            arrays = {**self.tensors(), **_summary_arrays(self.summary)}
+            arrays["summary"] = orjson.dumps(self.summary).decode()
+            return npz_bytes(arrays), "application/x-npz"
+        return json_bytes(self.to_json()), "application/json"
+
+    def to_json(self) -> dict:
+        """The summary plus, only if asked in `return`, the full per-step tensors."""
+        out = dict(self.summary)
+        for name in ("intermediate_gradients", "intermediates"):
+            if name in self.request.returned:
+                out[name] = encode_array(getattr(self.path, name), "json")
+        return out
+
+
+def _summary_arrays(summary: dict) -> dict:
+    arrays = {}
+    if "attributions" in summary:
+        arrays["attributions"] = torch.tensor(summary["attributions"]["raw"])
+    for name in ("alphas", "gradient_norms"):
+        if name in summary:
+            arrays[name] = torch.tensor(summary[name], dtype=torch.float64)
+    return arrays
+
+
+def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsResult | RequestError]:
+    """One result per request, computed together: the requests' path points share chunks.
+
+    A request that cannot be prepared (its response would be too large, its text tokenizes
+    to nothing) or does not fit in memory gets its RequestError in its place; the others are
+    still answered.
+    """
+    settings = loaded.settings
+    prepared: list = []
+    for request in requests:
+        try:
+            prepared.append(_prepare(loaded, request))
+        except RequestError as error:
+            prepared.append(error)
+    todo = [p for p in prepared if not isinstance(p, RequestError)]
+    if not todo:
+        return prepared
+    paths = [path for _, path, _ in todo]
+    failed: set[int] = set()
+    chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
+    ends = endpoint_logits(loaded, paths, chunk, settings.dtype, too_large=failed.add)
+    for path, end in zip(paths, ends):  # the default target is the model's own choice at x
+        if path.target is None and end is not None:
+            path.target = int(end[0].argmax())
+    live = [i for i in range(len(paths)) if i not in failed]
+    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, settings.dtype,
+                          too_large=lambda j: failed.add(live[j]))
+    by_path = dict(zip(live, gradients))
+    results = iter(
+        RequestError("text", TOO_LARGE, code=413) if i in failed
+        else _result(loaded, *todo[i], by_path[i], *ends[i])
+        for i in range(len(todo))
+    )
+    return [p if isinstance(p, RequestError) else next(results) for p in prepared]
+
+
+def _prepare(loaded, request: GradientsRequest) -> tuple[GradientsRequest, StraightPath, Encoded]:
+    encoded = encode(loaded, request.text, request.text_pair)
+    embed = loaded.model.get_input_embeddings()
+    size = gradients_response_bytes(request.returned, request.format, request.n_steps, len(encoded), embed.embedding_dim)
+    check_response_size(size, loaded.settings.max_response_bytes, "return",
+                        f"{len(encoded)} tokens x {request.n_steps} steps", _size_hints(request))
+    ids = encoded.inputs["input_ids"][0]
+    with torch.no_grad():
+        x = embed(ids[None])[0].float()
+    baseline = baseline_embeddings(loaded, ids, encoded.special, request.baseline, request.baseline_specials, request.seed)
+    path = StraightPath(encoded.inputs, x, baseline, request.target, request.n_steps, request.method, request.score)
+    return request, path, encoded
+
+
+def _size_hints(request: GradientsRequest) -> list[str]:
+    hints = ['fewer "n_steps"', "a shorter text"]
+    if {"intermediate_gradients", "intermediates"} & set(request.returned):
+        hints.insert(0, 'leave "intermediate_gradients"/"intermediates" out of "return" (the JSON summary is small)')
+        if request.format == "json":
+            hints.insert(0, '"format": "npz" (float32, ~4x smaller than JSON)')
+    return hints
+
+
+def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradients, logits_x, logits_b) -> GradientsResult:
+    score_x, score_b = target_scores(torch.stack([logits_x, logits_b]), [path.target] * 2, [path.score] * 2).tolist()
+    ig = gradients.integrated_gradients  # [T, E]
+    raw = ig.sum(-1)  # [T]
+    norm = raw.norm()
+    summary = {
+        "model": loaded.details(),
+        "tokens": token_table(loaded, encoded, request.text, request.text_pair),
+        "truncated": encoded.truncated,
+        "n_tokens_input": encoded.n_tokens_input,
+        "n_tokens_dropped": encoded.n_tokens_dropped,
+        "prediction": _prediction(loaded, logits_x),
+        "score": request.score,
+        "target": {**_describe_target(loaded, path.target), "score": score_x},
+        "baseline": {
+            "name": request.baseline,
+            "specials": request.baseline_specials,
+            "seed": request.seed if request.baseline.startswith("rand") else None,
+            "score": score_b,
+        },
+        "method": request.method,
+        "n_steps": request.n_steps,
+        "convergence_delta": float(ig.sum()) - (score_x - score_b),
+    }
+    returned = request.returned
+    if "attributions" in returned:
+        summary["attributions"] = {"raw": raw.tolist(), "normalized": (raw / norm if norm > 0 else raw).tolist()}
+    if "step_sizes" in returned:
+        summary["alphas"] = list(gradients.alphas)
+        summary["step_sizes"] = gradients.step_sizes.tolist()
+    if "path_scores" in returned:
+        summary["path_scores"] = gradients.path_scores.tolist()
+        summary["gradient_norms"] = gradients.gradient_norms.tolist()
+    return GradientsResult(request=request, summary=summary, path=gradients)
+
+
+def _prediction(loaded, logits: torch.Tensor) -> dict:
+    probs = logits.softmax(-1)
+    if loaded.head == "sequence-classification":
+        return {"label": loaded.labels[int(probs.argmax())], "probabilities": dict(zip(loaded.labels, probs.tolist()))}
+    return {"next_tokens": top_k_predictions(loaded, logits[None], loaded.settings.default_top_k)[0]}
+
+
+def _describe_target(loaded, target: int) -> dict:
+    if loaded.head == "sequence-classification":
+        return {"index": target, "label": loaded.labels[target]}
+    tokenizer = loaded.tokenizer
+    return {"index": target, "token": tokenizer.convert_ids_to_tokens(target), "text": tokenizer.decode([target])}

@@ -1,0 +1,48 @@
+"""Write the contract's JSON Schema (docs/schema/exformer-v1.schema.json) from the pydantic
+models; the visualizer's TypeScript types are generated from that file (frontend: `npm run
+types`). A test fails when either committed file differs from what the models generate.
+
+    python -m exformer.schema [OUT]
+"""
+
+import sys
+from pathlib import Path
+
+import orjson
+from pydantic.json_schema import models_json_schema
+
+from .contract import CONTRACT_MODELS
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "schema" / "exformer-v1.schema.json"
+
+
+def contract_schema() -> dict:
+    """One schema: every request (as a client writes it) and response (as the server sends it)
+    under $defs, and a top-level object naming them, so generated types keep their names."""
+    modes = [(model, "validation" if model.__name__.endswith("Request") else "serialization")
+             for model in CONTRACT_MODELS]
+    refs, schema = models_json_schema(modes, ref_template="#/$defs/{model}")
+    schema.update({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ExformerContract",
+        "description": "The wire contract (v1) of exformer-serve, generated from exformer.contract.",
+        "type": "object",
+        "properties": {model.__name__: refs[model, mode] for model, mode in modes},
+        "additionalProperties": False,
+    })
+    return schema
+
+
+def schema_text() -> str:
+    return orjson.dumps(contract_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+
+
+def main(argv: list[str]) -> None:
+    out = Path(argv[0]) if argv else SCHEMA_PATH
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(schema_text())
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
