@@ -6,16 +6,16 @@ points in one batch. Ours takes the per-step gradients from one chunked pass and
 Both attribute the same F (softmax probability of class 1) to the word-embedding output,
 from the old server's baseline (pad at every position), so their IG must agree.
 
-    /tmp/venv0/bin/python bench/gradients.py                  # 3 examples x 128 tokens
-    /tmp/venv0/bin/python bench/gradients.py --tokens 512     # the old trial's shape
-    /tmp/venv0/bin/python bench/gradients.py --model-dir build/models/sentiment
+    .venv/bin/python bench/gradients.py                  # 3 examples x 128 tokens
+    .venv/bin/python bench/gradients.py --tokens 512     # the old trial's shape
+    .venv/bin/python bench/gradients.py --model-dir build/models/sentiment
 
 Not a test: prints a table (best of --repeats, designs interleaved).
 """
 
 import argparse
+import dataclasses
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -26,14 +26,14 @@ from captum._utils.gradient import _forward_layer_eval
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
+import exformer
+from exformer import GradientsRequest, LoadedModel, RequestError, Settings
+from exformer.contract import parse
+from exformer.gradients import explain_batch
+from exformer.loading import head_of, kind_of
+from exformer.tokens import encode
 
-from exformer.gradients import explain_gradients  # noqa: E402
-from exformer.loading import LoadedModel, head_of, kind_of  # noqa: E402
-from exformer.requests import GradientsRequest  # noqa: E402
-from exformer.settings import Settings  # noqa: E402
-from exformer.tokens import encode  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET = 1  # the old server's target: the "positive" class
 
@@ -51,7 +51,8 @@ def load_classifier(model_dir: Path, max_tokens: int) -> LoadedModel:
     model.eval().requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return LoadedModel(
-        model_dir.name, model, tokenizer, "sequence-classification", kind_of(config), max_tokens, torch.device("cpu")
+        name=model_dir.name, model=model, tokenizer=tokenizer, head="sequence-classification",
+        kind=kind_of(config), max_tokens=max_tokens, device=torch.device("cpu"), settings=Settings(),
     )
 
 
@@ -65,7 +66,7 @@ def make_texts(tokenizer, n: int, n_tokens: int, seed: int = 0) -> list[str]:
 def two_pass(loaded, text: str, n_steps: int, method: str):
     """The old design: LayerIntegratedGradients, then LayerIntermediateGradients' pass."""
     model, tokenizer = loaded.model, loaded.tokenizer
-    encoded = encode(loaded, text, None, loaded.max_tokens)
+    encoded = encode(loaded, text)  # cut at loaded.max_tokens
     ids = encoded.inputs["input_ids"]
     extra = tuple(v for k, v in encoded.inputs.items() if k != "input_ids")
     names = [k for k in encoded.inputs if k != "input_ids"]
@@ -97,18 +98,28 @@ def two_pass(loaded, text: str, n_steps: int, method: str):
 
 def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, batched: bool):
     """Our engine; `batched`: all texts in one call, their path points sharing chunks."""
-    settings = Settings(dtype=dtype)
+    loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype))  # the engine reads loaded.settings
     requests = [
-        GradientsRequest(text=t, target=TARGET, baseline="pad", baseline_specials="replace",
-                         n_steps=n_steps, method=method, format="torch-gzip",
-                         returns=("attributions", "intermediate_gradients", "step_sizes", "intermediates"))
+        validated(loaded, {"text": t, "target": TARGET, "baseline": "pad", "baseline_specials": "replace",
+                           "n_steps": n_steps, "method": method, "format": "torch-gzip",
+                           "return": ["attributions", "intermediate_gradients", "step_sizes", "intermediates"]})
         for t in texts
     ]
     groups = [requests] if batched else [[r] for r in requests]
-    results = [r for group in groups for r in explain_gradients(loaded, group, settings)]
+    results = [r for group in groups for r in explain_batch(loaded, group)]
     for r in results:
+        if isinstance(r, RequestError):
+            raise r
         r.tensors()  # materialise what the old server returned
     return [r.path.integrated_gradients for r in results]
+
+
+def validated(loaded, body: dict) -> GradientsRequest:
+    """The request as the server would validate it against this model."""
+    request = parse(GradientsRequest, body, loaded)
+    if isinstance(request, RequestError):
+        raise request
+    return request
 
 
 def best_times(designs: list[tuple[str, callable]], repeats: int) -> dict:
@@ -144,7 +155,8 @@ def main():
     texts = make_texts(loaded.tokenizer, args.examples, args.tokens)
     n = args.examples
     print(f"{args.model_dir.name}: {n} examples x {args.tokens} tokens, {args.steps} steps ({args.method}), "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, exformer {exformer.__version__}",
+          flush=True)
     one_pass(loaded, texts[:1], 2, args.method, "float32", False)  # warm up
 
     steps, method = args.steps, args.method

@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import threading
 import time
 import urllib.request
 
@@ -45,7 +46,7 @@ def run_cell(url, body, concurrency, max_requests, max_seconds):
     latencies, errors = [], 0
     deadline = time.perf_counter() + max_seconds
     sent = 0
-    lock = __import__("threading").Lock()
+    lock = threading.Lock()  # every count the clients share (sent, latencies, errors) changes under it
 
     def client():
         nonlocal sent, errors
@@ -56,9 +57,12 @@ def run_cell(url, body, concurrency, max_requests, max_seconds):
                 sent += 1
             try:
                 latency, _ = call(url, body)
-                latencies.append(latency)
             except Exception:
-                errors += 1
+                with lock:
+                    errors += 1
+            else:
+                with lock:
+                    latencies.append(latency)
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
@@ -66,7 +70,12 @@ def run_cell(url, body, concurrency, max_requests, max_seconds):
             f.result()
     elapsed = time.perf_counter() - start
     latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1) + 0.5))] * 1e3  # noqa: E731
+
+    def pick(q):  # a cell where every request failed has no latencies: report its errors, not a crash
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1) + 0.5))] * 1e3
+
     return len(latencies) / elapsed, pick(0.5), pick(0.99), len(latencies), errors
 
 

@@ -447,7 +447,9 @@ def parse(model_class: type[Request], body, loaded=None) -> Request | RequestErr
 
 
 def request_error(error: ValidationError, model_class: type[Request]) -> RequestError:
-    first = error.errors(include_url=False)[0]
+    errors = error.errors(include_url=False)
+    # An unknown field first: it is often the cause of a "missing" one (a typo of its name).
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
     kind, value = first["type"], first.get("input")
     if kind == "extra_forbidden":

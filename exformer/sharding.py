@@ -98,14 +98,28 @@ def plan_device_map(config_or_dir, devices: list) -> dict[str, object]:
 
 
 def tied_to(model, names: list[str]) -> dict[str, str]:
-    """Units holding a weight tied to an earlier unit (an LM head to the embeddings) → that unit."""
-    owner, tied = {}, {}
+    """Units sharing a tensor with an earlier unit, directly or through others → the earliest.
+
+    An MLM decoder shares its weight with the embeddings and its bias with a loose head bias:
+    all three form one group, which must live on one device (the embeddings').
+    """
+    order = {name: i for i, name in enumerate(names)}
+    root = {name: name for name in names}
+
+    def find(name):
+        while root[name] != name:
+            root[name] = root[root[name]]
+            name = root[name]
+        return name
+
+    holder = {}
     for name in names:
         for tensor in _tensors(model, name):
-            first = owner.setdefault(id(tensor), name)
-            if first != name:
-                tied[name] = first
-    return tied
+            a, b = find(holder.setdefault(id(tensor), name)), find(name)
+            if a != b:
+                first, later = (a, b) if order[a] < order[b] else (b, a)
+                root[later] = first
+    return {name: find(name) for name in names if find(name) != name}
 
 
 def _keep_tied_together(model, plan: dict) -> dict:

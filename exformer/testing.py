@@ -82,17 +82,20 @@ def _send(request, timeout) -> Response:
         return Response(e.code, dict(e.headers), e.read())
 
 
-def start(workdir: Path, archives: dict[str, Path]) -> TorchServe:
-    """Start TorchServe on PORTS serving `archives` (name → .mar); wait for every model."""
+def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True) -> TorchServe:
+    """Start TorchServe on PORTS (+ `port_offset`, for a second server beside the first)
+    serving `archives` (name → .mar); wait for every model unless told not to."""
     store = workdir / "model_store"
     store.mkdir(parents=True)
     for name, mar in archives.items():
         os.symlink(mar.resolve(), store / f"{name}.mar")
     config = (ROOT / "config.properties").read_text()
-    for api, port in PORTS.items():
+    ports = {api: port + port_offset for api, port in PORTS.items()}
+    for api, port in ports.items():
         config = re.sub(rf"^{api}_address=.*$", f"{api}_address=http://127.0.0.1:{port}", config, flags=re.M)
     config = re.sub(r"^cors_allowed_origin=.*$", f"cors_allowed_origin={FRONTEND_ORIGIN}", config, flags=re.M)
-    config += f"\ngrpc_inference_port=17070\ngrpc_management_port=17071\nmodel_store={store}\n"
+    config += (f"\ngrpc_inference_port={17070 + port_offset}\ngrpc_management_port={17071 + port_offset}\n"
+               f"model_store={store}\n")
     (workdir / "config.properties").write_text(config)
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir),
            "LOG_LOCATION": str(workdir / "logs"), "METRICS_LOCATION": str(workdir / "logs"),
@@ -105,10 +108,10 @@ def start(workdir: Path, archives: dict[str, Path]) -> TorchServe:
         cwd=workdir, env=env, stdout=open(workdir / "torchserve.out", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = TorchServe(f"http://127.0.0.1:{PORTS['inference']}", f"http://127.0.0.1:{PORTS['management']}",
+    server = TorchServe(f"http://127.0.0.1:{ports['inference']}", f"http://127.0.0.1:{ports['management']}",
                         workdir, process)
     try:
-        for name in archives:
+        for name in archives if wait else ():
             server.wait_ready(name)
     except BaseException:
         stop(server)
@@ -128,9 +131,9 @@ def stop(server: TorchServe) -> None:
 
 
 @contextmanager
-def serving(workdir: Path, archives: dict[str, Path]):
+def serving(workdir: Path, archives: dict[str, Path], **options):
     """start() for the length of a with-block; stopped however the block ends."""
-    server = start(workdir, archives)
+    server = start(workdir, archives, **options)
     try:
         yield server
     finally:
