@@ -1,8 +1,12 @@
 """Served attention request vs the raw model forward, and what each encoding costs on the wire.
 
 Needs a running TorchServe (bin/serve). Prints a table; put it in the README with the machine.
+`--compare URL` also times a second TorchServe serving the same archive name (e.g. one built
+from an older commit) in the same run, one server after the other at each length, against the
+same raw forward.
 
     .venv/bin/python bench/attention.py [--model minilm-attention --model-dir build/models/minilm]
+    .venv/bin/python bench/attention.py --compare http://127.0.0.1:28080 --tokens 128
 """
 
 import argparse
@@ -18,12 +22,12 @@ from pathlib import Path
 
 import torch
 
+from exformer.attention import attention_forward
+from exformer.loading import load_model
+from exformer.tokens import encode
+from table import header
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
-from exformer.loading import load_model  # noqa: E402
-from exformer.attention import attention_forward  # noqa: E402
-from exformer.tokens import encode  # noqa: E402
-from table import header  # noqa: E402
 
 
 def percentile(values, q):
@@ -74,6 +78,7 @@ def main():
     parser.add_argument("--tokens", type=int, nargs="+", default=[16, 128, 512])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the raw forward: the worker's (cores // maxWorkers)")
+    parser.add_argument("--compare", help="inference URL of a second TorchServe to time beside the first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model_dir, args.model)
@@ -81,24 +86,31 @@ def main():
 
     print(f"# {args.model}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.runs} runs after a warm-up")
-    header("tokens", "raw forward p50 / p90 ms", "served json p50 / p90 ms",
-           "served float16-base64 p50 / p90 ms", "json bytes", "float16-base64 bytes")
+    servers = {"served": url}
+    if args.compare:
+        servers = {"compared": f"{args.compare}/predictions/{args.model}", **servers}
+    header("server", "tokens", "raw forward p50 / p90 ms", "json p50 / p90 ms", "float16-base64 p50 / p90 ms",
+           "json / raw", "json / f16", "f16 / raw", "json bytes", "float16-base64 bytes", text_columns=1)
+
+    def ms(ts):
+        return f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}" if ts else "413 refused"
+
+    def size(ts, body):
+        return f"{len(body):,}" if ts else body.split(" response of ")[1].split(",")[0]
+
+    def ratio(a, b):
+        return f"{percentile(a, 50) / percentile(b, 50):.2f}" if a and b else "—"
+
     for n in args.tokens:
         text = text_of(loaded, n)
-        encoded = encode(loaded, text, None, loaded.max_tokens)
+        encoded = encode(loaded, text)
         raw, _ = timed(lambda: attention_forward(loaded, encoded.inputs), args.runs)
-        served_json, body_json = timed_or_refused(lambda: post(url, {"text": text}), args.runs)
-        served_f16, body_f16 = timed_or_refused(lambda: post(url, {"text": text, "encoding": "float16-base64"}),
-                                                args.runs)
-
-        def ms(ts):
-            return f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}" if ts else "413 refused"
-
-        def size(ts, body):
-            return f"{len(body):,}" if ts else body.split(" response of ")[1].split(",")[0]
-
-        print(f"| {n} | {ms(raw)} | {ms(served_json)} | {ms(served_f16)} | {size(served_json, body_json)} "
-              f"| {size(served_f16, body_f16)} |")
+        for label, server in servers.items():
+            as_json, body_json = timed_or_refused(lambda: post(server, {"text": text}), args.runs)
+            f16, body_f16 = timed_or_refused(lambda: post(server, {"text": text, "encoding": "float16-base64"}),
+                                             args.runs)
+            print(f"| {label} | {n} | {ms(raw)} | {ms(as_json)} | {ms(f16)} | {ratio(as_json, raw)} "
+                  f"| {ratio(as_json, f16)} | {ratio(f16, raw)} | {size(as_json, body_json)} | {size(f16, body_f16)} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 scripts/serve_frontend.py serves frontend/dist on the one origin the test TorchServe allows
 (its cors_allowed_origin), and frontend/e2e/e2e.mjs drives the page with playwright-core:
 attention curves, layers, heads, masking, next-token predictions, the model overview, the
-URL state, errors, attribution (when a gradients model is served), and the render time of
+URL state, errors, attribution (when a gradients model is served: a classifier's label, a
+causal LM's typed next token, a result cleared when the model changes), and the render time of
 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
 """
 

@@ -296,6 +296,56 @@ if (!gradientModels.length) {
     await page.fill("#steps", "16");
     return message;
   });
+
+  // A causal LM's gradients archive: its twin attention archive says "causal-lm".
+  const causalGradients = gradientModels.find((g) => details[g.replace(/-gradients$/, "-attention")]?.head === "causal-lm");
+  await step("a causal LM's attribution takes a typed next token", async () => {
+    check(causalGradients, `no served gradients model is a causal LM (${gradientModels.join(", ")})`);
+    const previous = await page.getAttribute("#attribution", "data-model");
+    check(previous === gmodel, `no ${gmodel} result on screen before switching (data-model=${previous})`);
+    await page.selectOption("#gmodel", causalGradients);
+    // Switching model clears the previous model's result: nothing of it stays on screen.
+    check((await page.getAttribute("#attribution", "data-model")) === null, "the previous model's result is still marked as shown");
+    check((await page.locator("#attribution .attr-token").count()) === 0, `${gmodel}'s attributions still shown under ${causalGradients}`);
+    check(await page.isDisabled("#download-json"), "download offered for a result of another model");
+    // The target is a typed next token, not the classifier's labels.
+    check(await page.isHidden("#target-select"), "a label list is offered for a causal LM");
+    check(await page.isVisible("#target-text"), "no free-text target for a causal LM");
+    await page.fill("#text", "The capital of France is");
+    await page.fill("#target-text", " Paris");
+    await page.fill("#steps", "8");
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalGradients}`) && r.request().method() === "POST"),
+      page.click("#run"),
+    ]);
+    await idle();
+    const sent = posted.at(-1).body;
+    check(sent.target === " Paris" && sent.n_steps === 8 && sent.text === "The capital of France is", `sent ${JSON.stringify(sent)}`);
+    check(response.ok(), `${causalGradients} answered ${response.status()}: ${await page.textContent("#error .message")}`);
+    const result = await response.json();
+    check(result.target.text === " Paris", `attributed target ${JSON.stringify(result.target)}`);
+    check((await page.getAttribute("#attribution", "data-model")) === causalGradients, "result not marked as the causal LM's");
+    const target = await page.textContent("#attribution .target");
+    check(target.includes('" Paris"'), `target shown: ${target}`);
+    const shown = await page.$$eval("#attribution .attr-token", (ts) => ts.map((t) => Number(t.dataset.value)));
+    check(shown.length === result.tokens.length && shown.length === result.attributions.normalized.length,
+      `${shown.length} tokens shaded for ${result.tokens.length} tokens`);
+    check(shown.every(Number.isFinite), `attributions ${shown}`);
+    await shot("attribution-causal-lm");
+    return `${causalGradients}: target " Paris" (#${result.target.index}, F(x) = ${result.target.score.toPrecision(3)}), ` +
+      `${shown.length} tokens, δ = ${result.convergence_delta.toPrecision(3)}`;
+  });
+
+  await step("switching the gradients model clears the result", async () => {
+    await page.selectOption("#gmodel", gmodel);
+    check((await page.getAttribute("#attribution", "data-model")) === null, "a result is still marked as shown");
+    check((await page.locator("#attribution .attr-token").count()) === 0, `${causalGradients}'s attributions still shown under ${gmodel}`);
+    check(!(await page.textContent("#attribution")).includes("Paris"), "the causal LM's target still on screen");
+    check(await page.isDisabled("#download-json"), "download offered for a result of another model");
+    const labels = await page.$$eval("#target-select:not([hidden]) option", (os) => os.map((o) => o.value).filter(Boolean));
+    check(labels.length > 0 && (await page.isHidden("#target-text")), `${gmodel} offers no labels`);
+    return `${gmodel}: labels ${labels.join(", ")}; nothing of ${causalGradients} shown`;
+  });
 }
 
 // --- render time: reported, not asserted ----------------------------------------------------

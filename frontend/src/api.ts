@@ -1,7 +1,15 @@
 // Talking to the static server (/config.json) and to TorchServe's inference API.
 // Every failure becomes an ApiError whose message says what to do about it.
 
-import type { AppConfig, AttentionResponse, ErrorBody, GradientsResponse, ModelDetails } from "./types";
+import type {
+  AppConfig,
+  AttentionRequest,
+  AttentionResponse,
+  ErrorResponse,
+  GradientsRequest,
+  GradientsResponse,
+  ModelDetails,
+} from "./types";
 
 export type ErrorKind = "unreachable" | "http" | "aborted" | "invalid";
 
@@ -22,7 +30,7 @@ export class ApiError extends Error {
 /** A 4xx/5xx response → ApiError with the server's own message (our handlers name the field). */
 export async function httpError(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => "");
-  let body: Partial<ErrorBody> = {};
+  let body: Partial<ErrorResponse> = {};
   try {
     body = JSON.parse(text);
   } catch {
@@ -30,7 +38,7 @@ export async function httpError(response: Response): Promise<ApiError> {
   }
   const type = body.type ?? response.statusText;
   const message = `${response.status} ${type}: ${body.message ?? "no message"}`;
-  return new ApiError("http", message, response.status, type, body.field, body.message);
+  return new ApiError("http", message, response.status, type, body.field ?? undefined, body.message);
 }
 
 /** TorchServe's own 500 when the worker running a request was stopped (scale-down, crash);
@@ -112,15 +120,15 @@ export class InferenceApi {
     return out.model as ModelDetails;
   }
 
-  attention(model: string, body: AttentionBody, signal?: AbortSignal): Promise<AttentionResponse> {
+  attention(model: string, body: AttentionRequest, signal?: AbortSignal): Promise<AttentionResponse> {
     return this.post(model, body, signal);
   }
 
-  gradients(model: string, body: GradientsBody, signal?: AbortSignal): Promise<GradientsResponse> {
+  gradients(model: string, body: GradientsRequest, signal?: AbortSignal): Promise<GradientsResponse> {
     return this.post(model, body, signal);
   }
 
-  async gradientsNpz(model: string, body: GradientsBody, signal?: AbortSignal): Promise<Blob> {
+  async gradientsNpz(model: string, body: GradientsRequest, signal?: AbortSignal): Promise<Blob> {
     const blob: Blob = await this.post(model, { ...body, format: "npz" }, signal, "blob");
     // Never save a JSON body under an .npz name.
     if (blob.type.includes("json")) {
@@ -128,24 +136,4 @@ export class InferenceApi {
     }
     return blob;
   }
-}
-
-export interface AttentionBody {
-  text: string;
-  text_pair?: string;
-  layers?: number[] | "all";
-  heads?: number[] | "all";
-  mask?: number[];
-  top_k?: number;
-  encoding?: "json" | "float16-base64";
-}
-
-export interface GradientsBody {
-  text: string;
-  text_pair?: string;
-  target?: string | number;
-  baseline?: string;
-  n_steps?: number;
-  return?: string[];
-  format?: "json" | "npz";
 }

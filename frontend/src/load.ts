@@ -1,15 +1,15 @@
 // Attention for one text, fetched as float16 and kept per layer. All layers come in one
 // response when the server's response limit allows; else in halves, quarters, ...
 
-import { ApiError, type AttentionBody, type InferenceApi } from "./api";
+import { ApiError, type InferenceApi } from "./api";
 import { decodeArray } from "./decode";
 import { splitLayers, type AttentionLayers } from "./transforms";
-import type { AttentionResponse } from "./types";
+import type { AttentionRequest, AttentionResponse } from "./types";
 
 export interface LoadedAttention {
   response: AttentionResponse; // tokens and model details (its attention: the first part)
   attention: AttentionLayers;
-  body: AttentionBody; // what was asked: text, pair, mask
+  body: AttentionRequest; // what was asked: text, pair, mask
 }
 
 const tooLarge = (error: unknown) => error instanceof ApiError && error.status === 413 && error.field === "attention";
@@ -20,7 +20,7 @@ const tooLarge = (error: unknown) => error instanceof ApiError && error.status =
  * two halves cost far less than one request per layer.
  */
 export async function fetchLayers(
-  api: InferenceApi, model: string, body: AttentionBody, layers: number[], signal: AbortSignal,
+  api: InferenceApi, model: string, body: AttentionRequest, layers: number[], signal: AbortSignal,
 ): Promise<AttentionResponse[]> {
   try {
     return [await api.attention(model, { ...body, layers }, signal)];
@@ -33,7 +33,7 @@ export async function fetchLayers(
 }
 
 export async function loadAttention(
-  api: InferenceApi, model: string, body: AttentionBody, nLayers: number, signal: AbortSignal,
+  api: InferenceApi, model: string, body: AttentionRequest, nLayers: number, signal: AbortSignal,
 ): Promise<LoadedAttention> {
   const all = Array.from({ length: nLayers }, (_, l) => l);
   const parts = await fetchLayers(api, model, body, all, signal);

@@ -1,13 +1,22 @@
 // Wiring: config → models → controls ↔ state (URL) → requests → views.
 
 import "./style.css";
-import { ApiError, InferenceApi, loadConfig, type AttentionBody, type GradientsBody } from "./api";
+import { ApiError, InferenceApi, loadConfig } from "./api";
+import { BASELINES, type Baseline } from "./contract";
 import { saveBlob } from "./download";
+import {
+  gradientsModelDetails,
+  resultFor,
+  targetControl,
+  targetValue,
+  TARGET_PLACEHOLDER,
+  type HeldResult,
+} from "./gradients";
 import { loadAttention, type LoadedAttention } from "./load";
-import { BASELINES, parseState, serializeState, writeUrl, type AppState, type View } from "./state";
+import { parseState, serializeState, writeUrl, type AppState, type View } from "./state";
 import { Status } from "./status";
 import { headColor } from "./transforms";
-import type { AppConfig, AttentionResponse, GradientsResponse, ModelDetails } from "./types";
+import type { AppConfig, AttentionRequest, AttentionResponse, GradientsRequest, ModelDetails } from "./types";
 import { AttentionView, renderPredictions } from "./views/attention";
 import { AttributionView } from "./views/attribution";
 import { OverviewView } from "./views/overview";
@@ -17,7 +26,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getEleme
 const state: AppState = parseState(location.hash);
 const status = new Status($("busy"), $("error"));
 const details = new Map<string, ModelDetails>(); // attention models' details, asked at start
-const learnedLabels = new Map<string, string[]>(); // gradients model → labels seen in a result
+const resultDetails = new Map<string, ModelDetails>(); // gradients model → the `model` block of its last result
 let config: AppConfig = { inference: "", models: [] };
 let api: InferenceApi;
 
@@ -27,7 +36,8 @@ interface Loaded extends LoadedAttention {
   model: ModelDetails;
 }
 let loaded: Loaded | null = null;
-let gradients: { result: GradientsResponse; model: string; body: GradientsBody } | null = null;
+/** The last attribution, for the model it was computed for (shown only while that model is selected). */
+let gradients: HeldResult | null = null;
 
 const attentionView = new AttentionView($("attention-graph"), onTokenClick);
 const overviewView = new OverviewView($("overview"), (layer, head) => {
@@ -133,7 +143,9 @@ function bindControls() {
   });
   $("gmodel").addEventListener("change", () => {
     update({ gmodel: $<HTMLSelectElement>("gmodel").value, target: "" });
+    gradients = null; // the previous model's result: never shown as this one's
     syncTargets();
+    showView();
   });
   $("target-select").addEventListener("change", () => update({ target: $<HTMLSelectElement>("target-select").value }));
   // Not trimmed: a causal LM's next token is often " Paris", leading space and all.
@@ -141,7 +153,7 @@ function bindControls() {
     const value = $<HTMLInputElement>("target-text").value;
     update({ target: value.trim() ? value : "" });
   });
-  $("baseline").addEventListener("change", () => update({ baseline: $<HTMLSelectElement>("baseline").value }));
+  $("baseline").addEventListener("change", () => update({ baseline: $<HTMLSelectElement>("baseline").value as Baseline }));
   // No client-side clamp: the server's own message names the limit (n_steps: 1..max_n_steps).
   $("steps").addEventListener("input", () => {
     const v = Number($<HTMLInputElement>("steps").value);
@@ -213,28 +225,30 @@ function setHeads(heads: number[] | null) {
 
 const selectedHeads = (nHeads: number) => state.heads ?? Array.from({ length: nHeads }, (_, h) => h);
 
-/** Label names where we know them (the twin `-attention` model, sentiment-attention, or a past result), else free text. */
-function targetLabels(gmodel: string): string[] | null {
-  const twin = gmodel.replace(/-gradients$/, "-attention");
-  for (const name of [twin, "sentiment-attention"]) {
-    const labels = details.get(name)?.labels;
-    if (labels?.length) return labels;
-  }
-  return learnedLabels.get(gmodel) ?? null;
-}
-
+/** The target control follows the selected gradients model: its labels (classifier), a next
+ * token typed as text or #id (causal LM), or free text while its details are unknown. */
 function syncTargets() {
-  const labels = targetLabels(state.gmodel);
+  const control = targetControl(gradientsModelDetails(state.gmodel, details, resultDetails));
   const select = $<HTMLSelectElement>("target-select");
   const text = $<HTMLInputElement>("target-text");
-  select.hidden = !labels;
-  text.hidden = !!labels;
-  if (labels) {
-    fillSelect(select, [["", "predicted label"], ...labels.map((l): [string, string] => [l, l])]);
-    select.value = labels.includes(state.target) ? state.target : "";
+  select.hidden = control.kind !== "label";
+  text.hidden = control.kind === "label";
+  text.placeholder = TARGET_PLACEHOLDER[control.kind];
+  $("view-attribution").dataset.target = control.kind;
+  if (control.kind === "label") {
+    fillSelect(select, [["", TARGET_PLACEHOLDER.label], ...control.labels.map((l): [string, string] => [l, l])]);
+    select.value = control.labels.includes(state.target) ? state.target : "";
   } else {
+    select.replaceChildren();
     text.value = state.target;
   }
+}
+
+/** Downloads are of the result on screen, so only while the selected model has one. */
+function syncDownloads() {
+  const none = !resultFor(gradients, state.gmodel);
+  $<HTMLButtonElement>("download-json").disabled = none;
+  $<HTMLButtonElement>("download-npz").disabled = none;
 }
 
 function showView() {
@@ -244,7 +258,7 @@ function showView() {
   document.querySelectorAll<HTMLButtonElement>(".tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === state.view)));
   if (state.view === "attribution") {
     if (!modelsOf("gradients").length && config.models.length) attributionView.message("No gradients model is served (deploy/models.txt lists none).");
-    else if (!gradients) attributionView.message("Choose a target, baseline and steps, then Run.");
+    else redraw();
   } else if (loaded && loaded.key !== inputKey() && state.text.trim()) {
     runAttention();
   } else {
@@ -266,7 +280,7 @@ async function runAttention() {
   const key = inputKey();
   if (loaded && loaded.key !== key) update({ mask: [], token: null }); // indices of another text
   const d = details.get(model);
-  const body: AttentionBody = { text: state.text, heads: "all", encoding: "float16-base64" };
+  const body: AttentionRequest = { text: state.text, heads: "all", encoding: "float16-base64" };
   if (state.pair.trim()) body.text_pair = state.pair;
   if (state.mask.length && d?.mask_token) body.mask = state.mask;
   const out = await status.track(`Attention on ${model}`, async (signal) => {
@@ -297,15 +311,16 @@ function onTokenClick(index: number) {
   }
 }
 
-function attributionBody(): GradientsBody {
-  const body: GradientsBody = {
+function attributionBody(): GradientsRequest {
+  const body: GradientsRequest = {
     text: state.text,
     baseline: state.baseline,
     n_steps: state.steps,
     return: ["attributions", "step_sizes", "path_scores"],
   };
   if (state.pair.trim()) body.text_pair = state.pair;
-  if (state.target) body.target = state.target;
+  const target = targetValue(state.target);
+  if (target !== undefined) body.target = target;
   return body;
 }
 
@@ -319,12 +334,9 @@ async function runAttribution() {
   const result = await status.track(`Integrated gradients on ${model} (${body.n_steps} steps)`, (signal) => api.gradients(model, body, signal));
   if (!result) return;
   gradients = { result, model, body };
-  if (result.model?.labels?.length) {
-    learnedLabels.set(model, result.model.labels);
-    syncTargets();
-  }
-  $<HTMLButtonElement>("download-json").disabled = false;
-  $<HTMLButtonElement>("download-npz").disabled = false;
+  resultDetails.set(model, result.model);
+  syncTargets();
+  syncDownloads();
   redraw();
 }
 
@@ -332,7 +344,10 @@ async function runAttribution() {
 
 function redraw() {
   if (state.view === "attribution") {
-    if (gradients) attributionView.render(gradients.result, state.hideSpecial);
+    syncDownloads();
+    const held = resultFor(gradients, state.gmodel);
+    if (held) attributionView.render(held.result, state.hideSpecial, held.model);
+    else attributionView.message(`Choose a target, baseline and steps for ${state.gmodel || "a model"}, then Run.`);
     return;
   }
   if (!loaded) {
@@ -368,20 +383,21 @@ function attentionNotes(r: AttentionResponse, nHeads: number): string {
 
 // --- downloads ----------------------------------------------------------------------
 
-const fileStem = () => (gradients ? `${gradients.model}-${gradients.body.baseline}-${gradients.body.n_steps}` : "attributions");
+const fileStem = (held: HeldResult) => `${held.model}-${held.body.baseline}-${held.body.n_steps}`;
 
 function downloadJson() {
-  if (!gradients) return;
-  saveBlob(new Blob([JSON.stringify(gradients.result, null, 2)], { type: "application/json" }), `${fileStem()}.json`);
+  const held = resultFor(gradients, state.gmodel);
+  if (!held) return;
+  saveBlob(new Blob([JSON.stringify(held.result, null, 2)], { type: "application/json" }), `${fileStem(held)}.json`);
 }
 
 /** The full tensors (intermediate gradients too) come from a second request in "npz" format. */
 async function downloadNpz() {
-  const current = gradients;
+  const current = resultFor(gradients, state.gmodel);
   if (!current) return;
   const { return: _summaryOnly, ...body } = current.body; // npz defaults to every tensor
   const blob = await status.track(`Fetching .npz from ${current.model}`, (signal) => api.gradientsNpz(current.model, body, signal));
-  if (blob) saveBlob(blob, `${fileStem()}.npz`);
+  if (blob) saveBlob(blob, `${fileStem(current)}.npz`);
 }
 
 boot();

@@ -1,11 +1,11 @@
 // The shareable state of a view, kept in the URL hash (#view=attention&model=...&text=...),
 // so a reload or a pasted link shows the same thing. Defaults are left out of the URL.
 
+import { BASELINES, type Baseline } from "./contract";
 import type { Aggregation } from "./transforms";
 
 export type View = "attention" | "overview" | "attribution";
 export const VIEWS: View[] = ["attention", "overview", "attribution"];
-export const BASELINES = ["pad", "zero", "unk", "mask", "period", "rand-norm", "rand-unif"] as const;
 
 export interface AppState {
   view: View;
@@ -19,8 +19,8 @@ export interface AppState {
   mask: number[]; // token indices sent as "mask"
   token: number | null; // selected token (predictions panel)
   gmodel: string; // gradients model
-  target: string; // label / next token; "" = the model's own prediction
-  baseline: string;
+  target: string; // label / next token (text or #id); "" = the model's own prediction
+  baseline: Baseline; // one of the contract's (src/contract.ts BASELINES)
   steps: number;
 }
 
@@ -52,6 +52,11 @@ function nonNegativeInt(value: string | null, fallback: number): number {
   return value !== null && /^\d+$/.test(value) ? Number(value) : fallback;
 }
 
+/** `value` when it is one of `values` (an enum of the contract), else undefined. */
+function oneOf<T extends string>(values: readonly T[], value: string | null): T | undefined {
+  return values.find((v) => v === value);
+}
+
 /** Hash (with or without '#') → state; anything unparsable falls back to its default. */
 export function parseState(hash: string): AppState {
   const p = new URLSearchParams(hash.replace(/^#/, ""));
@@ -72,7 +77,7 @@ export function parseState(hash: string): AppState {
     token: token !== null && /^\d+$/.test(token) ? Number(token) : null,
     gmodel: get("gmodel") ?? DEFAULTS.gmodel,
     target: get("target") ?? DEFAULTS.target,
-    baseline: (BASELINES as readonly string[]).includes(get("baseline") ?? "") ? get("baseline")! : DEFAULTS.baseline,
+    baseline: oneOf(BASELINES, get("baseline")) ?? DEFAULTS.baseline,
     steps: Math.max(1, nonNegativeInt(get("steps"), DEFAULTS.steps)),
   };
 }

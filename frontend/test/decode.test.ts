@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { base64ToBytes, decodeArray, decodeFloat16, halfToFloat } from "../src/decode";
+import type { EncodedArray } from "../src/types";
 
 // Made with numpy: np.array([...], dtype="<f2").tobytes(), base64-encoded (as the server does).
 const NUMPY_B64 = "AAAAPADAADj/e44GVDUAgAEAAHw=";
@@ -43,6 +44,6 @@ describe("encoded arrays of the contract", () => {
   });
 
   it("names an unknown encoding", () => {
-    expect(() => decodeArray({ encoding: "bfloat16" as "json", shape: [1], data: "" })).toThrow(/unknown encoding "bfloat16"/);
+    expect(() => decodeArray({ encoding: "bfloat16", shape: [1], data: "" } as unknown as EncodedArray)).toThrow(/unknown encoding "bfloat16"/);
   });
 });

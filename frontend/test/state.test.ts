@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { BASELINES } from "../src/contract";
 import { DEFAULTS, parseState, serializeState } from "../src/state";
 
 describe("state in the URL", () => {
@@ -11,7 +12,7 @@ describe("state in the URL", () => {
     const s = {
       ...DEFAULTS, view: "overview" as const, model: "minilm-attention", text: "The cat & the hat?", pair: "It sat.",
       layer: 3, heads: [0, 5], agg: "max" as const, hideSpecial: true, mask: [2], token: 2,
-      gmodel: "sentiment-gradients", target: "positive", baseline: "zero", steps: 64,
+      gmodel: "sentiment-gradients", target: "positive", baseline: "zero" as const, steps: 64,
     };
     expect(parseState(`#${serializeState(s)}`)).toEqual(s);
   });
@@ -29,5 +30,11 @@ describe("state in the URL", () => {
     expect(s.baseline).toBe("pad");
     expect(s.steps).toBe(50);
     expect(s.token).toBeNull();
+  });
+
+  it("takes every baseline of the contract, and a causal LM's target with its leading space", () => {
+    for (const baseline of BASELINES) expect(parseState(serializeState({ ...DEFAULTS, baseline })).baseline).toBe(baseline);
+    const s = { ...DEFAULTS, gmodel: "smollm2-gradients", target: " Paris" };
+    expect(parseState(serializeState(s))).toEqual(s);
   });
 });

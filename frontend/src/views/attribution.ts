@@ -11,7 +11,7 @@ import {
   tokenLabel,
   type PathPoint,
 } from "../transforms";
-import type { GradientsResponse, Prediction } from "../types";
+import type { GradientsResponse, TokenPrediction } from "../types";
 
 const pct = format(".1%");
 const num = format(".4~g");
@@ -27,11 +27,18 @@ export class AttributionView {
   constructor(private readonly root: HTMLElement) {}
 
   message(text: string) {
+    delete this.root.dataset.model;
+    delete this.root.dataset.target;
     this.root.replaceChildren(el("p", "hint", text));
   }
 
-  render(result: GradientsResponse, hideSpecial: boolean) {
-    const parts: HTMLElement[] = [this.summary(result)];
+  /** `model`: the gradients archive the result came from, named above it (and in data-model). */
+  render(result: GradientsResponse, hideSpecial: boolean, model: string) {
+    this.root.dataset.model = model;
+    this.root.dataset.target = targetName(result);
+    const heading = el("p", "attr-for");
+    heading.append(el("strong", "", model), document.createTextNode(` · attributions for target ${targetName(result)}`));
+    const parts: HTMLElement[] = [heading, this.summary(result)];
     if (result.attributions) parts.push(this.tokens(result, hideSpecial));
     parts.push(this.convergence(result));
     if (result.alphas && result.path_scores) parts.push(this.charts(result));
@@ -49,14 +56,13 @@ export class AttributionView {
       pred.append(el("p", "predicted-label", r.prediction.label));
       pred.append(probabilityBars(Object.entries(r.prediction.probabilities)));
     } else {
-      pred.append(probabilityBars(r.prediction.next_tokens.map((p: Prediction) => [JSON.stringify(p.text).slice(1, -1), p.prob])));
+      pred.append(probabilityBars(r.prediction.next_tokens.map((p: TokenPrediction) => [JSON.stringify(p.text).slice(1, -1), p.prob])));
     }
     const target = el("div", "target");
     target.append(el("h3", "", "Attributed"));
-    const name = r.target.label ?? JSON.stringify(r.target.text ?? r.target.token);
     const facts = el("dl");
     const add = (k: string, v: string) => facts.append(el("dt", "", k), el("dd", "", v));
-    add("target", `${name} (#${r.target.index})`);
+    add("target", `${targetName(r)} (#${r.target.index})`);
     add(`F(x) = ${r.score}`, num(r.target.score));
     add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score));
     add("steps", `${r.n_steps} (${r.method})`);
@@ -111,6 +117,12 @@ export class AttributionView {
     }
     return box;
   }
+}
+
+/** A classifier's label; a next token quoted, so " Paris" shows its leading space. */
+export function targetName(r: GradientsResponse): string {
+  const text = r.target.text ?? r.target.token;
+  return r.target.label ?? (text != null ? JSON.stringify(text) : `#${r.target.index}`);
 }
 
 function probabilityBars(rows: [string, number][]): HTMLElement {

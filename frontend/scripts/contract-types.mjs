@@ -1,0 +1,102 @@
+// The wire contract's TypeScript types, generated from the JSON Schema the server writes
+// (python -m exformer.schema → docs/schema/exformer-v1.schema.json):
+//
+//   node scripts/contract-types.mjs [--out src/contract.ts]    (npm run types)
+//
+// The output depends on the schema alone (no dates, no paths, a fixed formatting), so
+// tests/test_contract_types.py can regenerate it and compare it byte for byte.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { compile } from "json-schema-to-typescript";
+
+const FRONTEND = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const SCHEMA_NAME = "docs/schema/exformer-v1.schema.json";
+
+const { values: args } = parseArgs({
+  options: {
+    schema: { type: "string", default: resolve(FRONTEND, "..", SCHEMA_NAME) },
+    out: { type: "string", default: resolve(FRONTEND, "src", "contract.ts") },
+  },
+});
+
+const BANNER = `// Generated from ${SCHEMA_NAME} by \`npm run types\` (frontend/scripts/contract-types.mjs).
+// Do not edit: change exformer/contract.py, run \`python -m exformer.schema\`, then \`cd frontend && npm run types\`.`;
+
+/** Enums the page needs at run time (select options, URL validation), as `as const` lists. */
+const ENUMS = [
+  ["BASELINES", "Baseline", "#/$defs/GradientsRequest/properties/baseline"],
+  ["BASELINE_SPECIALS", "BaselineSpecials", "#/$defs/GradientsRequest/properties/baseline_specials"],
+  ["METHODS", "Method", "#/$defs/GradientsRequest/properties/method"],
+  ["SCORES", "Score", "#/$defs/GradientsRequest/properties/score"],
+  ["RETURNS", "Returned", "#/$defs/GradientsRequest/properties/return/anyOf/0/items"],
+  ["FORMATS", "GradientsFormat", "#/$defs/GradientsRequest/properties/format"],
+  ["ENCODINGS", "AttentionEncoding", "#/$defs/AttentionRequest/properties/encoding"],
+  ["HEADS", "ModelHead", "#/$defs/ModelDetails/properties/head"],
+];
+
+const schema = JSON.parse(readFileSync(args.schema, "utf8"));
+
+/** A JSON pointer's node; an `anyOf: [{enum}, {type: null}]` gives its enum member. */
+function enumAt(pointer) {
+  let node = schema;
+  for (const key of pointer.replace(/^#\//, "").split("/")) {
+    node = node?.[key.replace(/~1/g, "/").replace(/~0/g, "~")];
+  }
+  const member = node?.enum ? node : node?.anyOf?.find((m) => Array.isArray(m.enum));
+  if (!member?.enum?.every((v) => typeof v === "string")) {
+    throw new Error(`${args.schema}: no string enum at ${pointer} (the contract changed? update ENUMS in ${fileURLToPath(import.meta.url)})`);
+  }
+  return member.enum;
+}
+
+/** pydantic titles every property ("Text", "N Steps"); each title would become a type alias of
+ * its own (Text, Text1, Text2, ...), so only the models in $defs keep theirs. */
+function withoutPropertyTitles(node) {
+  if (Array.isArray(node)) return node.map(withoutPropertyTitles);
+  if (node === null || typeof node !== "object") return node;
+  const out = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "properties") {
+      out.properties = Object.fromEntries(
+        Object.entries(value).map(([name, { title: _title, ...property }]) => [name, withoutPropertyTitles(property)]),
+      );
+    } else {
+      out[key] = withoutPropertyTitles(value);
+    }
+  }
+  return out;
+}
+
+const types = await compile(withoutPropertyTitles(schema), "ExformerContract", {
+  bannerComment: BANNER,
+  cwd: dirname(resolve(args.schema)),
+  additionalProperties: false,
+  unreachableDefinitions: true, // every model in $defs, referenced or not
+  strictIndexSignatures: false,
+  unknownAny: true,
+  enableConstEnums: false,
+  format: true,
+  style: {
+    parser: "typescript",
+    printWidth: 120,
+    tabWidth: 2,
+    useTabs: false,
+    semi: true,
+    singleQuote: false,
+    bracketSpacing: true,
+    trailingComma: "all",
+    endOfLine: "lf",
+  },
+});
+
+const lists = ENUMS.map(([constName, typeName, pointer]) => {
+  const values = enumAt(pointer).map((v) => JSON.stringify(v)).join(", ");
+  return `/** ${pointer} */\nexport const ${constName} = [${values}] as const;\nexport type ${typeName} = (typeof ${constName})[number];\n`;
+});
+
+const out = `${types.trimEnd()}\n\n// --- enums as run-time lists (from the same schema) ---\n\n${lists.join("\n")}`;
+writeFileSync(args.out, out);
+console.log(`${args.out}: ${out.length} characters from ${args.schema}`);

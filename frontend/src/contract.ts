@@ -1,0 +1,394 @@
+// Generated from docs/schema/exformer-v1.schema.json by `npm run types` (frontend/scripts/contract-types.mjs).
+// Do not edit: change exformer/contract.py, run `python -m exformer.schema`, then `cd frontend && npm run types`.
+
+/**
+ * The wire contract (v1) of exformer-serve, generated from exformer.contract.
+ */
+export interface ExformerContract {
+  AttentionRequest?: AttentionRequest;
+  AttentionResponse?: AttentionResponse;
+  ErrorResponse?: ErrorResponse;
+  GradientsRequest?: GradientsRequest;
+  GradientsResponse?: GradientsResponse;
+  ModelDetailsResponse?: ModelDetailsResponse;
+}
+/**
+ * `POST /predictions/<model>-attention`. An empty body asks for the model's details only.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "AttentionRequest".
+ */
+export interface AttentionRequest {
+  /**
+   * json: exact float32 numbers; float16-base64: ~6x smaller.
+   */
+  encoding?: "json" | "float16-base64";
+  /**
+   * Heads to return: "all" or indices.
+   */
+  heads?: "all" | number[];
+  /**
+   * Layers to return: "all" or indices.
+   */
+  layers?: "all" | number[];
+  /**
+   * Token indices to replace by the mask token before the forward.
+   */
+  mask?: number[] | null;
+  /**
+   * The text to explain; omit (with every other field) for the model's details.
+   */
+  text?: string | null;
+  /**
+   * A second segment (sentence pairs).
+   */
+  text_pair?: string | null;
+  /**
+   * Predictions per token (masked/causal LMs); default: the archive's (5).
+   */
+  top_k?: number | null;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "AttentionResponse".
+ */
+export interface AttentionResponse {
+  /**
+   * [layers, heads, tokens, tokens]: attention from each token (row) to each token (column).
+   */
+  attention: JsonAttention | Float16Attention;
+  model: ModelDetails;
+  n_tokens_dropped: number;
+  /**
+   * Tokens before truncation.
+   */
+  n_tokens_input: number;
+  /**
+   * Classifiers only.
+   */
+  prediction?: ClassPrediction | null;
+  tokens: Token[];
+  /**
+   * True when the input was cut to the model's max_tokens.
+   */
+  truncated: boolean;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonAttention".
+ */
+export interface JsonAttention {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  heads: number[];
+  layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Attention".
+ */
+export interface Float16Attention {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian float16 values, row-major.
+   */
+  data: string;
+  dtype: "float16";
+  encoding: "float16-base64";
+  heads: number[];
+  layers: number[];
+  shape: number[];
+}
+/**
+ * The `model` block of every response (and the whole answer to an empty attention body).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ModelDetails".
+ */
+export interface ModelDetails {
+  architecture: string;
+  head: ("masked-lm" | "causal-lm" | "sequence-classification") | null;
+  kind: "bidirectional" | "autoregressive";
+  labels: string[] | null;
+  mask_token: string | null;
+  max_tokens: number;
+  n_heads: number;
+  n_layers: number;
+  name: string;
+  predictions: ("masked-token" | "next-token") | null;
+  type: string;
+  vocab_size: number;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ClassPrediction".
+ */
+export interface ClassPrediction {
+  label: string;
+  probabilities: {
+    [k: string]: number;
+  };
+}
+/**
+ * One token: what the tokenizer made of the input, and where it came from.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Token".
+ */
+export interface Token {
+  end: number | null;
+  id: number;
+  index: number;
+  /**
+   * Attention only: replaced by the mask token.
+   */
+  masked?: boolean | null;
+  /**
+   * Attention only: top-k tokens at this position (masked LM) or after it (causal LM).
+   */
+  predictions?: TokenPrediction[] | null;
+  /**
+   * 0: text, 1: text_pair, null: special token.
+   */
+  segment: (0 | 1) | null;
+  special: boolean;
+  /**
+   * Character offset in its segment's text; null for special tokens.
+   */
+  start: number | null;
+  /**
+   * The characters of the input it covers.
+   */
+  surface: string | null;
+  /**
+   * The tokenizer's token string.
+   */
+  text: string;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "TokenPrediction".
+ */
+export interface TokenPrediction {
+  id: number;
+  prob: number;
+  text: string;
+  token: string;
+}
+/**
+ * Every 4xx/5xx we answer. `field` names what was wrong (4xx).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ErrorResponse".
+ */
+export interface ErrorResponse {
+  code: number;
+  field?: string | null;
+  message: string;
+  type: string;
+}
+/**
+ * `POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GradientsRequest".
+ */
+export interface GradientsRequest {
+  /**
+   * Where the path starts; default "pad" ("zero" without a pad token).
+   */
+  baseline?: ("zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif") | null;
+  /**
+   * "keep" special tokens in the baseline (only content is explained); "replace": the old server.
+   */
+  baseline_specials?: "keep" | "replace";
+  /**
+   * json summary, npz (numpy), or torch-gzip (the old server's file).
+   */
+  format?: "json" | "npz" | "torch-gzip";
+  /**
+   * captum's approximation method.
+   */
+  method?: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  /**
+   * Points along the path (at most the archive's max_n_steps).
+   */
+  n_steps?: number;
+  /**
+   * What to return; default by format (json: the summary).
+   */
+  return?: ("attributions" | "intermediate_gradients" | "step_sizes" | "intermediates" | "path_scores")[] | null;
+  /**
+   * F: softmax probability of the target, or its raw logit (the old server).
+   */
+  score?: "probability" | "logit";
+  /**
+   * Seed of the rand-norm / rand-unif baselines.
+   */
+  seed?: number;
+  /**
+   * Classifier: class index or label. Causal LM: next token (text of one token, or id). Default: the model's own prediction.
+   */
+  target?: number | string | null;
+  /**
+   * The text to explain ("sequence" is accepted, the old server's name).
+   */
+  text: string;
+  /**
+   * A second segment (sentence pairs).
+   */
+  text_pair?: string | null;
+}
+/**
+ * The JSON summary (`format: json`, and the `summary` entry of an npz).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GradientsResponse".
+ */
+export interface GradientsResponse {
+  alphas?: number[] | null;
+  attributions?: Attributions | null;
+  baseline: BaselineUsed;
+  /**
+   * Σ attributions − (F(x) − F(x')): the quadrature's error.
+   */
+  convergence_delta: number;
+  /**
+   * ‖∂F/∂x‖ at each path point.
+   */
+  gradient_norms?: number[] | null;
+  /**
+   * [n_steps, tokens, hidden], when asked in `return`.
+   */
+  intermediate_gradients?: JsonArray | null;
+  /**
+   * [n_steps, tokens, hidden] path points, when asked.
+   */
+  intermediates?: JsonArray | null;
+  method: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  model: ModelDetails;
+  n_steps: number;
+  n_tokens_dropped: number;
+  /**
+   * Tokens before truncation.
+   */
+  n_tokens_input: number;
+  /**
+   * F at each path point.
+   */
+  path_scores?: number[] | null;
+  prediction: ClassPrediction | NextTokenPrediction;
+  score: "probability" | "logit";
+  step_sizes?: number[] | null;
+  target: Target;
+  tokens: Token[];
+  /**
+   * True when the input was cut to the model's max_tokens.
+   */
+  truncated: boolean;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Attributions".
+ */
+export interface Attributions {
+  /**
+   * raw / its L2 norm.
+   */
+  normalized: number[];
+  /**
+   * Per token: the integrated gradients summed over the hidden size.
+   */
+  raw: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "BaselineUsed".
+ */
+export interface BaselineUsed {
+  name: "zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif";
+  /**
+   * F(x'): the score at the baseline.
+   */
+  score: number;
+  seed: number | null;
+  specials: "keep" | "replace";
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonArray".
+ */
+export interface JsonArray {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "NextTokenPrediction".
+ */
+export interface NextTokenPrediction {
+  next_tokens: TokenPrediction[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Target".
+ */
+export interface Target {
+  index: number;
+  label?: string | null;
+  /**
+   * F(x): the score attributed, at the input.
+   */
+  score: number;
+  text?: string | null;
+  token?: string | null;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ModelDetailsResponse".
+ */
+export interface ModelDetailsResponse {
+  model: ModelDetails;
+}
+
+// --- enums as run-time lists (from the same schema) ---
+
+/** #/$defs/GradientsRequest/properties/baseline */
+export const BASELINES = ["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"] as const;
+export type Baseline = (typeof BASELINES)[number];
+
+/** #/$defs/GradientsRequest/properties/baseline_specials */
+export const BASELINE_SPECIALS = ["keep", "replace"] as const;
+export type BaselineSpecials = (typeof BASELINE_SPECIALS)[number];
+
+/** #/$defs/GradientsRequest/properties/method */
+export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] as const;
+export type Method = (typeof METHODS)[number];
+
+/** #/$defs/GradientsRequest/properties/score */
+export const SCORES = ["probability", "logit"] as const;
+export type Score = (typeof SCORES)[number];
+
+/** #/$defs/GradientsRequest/properties/return/anyOf/0/items */
+export const RETURNS = ["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"] as const;
+export type Returned = (typeof RETURNS)[number];
+
+/** #/$defs/GradientsRequest/properties/format */
+export const FORMATS = ["json", "npz", "torch-gzip"] as const;
+export type GradientsFormat = (typeof FORMATS)[number];
+
+/** #/$defs/AttentionRequest/properties/encoding */
+export const ENCODINGS = ["json", "float16-base64"] as const;
+export type AttentionEncoding = (typeof ENCODINGS)[number];
+
+/** #/$defs/ModelDetails/properties/head */
+export const HEADS = ["masked-lm", "causal-lm", "sequence-classification"] as const;
+export type ModelHead = (typeof HEADS)[number];
