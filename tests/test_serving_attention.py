@@ -45,6 +45,9 @@ def test_long_input_says_truncated(torchserve):
 BAD = [
     ("not json", b"{not json", "application/json", 400, "body"),
     ("json not an object", b"[1, 2]", "application/json", 400, "body"),
+    ("nested 50,000 deep", b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "body"),
+    ("negative mask index", {"text": "a b", "mask": [-1]}, "application/json", 400, "mask"),
+    ("bool as an integer", {"text": "a", "top_k": True}, "application/json", 400, "top_k"),
     ("missing text", {"layers": [0]}, "application/json", 400, "text"),
     ("empty text", {"text": ""}, "application/json", 400, "text"),
     ("text not a string", {"text": 42}, "application/json", 400, "text"),
