@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def torchserve(tmp_path_factory, tiny_model_dir):
         "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
     archives["tiny-batch-gradients"] = ts.archive(
         "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work)
-    with ts.serving(work / "server", archives) as server:
+    # Another test session on this machine (a clean-clone CI run) can take the default ports.
+    offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))
+    with ts.serving(work / "server", archives, port_offset=offset) as server:
         yield server
 
 
