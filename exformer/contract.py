@@ -172,8 +172,9 @@ class AttentionRequest(Request):
 class GradientsRequest(Request):
     """`POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`)."""
 
-    text: str = Field(validation_alias=AliasChoices("text", "sequence"),
-                      description='The text to explain ("sequence" is accepted, the old server\'s name).')
+    text: str | None = Field(None, validation_alias=AliasChoices("text", "sequence"),
+                             description='The text to explain ("sequence" is accepted, the old server\'s name); '
+                                         "omit (with every other field) for the model's details.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
     target: Index | str | None = Field(
         None, description="Classifier: class index or label. Causal LM: next token (text of one token, or id). "
@@ -193,11 +194,17 @@ class GradientsRequest(Request):
     @classmethod
     def _explainable(cls, body, info: ValidationInfo):
         model, _ = _context(info)
-        if model is not None and model.head not in GRADIENT_HEADS:
+        if body and model is not None and model.head not in GRADIENT_HEADS:
             raise RequestError("model", f"{model.name} has no classification or causal-LM head, so no score to attribute")
         if isinstance(body, dict) and "text" in body and "sequence" in body:
             raise RequestError("sequence", 'is the old name of "text"; give one of them, not both')
         return body
+
+    @model_validator(mode="after")
+    def _text_unless_details(self):
+        if self.text is None and self.model_fields_set - {"text"}:
+            raise RequestError("text", "is required (a non-empty string)")
+        return self
 
     @field_validator("target")
     @classmethod

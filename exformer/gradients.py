@@ -88,6 +88,8 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     still answered.
     """
     settings = loaded.settings
+    if any(request.text is None for request in requests):
+        raise ValueError("a details request (no text) has no gradients; answer it with loaded.details()")
     prepared: list = []
     for request in requests:
         try:

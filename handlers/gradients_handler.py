@@ -5,7 +5,7 @@
 """
 
 from exformer.contract import GradientsRequest, decode_body
-from exformer.gradients import explain_batch
+from exformer.gradients import GradientsResult, explain_batch
 from exformer.serving import ExplainerHandler
 
 
@@ -18,8 +18,10 @@ class GradientsHandler(ExplainerHandler):
         return super().parse(body, explain)
 
     def explain_batch(self, requests):
-        """The batch's path points share the forward chunks (padded, with attention masks)."""
-        return explain_batch(self.loaded, requests)
+        """The batch's path points share the forward chunks (padded, with attention masks).
+        An empty body asks for the model's details, as on an attention archive."""
+        answers = iter(explain_batch(self.loaded, [r for r in requests if r.text is not None]))
+        return [{"model": self.loaded.details()} if r.text is None else next(answers) for r in requests]
 
     def encode(self, result, request):
-        return result.body()
+        return result.body() if isinstance(result, GradientsResult) else super().encode(result, request)

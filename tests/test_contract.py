@@ -33,6 +33,7 @@ def test_exformer_imports_from_any_directory_without_torchserve(tmp_path):
     ("smollm2-attention", {"text": "The capital of France is", "layers": [0]}, AttentionResponse),
     ("sentiment-attention", {"text": "A fine film.", "heads": [1, 2]}, AttentionResponse),
     ("sentiment-gradients", {"text": "A fine film.", "n_steps": 8}, GradientsResponse),
+    ("smollm2-gradients", {}, ModelDetailsResponse),
     ("sentiment-gradients", {"text": "A fine film.", "n_steps": 4, "return": ["intermediate_gradients", "intermediates"]},
      GradientsResponse),
     ("smollm2-gradients", {"text": "The capital of France is", "target": " Paris", "n_steps": 4}, GradientsResponse),

@@ -388,7 +388,7 @@ BAD = [
     ({"text": TEXT, "seed": "abc"}, "seed"),
     ({"text": TEXT, "baseline_specials": "some"}, "baseline_specials"),
     ({"text": TEXT, "text_pair": 3}, "text_pair"),
-    ({}, "text"),
+    ({"n_steps": 8}, "text"),
     ({"text": ""}, "text"),
     ({"text": "   "}, "text"),
     ({"text": 5}, "text"),

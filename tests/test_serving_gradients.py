@@ -68,6 +68,7 @@ BAD = [
     ({"text": REVIEW, "seed": "x"}, 400, "seed"),
     ({"text": ""}, 400, "text"),
     ({"txt": REVIEW}, 400, "txt"),
+    ({"n_steps": 8}, 400, "text"),
     ({"text": "word " * 500, "n_steps": 500, "format": "npz"}, 413, None),
 ]
 

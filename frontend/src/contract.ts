@@ -235,9 +235,9 @@ export interface GradientsRequest {
    */
   target?: number | string | null;
   /**
-   * The text to explain ("sequence" is accepted, the old server's name).
+   * The text to explain ("sequence" is accepted, the old server's name); omit (with every other field) for the model's details.
    */
-  text: string;
+  text?: string | null;
   /**
    * A second segment (sentence pairs).
    */
