@@ -14,7 +14,7 @@ as validation context:
 """
 
 import difflib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -33,28 +33,21 @@ from .errors import RequestError
 
 # --- shared vocabulary ------------------------------------------------------------------------
 
-ATTENTION_ENCODINGS = ("json", "float16-base64")
-BASELINES = ("zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif")
-TOKEN_BASELINES = ("pad", "unk", "mask", "period")
-BASELINE_SPECIALS = ("keep", "replace")
-# captum's approximation methods (captum.attr._utils.approximation_methods.SUPPORTED_METHODS)
-GRADIENT_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-GRADIENT_FORMATS = ("json", "npz", "torch-gzip")
-GRADIENT_RETURNS = ("attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores")
-SCORES = ("probability", "logit")
-DEFAULT_RETURNS = {
-    "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
-    "npz": GRADIENT_RETURNS,
-    "torch-gzip": ("attributions", "intermediate_gradients", "step_sizes", "intermediates"),  # old keys
-}
-GRADIENT_HEADS = ("sequence-classification", "causal-lm")
-
 Encoding = Literal["json", "float16-base64"]
 Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
-Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
+Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]  # captum's
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit"]
+
+BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
+TOKEN_BASELINES = ("pad", "unk", "mask", "period")  # one token id at every replaced position
+DEFAULT_RETURNS = {
+    "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
+    "npz": get_args(Returned),
+    "torch-gzip": ("attributions", "intermediate_gradients", "step_sizes", "intermediates"),  # old keys
+}
+GRADIENT_HEADS = ("sequence-classification", "causal-lm")
 Index = Annotated[int, Field(ge=0)]
 
 
@@ -75,7 +68,7 @@ def _context(info: ValidationInfo) -> tuple[Any, Any]:
     return model, (model.settings if model is not None else None)
 
 
-def _check_text(value: str | None, field: str, info: ValidationInfo) -> str | None:
+def _check_text(value: str | None, info: ValidationInfo) -> str | None:
     if value is None:
         return None
     if not value.strip():
@@ -133,7 +126,7 @@ class AttentionRequest(Request):
     @field_validator("text", "text_pair")
     @classmethod
     def _text(cls, value, info: ValidationInfo):
-        return _check_text(value, info.field_name, info)
+        return _check_text(value, info)
 
     @field_validator("layers", "heads", mode="before")
     @classmethod
@@ -235,7 +228,7 @@ class GradientsRequest(Request):
     @field_validator("text", "text_pair")
     @classmethod
     def _text(cls, value, info: ValidationInfo):
-        return _check_text(value, info.field_name, info)
+        return _check_text(value, info)
 
     @field_validator("n_steps")
     @classmethod
