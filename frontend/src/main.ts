@@ -16,8 +16,8 @@ import { loadAttention, type LoadedAttention } from "./load";
 import { parseState, serializeState, writeUrl, type AppState, type View } from "./state";
 import { Status } from "./status";
 import { headColor } from "./transforms";
-import type { AppConfig, AttentionRequest, AttentionResponse, GradientsRequest, ModelDetails } from "./types";
-import { AttentionView, renderPredictions } from "./views/attention";
+import type { AppConfig, AttentionRequest, GradientsRequest, ModelDetails } from "./types";
+import { AttentionView, attentionNotes, renderPredictions } from "./views/attention";
 import { AttributionView } from "./views/attribution";
 import { OverviewView } from "./views/overview";
 
@@ -369,16 +369,7 @@ function redraw() {
     selected: state.token,
   });
   renderPredictions($("predictions"), model, response.tokens, state.token, state.mask);
-  $("attention-notes").textContent = attentionNotes(response, heads.length);
-}
-
-function attentionNotes(r: AttentionResponse, nHeads: number): string {
-  const notes = [`${r.tokens.length} tokens · layer ${state.layer} · ${nHeads} of ${r.model.n_heads} heads (${state.agg})`];
-  if (r.prediction) {
-    notes.push(`predicted ${r.prediction.label} (${(r.prediction.probabilities[r.prediction.label] * 100).toFixed(1)}%)`);
-  }
-  if (r.truncated) notes.push(`truncated: ${r.n_tokens_dropped} of ${r.n_tokens_input} tokens dropped`);
-  return notes.join(" · ");
+  $("attention-notes").textContent = attentionNotes(response, state.layer, heads.length, state.agg);
 }
 
 // --- downloads ----------------------------------------------------------------------

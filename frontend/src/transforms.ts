@@ -13,6 +13,8 @@ export interface AttentionLayers {
   n: number;
   nHeads: number;
   layers: Map<number, Float32Array>;
+  /** The model's head number behind each head index of the data, when only some were asked. */
+  heads?: number[];
 }
 
 /** Split the contract's [layers, heads, n, n] block into per-layer views (no copy). */

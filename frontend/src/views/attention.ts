@@ -14,7 +14,7 @@ import {
   type AttentionLayers,
   type Edge,
 } from "../transforms";
-import type { ModelDetails, Token } from "../types";
+import type { AttentionResponse, ModelDetails, Token } from "../types";
 
 export interface AttentionOptions {
   layer: number;
@@ -142,8 +142,13 @@ export class AttentionView {
   }
 }
 
-/** The side panel: top-k guesses for the selected token, or what a click would do. */
-export function renderPredictions(panel: HTMLElement, model: ModelDetails, tokens: Token[], selected: number | null, masked: number[]) {
+/**
+ * The side panel: top-k guesses for the selected token, or what a click would do. `offline`
+ * (the standalone page, no server): a click only selects a token and shows its predictions.
+ */
+export function renderPredictions(
+  panel: HTMLElement, model: ModelDetails, tokens: Token[], selected: number | null, masked: number[], offline = false,
+) {
   panel.replaceChildren();
   const h = document.createElement("h3");
   const note = document.createElement("p");
@@ -153,7 +158,13 @@ export function renderPredictions(panel: HTMLElement, model: ModelDetails, token
   const token = selected !== null ? tokens[selected] : undefined;
   if (!token) {
     h.textContent = "Predictions";
-    note.textContent = model.mask_token
+    note.textContent = offline
+      ? kind === "next-token"
+        ? "Click a token to see the model's next-token predictions after it."
+        : kind
+          ? "Click a token to see the model's predictions at it."
+          : `${model.name} has no LM head: nothing to predict.`
+      : model.mask_token
       ? `Click a token to replace it with ${model.mask_token} and run again.` +
         (kind ? "" : ` ${model.name} is a bare encoder (no LM head): masking changes the attention, but there are no predictions.`)
       : kind === "next-token"
@@ -163,7 +174,7 @@ export function renderPredictions(panel: HTMLElement, model: ModelDetails, token
     const label = tokenLabel(token);
     h.textContent = kind === "next-token" ? `Next token after “${label}”` : `Predictions at “${label}”`;
     note.textContent = token.masked
-      ? `Masked with ${model.mask_token}; click it again to unmask.`
+      ? `Masked with ${model.mask_token}${offline ? "." : "; click it again to unmask."}`
       : kind === "next-token"
         ? `Position ${token.index}: what the model expects to follow.`
         : `Position ${token.index}.`;
@@ -193,7 +204,7 @@ export function renderPredictions(panel: HTMLElement, model: ModelDetails, token
       panel.append(list);
     }
   }
-  if (masked.length) {
+  if (masked.length && !offline) {
     const clear = document.createElement("button");
     clear.type = "button";
     clear.id = "unmask";
@@ -201,4 +212,14 @@ export function renderPredictions(panel: HTMLElement, model: ModelDetails, token
     clear.textContent = `Unmask all (${masked.length})`;
     panel.append(clear);
   }
+}
+
+/** The line above the curves: tokens, layer, heads shown, prediction, truncation. */
+export function attentionNotes(r: AttentionResponse, layer: number, nHeads: number, agg: Aggregation): string {
+  const notes = [`${r.tokens.length} tokens · layer ${layer} · ${nHeads} of ${r.model.n_heads} heads (${agg})`];
+  if (r.prediction) {
+    notes.push(`predicted ${r.prediction.label} (${(r.prediction.probabilities[r.prediction.label] * 100).toFixed(1)}%)`);
+  }
+  if (r.truncated) notes.push(`truncated: ${r.n_tokens_dropped} of ${r.n_tokens_input} tokens dropped`);
+  return notes.join(" · ");
 }

@@ -20,7 +20,7 @@ export class OverviewView {
     grid.className = "overview-grid";
     grid.style.setProperty("--heads", String(attention.nHeads));
     grid.append(cornerCell());
-    for (let h = 0; h < attention.nHeads; h++) grid.append(label(`H${h}`, "col", headColor(h, attention.nHeads)));
+    for (let h = 0; h < attention.nHeads; h++) grid.append(label(`H${attention.heads?.[h] ?? h}`, "col", headColor(h, attention.nHeads)));
     for (let l = 0; l < nLayers; l++) {
       grid.append(label(`L${l}`, "row"));
       const layer = attention.layers.get(l);
@@ -33,8 +33,8 @@ export class OverviewView {
         // Crisp pixels when enlarging a short text's map; smoothing when shrinking a long one.
         canvas.style.imageRendering = m < CELL ? "pixelated" : "auto";
         canvas.dataset.layer = String(l);
-        canvas.dataset.head = String(h);
-        canvas.title = `layer ${l}, head ${h}`;
+        canvas.dataset.head = String(attention.heads?.[h] ?? h);
+        canvas.title = `layer ${l}, head ${attention.heads?.[h] ?? h}`;
         if (l === current.layer && current.heads.includes(h)) canvas.classList.add("current");
         if (layer && m) {
           const slice = layer.subarray(h * attention.n * attention.n, (h + 1) * attention.n * attention.n);
