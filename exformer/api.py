@@ -2,12 +2,16 @@
 
 >>> from exformer import load_model, explain_attention, explain_gradients
 >>> model = load_model("build/models/sentiment")
->>> explain_attention(model, "A fine film.")["attention"]["shape"]
-[6, 12, 6, 6]
+>>> a = explain_attention(model, "A fine film.")
+>>> a["attention"]["shape"], a.attention.shape
+([6, 12, 6, 6], (6, 12, 6, 6))
 >>> round(explain_gradients(model, "A fine film.", n_steps=32)["convergence_delta"], 3)
 0.0
 
-No TorchServe is imported; the handlers call the same core.
+JSON answers come back as `exformer.AttentionResult` / `exformer.GradientsResult`: the
+response dict itself, with numpy properties and a notebook view, the same objects that
+`exformer.Client` returns from a server. No TorchServe is imported; the handlers call the
+same core.
 """
 
 from typing import Any
@@ -16,6 +20,7 @@ from typing import Any
 from . import attention, gradients
 from .contract import AttentionRequest, GradientsRequest, Request, parse
 from .errors import RequestError
+from .results import AttentionResult, GradientsResult
 
 
 def _requests(model, model_class: type[Request], request, fields: dict) -> tuple[list[Request], bool]:
@@ -34,18 +39,18 @@ def _requests(model, model_class: type[Request], request, fields: dict) -> tuple
     return out, one
 
 
-def explain_attention(model, request: Any, **fields) -> dict | list[dict]:
+def explain_attention(model, request: Any, **fields) -> AttentionResult | list[AttentionResult]:
     """Attention of one request (a text, a dict of the contract's fields, an AttentionRequest)
     or a list of them; `fields` apply to each. Raises RequestError naming a bad field."""
     requests, one = _requests(model, AttentionRequest, request, fields)
-    answers = [attention.attention_response(model, r) for r in requests]
+    answers = [AttentionResult(attention.attention_response(model, r)) for r in requests]
     return answers[0] if one else answers
 
 
-def explain_gradients(model, request: Any, **fields) -> dict | list[dict]:
+def explain_gradients(model, request: Any, **fields) -> GradientsResult | dict | list:
     """Integrated and intermediate gradients of one request or a list (computed together, as
-    in a TorchServe batch). Answers as the server does, decoded: format "json" a dict (tensors
-    asked for in `return` as numpy arrays), "npz" a dict of numpy arrays with the summary
+    in a TorchServe batch). Answers as the server does, decoded: format "json" a
+    GradientsResult (the summary dict; tensors asked for in `return` as numpy arrays), "npz" a dict of numpy arrays with the summary
     under "summary", "torch-gzip" the old server's dict of tensors."""
     requests, one = _requests(model, GradientsRequest, request, fields)
     results = gradients.explain_batch(model, requests)
@@ -56,10 +61,10 @@ def explain_gradients(model, request: Any, **fields) -> dict | list[dict]:
     return answers[0] if one else answers
 
 
-def _decoded(result: gradients.GradientsResult) -> dict:
+def _decoded(result: gradients.GradientsResult) -> GradientsResult | dict:
     fmt = result.request.format
     if fmt == "json":
-        return result.to_json()
+        return GradientsResult(result.to_json())
     tensors = result.tensors()
     if fmt == "torch-gzip":
         return tensors
