@@ -50,14 +50,17 @@ def explain_attention(model, request: Any, **fields) -> AttentionResult | list[A
 def explain_gradients(model, request: Any, **fields) -> GradientsResult | dict | list:
     """Integrated and intermediate gradients of one request or a list (computed together, as
     in a TorchServe batch). Answers as the server does, decoded: format "json" a
-    GradientsResult (the summary dict; tensors asked for in `return` as numpy arrays), "npz" a dict of numpy arrays with the summary
-    under "summary", "torch-gzip" the old server's dict of tensors."""
+    GradientsResult (the summary dict; tensors asked for in `return` as numpy arrays), "npz"
+    a dict of numpy arrays with the summary under "summary", "torch-gzip" the old server's
+    dict of tensors; an empty request, the model block."""
     requests, one = _requests(model, GradientsRequest, request, fields)
-    results = gradients.explain_batch(model, requests)
-    for result in results:
+    results = iter(gradients.explain_batch(model, [r for r in requests if r.text is not None]))
+    answers = []
+    for r in requests:
+        result = {"model": model.details()} if r.text is None else next(results)
         if isinstance(result, RequestError):
             raise result
-    answers = [_decoded(result) for result in results]
+        answers.append(result if r.text is None else _decoded(result))
     return answers[0] if one else answers
 
 
