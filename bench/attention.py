@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
 import time
 import urllib.error
 import urllib.request

@@ -13,7 +13,7 @@ replaces every position, as the old server did.
 
 import torch
 
-from .contract import BASELINES, TOKEN_BASELINES  # noqa: F401 (the names' one home is the contract)
+from .contract import TOKEN_BASELINES
 from .errors import RequestError
 
 

@@ -8,9 +8,7 @@ causal LM's typed next token, a result cleared when the model changes), and the 
 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
 """
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -22,23 +20,7 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FRONTEND = ROOT / "frontend"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def missing_prerequisites() -> list[str]:
-    """What bin/setup and bin/test provide; named, so a bare `pytest` says what to run."""
-    missing = []
-    if not shutil.which("node"):
-        missing.append("node (Node 20.19+)")
-    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
-        missing.append("frontend/node_modules (cd frontend && npm ci)")
-    if not (FRONTEND / "dist" / "index.html").is_file():
-        missing.append("frontend/dist (cd frontend && npm run build)")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    return missing
+from browser import ARTIFACTS, CHROMIUM, FRONTEND, require  # noqa: E402
 
 
 def allowed_origin(torchserve) -> str:
@@ -49,9 +31,7 @@ def allowed_origin(torchserve) -> str:
 
 @pytest.fixture(scope="module")
 def frontend_url(torchserve):
-    missing = missing_prerequisites()
-    if missing:
-        pytest.fail(f"missing (bin/setup and bin/test provide them): {', '.join(missing)}")
+    require(FRONTEND / "dist" / "index.html")
     origin = allowed_origin(torchserve)
     port = urlparse(origin).port
     server = subprocess.Popen(

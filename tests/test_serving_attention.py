@@ -1,7 +1,6 @@
 """The attention contract through a real TorchServe: the README's curl, bad input, batching."""
 
 import concurrent.futures
-import json
 import re
 
 import pytest

@@ -12,7 +12,6 @@ Screenshots land in tests/artifacts/screenshots/standalone-*.png.
 import base64
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,9 +25,7 @@ import pytest
 from exformer import explain_attention, explain_gradients, load_model, views
 
 ROOT = Path(__file__).resolve().parent.parent
-FRONTEND = ROOT / "frontend"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from browser import ARTIFACTS, CHROMIUM, FRONTEND, require  # noqa: E402
 MODELS = ROOT / "build" / "models"
 DATA_SCRIPT = re.compile(r'<script type="application/json" id="exformer-data">(.*?)</script>', re.S)
 HOSTILE = 'x</script><script>document.title="pwned"</script><!--<b>bold</b>'
@@ -202,21 +199,8 @@ def test_notebook_wraps_the_document_in_an_iframe_srcdoc(attention_response, gra
 # --- in Chromium, offline ---------------------------------------------------------------------------
 
 
-def missing_browser() -> list[str]:
-    missing = []
-    if not shutil.which("node"):
-        missing.append("node (Node 20.19+)")
-    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
-        missing.append("frontend/node_modules (cd frontend && npm ci)")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    return missing
-
-
 def test_the_saved_views_render_offline_in_chromium(attention_response, gradients_response, tmp_path):
-    missing = missing_browser()
-    if missing:
-        pytest.fail(f"missing (bin/setup and bin/test provide them): {', '.join(missing)}")
+    require()
     pages = {
         "attention": views.document("attention", attention_response),
         "gradients": views.document("gradients", gradients_response),

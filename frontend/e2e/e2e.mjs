@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { stepper } from "./steps.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -60,25 +61,9 @@ page.on("request", (r) => {
   if (r.method() === "POST" && r.url().startsWith(inference)) posted.push({ url: r.url(), body: JSON.parse(r.postData() || "{}") });
 });
 
-let failed = false;
 let shotNumber = 0;
-async function shot(name) {
-  const file = `${shots}/${String(++shotNumber).padStart(2, "0")}-${name}.png`;
-  await page.screenshot({ path: file, fullPage: false });
-  return file;
-}
-async function step(name, fn) {
-  if (failed) return;
-  const t0 = Date.now();
-  try {
-    const note = await fn();
-    console.log(`ok    ${name} (${Date.now() - t0} ms)${note ? `: ${note}` : ""}`);
-  } catch (error) {
-    failed = true;
-    console.log(`FAIL  ${name}: ${error.message.split("\n")[0]}`);
-    console.log(`      screenshot: ${await shot("failure").catch(() => "none")}`);
-  }
-}
+const steps = stepper(page, (name) => `${shots}/${String(++shotNumber).padStart(2, "0")}-${name}.png`);
+const { shot, step } = steps;
 
 const edges = () => page.locator("svg.attention-svg path.edge").count();
 const idle = () => page.waitForSelector("#busy", { state: "hidden" });
@@ -385,9 +370,9 @@ console.log(timing);
 
 if (pageErrors.length) {
   console.log(`FAIL  uncaught errors in the page: ${pageErrors.join("; ")}`);
-  failed = true;
+  steps.failed = true;
 }
 writeFileSync(`${shots}/timing.txt`, `${timing}\n`);
 await browser.close();
-console.log(failed ? "e2e: FAILED" : "e2e: all steps passed");
-process.exit(failed ? 1 : 0);
+console.log(steps.failed ? "e2e: FAILED" : "e2e: all steps passed");
+process.exit(steps.failed ? 1 : 0);

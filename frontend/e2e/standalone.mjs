@@ -12,6 +12,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { stepper } from "./steps.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -56,24 +57,8 @@ page.on("console", (m) => {
   if (m.type() === "error") problems.push(`console: ${m.text()}`);
 });
 
-let failed = false;
-async function shot(name) {
-  const file = `${shots}/standalone-${name}.png`;
-  await page.screenshot({ path: file, fullPage: true });
-  return file;
-}
-async function step(name, fn) {
-  if (failed) return;
-  const t0 = Date.now();
-  try {
-    const note = await fn();
-    console.log(`ok    ${name} (${Date.now() - t0} ms)${note ? `: ${note}` : ""}`);
-  } catch (error) {
-    failed = true;
-    console.log(`FAIL  ${name}: ${error.message.split("\n")[0]}`);
-    console.log(`      screenshot: ${await shot("failure").catch(() => "none")}`);
-  }
-}
+const steps = stepper(page, (name) => `${shots}/standalone-${name}.png`, { fullPage: true });
+const { shot, step } = steps;
 async function open(file) {
   const url = pathToFileURL(resolve(file)).href;
   allowed.add(url);
@@ -269,14 +254,14 @@ if (args.notebook) {
 
 if (requests.length) {
   console.log(`FAIL  the pages asked for: ${requests.join(", ")}`);
-  failed = true;
+  steps.failed = true;
 } else {
   console.log("ok    no request left the pages");
 }
 if (problems.length) {
   console.log(`FAIL  errors in the pages: ${problems.join("; ")}`);
-  failed = true;
+  steps.failed = true;
 }
 await browser.close();
-console.log(failed ? "standalone e2e: FAILED" : "standalone e2e: all steps passed");
-process.exit(failed ? 1 : 0);
+console.log(steps.failed ? "standalone e2e: FAILED" : "standalone e2e: all steps passed");
+process.exit(steps.failed ? 1 : 0);
