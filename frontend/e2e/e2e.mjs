@@ -5,30 +5,20 @@
 // Every step prints "ok" or "FAIL"; the first failure stops the run with exit code 1 and a
 // screenshot. The render time of 128 tokens × 12 heads is reported, not asserted.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { stepper } from "./steps.mjs";
+import { CHROMIUM_ARGS, COMMON_OPTIONS, check, screenshotDir, stepper } from "./steps.mjs";
 
 const { values: args } = parseArgs({
   options: {
     url: { type: "string", default: "http://127.0.0.1:8090/" },
-    screenshots: { type: "string", default: "../tests/artifacts/screenshots" },
-    chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
+    ...COMMON_OPTIONS,
   },
 });
-const shots = resolve(args.screenshots);
-mkdirSync(shots, { recursive: true });
-console.log(`screenshots: ${shots}`);
-
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--no-first-run", "--disable-sync"];
+const shots = screenshotDir(args.screenshots);
 const TIMEOUT = 120_000; // a cold worker's first request on 2 CPU cores
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
 
 // --- what the server says it serves: pick the models to exercise ---------------------------
 

@@ -7,12 +7,11 @@
 //
 // Every step prints "ok" or "FAIL"; any failure ends with exit code 1 (and a screenshot).
 
-import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { stepper } from "./steps.mjs";
+import { CHROMIUM_ARGS, COMMON_OPTIONS, check, screenshotDir, stepper } from "./steps.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -20,20 +19,10 @@ const { values: args } = parseArgs({
     "attention-json": { type: "string" }, // the same response embedded as "json" nested lists
     gradients: { type: "string" }, // document("gradients", …)
     notebook: { type: "string" }, // a page of notebook(…) outputs, several iframes
-    screenshots: { type: "string", default: "../tests/artifacts/screenshots" },
-    chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
+    ...COMMON_OPTIONS,
   },
 });
-const shots = resolve(args.screenshots);
-mkdirSync(shots, { recursive: true });
-console.log(`screenshots: ${shots}`);
-
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--no-first-run", "--disable-sync"];
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const shots = screenshotDir(args.screenshots);
 
 const browser = await chromium.launch({ executablePath: args.chromium, args: CHROMIUM_ARGS });
 const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, offline: true });
