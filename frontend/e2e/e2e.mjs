@@ -6,7 +6,6 @@
 // screenshot. The render time of 128 tokens × 12 heads is reported, not asserted.
 
 import { readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 import { CHROMIUM_ARGS, COMMON_OPTIONS, check, screenshotDir, stepper } from "./steps.mjs";
