@@ -8,10 +8,8 @@ handlers (`exformer.serving`), the tests and a notebook. Both ways answer with t
 typed results (`AttentionResult`, `GradientsResult`: the response dict, with numpy views).
 """
 
-from .api import explain_attention, explain_gradients
 from .contract import AttentionRequest, GradientsRequest
 from .errors import RequestError, ServerError
-from .loading import LoadedModel, load_model
 from .results import AttentionResult, GradientsResult
 from .settings import Settings
 
@@ -20,14 +18,15 @@ __all__ = ["load_model", "explain_attention", "explain_gradients", "AttentionReq
            "AttentionResult", "GradientsResult"]
 __version__ = "0.2.0"
 
-_CLIENT = ("Client", "AsyncClient", "ServedModel")
+# Imported on first use: the archives carry this package into TorchServe workers, which need
+# neither the client nor httpx, and the client and `exformer explain` need no torch.
+_LAZY = {"Client": "client", "AsyncClient": "client", "ServedModel": "client",
+         "explain_attention": "api", "explain_gradients": "api", "load_model": "loading", "LoadedModel": "loading"}
 
 
 def __getattr__(name: str):
-    """The client on first use: the archives carry this package into TorchServe workers,
-    which need neither the client nor httpx."""
-    if name in _CLIENT:
-        from . import client
+    if name in _LAZY:
+        import importlib
 
-        return getattr(client, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'exformer' has no attribute {name!r}")
