@@ -93,7 +93,8 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
     ports = {api: port + port_offset for api, port in PORTS.items()}
     for api, port in ports.items():
         config = re.sub(rf"^{api}_address=.*$", f"{api}_address=http://127.0.0.1:{port}", config, flags=re.M)
-    config = re.sub(r"^cors_allowed_origin=.*$", f"cors_allowed_origin={FRONTEND_ORIGIN}", config, flags=re.M)
+    origin = FRONTEND_ORIGIN.replace(":18090", f":{18090 + port_offset}")  # a second server, a second page
+    config = re.sub(r"^cors_allowed_origin=.*$", f"cors_allowed_origin={origin}", config, flags=re.M)
     config += (f"\ngrpc_inference_port={17070 + port_offset}\ngrpc_management_port={17071 + port_offset}\n"
                f"model_store={store}\n")
     (workdir / "config.properties").write_text(config)

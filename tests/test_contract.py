@@ -50,7 +50,8 @@ def test_bad_handler_settings_fail_the_workers_load_naming_setting_and_archive(t
     config = tmp_path / "bad.yaml"
     config.write_text("minWorkers: 1\nmaxWorkers: 1\nhandler:\n  trim_heap_mb: 64MB\n")
     mar = ts.archive("tiny-bad-settings", "attention", tiny_model_dir("bert"), config, tmp_path)
-    with ts.serving(tmp_path / "server", {"tiny-bad-settings": mar}, port_offset=100, wait=False) as server:
+    offset = 100 + int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside the session's server
+    with ts.serving(tmp_path / "server", {"tiny-bad-settings": mar}, port_offset=offset, wait=False) as server:
         line, deadline = None, time.time() + 90
         while line is None and time.time() < deadline:
             time.sleep(1)
