@@ -16,6 +16,7 @@ Not a test: prints a table.
 
 import argparse
 import importlib.util
+import signal
 import statistics
 import sys
 import time
@@ -42,21 +43,20 @@ def held_out(n: int) -> list[str]:
     return [text for text, _ in heldout[:n]]
 
 
-def run(model, texts: list[str], fields: dict, batch: int):
-    """(per-example rows, seconds per example) of one configuration."""
+def run(model, texts: list[str], fields: dict):
+    """(per-example rows, seconds) of one configuration on one batch of texts."""
     rows, start = [], time.perf_counter()
-    for i in range(0, len(texts), batch):
-        requests = [parse(GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields}, model)
-                    for t in texts[i : i + batch]]
-        for result in explain_batch(model, requests):
-            s = result.summary
-            gap = s["target"]["score"] - s["baseline"]["score"]
-            rows.append({
-                "computed": result.path.n_computed or s["n_steps"], "n_steps": s["n_steps"],
-                "rel_delta": abs(s["convergence_delta"]) / abs(gap) if gap else float("inf"),
-                "converged": s["converged"], "attributions": np.array(s["attributions"]["raw"]),
-            })
-    return rows, (time.perf_counter() - start) / len(texts)
+    requests = [parse(GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields}, model)
+                for t in texts]
+    for result in explain_batch(model, requests):
+        s = result.summary
+        gap = s["target"]["score"] - s["baseline"]["score"]
+        rows.append({
+            "computed": result.path.n_computed or s["n_steps"], "n_steps": s["n_steps"],
+            "rel_delta": abs(s["convergence_delta"]) / abs(gap) if gap else float("inf"),
+            "converged": s["converged"], "attributions": np.array(s["attributions"]["raw"]),
+        })
+    return rows, time.perf_counter() - start
 
 
 def pct(values, q):
@@ -66,9 +66,11 @@ def pct(values, q):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=200, help="held-out reviews (default 200)")
-    parser.add_argument("--batch", type=int, default=8, help="requests per explain_batch (a TorchServe batch)")
+    parser.add_argument("--batch", type=int, default=2, help="requests per explain_batch (a TorchServe batch)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tolerances", default="0.01,0.001", help="auto tolerances to run")
+    parser.add_argument("--seconds", type=float, default=420,
+                        help="start no new batch after this long (the table says how many reviews ran)")
+    parser.add_argument("--tolerances", default="0.01", help="auto tolerances to run")
     parser.add_argument("--methods", default="gausskronrod,fejer", help="nested methods to run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,21 +78,52 @@ def main():
     texts = held_out(args.limit)
     explain_batch(model, [parse(GradientsRequest, {"text": texts[0], "n_steps": 4}, model)])  # warm-up
 
-    reference, ref_seconds = run(model, texts, {"n_steps": 400, "method": "gausslegendre"}, args.batch)
-    configs = [("gausslegendre", "50 fixed", {"n_steps": 50, "method": "gausslegendre"})]
+    configs = [("gausslegendre", "400 (reference)", {"n_steps": 400, "method": "gausslegendre"}),
+               ("gausslegendre", "50 fixed", {"n_steps": 50, "method": "gausslegendre"})]
     for method in args.methods.split(","):
         for tol in (float(t) for t in args.tolerances.split(",")):
             configs.append((method, f"auto, tol {tol:g}", {"n_steps": "auto", "method": method, "tolerance": tol}))
-    results = {}
-    for method, label, fields in configs:
-        rows, seconds = run(model, texts, fields, args.batch)
-        for row, ref in zip(rows, reference):
-            row["error"] = float(np.abs(row["attributions"] - ref["attributions"]).max() / np.abs(ref["attributions"]).max())
-        results[method, label] = rows, seconds, fields
+    results = {(method, label): ([], 0.0, fields) for method, label, fields in configs}
+    began, done = time.perf_counter(), 0
+    signal.signal(signal.SIGTERM, _stop)  # `timeout` ends the run: report the batches done
+    try:
+        for i in range(0, len(texts), args.batch):  # every configuration on a batch, then the next batch
+            if time.perf_counter() - began > args.seconds:
+                break
+            batch = texts[i : i + args.batch]
+            this = {(method, label): run(model, batch, fields) for method, label, fields in configs}
+            for key, (rows, seconds) in this.items():
+                kept, spent, fields = results[key]
+                results[key] = kept + rows, spent + seconds, fields
+            done += len(batch)
+            print(f"{done} reviews, {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    except Stopped:
+        print(f"stopped by SIGTERM after {done} reviews", file=sys.stderr, flush=True)
+    if done:
+        report(results, done, len(texts), args)
 
+
+class Stopped(Exception):
+    pass
+
+
+def _stop(*_):
+    raise Stopped
+
+
+def report(results: dict, done: int, asked: int, args) -> None:
+    """The table of the first `done` reviews."""
+    results = dict(results)
+    reference = results.pop(("gausslegendre", "400 (reference)"))
+    ref_seconds = reference[1] / done
+    for rows, _, _ in results.values():
+        for row, ref in zip(rows, reference[0]):
+            row["error"] = float(np.abs(row["attributions"] - ref["attributions"]).max()
+                                 / np.abs(ref["attributions"]).max())
+    results = {key: (rows, seconds / done, fields) for key, (rows, seconds, fields) in results.items()}
     fixed = results["gausslegendre", "50 fixed"][0]
-    n = len(texts)
-    print(f"\n{n} held-out reviews, sentiment model (MiniLM-L6), pad baseline, F = probability of the predicted class;"
+    n = done
+    print(f"\n{n} of {asked} held-out reviews (--seconds {args.seconds:g}), sentiment model (MiniLM-L6), pad baseline, F = probability of the predicted class;"
           f" {args.threads} threads, batches of {args.batch}; reference: 400-point Gauss-Legendre"
           f" ({ref_seconds:.2f} s/example)\n")
     print("| method | n_steps | gradients computed: median / p90 / max | points in the rule: median | "
