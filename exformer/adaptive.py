@@ -1,5 +1,5 @@
-"""Adaptive path length (`n_steps: "auto"`): Gauss–Kronrod on subintervals of [0, 1], refined
-where the integral is not yet known, until the convergence delta is within the tolerance.
+"""Adaptive path length (`n_steps: "auto"`): nested quadrature rules on [0, 1], refined until
+the convergence delta is within the tolerance, every gradient computed once.
 
 Along the straight path the per-token integrand is fₜ(α) = (xₜ − x′ₜ) · ∂F/∂xₜ(x′ + α(x − x′)),
 and Σₜ ∫₀¹ fₜ dα = F(x) − F(x′) exactly (completeness). That right-hand side is known from two
@@ -10,15 +10,20 @@ it by 20% and more, 32 Gauss points leave 7% of inputs above 1%, while most need
 
 Two nested rules, one interface (`wanted()` → gradients → `update()`, until `wanted()` is empty):
 
-- "gausskronrod" (`KronrodRule`, the default of "auto"): G7/K15 on subintervals, refined
+- "gausskronrod" (`KronrodRule`): G7/K15 on subintervals, refined
   locally. The 7 Gauss nodes are among the 15 Kronrod nodes, so each interval gives two
   estimates from one set of gradients. First round: K15 on [0, 1] (15 gradients). A round
   that is not done bisects the intervals with the largest Σₜ |Kₜ − Gₜ|, worst first, until
   the unsplit ones hold at most half of the error budget; each half gets its own K15 (30
   gradients; the parent's 15 drop out of the rule, so computed = 2 · n_steps − 15).
-- "fejer" (`FejerRule`): Fejér's second rule (Clenshaw–Curtis without the end points),
+- "fejer" (`FejerRule`, the default of "auto"): Fejér's second rule (Clenshaw–Curtis without the end points),
   2^L − 1 points, doubled: 15 ⊂ 31 ⊂ 63 …, refined globally, every gradient stays in the
   rule. The previous level plays G7's part.
+
+Why Fejér is the default: on the first 20 held-out reviews at tolerance 0.01 (both within
+it), Fejér computed a median of 31 gradients (15 for 5 reviews, 63 for 2), Gauss–Kronrod 45
+(its rule keeps 30 of them; max 105). The narrow bumps that local refinement is made for are
+rare enough here that the 15 gradients each bisection throws away cost more than they save.
 
 Done when BOTH hold, with s the scale below:
   exact:  |Σ attributions − (F(x) − F(x′))| ≤ tolerance · s        (the true δ of the fine rule)

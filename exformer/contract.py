@@ -36,7 +36,7 @@ from .errors import RequestError
 Encoding = Literal["json", "float16-base64"]
 Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
 Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",  # captum's
-                 "gausskronrod", "fejer"]  # nested, for n_steps "auto": exformer/adaptive.py
+                 "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer/adaptive.py
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit"]
@@ -181,7 +181,7 @@ class GradientsRequest(Request):
         "keep", description='"keep" special tokens in the baseline (only content is explained); "replace": the old server.')
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the rand-norm / rand-unif baselines.")
     method: Method = Field("gausslegendre", description='captum\'s approximation method; with n_steps "auto": '
-                                                        '"gausskronrod" (the default there, and the only one).')
+                                                        '"fejer" (the default there) or "gausskronrod".')
     n_steps: int | Literal["auto"] = Field(
         50, description='Points along the path (at most the archive\'s max_n_steps), or "auto": refine until '
                         '|convergence_delta| <= tolerance x |F(x) - F(x\')|.')

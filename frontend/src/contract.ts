@@ -215,7 +215,7 @@ export interface GradientsRequest {
    */
   max_n_steps?: number | null;
   /**
-   * captum's approximation method; with n_steps "auto": "gausskronrod" (the default there, and the only one).
+   * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod".
    */
   method?:
     | "gausslegendre"
@@ -223,8 +223,8 @@ export interface GradientsRequest {
     | "riemann_right"
     | "riemann_middle"
     | "riemann_trapezoid"
-    | "gausskronrod"
-    | "fejer";
+    | "fejer"
+    | "gausskronrod";
   /**
    * Points along the path (at most the archive's max_n_steps), or "auto": refine until |convergence_delta| <= tolerance x |F(x) - F(x')|.
    */
@@ -294,8 +294,8 @@ export interface GradientsResponse {
     | "riemann_right"
     | "riemann_middle"
     | "riemann_trapezoid"
-    | "gausskronrod"
-    | "fejer";
+    | "fejer"
+    | "gausskronrod";
   model: ModelDetails;
   /**
    * Points of the rule used; with "auto", as many as the refinement kept.
@@ -403,7 +403,7 @@ export const BASELINE_SPECIALS = ["keep", "replace"] as const;
 export type BaselineSpecials = (typeof BASELINE_SPECIALS)[number];
 
 /** #/$defs/GradientsRequest/properties/method */
-export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausskronrod", "fejer"] as const;
+export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "fejer", "gausskronrod"] as const;
 export type Method = (typeof METHODS)[number];
 
 /** #/$defs/GradientsRequest/properties/score */
