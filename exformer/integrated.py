@@ -90,11 +90,6 @@ class PathGradients:
         return self.intermediate_gradients.flatten(1).norm(dim=1)
 
 
-def nodes(method: str, n_steps: int) -> tuple[list[float], list[float]]:
-    """(alphas, step sizes) of captum's quadrature `method` with `n_steps` points."""
-    return fixed_rule(method, n_steps)
-
-
 def path_point(x: torch.Tensor, baseline: torch.Tensor, alpha: float) -> torch.Tensor:
     """x' + α(x − x'), written as captum writes it so the floats agree."""
     return baseline + alpha * (x - baseline)
