@@ -35,12 +35,16 @@ from .errors import RequestError
 
 Encoding = Literal["json", "float16-base64"]
 Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
-Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]  # captum's
+Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",  # captum's
+                 "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer/adaptive.py
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit"]
 
 BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
+FIXED_METHODS = GRADIENT_METHODS[:-2]  # a given number of points
+NESTED_METHODS = GRADIENT_METHODS[-2:]  # refine reusing their points: what n_steps "auto" runs
+DEFAULT_TOLERANCE = 0.01
 TOKEN_BASELINES = ("pad", "unk", "mask", "period")  # one token id at every replaced position
 DEFAULT_RETURNS = {
     "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
@@ -176,8 +180,16 @@ class GradientsRequest(Request):
     baseline_specials: Literal["keep", "replace"] = Field(
         "keep", description='"keep" special tokens in the baseline (only content is explained); "replace": the old server.')
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the rand-norm / rand-unif baselines.")
-    method: Method = Field("gausslegendre", description="captum's approximation method.")
-    n_steps: int = Field(50, ge=1, description="Points along the path (at most the archive's max_n_steps).")
+    method: Method = Field("gausslegendre", description='captum\'s approximation method; with n_steps "auto": '
+                                                        '"fejer" (the default there) or "gausskronrod".')
+    n_steps: int | Literal["auto"] = Field(
+        50, description='Points along the path (at most the archive\'s max_n_steps), or "auto": refine until '
+                        '|convergence_delta| <= tolerance x |F(x) - F(x\')|.')
+    tolerance: float | None = Field(
+        None, description=f'n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 '
+                          f'(default {DEFAULT_TOLERANCE}).')
+    max_n_steps: int | None = Field(
+        None, description='n_steps "auto": the most gradients to compute (default and ceiling: the archive\'s max_n_steps).')
     score: Score = Field("probability", description="F: softmax probability of the target, or its raw logit (the old server).")
     returns: list[Returned] | None = Field(
         None, alias="return", description="What to return; default by format (json: the summary).")
@@ -230,15 +242,74 @@ class GradientsRequest(Request):
     def _text(cls, value, info: ValidationInfo):
         return _check_text(value, info)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_defaults(cls, body):
+        """n_steps "auto" without a method runs the nested one, with the default tolerance."""
+        if isinstance(body, dict) and body.get("n_steps") == "auto":
+            body = {"method": NESTED_METHODS[0], "tolerance": DEFAULT_TOLERANCE, **body}
+        return body
+
+    @field_validator("n_steps", mode="before")
+    @classmethod
+    def _n_steps_type(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise _fail(f'must be an integer or "auto", got {_json(value)}')
+
     @field_validator("n_steps")
     @classmethod
     def _n_steps(cls, value, info: ValidationInfo):
+        method = info.data.get("method", "gausslegendre")
+        if value == "auto":
+            if method not in NESTED_METHODS:
+                raise RequestError("method", f'{method} is not nested (its points cannot be reused when refined); '
+                                             f'n_steps "auto" runs {" or ".join(NESTED_METHODS)}')
+            return value
+        if method in NESTED_METHODS:
+            raise _fail(f'{method} is adaptive: use "n_steps": "auto", or a fixed method with {value} steps')
         _, settings = _context(info)
-        if settings is not None and value > settings.max_n_steps:
-            raise _fail(f"must be between 1 and {settings.max_n_steps} (this archive's max_n_steps), got {value}")
-        if value < 2 and info.data.get("method", "gausslegendre") != "gausslegendre":
-            raise _fail(f"{info.data['method']} needs at least 2 steps, got {value}")
+        top = settings.max_n_steps if settings is not None else None
+        if value < 1 or (top is not None and value > top):
+            raise _fail(f"must be between 1 and {top} (this archive's max_n_steps), got {value}" if top
+                        else f"must be at least 1, got {value}")
+        if value < 2 and method != "gausslegendre":
+            raise _fail(f"{method} needs at least 2 steps, got {value}")
         return value
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if info.data.get("n_steps") != "auto":
+            raise _fail('applies only to "n_steps": "auto" (a fixed n_steps has no tolerance)')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(f"must be a number between 0 and 1 (exclusive), e.g. 0.01 for 1%, got {_json(value)}")
+        return float(value)
+
+    @field_validator("max_n_steps", mode="before")
+    @classmethod
+    def _max_n_steps(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if info.data.get("n_steps") != "auto":
+            raise _fail('applies only to "n_steps": "auto" (give the number of steps in n_steps)')
+        from .quadrature import KRONROD_POINTS
+
+        _, settings = _context(info)
+        top = settings.max_n_steps if settings is not None else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < KRONROD_POINTS or (top and value > top):
+            upper = f" and {top} (this archive's max_n_steps)" if top else ""
+            raise _fail(f"must be an integer between {KRONROD_POINTS} (one Gauss-Kronrod rule){upper}, "
+                        f"got {_json(value)}")
+        return value
+
+    def most_steps(self, settings) -> int:
+        """The most path points this request can use: n_steps, or "auto"'s max_n_steps."""
+        if self.n_steps != "auto":
+            return self.n_steps
+        return self.max_n_steps or settings.max_n_steps
 
     @field_validator("returns")
     @classmethod
@@ -381,7 +452,12 @@ class GradientsResponse(Truncation):
     target: Target
     baseline: BaselineUsed
     method: Method
-    n_steps: int
+    n_steps: int = Field(description='Points of the rule used; with "auto", as many as the refinement kept.')
+    tolerance: float | None = Field(
+        None, description='n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.')
+    converged: bool | None = Field(
+        None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
+                          'local error estimate) was reached within max_n_steps; null for a fixed n_steps.')
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
     alphas: list[float] | None = None

@@ -211,13 +211,24 @@ export interface GradientsRequest {
    */
   format?: "json" | "npz" | "torch-gzip";
   /**
-   * captum's approximation method.
+   * n_steps "auto": the most gradients to compute (default and ceiling: the archive's max_n_steps).
    */
-  method?: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  max_n_steps?: number | null;
   /**
-   * Points along the path (at most the archive's max_n_steps).
+   * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod".
    */
-  n_steps?: number;
+  method?:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
+  /**
+   * Points along the path (at most the archive's max_n_steps), or "auto": refine until |convergence_delta| <= tolerance x |F(x) - F(x')|.
+   */
+  n_steps?: number | "auto";
   /**
    * What to return; default by format (json: the summary).
    */
@@ -242,6 +253,10 @@ export interface GradientsRequest {
    * A second segment (sentence pairs).
    */
   text_pair?: string | null;
+  /**
+   * n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 (default 0.01).
+   */
+  tolerance?: number | null;
 }
 /**
  * The JSON summary (`format: json`, and the `summary` entry of an npz).
@@ -253,6 +268,10 @@ export interface GradientsResponse {
   alphas?: number[] | null;
   attributions?: Attributions | null;
   baseline: BaselineUsed;
+  /**
+   * n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x')| (and the local error estimate) was reached within max_n_steps; null for a fixed n_steps.
+   */
+  converged?: boolean | null;
   /**
    * Σ attributions − (F(x) − F(x')): the quadrature's error.
    */
@@ -269,8 +288,18 @@ export interface GradientsResponse {
    * [n_steps, tokens, hidden] path points, when asked.
    */
   intermediates?: JsonArray | null;
-  method: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  method:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
   model: ModelDetails;
+  /**
+   * Points of the rule used; with "auto", as many as the refinement kept.
+   */
   n_steps: number;
   n_tokens_dropped: number;
   /**
@@ -286,6 +315,10 @@ export interface GradientsResponse {
   step_sizes?: number[] | null;
   target: Target;
   tokens: Token[];
+  /**
+   * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
+   */
+  tolerance?: number | null;
   /**
    * True when the input was cut to the model's max_tokens.
    */
@@ -370,7 +403,7 @@ export const BASELINE_SPECIALS = ["keep", "replace"] as const;
 export type BaselineSpecials = (typeof BASELINE_SPECIALS)[number];
 
 /** #/$defs/GradientsRequest/properties/method */
-export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] as const;
+export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "fejer", "gausskronrod"] as const;
 export type Method = (typeof METHODS)[number];
 
 /** #/$defs/GradientsRequest/properties/score */
