@@ -91,6 +91,13 @@ def release_freed_heap(threshold_mb: int) -> int:
     return held
 
 
+def ascii_phrase(message: str) -> str:
+    """The HTTP reason phrase as ASCII (the JSON body keeps the message as is): TorchServe
+    0.12 frames the phrase with its length in characters but sends its UTF-8 bytes, so one
+    "é" or "…" in it corrupts the frame and the frontend drops the worker ("Worker died.")."""
+    return message.encode("ascii", "backslashreplace").decode("ascii")
+
+
 class BadHandlerSettings(Exception):
     """A model-config's `handler:` block TorchServe cannot be served with; fails the worker's load."""
 
@@ -167,7 +174,7 @@ class ExplainerHandler:
         return body
 
     def _error(self, context, idx, error: RequestError) -> bytes:
-        context.set_response_status(error.code, error.message, idx)
+        context.set_response_status(error.code, ascii_phrase(error.message), idx)
         context.set_response_content_type(idx, JSON)
         return json_bytes(error.to_json())
 
