@@ -92,7 +92,7 @@ class Plan:
         hints = [f"{label} (about {_mib(replace(self, **change).response_bytes(n, top_k))})" for label, change in changes]
         maps = len(self.layers) * (self.head_maps if self.attention else 0) + len(self.layers) * self.rollout
         check_response_size(size, limit, "attention" if self.attention else "rollout",
-                            f"{maps:,} maps of {n}×{n} tokens", hints + ['fewer "layers"', "a shorter text"])
+                            f"{maps:,} maps of {n}x{n} tokens", hints + ['fewer "layers"', "a shorter text"])
 
 
 def _mib(size: int) -> str:
