@@ -14,6 +14,7 @@ response holds, so a 2k-token prompt never holds every layer's maps (30 × 9 × 
     rollout     Ã_l = rows-normalised(0.5 · mean_h A_l + 0.5 · I);  R_l = Ã_l · R_(l-1), R_(-1) = I
 """
 
+import threading
 from dataclasses import dataclass, replace
 
 import torch
@@ -200,8 +201,11 @@ def attention_pass(loaded, inputs: dict, plan: Plan) -> tuple[LayerByLayer, torc
     dropped from the model's outputs), so the peak memory is one layer's maps plus the answer."""
     n_layers = loaded.config.num_hidden_layers
     collector = LayerByLayer(plan, n_layers, inputs["input_ids"].shape[1])
+    owner = threading.get_ident()  # a model shared by threads (a notebook): each pass takes its own
 
     def take(module, args, output, index):
+        if threading.get_ident() != owner:
+            return None
         if not isinstance(output, tuple) or output[index] is None:
             raise RuntimeError(f"{type(module).__name__} returned no attention weights (is attention eager?)")
         collector(output[index])

@@ -241,3 +241,16 @@ def test_the_python_api_takes_the_new_fields(tiny_model_dir, loaded_models):
     out = explain_attention(loaded, TEXT, rollout=True, heads="mean")
     assert out.rollout.shape == (2, out.attention.shape[-1], out.attention.shape[-1]) and out.aggregate == "mean"
     assert "rollout=" in repr(out)
+
+
+def test_threads_sharing_a_model_each_get_their_own_maps(loaded_models):
+    from concurrent.futures import ThreadPoolExecutor
+
+    loaded = loaded_models("gpt2")
+    texts = [TEXT, "A short one.", TEXT + " Then it rained for a while.", "Another text entirely, longer."] * 2
+    alone = [explain(loaded, {"text": t, "rollout": True, "heads": "mean"}) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda t: explain(loaded, {"text": t, "rollout": True, "heads": "mean"}), texts))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a.attention, b.attention)
+        np.testing.assert_array_equal(a.rollout, b.rollout)
