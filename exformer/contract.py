@@ -53,6 +53,8 @@ DEFAULT_RETURNS = {
 }
 GRADIENT_HEADS = ("sequence-classification", "causal-lm")
 Index = Annotated[int, Field(ge=0)]
+HeadAggregate = Literal["mean", "max"]
+HEAD_AGGREGATES = get_args(HeadAggregate)
 
 
 def _fail(message: str, kind: str = "exformer") -> PydanticCustomError:
@@ -84,14 +86,14 @@ def _check_text(value: str | None, info: ValidationInfo) -> str | None:
     return value
 
 
-def _check_indices(value: Any, size: int | None, what: str) -> Any:
-    """'all', or a non-empty list of distinct indices in [0, size)."""
-    if value == "all":
+def _check_indices(value: Any, size: int | None, what: str, words: tuple[str, ...] = ("all",)) -> Any:
+    """One of `words` ('all'), or a non-empty list of distinct indices in [0, size)."""
+    if value in words:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise _fail(f'must be "all" or a list of integers, got {_json(value)}')
+        raise _fail(f"must be {' or '.join(_json(w) for w in words)} or a list of integers, got {_json(value)}")
     if not value:
         raise _fail('must not be empty (use "all")')
     bad = [v for v in value if v < 0 or (size is not None and v >= size)]
@@ -116,10 +118,19 @@ class AttentionRequest(Request):
     text: str | None = Field(None, description="The text to explain; omit (with every other field) for the model's details.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
     layers: Literal["all"] | list[Index] = Field("all", description='Layers to return: "all" or indices.')
-    heads: Literal["all"] | list[Index] = Field("all", description='Heads to return: "all" or indices.')
+    heads: Literal["all", "mean", "max"] | list[Index] = Field(
+        "all", description='Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate '
+                           "of every head (the head axis has size 1); a head-count times smaller, for long prompts.")
     mask: list[Index] | None = Field(None, description="Token indices to replace by the mask token before the forward.")
     top_k: int | None = Field(None, ge=1, description="Predictions per token (masked/causal LMs); default: the archive's (5).")
     encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: ~6x smaller.")
+    top_k_per_row: int | None = Field(
+        None, ge=1, description="Sparse answer: of every row of every T×T matrix (attention, rollout) only the k "
+                                "largest values and their columns, with each row's kept and remaining mass; values in "
+                                "`encoding`. For 1-2k-token prompts.")
+    rollout: bool | Literal["only"] = Field(
+        False, description="true: add `rollout` (Abnar & Zuidema 2020) for the requested layers; \"only\": rollout "
+                           "without `attention`.")
 
     @model_validator(mode="after")
     def _text_unless_details(self):
@@ -138,7 +149,15 @@ class AttentionRequest(Request):
         model, _ = _context(info)
         cfg = model.config if model is not None else None
         size = None if cfg is None else cfg.num_hidden_layers if info.field_name == "layers" else cfg.num_attention_heads
-        return _check_indices(value, size, info.field_name)
+        words = ("all", *HEAD_AGGREGATES) if info.field_name == "heads" else ("all",)
+        return _check_indices(value, size, info.field_name, words)
+
+    @model_validator(mode="after")
+    def _rollout_only_takes_no_heads(self):
+        if self.rollout == "only" and "heads" in self.model_fields_set:
+            raise RequestError("heads", 'has no effect with "rollout": "only" (rollout averages every head); '
+                                        "leave it out, or ask rollout: true for both")
+        return self
 
     @field_validator("mask", mode="before")
     @classmethod
@@ -385,14 +404,75 @@ class Float16Array(Response):
     data: str = Field(description="base64 of the little-endian float16 values, row-major.")
 
 
+class JsonIndexArray(Response):
+    encoding: Literal["json"]
+    shape: list[int]
+    data: list[Any] = Field(description="Nested lists of integers, `shape` deep.")
+
+
+class Base64IndexArray(Response):
+    encoding: Literal["base64"]
+    dtype: Literal["uint16", "uint32"]
+    byteorder: Literal["little"]
+    shape: list[int]
+    data: str = Field(description="base64 of the little-endian unsigned integers, row-major.")
+
+
+_AGGREGATE = Field(None, description='Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds '
+                                     "that aggregate over the heads listed in `heads` (every head).")
+
+
 class JsonAttention(JsonArray):
     layers: list[int]
     heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
 
 
 class Float16Attention(Float16Array):
     layers: list[int]
     heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
+
+
+class SparseRows(Response):
+    """A stack of T×T matrices sent as the k largest values of every row (`top_k_per_row`).
+
+    Nothing is dropped silently: `kept` + `rest` is each row's whole sum (1 for an attention or
+    rollout row), and `min_kept_fraction` is the least any row kept. Dense again: zeros, then
+    `dense[..., i, columns[..., i, j]] = values[..., i, j]`.
+    """
+
+    encoding: Literal["topk-per-row"]
+    shape: list[int] = Field(description="The dense shape [..., T, T].")
+    k: int = Field(description="Values per row: top_k_per_row, at most T.")
+    values: JsonArray | Float16Array = Field(description="[..., T, k], largest first, in the request's encoding.")
+    columns: JsonIndexArray | Base64IndexArray = Field(
+        description="[..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.")
+    kept: JsonArray | Float16Array = Field(description="[..., T]: Σ values of each row.")
+    rest: JsonArray | Float16Array = Field(description="[..., T]: each row's sum minus `kept`, the mass not sent.")
+    min_kept_fraction: float = Field(description="min over rows of kept / (kept + rest).")
+
+
+class SparseAttention(SparseRows):
+    layers: list[int]
+    heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
+
+
+_ROLLOUT_DOC = ("[layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), "
+                "R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l.")
+
+
+class JsonRollout(JsonArray):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
+
+
+class Float16Rollout(Float16Array):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
+
+
+class SparseRollout(SparseRows):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
 
 
 class ClassPrediction(Response):
@@ -413,8 +493,11 @@ class Truncation(Response):
 class AttentionResponse(Truncation):
     model: ModelDetails
     tokens: list[Token]
-    attention: JsonAttention | Float16Attention = Field(
-        description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column).")
+    attention: JsonAttention | Float16Attention | SparseAttention | None = Field(
+        None, description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column); "
+                          'absent with "rollout": "only".')
+    rollout: JsonRollout | Float16Rollout | SparseRollout | None = Field(
+        None, description=_ROLLOUT_DOC + " Present when asked (rollout: true or \"only\").")
     prediction: ClassPrediction | None = Field(None, description="Classifiers only.")
 
 

@@ -24,9 +24,9 @@ export interface AttentionRequest {
    */
   encoding?: "json" | "float16-base64";
   /**
-   * Heads to return: "all" or indices.
+   * Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate of every head (the head axis has size 1); a head-count times smaller, for long prompts.
    */
-  heads?: "all" | number[];
+  heads?: ("all" | "mean" | "max") | number[];
   /**
    * Layers to return: "all" or indices.
    */
@@ -35,6 +35,10 @@ export interface AttentionRequest {
    * Token indices to replace by the mask token before the forward.
    */
   mask?: number[] | null;
+  /**
+   * true: add `rollout` (Abnar & Zuidema 2020) for the requested layers; "only": rollout without `attention`.
+   */
+  rollout?: boolean | "only";
   /**
    * The text to explain; omit (with every other field) for the model's details.
    */
@@ -47,6 +51,10 @@ export interface AttentionRequest {
    * Predictions per token (masked/causal LMs); default: the archive's (5).
    */
   top_k?: number | null;
+  /**
+   * Sparse answer: of every row of every T×T matrix (attention, rollout) only the k largest values and their columns, with each row's kept and remaining mass; values in `encoding`. For 1-2k-token prompts.
+   */
+  top_k_per_row?: number | null;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -54,9 +62,9 @@ export interface AttentionRequest {
  */
 export interface AttentionResponse {
   /**
-   * [layers, heads, tokens, tokens]: attention from each token (row) to each token (column).
+   * [layers, heads, tokens, tokens]: attention from each token (row) to each token (column); absent with "rollout": "only".
    */
-  attention: JsonAttention | Float16Attention;
+  attention?: JsonAttention | Float16Attention | SparseAttention | null;
   model: ModelDetails;
   n_tokens_dropped: number;
   /**
@@ -67,6 +75,10 @@ export interface AttentionResponse {
    * Classifiers only.
    */
   prediction?: ClassPrediction | null;
+  /**
+   * [layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l. Present when asked (rollout: true or "only").
+   */
+  rollout?: JsonRollout | Float16Rollout | SparseRollout | null;
   tokens: Token[];
   /**
    * True when the input was cut to the model's max_tokens.
@@ -78,6 +90,10 @@ export interface AttentionResponse {
  * via the `definition` "JsonAttention".
  */
 export interface JsonAttention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
   /**
    * Nested lists of float32 values, `shape` deep.
    */
@@ -92,6 +108,10 @@ export interface JsonAttention {
  * via the `definition` "Float16Attention".
  */
 export interface Float16Attention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
   byteorder: "little";
   /**
    * base64 of the little-endian float16 values, row-major.
@@ -101,6 +121,99 @@ export interface Float16Attention {
   encoding: "float16-base64";
   heads: number[];
   layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SparseAttention".
+ */
+export interface SparseAttention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
+  /**
+   * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
+   */
+  columns: JsonIndexArray | Base64IndexArray;
+  encoding: "topk-per-row";
+  heads: number[];
+  /**
+   * Values per row: top_k_per_row, at most T.
+   */
+  k: number;
+  /**
+   * [..., T]: Σ values of each row.
+   */
+  kept: JsonArray | Float16Array;
+  layers: number[];
+  /**
+   * min over rows of kept / (kept + rest).
+   */
+  min_kept_fraction: number;
+  /**
+   * [..., T]: each row's sum minus `kept`, the mass not sent.
+   */
+  rest: JsonArray | Float16Array;
+  /**
+   * The dense shape [..., T, T].
+   */
+  shape: number[];
+  /**
+   * [..., T, k], largest first, in the request's encoding.
+   */
+  values: JsonArray | Float16Array;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonIndexArray".
+ */
+export interface JsonIndexArray {
+  /**
+   * Nested lists of integers, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Base64IndexArray".
+ */
+export interface Base64IndexArray {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian unsigned integers, row-major.
+   */
+  data: string;
+  dtype: "uint16" | "uint32";
+  encoding: "base64";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonArray".
+ */
+export interface JsonArray {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Array".
+ */
+export interface Float16Array {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian float16 values, row-major.
+   */
+  data: string;
+  dtype: "float16";
+  encoding: "float16-base64";
   shape: number[];
 }
 /**
@@ -132,6 +245,79 @@ export interface ClassPrediction {
   probabilities: {
     [k: string]: number;
   };
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonRollout".
+ */
+export interface JsonRollout {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Rollout".
+ */
+export interface Float16Rollout {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian float16 values, row-major.
+   */
+  data: string;
+  dtype: "float16";
+  encoding: "float16-base64";
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SparseRollout".
+ */
+export interface SparseRollout {
+  /**
+   * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
+   */
+  columns: JsonIndexArray | Base64IndexArray;
+  encoding: "topk-per-row";
+  /**
+   * Values per row: top_k_per_row, at most T.
+   */
+  k: number;
+  /**
+   * [..., T]: Σ values of each row.
+   */
+  kept: JsonArray | Float16Array;
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  /**
+   * min over rows of kept / (kept + rest).
+   */
+  min_kept_fraction: number;
+  /**
+   * [..., T]: each row's sum minus `kept`, the mass not sent.
+   */
+  rest: JsonArray | Float16Array;
+  /**
+   * The dense shape [..., T, T].
+   */
+  shape: number[];
+  /**
+   * [..., T, k], largest first, in the request's encoding.
+   */
+  values: JsonArray | Float16Array;
 }
 /**
  * One token: what the tokenizer made of the input, and where it came from.
@@ -350,18 +536,6 @@ export interface BaselineUsed {
   score: number;
   seed: number | null;
   specials: "keep" | "replace";
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "JsonArray".
- */
-export interface JsonArray {
-  /**
-   * Nested lists of float32 values, `shape` deep.
-   */
-  data: unknown[];
-  encoding: "json";
-  shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
