@@ -382,6 +382,7 @@ class GradientsResponse(Truncation):
     baseline: BaselineUsed
     method: Method
     n_steps: int
+    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
     alphas: list[float] | None = None

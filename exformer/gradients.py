@@ -102,12 +102,12 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     paths = [path for _, path, _ in todo]
     failed: set[int] = set()
     chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
-    ends = endpoint_logits(loaded, paths, chunk, settings.dtype, too_large=failed.add)
+    ends = endpoint_logits(loaded, paths, chunk, loaded.dtype, too_large=failed.add)
     for path, end in zip(paths, ends):  # the default target is the model's own choice at x
         if path.target is None and end is not None:
             path.target = int(end[0].argmax())
     live = [i for i in range(len(paths)) if i not in failed]
-    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, settings.dtype,
+    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, loaded.dtype,
                           too_large=lambda j: failed.add(live[j]))
     by_path = dict(zip(live, gradients))
     results = iter(
@@ -163,6 +163,7 @@ def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradien
         },
         "method": request.method,
         "n_steps": request.n_steps,
+        "dtype": loaded.dtype,
         "convergence_delta": float(ig.sum()) - (score_x - score_b),
     }
     returned = request.returned
