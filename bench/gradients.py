@@ -173,7 +173,7 @@ def counted_flops(run) -> int:
     """FLOPs of run(n_steps) at the real step count, from two short runs: every design's work
     is linear in the number of path points (a fixed part: endpoints, captum's extras)."""
     counts = []
-    for n in (2, 4):
+    for n in (1, 2):
         with flop_counter.FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
             run(n)
         counts.append(counter.get_total_flops())
@@ -181,8 +181,7 @@ def counted_flops(run) -> int:
 
 
 def linear_in_steps(counts: list[int], n: int) -> float:
-    per_step = (counts[1] - counts[0]) / 2
-    return counts[0] + (n - 2) * per_step
+    return counts[0] + (n - 1) * (counts[1] - counts[0])
 
 
 class Gemm:
@@ -226,6 +225,7 @@ def best_times(designs: list[tuple[str, callable]], repeats: int) -> dict:
             start = time.perf_counter()
             out = fn()
             seconds = time.perf_counter() - start
+            print(f"  {name}: {seconds:.2f} s", flush=True)
             if name not in best or seconds < best[name][0]:
                 best[name] = (seconds, out)
     return best
@@ -279,6 +279,7 @@ def main():
         designs.append((f"one pass, bf16 autocast{', sharing chunks' if n > 1 else ''}",
                         lambda s: one_pass(loaded, texts, s, method, "bfloat16", True)))
     flops = {name: linear_in_steps(counted_flops(fn), steps) for name, fn in designs}
+    print("counted: " + ", ".join(f"{name} {f / n / 1e12:.3f} TFLOP/example" for name, f in flops.items()), flush=True)
 
     gemm = Gemm(loaded.model, chunk * args.tokens)
     gemm_seconds = []

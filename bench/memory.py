@@ -65,19 +65,23 @@ def weight_bytes(model_dir: Path) -> int:
 FLOOR = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-import ts.model_service_worker, torch, transformers, exformer.serving, exformer.gradients  # what a worker imports
+import ts.model_service_worker  # TorchServe's worker, which imports torch
+import attention_handler, gradients_handler  # what TorchServe imports before it loads a model
 v = dict(l.split(":", 1) for l in open(f"/proc/{os.getpid()}/smaps_rollup").read().splitlines()[1:])
 kb = lambda k: int(v[k].split()[0])
-print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"))
+heavy = [m for m in ("transformers", "torch._dynamo", "sympy", "captum", "matplotlib", "accelerate") if m in sys.modules]
+print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"), kb("Private_Dirty"), ",".join(heavy) or "-")
 """
 
 
-def runtime_floor() -> tuple[int, ...]:
-    """kB RSS, PSS, USS of a bare Python that imports what a worker imports, without a model:
-    what every TorchServe worker (its own interpreter) costs whatever the model."""
+def runtime_floor() -> tuple:
+    """kB RSS, PSS, USS, private dirty of a bare Python that imports what a worker imports
+    before its model, and the heavy packages it pulled: what every TorchServe worker (its own
+    interpreter) costs whatever the model. Run while the workers are up, so that the shared
+    libraries' pages count as shared, as they do for an extra worker."""
     out = subprocess.run([sys.executable, "-c", FLOOR, str(ROOT / "handlers")], capture_output=True,
                          text=True, check=True).stdout.split()
-    return tuple(int(x) for x in out)
+    return (*(int(x) for x in out[:4]), out[4])
 
 
 def main():
@@ -113,9 +117,10 @@ def main():
             print(f"| {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} | {mean('USS'):,.0f} "
                   f"| {sum(m['Rss'] for m in mapped) / n:,.0f} | {private:,.0f} | {private / weights:.0%} "
                   f"| {total:,.0f} | {added:,.0f} |")
-    rss, pss, uss = runtime_floor()
-    print(f"# a worker's runtime without a model (Python + torch + transformers + handler imports, "
-          f"alone): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB")
+        rss, pss, uss, dirty, heavy = runtime_floor()
+    print(f"# a worker's runtime without a model (TorchServe's worker + the handlers' imports, beside the "
+          f"workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB (private dirty {dirty:,} kB); "
+          f"heavy packages imported: {heavy}")
 
 
 if __name__ == "__main__":
