@@ -2,13 +2,15 @@
 
 Workers load the archive's safetensors memory-mapped and never write them, so their pages
 are the page cache's, shared by every worker; what a worker adds is its own interpreter,
-libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082.
+libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082
+(+ EXFORMER_TEST_PORT_OFFSET).
 
     .venv/bin/python bench/memory.py [--model sentiment-gradients]
 """
 
 import argparse
 import concurrent.futures
+import os
 import subprocess
 import sys
 import tempfile
@@ -94,7 +96,8 @@ def main():
                      if line.split() and line.split()[0] == args.model)
     weights = weight_bytes(ROOT / model_dir) / 1024
     archives = {args.model: ROOT / "model_store" / f"{args.model}.mar"}
-    with ts.serving(Path(tempfile.mkdtemp()), archives) as server:
+    offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside other servers on this machine
+    with ts.serving(Path(tempfile.mkdtemp()), archives, port_offset=offset) as server:
         print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup")
         header("workers", "RSS / worker", "PSS / worker", "USS / worker", "weights RSS / worker",
                "weights private / worker", "weights private / weights", "total PSS", "added per extra worker")
