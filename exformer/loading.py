@@ -134,6 +134,16 @@ def check_dtype(settings: Settings, device: torch.device) -> bool:
     return why is None
 
 
+def _compute_device(device, device_map: dict | None) -> torch.device:
+    """Where the first layers run: the device, or a device map's first entry ("disk" and the
+    like offload to the CPU)."""
+    first = next(iter(device_map.values())) if device_map else device
+    try:
+        return torch.device(first)
+    except (RuntimeError, TypeError):
+        return torch.device("cpu")
+
+
 def max_tokens_of(config, tokenizer, settings: Settings) -> int:
     limits = []
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -167,7 +177,7 @@ def load_model(
 
     model_dir = Path(model_dir)
     settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
-    native_bfloat16 = check_dtype(settings, torch.device(next(iter(device_map.values())) if device_map else device))
+    native_bfloat16 = check_dtype(settings, _compute_device(device, device_map))
     config = AutoConfig.from_pretrained(model_dir)
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
