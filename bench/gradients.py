@@ -279,7 +279,8 @@ def main():
         ("two-pass (captum LIG + 2nd pass)", lambda s: [two_pass(loaded, t, s, method)[0] for t in texts]),
         ("one pass before (whole last layer, SDPA)",
          lambda s: one_pass(loaded, texts, s, method, "float32", False, head_position_only=False, attention="sdpa")),
-        ("one pass, one request at a time", lambda s: one_pass(loaded, texts, s, method, "float32", False)),
+        ("one pass (last layer at position 0, eager attention)",
+         lambda s: one_pass(loaded, texts, s, method, "float32", False)),
     ]
     designs.append(("one pass, SDPA attention",
                     lambda s: one_pass(loaded, texts, s, method, "float32", False, attention="sdpa")))
