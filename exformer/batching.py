@@ -63,9 +63,9 @@ def for_each_chunk(items: list, size: int, run, give_up=None) -> None:
 
 # The attention kernel of the gradients pass, per device type. CPU: the model's own (eager)
 # attention, the math captum runs, so the integrated gradients equal captum's to the last bit
-# (SDPA's fused kernel differed by up to 2e-6 of max |IG| on the sentiment model, and was no
-# faster at the chunk sizes CHUNK_BUDGET allows: bench/gradients.py). GPUs: SDPA, which keeps
-# no [T, T] maps for the backward.
+# (SDPA's fused kernel differed by up to 2e-6 of max |IG| on the sentiment model; it ran ~12%
+# faster in one noisy BERT-base run on 2 AVX2 cores, bench/gradients.py, README Performance).
+# GPUs: SDPA, which keeps no [T, T] maps for the backward.
 GRADIENT_ATTENTION = {"cpu": "eager", "cuda": "sdpa"}
 
 
