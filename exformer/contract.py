@@ -541,6 +541,7 @@ class GradientsResponse(Truncation):
     converged: bool | None = Field(
         None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
                           'local error estimate) was reached within max_n_steps; null for a fixed n_steps.')
+    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
     alphas: list[float] | None = None

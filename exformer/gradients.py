@@ -102,7 +102,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     paths = [path for _, path, _ in todo]
     failed: set[int] = set()
     chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
-    ends = endpoint_logits(loaded, paths, chunk, settings.dtype, too_large=failed.add)
+    ends = endpoint_logits(loaded, paths, chunk, loaded.dtype, too_large=failed.add)
     for path, end in zip(paths, ends):  # the default target is the model's own choice at x
         if end is None:
             continue
@@ -110,7 +110,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
             path.target = int(end[0].argmax())
         path.ends = tuple(target_scores(torch.stack(end), [path.target] * 2, [path.score] * 2).tolist())
     live = [i for i in range(len(paths)) if i not in failed]
-    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, settings.dtype,
+    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, loaded.dtype,
                           too_large=lambda j: failed.add(live[j]))
     by_path = dict(zip(live, gradients))
     results = iter(
@@ -170,6 +170,7 @@ def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradien
         "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
         "tolerance": request.tolerance,
         "converged": gradients.converged,
+        "dtype": loaded.dtype,
         "convergence_delta": float(ig.sum()) - (score_x - score_b),
     }
     returned = request.returned

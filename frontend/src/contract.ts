@@ -463,6 +463,10 @@ export interface GradientsResponse {
    */
   convergence_delta: number;
   /**
+   * What computed the gradients (bfloat16: autocast).
+   */
+  dtype: "float32" | "bfloat16";
+  /**
    * ‖∂F/∂x‖ at each path point.
    */
   gradient_norms?: number[] | null;
