@@ -18,7 +18,7 @@ import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 
 from exformer import explain_gradients, load_model
-from exformer.contract import GradientsRequest, parse
+from exformer.contract import GenerationResponse, GradientsRequest, parse
 from exformer.errors import RequestError
 from exformer.gradients import explain_batch
 from exformer.settings import Settings
@@ -444,7 +444,10 @@ def test_smollm2_rows_have_prompt_plus_t_values_and_row_0_is_the_single_target_a
 
 def test_served_continuation_on_smollm2_gradients(torchserve):
     body = {"text": PROMPT, "continuation": " Paris,", "foil": " London", "aggregate": "word", "n_steps": 8}
-    out = torchserve.post("smollm2-gradients", body).json()
+    r = torchserve.post("smollm2-gradients", body)
+    assert r.status == 200, r.body[:300]
+    GenerationResponse.model_validate_json(r.body)
+    out = r.json()
     assert [t["token"] for t in out["targets"]] == ["ĠParis", ","]
     assert [len(t["attributions"]["raw"]) for t in out["targets"]] == [5, 6]
     assert out["targets"][0]["foil"]["text"] == " London" and out["contrastive"] is True
@@ -453,3 +456,16 @@ def test_served_continuation_on_smollm2_gradients(torchserve):
     assert bad.status == 400 and bad.json()["field"] == "foil"
     npz = np.load(io.BytesIO(torchserve.post("smollm2-gradients", {**body, "format": "npz"}).body))
     assert npz["integrated_gradients"].shape == (2, 7, 576)
+    generated = torchserve.post("smollm2-gradients", {"text": PROMPT, "generate": {"max_new_tokens": 2}, "n_steps": 4})
+    assert generated.status == 200 and generated.json()["continuation"] == " Paris."
+    classifier = torchserve.post("sentiment-gradients", {"text": "A fine film.", "continuation": " Yes"})
+    assert classifier.status == 400 and classifier.json()["field"] == "continuation"
+
+
+def test_local_generation_answer_validates_against_the_response_model(load):
+    out = explain_gradients(load("llama"), {"text": PROMPT, "continuation": CONTINUATION, "foil": 7, "aggregate": "word",
+                                            "n_steps": 3, "return": ["attributions", "step_sizes", "path_scores"]})
+    GenerationResponse.model_validate(dict(out))
+    assert out.rows.shape == (3, 8) and np.isnan(out.rows[0, 5:]).all()
+    np.testing.assert_array_equal(out.rows[2, :7], out.targets[2]["attributions"]["raw"])
+    assert len(out["targets"][2]["path_scores"]) == 3 and len(out["alphas"]) == 3
