@@ -12,11 +12,11 @@ the path of every target, and row t holds P + t values (the baseline of later po
 not matter). `continuation_baseline: "keep"` holds the earlier target tokens at x instead
 (captum's LLMGradientAttribution explains only the prompt), so their values are 0.
 
-One forward per path point serves all targets. It runs segment by segment on the model's KV
-cache (the prompt, then one target token at a time — together as long as one full forward),
-so F_t's graph holds only its own prefix, and each target's backward on the retained graph
-costs its prefix rather than the whole sequence. captum pays a forward and a backward per
-target instead.
+One forward per path point serves all targets (the vocabulary projected only at the scored
+positions), and each target's gradient is one backward on that retained graph; captum pays a
+forward and a backward per target instead. (A forward segment by segment on the KV cache,
+so that F_t's backward would cover only its prefix, was 4x slower on CPU: one-token
+segments make weight-bound matmuls; README "Explaining generations".)
 
 >>> from exformer import load_model, explain_gradients
 >>> lm = load_model("build/models/smollm2")
@@ -97,29 +97,23 @@ def target_scores(logits: torch.Tensor, targets: list[int], foils: list[int] | N
     return pick(targets) - pick(foils) if foils is not None else pick(targets)
 
 
-def segment_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32"):
-    """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E], read as
-    the prompt's segment then one token at a time on the KV cache: F_t's graph is its prefix."""
+def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32") -> torch.Tensor:
+    """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
+    forward, the vocabulary projected only at the scored positions."""
     model = loaded.model
-    embed = model.get_input_embeddings()
-    rows = points.shape[0]
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    bounds = [(0, n_prompt)] + [(p, p + 1) for p in range(n_prompt, points.shape[1])]
+    rows = ids[None].expand(points.shape[0], -1)
+    positions = torch.arange(n_prompt - 1, points.shape[1], device=ids.device)
+    extra = {"logits_to_keep": positions} if _accepts(model, "logits_to_keep") else {}
     autocast = torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    past, out = None, []
-    for start, end in bounds:
-        segment = ids[start:end][None].expand(rows, -1)
-        with embedding_output(embed, points[:, start:end], segment), autocast:
-            result = model(input_ids=segment, past_key_values=past, use_cache=True, **extra)
-        past = result.past_key_values
-        out.append(result.logits[:, -1])
-    return torch.stack(out, 1).float()
+    with embedding_output(model.get_input_embeddings(), points, rows), autocast:
+        logits = model(input_ids=rows, use_cache=False, **extra).logits
+    return (logits if extra else logits[:, positions]).float()
 
 
 def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = None,
                       dtype: str = "float32") -> GenerationGradients:
     """Intermediate gradients of every target along the path: per chunk of path points one
-    segmented forward, then one backward per target on the retained graph."""
+    forward, then one backward per target on the retained graph."""
     alphas, step_sizes = nodes(path.method, path.n_steps)
     n_t, fed = len(path.targets), path.fed
     length, width = path.input.shape
@@ -131,12 +125,13 @@ def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = N
         index = torch.tensor(chunk)
         points = torch.stack([path_point(x, base, alphas[k]) for k in chunk]).requires_grad_()  # [B, fed, E]
         with torch.enable_grad():
-            logits = segment_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype)  # [B, n_t, V]
-            f = target_scores(logits, path.targets, path.foils, path.score)  # [B, n_t]
-            for t in range(n_t):
-                (g,) = torch.autograd.grad(f[:, t].sum(), points, retain_graph=t < n_t - 1)
+            logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype)  # [B, n_t, V]
+            for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
+                foil = None if path.foils is None else path.foils[t : t + 1]
+                f = target_scores(logits[:, t : t + 1], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
+                (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
                 grads[t, index, :fed] = g.detach().float().cpu()
-        scores[index] = f.detach().float().cpu()
+                scores[index, t] = f.detach().float().cpu()
 
     with attention_for_gradients(loaded.model):
         for_each_chunk(list(range(path.n_steps)), chunk_points or default_chunk_points(fed, loaded.device), run)
@@ -147,17 +142,11 @@ def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = N
 
 @torch.no_grad()
 def endpoint_logits(loaded, path: GenerationPath, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token logits [n_t, V] at x and at x' (one forward of both, all positions at once)."""
-    model = loaded.model
+    """Next-token logits [n_t, V] at x and at x' (one forward of both)."""
     fed = path.fed
-    ids = path.ids[:fed][None].expand(2, -1)
-    points = torch.stack([path.input[:fed], path.baseline[:fed]])
-    positions = torch.arange(path.n_prompt - 1, fed, device=ids.device)
-    extra = {"logits_to_keep": positions} if _accepts(model, "logits_to_keep") else {}
-    autocast = torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    with attention_for_gradients(model), embedding_output(model.get_input_embeddings(), points, ids), autocast:
-        logits = model(input_ids=ids, use_cache=False, **extra).logits
-    logits = (logits if extra else logits[:, positions]).float().cpu()
+    with attention_for_gradients(loaded.model):
+        logits = target_logits(loaded, path.ids[:fed], torch.stack([path.input[:fed], path.baseline[:fed]]),
+                               path.n_prompt, dtype).cpu()
     return logits[0], logits[1]
 
 
