@@ -2,8 +2,8 @@
 
 captum's LLMGradientAttribution(LayerIntegratedGradients) runs one attribution per target
 token: a forward and a backward of all path points over prompt + y_<t, for each t. Ours
-runs one segmented forward per path point (the prompt, then one token at a time on the KV
-cache) and one backward per target on that graph. Both attribute log p(y_t) to the word
+runs one forward per path point over prompt + targets and one backward per target on that
+graph. Both attribute log p(y_t) to the word
 embeddings of the prompt (earlier target tokens held at their own embedding: our
 `continuation_baseline: "keep"`), from the same baseline, steps and method, on the same
 model object with the same (SDPA) attention, so the rows must agree.
@@ -68,7 +68,7 @@ def speed(model, args) -> None:
     print("| implementation | seconds | speed-up |")
     print("|---|---:|---:|")
     print(f"| captum LLMGradientAttribution(LayerIntegratedGradients) | {captum_s:.1f} | 1.00x |")
-    print(f"| exformer (one segmented forward per path point) | {ours_s:.1f} | {captum_s / ours_s:.2f}x |")
+    print(f"| exformer (one forward per path point, a backward per target) | {ours_s:.1f} | {captum_s / ours_s:.2f}x |")
     print(f"\nmax |ours - captum| / max |captum|: {relative:.1e} over all rows; {per_row:.1e} worst row")
 
 
