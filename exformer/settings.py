@@ -27,6 +27,7 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, ge=1)
     default_top_k: int = Field(5, ge=1)
     max_n_steps: int = Field(500, ge=1, description="gradients: path points per request")
+    max_new_tokens: int = Field(64, ge=1, description="gradients of a causal LM: most tokens a `generate` request asks for")
     internal_batch_size: int | None = Field(None, ge=1, description="gradients: path points per forward; None: by length")
     torch_threads: int | None = Field(None, ge=1, description="None: cores // the model-config's maxWorkers")
     devices_per_worker: int = Field(1, ge=1, description=">1 shards the layers over consecutive devices")
