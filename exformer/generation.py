@@ -35,7 +35,8 @@ from .contract import GradientsRequest, resolve_target
 from .encoding import BYTES_PER_VALUE, check_response_size
 from .errors import RequestError
 from .gradients import GradientsResult
-from .integrated import nodes, path_point
+from .integrated import path_point
+from .quadrature import fixed_rule
 from .tokens import encode, token_table
 from .words import word_rows, word_sums
 
@@ -114,7 +115,7 @@ def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = N
                       dtype: str = "float32") -> GenerationGradients:
     """Intermediate gradients of every target along the path: per chunk of path points one
     forward, then one backward per target on the retained graph."""
-    alphas, step_sizes = nodes(path.method, path.n_steps)
+    alphas, step_sizes = fixed_rule(path.method, path.n_steps)
     n_t, fed = len(path.targets), path.fed
     length, width = path.input.shape
     grads = torch.zeros(n_t, path.n_steps, length, width)  # later positions stay 0: causal
