@@ -158,6 +158,8 @@ def _tensor(name: str, array: np.ndarray) -> dict:
 def _outputs(name: str, value) -> list[dict]:
     if value is None:
         return []
+    if isinstance(value, dict) and value.get("encoding") == "topk-per-row":  # sparse rows: each array an output
+        return [o for key, v in value.items() for o in _outputs(f"{name}.{key}", v)]
     if isinstance(value, dict) and "encoding" in value and "shape" in value:  # an encoded tensor
         extra = [o for key, v in value.items() if key not in ("encoding", "shape", "data", "dtype", "byteorder")
                  for o in _outputs(f"{name}.{key}", v)]
@@ -187,4 +189,10 @@ def _decode_array(encoded: dict) -> np.ndarray:
     """An `encode_array` dict back to its array: float32 for json, float16 for float16-base64."""
     if encoded["encoding"] == "float16-base64":
         return np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f2").reshape(encoded["shape"])
-    return np.asarray(encoded["data"], dtype=np.float32).reshape(encoded["shape"])
+    if encoded["encoding"] == "base64":  # token indices of sparse rows, uint16/uint32 little-endian
+        indices = np.frombuffer(base64.b64decode(encoded["data"]), dtype=np.dtype(encoded["dtype"]).newbyteorder("<"))
+        return indices.astype(np.int64).reshape(encoded["shape"])
+    data = np.asarray(encoded["data"])
+    if data.dtype.kind in "iu":  # json token indices of sparse rows
+        return data.astype(np.int64).reshape(encoded["shape"])
+    return data.astype(np.float32).reshape(encoded["shape"])

@@ -291,6 +291,22 @@ def test_v2_float16_encoding_answers_an_fp16_tensor(v2):
     np.testing.assert_allclose(values.astype(np.float32).sum(-1), 1, atol=5e-3)  # rows of attention sum to 1
 
 
+def test_v2_sparse_rows_and_rollout_are_typed_tensors(v2, tiny_model_dir):
+    from exformer import explain_attention, load_model
+
+    request = {"text": "The cat sat on the mat.", "heads": "mean", "top_k_per_row": 3, "rollout": True}
+    response = run(sdk("v2").infer(v2.url, v2_request("tiny-attention", request), model_name="tiny-attention",
+                                   headers=v2.auth()))
+    outputs = {o.name: o.as_numpy() for o in response.outputs}
+    local = explain_attention(load_model(tiny_model_dir("bert")), request)
+    for block in ("attention", "rollout"):
+        sent = local[block]
+        assert outputs[f"{block}.columns"].dtype == np.int64
+        np.testing.assert_array_equal(outputs[f"{block}.columns"], np.asarray(sent["columns"]["data"]))
+        np.testing.assert_allclose(outputs[f"{block}.values"], np.asarray(sent["values"]["data"]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(outputs[f"{block}.kept"] + outputs[f"{block}.rest"], 1, atol=1e-5)  # rows' mass
+
+
 def test_v2_named_inputs_with_curl_explain_a_real_review(v2):
     status, out = v2.curl("v2/models/sentiment-gradients/infer", {"id": "r-7", "inputs": [
         {"name": "text", "shape": [1], "datatype": "BYTES", "data": [REVIEW]},
