@@ -62,6 +62,16 @@ def _indices(value: str | None, name: str) -> str | list[int]:
         raise typer.BadParameter(f'"all" or comma-separated indices (e.g. 0,5), got {value!r}', param_hint=name)
 
 
+def _n_steps(value: str | None) -> int | str | None:
+    """--n-steps: a number of path points, or "auto" (the server checks the range)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f'a number of path points or "auto", got {value!r}') from None
+
+
 def _kind_of(model: str, given: Kind | None) -> str:
     if given is not None:
         return given.value
@@ -427,7 +437,11 @@ def explain(
     id_column: Annotated[Optional[str], typer.Option(help="Column copied to the output's `id` (as text).")] = None,
     format: Annotated[Optional[str], typer.Option(help="csv, tsv, jsonl or parquet (default: from the name).")] = None,
     kind: Annotated[Optional[Kind], typer.Option(help="Default: from the model name's -gradients/-attention.")] = None,
-    n_steps: Annotated[Optional[int], typer.Option(help="Gradients: path points (server default 50).")] = None,
+    n_steps: Annotated[Optional[str], typer.Option(
+        callback=lambda value: _n_steps(value),
+        help='Gradients: path points (server default 50), or "auto": as many as --tolerance needs.')] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        help='Gradients with --n-steps auto: the relative convergence delta to reach (server default 0.01).')] = None,
     baseline: Annotated[Optional[str], typer.Option(help="Gradients: zero, pad, unk, mask, period, rand-norm, "
                                                          "rand-unif (server default pad).")] = None,
     method: Annotated[Optional[str], typer.Option(help="Gradients: gausslegendre (default) or riemann_*.")] = None,
@@ -462,7 +476,8 @@ def explain(
     """
     kind_name = _kind_of(model, kind)
     columns = Columns(text=text_column, pair=pair_column, target=target_column, id=id_column)
-    gradient_options = {"n_steps": n_steps, "baseline": baseline, "method": method, "score": score}
+    gradient_options = {"n_steps": n_steps, "tolerance": tolerance, "baseline": baseline, "method": method,
+                        "score": score}
     attention_given = {"--layers": layers, "--heads": heads}
     if kind_name == "gradients":
         wrong = [name for name, value in attention_given.items() if value is not None]

@@ -262,6 +262,7 @@ _TOKENS = [
 _GRADIENTS = [
     ("target", pa.string()), ("target_index", pa.int64()), ("target_score", pa.float64()),
     ("baseline_score", pa.float64()), ("convergence_delta", pa.float64()), ("relative_delta", pa.float64()),
+    ("n_steps", pa.int32()), ("converged", pa.bool_()),  # the points used; n_steps "auto": tolerance reached
     ("attributions", pa.list_(pa.float64())),
 ]
 _TAIL = [("tensors", pa.string()), ("error", pa.string()), ("error_field", pa.string()), ("error_code", pa.int32())]
@@ -340,6 +341,8 @@ def gradients_record(row: Row, response: dict, tensors: str | None = None) -> di
         "baseline_score": response["baseline"]["score"],
         "convergence_delta": response["convergence_delta"],
         "relative_delta": relative_delta(response),
+        "n_steps": response["n_steps"],
+        "converged": response.get("converged"),
         "attributions": list(attributions["raw"]) if attributions else None,
         "tensors": tensors,
     }

@@ -165,6 +165,20 @@ def test_jsonl_and_parquet_inputs_give_the_same_rows(served_csv, torchserve, fmt
     assert pq.read_table(out).drop(drop).equals(pq.read_table(csv_out).drop(drop))
 
 
+def test_n_steps_auto_refines_each_row_to_the_tolerance(heldout, tmp_path):
+    source = write_csv(tmp_path / "reviews.csv", [r for r in reviews(heldout) if r["review"]][:2])
+    out = tmp_path / "auto"
+    explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column", "review",
+            "--n-steps", "auto", "--tolerance", 0.05, "--no-progress", "--json")
+    records = pq.read_table(out).to_pylist()
+    assert len(records) == 2
+    for record in records:
+        assert record["converged"] is True and record["relative_delta"] <= 0.05 and record["n_steps"] >= 7
+    bad = explain("sentiment-gradients", source, "--out", tmp_path / "bad", "--local", SENTIMENT,
+                  "--text-column", "review", "--n-steps", "many", check=False)
+    assert bad.returncode != 0 and "auto" in bad.stderr
+
+
 def test_local_gives_the_same_columns_and_values(served_csv, tmp_path):
     _, source, served_out, _ = served_csv
     out = tmp_path / "local"
