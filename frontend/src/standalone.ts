@@ -9,7 +9,8 @@ import "./standalone.css";
 import { attentionLayers, firstLayer, parseEmbedded, toggleHead, type Embedded } from "./embed";
 import { headColor, type Aggregation } from "./transforms";
 import type { AttentionResponse, GradientsResponse } from "./types";
-import { AttentionView, attentionNotes, renderPredictions } from "./views/attention";
+import { AttentionView, attentionNotes } from "./views/attention";
+import { renderPredictions } from "./views/predictions";
 import { AttributionView } from "./views/attribution";
 import { OverviewView } from "./views/overview";
 

@@ -2,6 +2,7 @@
 // one focuses that layer and head in the attention view.
 
 import { headColor, heatmapPixels, visibleTokens, type AttentionLayers } from "../transforms";
+import { selectedHeads, type AppStore } from "../session";
 import type { Token } from "../types";
 
 const CELL = 64; // px per thumbnail, whatever the token count (canvas scales it)
@@ -70,4 +71,29 @@ function cornerCell(): HTMLElement {
   const el = document.createElement("span");
   el.className = "grid-label corner";
   return el;
+}
+
+/** The app's model overview: redrawn when the attention, the focus or the special tokens change. */
+export class OverviewPanel {
+  readonly view: OverviewView;
+
+  constructor(
+    root: HTMLElement,
+    private readonly store: AppStore,
+    onPick: (layer: number, head: number) => void,
+  ) {
+    this.view = new OverviewView(root, onPick);
+    store.subscribe(["view", "loaded", "layer", "heads", "hideSpecial"], () => this.draw());
+  }
+
+  draw() {
+    const s = this.store.state;
+    if (s.view !== "overview") return;
+    if (!s.loaded) {
+      this.view.message("Run a text first: the overview shows its attention.");
+      return;
+    }
+    const { response, attention, model } = s.loaded;
+    this.view.render(response.tokens, attention, model.n_layers, s.hideSpecial, { layer: s.layer, heads: selectedHeads(s, attention.nHeads) });
+  }
 }
