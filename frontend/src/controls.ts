@@ -179,6 +179,8 @@ export class Controls {
     const s = this.store.state;
     const d = s.details.get(s.model);
     const box = $("heads");
+    // A long prompt's heads come combined on the server: nothing to toggle.
+    box.parentElement!.classList.toggle("aggregated", Boolean(s.loaded?.aggregate));
     if (!d) {
       box.replaceChildren();
       return;

@@ -76,6 +76,7 @@ export function assemble(parts: AttentionResponse[], body: PageAttentionRequest)
       layers,
       // An aggregate's one map stands for every head: no head number of its own.
       heads: aggregate ? undefined : first.heads.length === first.shape[1] ? first.heads : undefined,
+      aggregate: aggregate ?? undefined,
     },
     rollout,
     aggregate,

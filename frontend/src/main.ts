@@ -3,7 +3,7 @@
 // run from here.
 
 import "./style.css";
-import { ApiError, InferenceApi, attentionRequest, attributionRequest, generationRequest, loadConfig } from "./api";
+import { ApiError, InferenceApi, attentionRequest, longPrompt, attributionRequest, generationRequest, loadConfig } from "./api";
 import { $, Controls } from "./controls";
 import { downloadJson, downloadNpz } from "./download";
 import { causalLms, generationFor } from "./generation";
@@ -22,8 +22,14 @@ const store = createAppStore(location.hash);
 const status = new Status($("busy"), $("error"));
 let api: InferenceApi;
 
-/** What an attention result depends on: another key means a new run. */
-const inputKey = (s: App) => JSON.stringify([s.model, s.text, s.pair]);
+/** What an attention result depends on: another key means a new run (the heads asked change
+ * with the length, and with "Heads combined by" for a long prompt). */
+const textKey = (s: App) => JSON.stringify([s.model, s.text, s.pair]);
+const inputKey = (s: App) => JSON.stringify([s.model, s.text, s.pair, longPrompt(s).heads, longPrompt(s).topK]);
+
+/** The attention on screen is not the one the state asks for (asked again on a view switch,
+ * a long prompt's mean/max, the rollout toggled on). */
+const stale = (s: App) => Boolean(s.loaded && s.text.trim() && (s.loaded.key !== inputKey(s) || (s.rollout && !s.loaded.rollout)));
 
 // The URL follows the shareable state; a view switch may need a run first.
 store.subscribe(STATE_KEYS, (s) => writeUrl(urlState(s)));
@@ -36,8 +42,8 @@ new Controls(store, {
   downloadGeneration: () => downloadJson(generationFor(store.state.generation, store.state.lm)),
 });
 
-store.subscribe(["view"], (s) => {
-  if ((s.view === "attention" || s.view === "overview") && s.loaded && s.loaded.key !== inputKey(s) && s.text.trim()) runAttention();
+store.subscribe(["view", "agg", "rollout"], (s) => {
+  if ((s.view === "attention" || s.view === "overview") && stale(s)) runAttention();
 });
 
 const panels = [
@@ -46,7 +52,10 @@ const panels = [
     store.set({ mask: [] });
     runAttention();
   }),
-  new OverviewPanel($("overview"), store, (layer, head) => store.set({ layer, heads: [head], view: "attention" })),
+  new OverviewPanel($("overview"), $("overview-notes"), store, (layer, head) =>
+    // Heads combined on the server (a long prompt): a click picks the layer only.
+    store.set(store.state.loaded?.aggregate ? { layer, view: "attention" } : { layer, heads: [head], view: "attention" }),
+  ),
   new AttributionPanel($("attribution"), [$<HTMLButtonElement>("download-json"), $<HTMLButtonElement>("download-npz")], store),
   new GenerationPanel($("generation"), $<HTMLButtonElement>("gen-download-json"), store),
 ];
@@ -115,7 +124,8 @@ async function runAttention() {
   const model = s.model;
   if (!api || !model) return;
   const key = inputKey(s);
-  if (s.loaded && s.loaded.key !== key) store.set({ mask: [], token: null }); // indices of another text
+  const text = textKey(s);
+  if (s.loaded && s.loaded.text !== text) store.set({ mask: [], token: null }); // indices of another text
   const body = attentionRequest(store.state, s.details.get(model));
   const out = await status.track(`Attention on ${model}`, async (signal) => {
     const n = (store.state.details.get(model) ?? (await api.details(model, signal))).n_layers;
@@ -124,7 +134,7 @@ async function runAttention() {
   if (!out) return;
   const { response } = out;
   store.batch(() => {
-    store.set({ details: withEntry(store.state.details, model, response.model), loaded: { ...out, key, model: response.model } });
+    store.set({ details: withEntry(store.state.details, model, response.model), loaded: { ...out, key, text, model: response.model } });
     const token = store.state.token;
     if (token !== null && token >= response.tokens.length) store.set({ token: null });
   });

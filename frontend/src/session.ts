@@ -10,7 +10,8 @@ import type { AppConfig, Handler, ModelDetails } from "./types";
 
 /** The attention on screen, and what it was computed for (another key means a new run). */
 export interface Loaded extends LoadedAttention {
-  key: string;
+  key: string; // the request's inputs (main.ts inputKey)
+  text: string; // the text's: another one means other token indices
   model: ModelDetails;
 }
 
@@ -53,3 +54,17 @@ export const modelsOf = (config: AppConfig, handler: Handler) => config.models.f
 
 /** The heads shown: the selected ones, or all. */
 export const selectedHeads = (s: Pick<AppState, "heads">, nHeads: number) => s.heads ?? Array.from({ length: nHeads }, (_, h) => h);
+
+/** What the page says when the long-prompt switch (api.ts longPrompt) changed what it asked. */
+export function longPromptNote(loaded: Loaded): string {
+  const n = loaded.response.tokens.length;
+  const parts: string[] = [];
+  if (loaded.aggregate) {
+    parts.push(`Long prompt (${n} tokens): the heads come combined on the server (heads: "${loaded.aggregate}"), one map per layer`);
+  }
+  if (loaded.sparse) {
+    const kept = (loaded.sparse.minKeptFraction * 100).toFixed(1);
+    parts.push(`${parts.length ? "and" : `Long prompt (${n} tokens):`} only the ${loaded.sparse.k} largest weights of each row (top_k_per_row), every row keeping at least ${kept}% of its weight`);
+  }
+  return parts.length ? `${parts.join(" ")}.` : "";
+}

@@ -14,7 +14,7 @@ import {
   type AttentionLayers,
   type Edge,
 } from "../transforms";
-import { selectedHeads, type AppStore } from "../session";
+import { longPromptNote, selectedHeads, type AppStore } from "../session";
 import type { AttentionResponse, Token } from "../types";
 
 export interface AttentionOptions {
@@ -179,8 +179,14 @@ export class AttentionPanel {
       return;
     }
     const { response, attention } = s.loaded;
-    const heads = selectedHeads(s, attention.nHeads);
+    // Heads combined on the server (a long prompt): its one map, whatever heads are toggled.
+    const heads = attention.aggregate ? [0] : selectedHeads(s, attention.nHeads);
     this.view.render(response.tokens, attention, { layer: s.layer, heads, agg: s.agg, hideSpecial: s.hideSpecial, selected: s.token });
-    this.notes.textContent = attentionNotes(response, s.layer, heads.length, s.agg);
+    const long = longPromptNote(s.loaded);
+    this.notes.textContent = attention.aggregate
+      ? `${response.tokens.length} tokens · layer ${s.layer} · ${attention.aggregate} of all ${response.model.n_heads} heads`
+      : attentionNotes(response, s.layer, heads.length, s.agg);
+    this.notes.classList.toggle("long-note", Boolean(long));
+    if (long) this.notes.textContent += ` · ${long}`;
   }
 }
