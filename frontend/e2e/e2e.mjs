@@ -355,7 +355,7 @@ if (!gradientModels.length) {
 await step("a long prompt asks for the heads combined, and the page says so", async () => {
   await page.click('.tabs button[data-view="attention"]');
   const words = ["the", "cat", "sat", "on", "mat", "and", "dog", "ran", "to", "house", "big", "red"];
-  const long = Array.from({ length: 380 }, (_, i) => words[i % words.length]).join(" "); // ~1,600 characters
+  const long = Array.from({ length: 500 }, (_, i) => words[i % words.length]).join(" "); // ~2,000 characters: ~500 tokens estimated
   await analyse(masker.name, long);
   const sent = posted.at(-1).body;
   check(sent.heads === "mean" && sent.top_k_per_row === undefined, `asked ${JSON.stringify({ heads: sent.heads, top_k_per_row: sent.top_k_per_row })}`);
@@ -368,7 +368,7 @@ await step("a long prompt asks for the heads combined, and the page says so", as
   check(posted.at(-1).body.heads === "max", "max not asked of the server");
   await page.selectOption("#agg", "mean");
   await idle();
-  const longer = Array.from({ length: 820 }, (_, i) => words[i % words.length]).join(" "); // ~3,400 characters
+  const longer = Array.from({ length: 1000 }, (_, i) => words[i % words.length]).join(" "); // ~4,000 characters: ~1,000 tokens estimated
   await analyse(masker.name, longer);
   const sparse = posted.at(-1).body;
   check(sparse.heads === "mean" && sparse.top_k_per_row === 32, `asked ${JSON.stringify({ heads: sparse.heads, top_k_per_row: sparse.top_k_per_row })}`);
@@ -400,7 +400,7 @@ await step("generation: a continuation's tokens, heatmap, probability and altern
   const offered = await page.$$eval("#lm option", (os) => os.map((o) => o.value));
   check(offered.includes(causalLm) && !offered.some((m) => m.startsWith("sentiment")), `models offered: ${offered}`);
   await page.selectOption("#lm", causalLm);
-  await page.fill("#pair", "");
+  check(await page.isHidden("#pair"), "a sentence pair is offered for a prompt");
   await page.fill("#text", "The capital of France is");
   await page.fill("#continuation", " Paris");
   await page.fill("#generate", "");

@@ -144,6 +144,7 @@ export class Controls {
   sync() {
     const s = this.store.state;
     for (const v of ["attention", "overview", "attribution", "generation"] as View[]) $(`view-${v}`).hidden = v !== s.view;
+    document.body.dataset.view = s.view; // the generation view takes no sentence pair (style.css)
     document.querySelectorAll<HTMLButtonElement>(".tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === s.view)));
     show($<HTMLTextAreaElement>("text"), s.text);
     show($<HTMLTextAreaElement>("pair"), s.pair);
