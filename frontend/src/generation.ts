@@ -54,7 +54,7 @@ const quoted = (text: string) => JSON.stringify(text).slice(1, -1);
 /** Row t's values (normalized): one per preceding token, or per word with `words`. */
 export function rowValues(target: GenerationTarget, words: boolean): number[] {
   if (words && target.word_attributions) return target.word_attributions.normalized;
-  return target.attributions.normalized;
+  return target.attributions?.normalized ?? [];
 }
 
 /** Whether `result` carries word-level values (it was asked with `aggregate: "word"`). */
@@ -86,7 +86,7 @@ export const promptLength = (result: GenerationResponse) => result.tokens.filter
 
 /** The prompt token with the largest attribution in row t (what "leads" the row). */
 export function leadingToken(result: GenerationResponse, t: number): { index: number; value: number } | null {
-  const values = result.targets[t]?.attributions.normalized ?? [];
+  const values = result.targets[t]?.attributions?.normalized ?? [];
   let best: { index: number; value: number } | null = null;
   values.forEach((value, index) => {
     if (!best || value > best.value) best = { index, value };

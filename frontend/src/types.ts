@@ -74,7 +74,7 @@ export interface GenerationTarget {
   score: number;
   baseline_score: number;
   convergence_delta: number;
-  attributions: Attributions;
+  attributions?: Attributions | null; // absent when "attributions" was not in `return`
   word_attributions?: Attributions | null;
 }
 

@@ -55,7 +55,7 @@ describe("the attribution matrix of a real answer", () => {
 
   it("one colour scale for the whole matrix: the largest |value| of any row", () => {
     const m = attributionMatrix(plain, false);
-    const all = plain.targets.flatMap((t) => t.attributions.normalized.map(Math.abs));
+    const all = plain.targets.flatMap((t) => t.attributions!.normalized.map(Math.abs));
     expect(m.extent).toBeCloseTo(Math.max(...all), 12);
   });
 
@@ -70,7 +70,7 @@ describe("the attribution matrix of a real answer", () => {
     });
     // Asked for words but the answer has none: tokens, as sent.
     expect(attributionMatrix(plain, true).columns.length).toBe(plain.tokens.length);
-    expect(rowValues(plain.targets[0], true)).toBe(plain.targets[0].attributions.normalized);
+    expect(rowValues(plain.targets[0], true)).toBe(plain.targets[0].attributions!.normalized);
   });
 
   it("a foil's answer names it, and F is p(target) − p(foil)", () => {
@@ -85,7 +85,7 @@ describe("the attribution matrix of a real answer", () => {
     expect(generated.targets.length).toBe(3);
     expect(generated.tokens.filter((t) => t.target).length).toBe(3);
     const lead = leadingToken(plain, 0)!;
-    const row = plain.targets[0].attributions.normalized;
+    const row = plain.targets[0].attributions!.normalized;
     expect(lead.value).toBe(Math.max(...row));
     expect(lead.index).toBe(row.indexOf(lead.value));
   });
