@@ -6,7 +6,7 @@ attention curves, layers, heads, masking, next-token predictions, the model over
 rollout toggle, the URL state, errors, attribution (when a gradients model is served: a
 classifier's label, a causal LM's typed next token, a result cleared when the model changes),
 a long prompt (heads combined on the server, then top-k rows, said on the page), the Generation
-view on the causal LM's gradients archive (a continuation; 3 generated tokens against a foil, a
+view on the causal LM's gradients archive (a continuation; 2 generated tokens against a foil, a
 click on a token showing its row; words; a refused foil; the JSON download), and the render time
 of 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
 """

@@ -129,7 +129,7 @@ function mountAttention(root: HTMLElement, response: AttentionResponse) {
     } else {
       attentionView.render(response.tokens, attention, { layer: state.layer, heads, agg: state.agg, hideSpecial: state.hideSpecial, selected: state.selected });
       renderPredictions(panel, model, response.tokens, state.selected, masked, true);
-      notes.textContent = attentionNotes(response, state.layer, heads.length, state.agg);
+      notes.textContent = attentionNotes(response, state.layer, heads.length, state.agg, attention.aggregate);
     }
     resized();
   }

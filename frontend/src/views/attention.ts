@@ -144,8 +144,9 @@ export class AttentionView {
 }
 
 /** The line above the curves: tokens, layer, heads shown, prediction, truncation. */
-export function attentionNotes(r: AttentionResponse, layer: number, nHeads: number, agg: Aggregation): string {
-  const notes = [`${r.tokens.length} tokens · layer ${layer} · ${nHeads} of ${r.model.n_heads} heads (${agg})`];
+export function attentionNotes(r: AttentionResponse, layer: number, nHeads: number, agg: Aggregation, combined?: string): string {
+  const heads = combined ? `${combined} of all ${r.model.n_heads} heads (combined on the server)` : `${nHeads} of ${r.model.n_heads} heads (${agg})`;
+  const notes = [`${r.tokens.length} tokens · layer ${layer} · ${heads}`];
   if (r.prediction) {
     notes.push(`predicted ${r.prediction.label} (${(r.prediction.probabilities[r.prediction.label] * 100).toFixed(1)}%)`);
   }
@@ -183,9 +184,7 @@ export class AttentionPanel {
     const heads = attention.aggregate ? [0] : selectedHeads(s, attention.nHeads);
     this.view.render(response.tokens, attention, { layer: s.layer, heads, agg: s.agg, hideSpecial: s.hideSpecial, selected: s.token });
     const long = longPromptNote(s.loaded);
-    this.notes.textContent = attention.aggregate
-      ? `${response.tokens.length} tokens · layer ${s.layer} · ${attention.aggregate} of all ${response.model.n_heads} heads`
-      : attentionNotes(response, s.layer, heads.length, s.agg);
+    this.notes.textContent = attentionNotes(response, s.layer, heads.length, s.agg, attention.aggregate);
     this.notes.classList.toggle("long-note", Boolean(long));
     if (long) this.notes.textContent += ` · ${long}`;
   }
