@@ -34,6 +34,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 TOO_LARGE = "too long to explain within this worker's memory"
+oom_halvings = 0  # chunks halved out of memory in this process (exformer.metrics reads it)
 
 
 def for_each_chunk(items: list, size: int, run, give_up=None) -> None:
@@ -53,6 +54,8 @@ def for_each_chunk(items: list, size: int, run, give_up=None) -> None:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if size > 1:
+                global oom_halvings
+                oom_halvings += 1
                 size = max(1, size // 2)
                 continue
             if give_up is None:

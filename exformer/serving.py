@@ -1,4 +1,5 @@
-"""TorchServe glue shared by both handlers: settings, device, the batch loop, errors.
+"""TorchServe glue shared by both handlers: settings, device, the batch loop, errors,
+KServe's protocols (`kserve.py`) and metrics (`metrics.py`).
 
 A handler subclass says only which request model it parses, how to explain a batch of
 parsed requests and how to encode one result; everything that explains lives in the core.
@@ -9,15 +10,18 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import time
 import traceback
 from pathlib import Path
 
 import torch
 
+from . import kserve
 from .contract import Request, parse
 from .encoding import json_bytes
 from .errors import RequestError
 from .loading import load_model
+from .metrics import Metrics
 from .settings import Settings
 from .sharding import plan_device_map
 
@@ -113,6 +117,11 @@ class ExplainerHandler:
         device_map = plan_device_map(model_dir, devices) if len(devices) > 1 else None
         self.loaded = load_model(model_dir, name, self.settings, device=devices[0], device_map=device_map)
         logger.info("loaded %s on %s (pid %d)", name, devices, os.getpid())
+        self.metrics = Metrics(context, name)
+        self.context_model = {"name": name, "version": str(context.manifest["model"].get("modelVersion", ""))}
+        self.request_fields = {f.alias or n for n, f in self.request_model.model_fields.items()}
+        if kserve.take_over_envelopes():  # KServe's protocols, when TorchServe runs with its envelopes
+            logger.info("kserve/kservev2 envelopes: handled by exformer.kserve")
         self.initialized = True
 
     # --- what a subclass provides -------------------------------------------------------
@@ -128,31 +137,92 @@ class ExplainerHandler:
 
     # --- the batch loop -------------------------------------------------------------------
     def handle(self, data, context):
-        logger.info("batch of %d request(s)", len(data))
-        responses: list = [None] * len(data)
-        parsed = {}
+        """One answer per row of TorchServe's batch. A row is one request, or under KServe's
+        envelopes (`exformer.kserve`) a v1 body of several instances or a v2 infer body; all
+        the batch's requests are explained together, each answered (or refused) on its own."""
+        protocol = getattr(data, "protocol", None)
+        logger.info("batch of %d request(s)%s", len(data), f" (KServe {protocol})" if protocol else "")
+        rows: list = []  # per row: a RequestError, or (its requests/errors, row details)
         for idx, row in enumerate(data):
             explain = context.get_request_header(idx, "explain") == "True"  # TorchServe sends "False" too
             try:
-                request = self.parse(request_body(row), explain)
+                bodies, extra = self._unpack(protocol, request_body(row))
+                rows.append(([self._parse(body, explain) for body in bodies], extra))
             except RequestError as error:
-                request = error
-            if isinstance(request, RequestError):
-                responses[idx] = self._error(context, idx, request)
-            else:
-                parsed[idx] = request
-        if parsed:
-            self._explain_into(responses, parsed, context)
+                rows.append(error)
+        parsed = [r for row in rows if not isinstance(row, RequestError) for r in row[0]
+                  if not isinstance(r, RequestError)]
+        results = dict(zip(map(id, parsed), self._explain(parsed))) if parsed else {}
+        responses = []
+        for idx, row in enumerate(rows):
+            if isinstance(row, RequestError):
+                responses.append(self._error(context, idx, row, protocol))
+                continue
+            requests, extra = row
+            answers = [(r, r if isinstance(r, RequestError) else results[id(r)]) for r in requests]
+            responses.append(self._respond(context, idx, protocol, answers, extra))
         release_freed_heap(self.settings.trim_heap_mb)  # the results' tensors are gone by now
         return responses
 
-    def _explain_into(self, responses: list, parsed: dict, context) -> None:
+    def _unpack(self, protocol, body) -> tuple[list, object]:
+        if protocol == "v1":
+            return kserve.v1_instances(body), None
+        if protocol == "v2":
+            request, request_id = kserve.v2_request(body, self.request_fields)
+            return [request], request_id
+        return [body], None
+
+    def _parse(self, body, explain: bool):
         try:
-            results = self.explain_batch(list(parsed.values()))
+            return self.parse(body, explain)
+        except RequestError as error:
+            return error
+
+    def _explain(self, requests: list) -> list:
+        started = time.perf_counter()
+        try:
+            results = self.explain_batch(requests)
         except Exception as error:  # one broken batch must not kill the worker
-            results = [error] * len(parsed)
-        for (idx, request), result in zip(parsed.items(), results):
-            responses[idx] = self._answer(context, idx, request, result)
+            results = [error] * len(requests)
+        self.metrics.batch([r for r in results if not isinstance(r, Exception)], time.perf_counter() - started)
+        return results
+
+    def _respond(self, context, idx, protocol, answers: list, extra):
+        if protocol is None:
+            (request, result), = answers
+            return self._answer(context, idx, request, result)
+        context.set_response_content_type(idx, JSON)
+        if protocol == "v1":
+            explain = context.get_request_header(idx, "explain") == "True"
+            body, status = kserve.v1_answer([self._as_json(request, result) for request, result in answers], explain)
+            if status != 200:
+                context.set_response_status(status, "no instance could be answered", idx)
+            return body
+        (request, result), = answers
+        answer = self._as_json(request, result)
+        if "error" in answer:
+            context.set_response_status(answer["error"]["code"], answer["error"]["message"], idx)
+            return json_bytes(answer["error"])
+        return kserve.v2_answer(answer, self.context_model, extra or context.get_request_id(idx))
+
+    def _as_json(self, request, result) -> dict:
+        """A result as the dict a KServe protocol carries, or {"error": ...} in its place."""
+        if isinstance(result, RequestError):
+            self.metrics.refused(result)
+            return {"error": kserve.error_json(result)}
+        if isinstance(result, Exception):
+            return {"error": self._failure(result)}
+        try:
+            return self.as_json(result, request)
+        except RequestError as error:
+            self.metrics.refused(error)
+            return {"error": kserve.error_json(error)}
+        except Exception as error:
+            return {"error": self._failure(error)}
+
+    def as_json(self, result, request) -> dict:
+        """What a KServe protocol carries for a result (a subclass with other results says how)."""
+        return result
 
     def _answer(self, context, idx, request, result):
         if isinstance(result, RequestError):
@@ -166,19 +236,25 @@ class ExplainerHandler:
         context.set_response_content_type(idx, content_type)
         return body
 
-    def _error(self, context, idx, error: RequestError) -> bytes:
+    def _error(self, context, idx, error: RequestError, protocol=None) -> bytes:
+        self.metrics.refused(error)
         context.set_response_status(error.code, error.message, idx)
         context.set_response_content_type(idx, JSON)
-        return json_bytes(error.to_json())
+        return json_bytes(kserve.error_json(error) if protocol else error.to_json())
 
     def _internal_error(self, context, idx, error: Exception) -> bytes:
-        logger.error("request %d failed:\n%s", idx, "".join(traceback.format_exception(error)))
+        body = self._failure(error)
+        context.set_response_status(body["code"], body["message"], idx)
+        context.set_response_content_type(idx, JSON)
+        return json_bytes({k: body[k] for k in ("code", "type", "message")})
+
+    def _failure(self, error: Exception) -> dict:
+        """A failure no change to the request fixes: logged, and answered 503 (out of memory) or 500."""
+        logger.error("request failed:\n%s", "".join(traceback.format_exception(error)))
         busy = isinstance(error, torch.OutOfMemoryError)
         code = 503 if busy else 500
         message = "out of memory; retry later or send a smaller request" if busy else (
             f"internal error ({type(error).__name__}); the worker is still running, see its log"
         )
-        context.set_response_status(code, message, idx)
-        context.set_response_content_type(idx, JSON)
-        return json_bytes({"code": code, "type": "ServiceUnavailable" if busy else "InternalServerError",
-                           "message": message})
+        return {"error": message, "code": code, "type": "ServiceUnavailable" if busy else "InternalServerError",
+                "message": message, "field": None}

@@ -5,6 +5,7 @@
 """
 
 from exformer.contract import GradientsRequest, decode_body
+from exformer.errors import RequestError
 from exformer.gradients import GradientsResult, explain_batch
 from exformer.serving import ExplainerHandler
 
@@ -25,3 +26,12 @@ class GradientsHandler(ExplainerHandler):
 
     def encode(self, result, request):
         return result.body() if isinstance(result, GradientsResult) else super().encode(result, request)
+
+    def as_json(self, result, request):
+        """KServe's protocols carry JSON: the summary (and any per-step tensors asked for)."""
+        if not isinstance(result, GradientsResult):
+            return result
+        if request.format != "json":
+            raise RequestError("format", f"KServe's protocols answer JSON, not {request.format!r}; "
+                                         "TorchServe's /predictions endpoint serves npz and torch-gzip")
+        return result.to_json()

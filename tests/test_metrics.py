@@ -1,0 +1,70 @@
+"""The handlers' Prometheus metrics: scraped from a real TorchServe's metrics port after real
+requests (the repository's config.properties: metrics_mode=prometheus), each labelled by model."""
+
+import re
+import urllib.request
+
+import torch
+
+from exformer import batching
+from exformer.metrics import relative_delta
+
+REVIEW = "A warm, funny and quietly moving film."
+
+
+def scrape(torchserve) -> str:
+    url = torchserve.inference.rsplit(":", 1)[0] + ":" + str(int(torchserve.inference.rsplit(":", 1)[1]) + 2)
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
+        return r.read().decode()
+
+
+def value(text: str, series: str, **labels) -> float:
+    """The value of `series` whose labels include `labels` (0 if absent)."""
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name == series and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_each_handler_metric_is_scraped_with_its_model_label(torchserve):
+    before = scrape(torchserve)
+    g = torchserve.post("sentiment-gradients", {"text": REVIEW, "n_steps": 12}).json()
+    a = torchserve.post("minilm-attention", {"text": "The cat sat."}).json()
+    assert torchserve.post("sentiment-gradients", {"text": REVIEW, "baseline": "ones"}).status == 400
+    after = scrape(torchserve)
+
+    def grew(series, by=None, **labels):
+        delta = value(after, series, **labels) - value(before, series, **labels)
+        assert delta > 0 if by is None else abs(delta - by) < 1e-9 * max(1, by), (series, labels, delta)
+
+    gradients = {"ModelName": "sentiment-gradients"}
+    grew("exformer_tokens_per_request_sum", len(g["tokens"]), **gradients)
+    grew("exformer_tokens_per_request_sum", len(a["tokens"]), ModelName="minilm-attention")
+    grew("exformer_tokens_per_request_count", 1, ModelName="minilm-attention")
+    grew("exformer_path_points_per_request_sum", 12, **gradients)
+    grew("exformer_seconds_per_path_point_count", 1, **gradients)
+    grew("exformer_seconds_per_path_point_sum", **gradients)
+    grew("exformer_relative_convergence_delta_sum", relative_delta(g), **gradients)
+    grew("exformer_requests_refused_total", 1, Field="baseline", **gradients)
+    assert re.search(r'^exformer_oom_chunk_halvings_total\{ModelName="sentiment-gradients",', after, re.M)
+    assert "# TYPE exformer_relative_convergence_delta histogram" in after
+    assert "# TYPE exformer_requests_refused_total counter" in after
+
+
+def test_relative_delta_is_the_delta_over_what_ig_explains():
+    summary = {"target": {"score": 0.9}, "baseline": {"score": 0.4}, "convergence_delta": -0.05}
+    assert abs(relative_delta(summary) - 0.1) < 1e-12
+    assert relative_delta({**summary, "baseline": {"score": 0.9}}) is None  # nothing to explain
+
+
+def test_out_of_memory_halvings_are_counted():
+    seen, before = [], batching.oom_halvings
+
+    def run(chunk):
+        if len(chunk) > 2:
+            raise torch.OutOfMemoryError("simulated: more than 2 points")
+        seen.append(len(chunk))
+
+    batching.for_each_chunk(list(range(8)), 8, run)
+    assert seen == [2, 2, 2, 2] and batching.oom_halvings - before == 2  # 8 → 4 → 2
