@@ -7,6 +7,9 @@
 ([6, 12, 6, 6], (6, 12, 6, 6))
 >>> round(explain_gradients(model, "A fine film.", n_steps=32)["convergence_delta"], 3)
 0.0
+>>> r = explain_attention(model, "A fine film.", rollout=True, heads="mean")  # attention rollout
+>>> r.rollout.shape, r.attention.shape, r.aggregate
+((6, 6, 6), (6, 1, 6, 6), 'mean')
 
 JSON answers come back as `exformer.AttentionResult` / `exformer.GradientsResult`: the
 response dict itself, with numpy properties and a notebook view, the same objects that

@@ -104,7 +104,7 @@ def decode_explanation(response: httpx.Response, details: type = AttentionResult
 
         return torch.load(io.BytesIO(gzip.decompress(content)), weights_only=True)
     data = orjson.loads(content)
-    kind = GradientsResult if "convergence_delta" in data else AttentionResult if "attention" in data else details
+    kind = GradientsResult if "convergence_delta" in data else AttentionResult if "tokens" in data else details
     return kind(data)
 
 

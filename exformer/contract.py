@@ -35,12 +35,16 @@ from .errors import RequestError
 
 Encoding = Literal["json", "float16-base64"]
 Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
-Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]  # captum's
+Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",  # captum's
+                 "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer/adaptive.py
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit"]
 
 BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
+FIXED_METHODS = GRADIENT_METHODS[:-2]  # a given number of points
+NESTED_METHODS = GRADIENT_METHODS[-2:]  # refine reusing their points: what n_steps "auto" runs
+DEFAULT_TOLERANCE = 0.01
 TOKEN_BASELINES = ("pad", "unk", "mask", "period")  # one token id at every replaced position
 DEFAULT_RETURNS = {
     "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
@@ -49,6 +53,8 @@ DEFAULT_RETURNS = {
 }
 GRADIENT_HEADS = ("sequence-classification", "causal-lm")
 Index = Annotated[int, Field(ge=0)]
+HeadAggregate = Literal["mean", "max"]
+HEAD_AGGREGATES = get_args(HeadAggregate)
 
 
 def _fail(message: str, kind: str = "exformer") -> PydanticCustomError:
@@ -80,14 +86,14 @@ def _check_text(value: str | None, info: ValidationInfo) -> str | None:
     return value
 
 
-def _check_indices(value: Any, size: int | None, what: str) -> Any:
-    """'all', or a non-empty list of distinct indices in [0, size)."""
-    if value == "all":
+def _check_indices(value: Any, size: int | None, what: str, words: tuple[str, ...] = ("all",)) -> Any:
+    """One of `words` ('all'), or a non-empty list of distinct indices in [0, size)."""
+    if value in words:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise _fail(f'must be "all" or a list of integers, got {_json(value)}')
+        raise _fail(f"must be {' or '.join(_json(w) for w in words)} or a list of integers, got {_json(value)}")
     if not value:
         raise _fail('must not be empty (use "all")')
     bad = [v for v in value if v < 0 or (size is not None and v >= size)]
@@ -112,10 +118,19 @@ class AttentionRequest(Request):
     text: str | None = Field(None, description="The text to explain; omit (with every other field) for the model's details.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
     layers: Literal["all"] | list[Index] = Field("all", description='Layers to return: "all" or indices.')
-    heads: Literal["all"] | list[Index] = Field("all", description='Heads to return: "all" or indices.')
+    heads: Literal["all", "mean", "max"] | list[Index] = Field(
+        "all", description='Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate '
+                           "of every head (the head axis has size 1); a head-count times smaller, for long prompts.")
     mask: list[Index] | None = Field(None, description="Token indices to replace by the mask token before the forward.")
     top_k: int | None = Field(None, ge=1, description="Predictions per token (masked/causal LMs); default: the archive's (5).")
     encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: ~6x smaller.")
+    top_k_per_row: int | None = Field(
+        None, ge=1, description="Sparse answer: of every row of every T×T matrix (attention, rollout) only the k "
+                                "largest values and their columns, with each row's kept and remaining mass; values in "
+                                "`encoding`. For 1-2k-token prompts.")
+    rollout: bool | Literal["only"] = Field(
+        False, description="true: add `rollout` (Abnar & Zuidema 2020) for the requested layers; \"only\": rollout "
+                           "without `attention`.")
 
     @model_validator(mode="after")
     def _text_unless_details(self):
@@ -134,7 +149,15 @@ class AttentionRequest(Request):
         model, _ = _context(info)
         cfg = model.config if model is not None else None
         size = None if cfg is None else cfg.num_hidden_layers if info.field_name == "layers" else cfg.num_attention_heads
-        return _check_indices(value, size, info.field_name)
+        words = ("all", *HEAD_AGGREGATES) if info.field_name == "heads" else ("all",)
+        return _check_indices(value, size, info.field_name, words)
+
+    @model_validator(mode="after")
+    def _rollout_only_takes_no_heads(self):
+        if self.rollout == "only" and "heads" in self.model_fields_set:
+            raise RequestError("heads", 'has no effect with "rollout": "only" (rollout averages every head); '
+                                        "leave it out, or ask rollout: true for both")
+        return self
 
     @field_validator("mask", mode="before")
     @classmethod
@@ -176,8 +199,16 @@ class GradientsRequest(Request):
     baseline_specials: Literal["keep", "replace"] = Field(
         "keep", description='"keep" special tokens in the baseline (only content is explained); "replace": the old server.')
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the rand-norm / rand-unif baselines.")
-    method: Method = Field("gausslegendre", description="captum's approximation method.")
-    n_steps: int = Field(50, ge=1, description="Points along the path (at most the archive's max_n_steps).")
+    method: Method = Field("gausslegendre", description='captum\'s approximation method; with n_steps "auto": '
+                                                        '"fejer" (the default there) or "gausskronrod".')
+    n_steps: int | Literal["auto"] = Field(
+        50, description='Points along the path (at most the archive\'s max_n_steps), or "auto": refine until '
+                        '|convergence_delta| <= tolerance x |F(x) - F(x\')|.')
+    tolerance: float | None = Field(
+        None, description=f'n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 '
+                          f'(default {DEFAULT_TOLERANCE}).')
+    max_n_steps: int | None = Field(
+        None, description='n_steps "auto": the most gradients to compute (default and ceiling: the archive\'s max_n_steps).')
     score: Score = Field("probability", description="F: softmax probability of the target, or its raw logit (the old server).")
     returns: list[Returned] | None = Field(
         None, alias="return", description="What to return; default by format (json: the summary).")
@@ -230,15 +261,74 @@ class GradientsRequest(Request):
     def _text(cls, value, info: ValidationInfo):
         return _check_text(value, info)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_defaults(cls, body):
+        """n_steps "auto" without a method runs the nested one, with the default tolerance."""
+        if isinstance(body, dict) and body.get("n_steps") == "auto":
+            body = {"method": NESTED_METHODS[0], "tolerance": DEFAULT_TOLERANCE, **body}
+        return body
+
+    @field_validator("n_steps", mode="before")
+    @classmethod
+    def _n_steps_type(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise _fail(f'must be an integer or "auto", got {_json(value)}')
+
     @field_validator("n_steps")
     @classmethod
     def _n_steps(cls, value, info: ValidationInfo):
+        method = info.data.get("method", "gausslegendre")
+        if value == "auto":
+            if method not in NESTED_METHODS:
+                raise RequestError("method", f'{method} is not nested (its points cannot be reused when refined); '
+                                             f'n_steps "auto" runs {" or ".join(NESTED_METHODS)}')
+            return value
+        if method in NESTED_METHODS:
+            raise _fail(f'{method} is adaptive: use "n_steps": "auto", or a fixed method with {value} steps')
         _, settings = _context(info)
-        if settings is not None and value > settings.max_n_steps:
-            raise _fail(f"must be between 1 and {settings.max_n_steps} (this archive's max_n_steps), got {value}")
-        if value < 2 and info.data.get("method", "gausslegendre") != "gausslegendre":
-            raise _fail(f"{info.data['method']} needs at least 2 steps, got {value}")
+        top = settings.max_n_steps if settings is not None else None
+        if value < 1 or (top is not None and value > top):
+            raise _fail(f"must be between 1 and {top} (this archive's max_n_steps), got {value}" if top
+                        else f"must be at least 1, got {value}")
+        if value < 2 and method != "gausslegendre":
+            raise _fail(f"{method} needs at least 2 steps, got {value}")
         return value
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if info.data.get("n_steps") != "auto":
+            raise _fail('applies only to "n_steps": "auto" (a fixed n_steps has no tolerance)')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(f"must be a number between 0 and 1 (exclusive), e.g. 0.01 for 1%, got {_json(value)}")
+        return float(value)
+
+    @field_validator("max_n_steps", mode="before")
+    @classmethod
+    def _max_n_steps(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if info.data.get("n_steps") != "auto":
+            raise _fail('applies only to "n_steps": "auto" (give the number of steps in n_steps)')
+        from .quadrature import KRONROD_POINTS
+
+        _, settings = _context(info)
+        top = settings.max_n_steps if settings is not None else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < KRONROD_POINTS or (top and value > top):
+            upper = f" and {top} (this archive's max_n_steps)" if top else ""
+            raise _fail(f"must be an integer between {KRONROD_POINTS} (one Gauss-Kronrod rule){upper}, "
+                        f"got {_json(value)}")
+        return value
+
+    def most_steps(self, settings) -> int:
+        """The most path points this request can use: n_steps, or "auto"'s max_n_steps."""
+        if self.n_steps != "auto":
+            return self.n_steps
+        return self.max_n_steps or settings.max_n_steps
 
     @field_validator("returns")
     @classmethod
@@ -314,14 +404,75 @@ class Float16Array(Response):
     data: str = Field(description="base64 of the little-endian float16 values, row-major.")
 
 
+class JsonIndexArray(Response):
+    encoding: Literal["json"]
+    shape: list[int]
+    data: list[Any] = Field(description="Nested lists of integers, `shape` deep.")
+
+
+class Base64IndexArray(Response):
+    encoding: Literal["base64"]
+    dtype: Literal["uint16", "uint32"]
+    byteorder: Literal["little"]
+    shape: list[int]
+    data: str = Field(description="base64 of the little-endian unsigned integers, row-major.")
+
+
+_AGGREGATE = Field(None, description='Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds '
+                                     "that aggregate over the heads listed in `heads` (every head).")
+
+
 class JsonAttention(JsonArray):
     layers: list[int]
     heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
 
 
 class Float16Attention(Float16Array):
     layers: list[int]
     heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
+
+
+class SparseRows(Response):
+    """A stack of T×T matrices sent as the k largest values of every row (`top_k_per_row`).
+
+    Nothing is dropped silently: `kept` + `rest` is each row's whole sum (1 for an attention or
+    rollout row), and `min_kept_fraction` is the least any row kept. Dense again: zeros, then
+    `dense[..., i, columns[..., i, j]] = values[..., i, j]`.
+    """
+
+    encoding: Literal["topk-per-row"]
+    shape: list[int] = Field(description="The dense shape [..., T, T].")
+    k: int = Field(description="Values per row: top_k_per_row, at most T.")
+    values: JsonArray | Float16Array = Field(description="[..., T, k], largest first, in the request's encoding.")
+    columns: JsonIndexArray | Base64IndexArray = Field(
+        description="[..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.")
+    kept: JsonArray | Float16Array = Field(description="[..., T]: Σ values of each row.")
+    rest: JsonArray | Float16Array = Field(description="[..., T]: each row's sum minus `kept`, the mass not sent.")
+    min_kept_fraction: float = Field(description="min over rows of kept / (kept + rest).")
+
+
+class SparseAttention(SparseRows):
+    layers: list[int]
+    heads: list[int]
+    aggregate: HeadAggregate | None = _AGGREGATE
+
+
+_ROLLOUT_DOC = ("[layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), "
+                "R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l.")
+
+
+class JsonRollout(JsonArray):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
+
+
+class Float16Rollout(Float16Array):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
+
+
+class SparseRollout(SparseRows):
+    layers: list[int] = Field(description="The model's layer index of each returned map.")
 
 
 class ClassPrediction(Response):
@@ -342,8 +493,11 @@ class Truncation(Response):
 class AttentionResponse(Truncation):
     model: ModelDetails
     tokens: list[Token]
-    attention: JsonAttention | Float16Attention = Field(
-        description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column).")
+    attention: JsonAttention | Float16Attention | SparseAttention | None = Field(
+        None, description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column); "
+                          'absent with "rollout": "only".')
+    rollout: JsonRollout | Float16Rollout | SparseRollout | None = Field(
+        None, description=_ROLLOUT_DOC + " Present when asked (rollout: true or \"only\").")
     prediction: ClassPrediction | None = Field(None, description="Classifiers only.")
 
 
@@ -381,7 +535,12 @@ class GradientsResponse(Truncation):
     target: Target
     baseline: BaselineUsed
     method: Method
-    n_steps: int
+    n_steps: int = Field(description='Points of the rule used; with "auto", as many as the refinement kept.')
+    tolerance: float | None = Field(
+        None, description='n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.')
+    converged: bool | None = Field(
+        None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
+                          'local error estimate) was reached within max_n_steps; null for a fixed n_steps.')
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
     alphas: list[float] | None = None

@@ -35,6 +35,45 @@ def encode_array(values: torch.Tensor, encoding: str) -> dict:
     raise ValueError(f"unknown encoding {encoding}")
 
 
+def top_k_rows(matrices: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The k largest values of every row of [..., T, T], their columns, and each row's kept
+    and remaining mass (row sum − kept, ≥ 0), so a sparse answer drops nothing unsaid."""
+    top = matrices.topk(min(k, matrices.shape[-1]), dim=-1)  # sorted, largest first
+    kept = top.values.sum(-1)
+    rest = (matrices.sum(-1) - kept).clamp_min_(0)
+    return {"values": top.values, "columns": top.indices.to(torch.int32), "kept": kept, "rest": rest}
+
+
+def encode_index_array(indices: torch.Tensor, encoding: str, n_columns: int) -> dict:
+    """Column indices: nested JSON integers, or (beside float16-base64 values) base64 of
+    little-endian uint16 (uint32 past 65,536 columns)."""
+    indices = indices.detach().to("cpu")
+    if encoding == "json":
+        return {"encoding": "json", "shape": list(indices.shape), "data": indices.contiguous().numpy()}
+    dtype = "uint16" if n_columns <= 1 << 16 else "uint32"
+    raw = indices.contiguous().numpy().astype("<u2" if dtype == "uint16" else "<u4").tobytes()
+    return {"encoding": "base64", "dtype": dtype, "byteorder": "little", "shape": list(indices.shape),
+            "data": base64.b64encode(raw).decode("ascii")}
+
+
+def encode_sparse(rows: dict[str, torch.Tensor], encoding: str) -> dict:
+    """A `top_k_rows` result as the contract's "topk-per-row" block; values in `encoding`."""
+    values, kept, rest = rows["values"], rows["kept"], rows["rest"]
+    n = values.shape[-2]
+    total = kept + rest
+    fraction = torch.where(total > 0, kept / total.clamp_min(torch.finfo(total.dtype).tiny), torch.ones_like(kept))
+    return {
+        "encoding": "topk-per-row",
+        "shape": [*values.shape[:-1], n],
+        "k": values.shape[-1],
+        "values": encode_array(values, encoding),
+        "columns": encode_index_array(rows["columns"], encoding, n),
+        "kept": encode_array(kept, encoding),
+        "rest": encode_array(rest, encoding),
+        "min_kept_fraction": float(fraction.min()) if fraction.numel() else 1.0,
+    }
+
+
 def json_bytes(obj) -> bytes:
     """Compact JSON through orjson: numpy arrays natively, float32 written exactly and short."""
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -79,6 +118,17 @@ def check_response_size(size: int, limit: int, field: str, what: str, hints: lis
 
 def attention_response_bytes(n_values: int, encoding: str) -> int:
     return int(n_values * BYTES_PER_VALUE[encoding])
+
+
+def matrices_response_bytes(n_matrices: int, n: int, encoding: str, k: int | None = None) -> int:
+    """An upper bound of `n_matrices` T×T maps on the wire: dense, or `k` per row (values,
+    columns, kept and rest; JSON brackets included)."""
+    per_value = BYTES_PER_VALUE[encoding]
+    if k is None:
+        return int(n_matrices * n * n * per_value)
+    rows, k = n_matrices * n, min(k, n)
+    per_index = len(str(n - 1)) + 1 if encoding == "json" else (2 if n <= 1 << 16 else 4) * 4 / 3
+    return int(rows * (k * (per_value + per_index) + 2 * per_value + 8))
 
 
 def gradients_response_bytes(returns, fmt: str, n_steps: int, n_tokens: int, width: int) -> int:

@@ -104,8 +104,11 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
     ends = endpoint_logits(loaded, paths, chunk, settings.dtype, too_large=failed.add)
     for path, end in zip(paths, ends):  # the default target is the model's own choice at x
-        if path.target is None and end is not None:
+        if end is None:
+            continue
+        if path.target is None:
             path.target = int(end[0].argmax())
+        path.ends = tuple(target_scores(torch.stack(end), [path.target] * 2, [path.score] * 2).tolist())
     live = [i for i in range(len(paths)) if i not in failed]
     gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, settings.dtype,
                           too_large=lambda j: failed.add(live[j]))
@@ -121,19 +124,21 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
 def _prepare(loaded, request: GradientsRequest) -> tuple[GradientsRequest, StraightPath, Encoded]:
     encoded = encode(loaded, request.text, request.text_pair)
     embed = loaded.model.get_input_embeddings()
-    size = gradients_response_bytes(request.returned, request.format, request.n_steps, len(encoded), embed.embedding_dim)
+    n_steps = request.most_steps(loaded.settings)  # adaptive: at most max_n_steps
+    size = gradients_response_bytes(request.returned, request.format, n_steps, len(encoded), embed.embedding_dim)
     check_response_size(size, loaded.settings.max_response_bytes, "return",
-                        f"{len(encoded)} tokens x {request.n_steps} steps", _size_hints(request))
+                        f"{len(encoded)} tokens x {n_steps} steps", _size_hints(request))
     ids = encoded.inputs["input_ids"][0]
     with torch.no_grad():
         x = embed(ids[None])[0].float()
     baseline = baseline_embeddings(loaded, ids, encoded.special, request.baseline, request.baseline_specials, request.seed)
-    path = StraightPath(encoded.inputs, x, baseline, request.target, request.n_steps, request.method, request.score)
+    path = StraightPath(encoded.inputs, x, baseline, request.target, request.n_steps, request.method, request.score,
+                        request.tolerance, n_steps)
     return request, path, encoded
 
 
 def _size_hints(request: GradientsRequest) -> list[str]:
-    hints = ['fewer "n_steps"', "a shorter text"]
+    hints = ['a lower "max_n_steps"' if request.n_steps == "auto" else 'fewer "n_steps"', "a shorter text"]
     if {"intermediate_gradients", "intermediates"} & set(request.returned):
         hints.insert(0, 'leave "intermediate_gradients"/"intermediates" out of "return" (the JSON summary is small)')
         if request.format == "json":
@@ -162,7 +167,9 @@ def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradien
             "score": score_b,
         },
         "method": request.method,
-        "n_steps": request.n_steps,
+        "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
+        "tolerance": request.tolerance,
+        "converged": gradients.converged,
         "convergence_delta": float(ig.sum()) - (score_x - score_b),
     }
     returned = request.returned

@@ -33,6 +33,32 @@ def decode_array(block: dict) -> np.ndarray:
     raise ValueError(f"unknown array encoding {block['encoding']!r}")
 
 
+def decode_index_array(block: dict) -> np.ndarray:
+    """Column indices as int64: `json` nested integers, or `base64` little-endian uint16/uint32."""
+    shape = tuple(block["shape"])
+    if block["encoding"] == "base64":
+        dtype = {"uint16": "<u2", "uint32": "<u4"}[block["dtype"]]
+        return np.frombuffer(base64.b64decode(block["data"]), dtype=dtype).astype(np.int64).reshape(shape)
+    return np.asarray(block["data"], dtype=np.int64).reshape(shape)
+
+
+def decode_rows(block: dict) -> dict[str, np.ndarray]:
+    """A "topk-per-row" block as numpy: values and columns [..., T, k], kept and rest [..., T]."""
+    return {"values": decode_array(block["values"]), "columns": decode_index_array(block["columns"]),
+            "kept": decode_array(block["kept"]), "rest": decode_array(block["rest"])}
+
+
+def decode_maps(block: dict) -> np.ndarray:
+    """Any attention or rollout block as dense float32 [..., T, T]. A sparse block comes back
+    with zeros where values were not sent (each row's `rest` says how much mass they held)."""
+    if block["encoding"] != "topk-per-row":
+        return decode_array(block)
+    rows = decode_rows(block)
+    dense = np.zeros(tuple(block["shape"]), dtype=np.float32)
+    np.put_along_axis(dense, rows["columns"], rows["values"], axis=-1)
+    return dense
+
+
 class _Result(dict):
     """A response dict with decoding properties; the views draw it (exformer.views)."""
 
@@ -92,26 +118,64 @@ class _Result(dict):
 class AttentionResult(_Result):
     """An attention response. `.attention` is numpy float32 [layers, heads, T, T], whichever
     encoding the server used; `attention[l, h, i, j]` is how much token i attends to token j
-    in the `l`-th returned layer (`.layers[l]`) and head (`.heads[h]`)."""
+    in the `l`-th returned layer (`.layers[l]`) and head (`.heads[h]`; with heads "mean"/"max"
+    the head axis has size 1 and `.aggregate` says which). `.rollout` is [layers, T, T].
+    Sparse answers (`top_k_per_row`) decode dense with zeros where nothing was sent;
+    `.attention_rows` / `.rollout_rows` give the values, columns, kept and rest as sent."""
 
     kind = "attention"
 
+    def _block(self, key: str) -> dict:
+        hint = "an empty request returns the model's details only" if "tokens" not in self else (
+            'it was asked with "rollout": "only"' if key == "attention" else "ask for it with rollout=True")
+        return self._need(key, hint)
+
     @cached_property
     def attention(self) -> np.ndarray:
-        return decode_array(self._need("attention", "an empty request returns the model's details only"))
+        return decode_maps(self._block("attention"))
+
+    @cached_property
+    def rollout(self) -> np.ndarray:
+        """Attention rollout [layers, T, T]: how much input token j reaches token i after layer `.layers[l]`."""
+        return decode_maps(self._block("rollout"))
+
+    @cached_property
+    def attention_rows(self) -> dict[str, np.ndarray]:
+        """A sparse attention as sent: values, columns [L, H, T, k], kept, rest [L, H, T]."""
+        return self._rows("attention")
+
+    @cached_property
+    def rollout_rows(self) -> dict[str, np.ndarray]:
+        """A sparse rollout as sent: values, columns [L, T, k], kept, rest [L, T]."""
+        return self._rows("rollout")
+
+    def _rows(self, key: str) -> dict[str, np.ndarray]:
+        block = self._block(key)
+        if block["encoding"] != "topk-per-row":
+            raise AttributeError(f"this {key} is dense ({block['encoding']}); ask with top_k_per_row for rows")
+        return decode_rows(block)
 
     @property
     def layers(self) -> list[int]:
-        """The model's layer index of each returned layer."""
-        return self._need("attention", "no attention was asked for")["layers"]
+        """The model's layer index of each returned layer (attention and rollout alike)."""
+        return (self.get("attention") or self._block("rollout"))["layers"]
 
     @property
     def heads(self) -> list[int]:
-        return self._need("attention", "no attention was asked for")["heads"]
+        return self._block("attention")["heads"]
+
+    @property
+    def aggregate(self) -> str | None:
+        """"mean" | "max" when the heads were aggregated, else None."""
+        return self._block("attention").get("aggregate")
 
     def _repr_parts(self) -> list[str]:
-        block = self.get("attention")
-        return [f"attention={block['shape']} {block['encoding']}"] if block else []
+        parts = []
+        for key in ("attention", "rollout"):
+            block = self.get(key)
+            if block:
+                parts.append(f"{key}={block['shape']} {block['encoding']}")
+        return parts
 
 
 _ASK = "ask for it in `return` (Python: returns=[...])"
@@ -205,4 +269,4 @@ class GradientsResult(_Result):
         return parts
 
 
-__all__ = ["AttentionResult", "GradientsResult", "decode_array"]
+__all__ = ["AttentionResult", "GradientsResult", "decode_array", "decode_index_array", "decode_maps", "decode_rows"]

@@ -95,6 +95,13 @@ def release_freed_heap(threshold_mb: int) -> int:
     return held
 
 
+def ascii_phrase(message: str) -> str:
+    """The HTTP reason phrase as ASCII (the JSON body keeps the message as is): TorchServe
+    0.12 frames the phrase with its length in characters but sends its UTF-8 bytes, so one
+    "é" or "…" in it corrupts the frame and the frontend drops the worker ("Worker died.")."""
+    return message.encode("ascii", "backslashreplace").decode("ascii")
+
+
 class BadHandlerSettings(Exception):
     """A model-config's `handler:` block TorchServe cannot be served with; fails the worker's load."""
 
@@ -201,7 +208,7 @@ class ExplainerHandler:
         (request, result), = answers
         answer = self._as_json(request, result)
         if "error" in answer:
-            context.set_response_status(answer["error"]["code"], answer["error"]["message"], idx)
+            context.set_response_status(answer["error"]["code"], ascii_phrase(answer["error"]["message"]), idx)
             return json_bytes(answer["error"])
         return kserve.v2_answer(answer, self.context_model, extra or context.get_request_id(idx))
 
@@ -238,7 +245,7 @@ class ExplainerHandler:
 
     def _error(self, context, idx, error: RequestError, protocol=None) -> bytes:
         self.metrics.refused(error)
-        context.set_response_status(error.code, error.message, idx)
+        context.set_response_status(error.code, ascii_phrase(error.message), idx)
         context.set_response_content_type(idx, JSON)
         return json_bytes(kserve.error_json(error) if protocol else error.to_json())
 

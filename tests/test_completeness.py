@@ -33,3 +33,18 @@ def test_completeness_on_held_out_reviews(sentiment):
           f"median {statistics.median(relative):.2e}, p90 {q[-1]:.2e}, max {max(relative):.2e}")
     assert statistics.median(relative) <= 0.01
     assert max(relative) <= 0.05
+
+
+@pytest.mark.parametrize("tolerance", [0.01])
+def test_auto_reaches_its_tolerance_on_held_out_reviews(sentiment, tolerance):
+    """n_steps "auto" on the same reviews: each one converged within its tolerance (the
+    relative delta is exact), or says it did not; with the archive's 500 points none should."""
+    _, heldout = train_sentiment.split(train_sentiment.load_snippets())
+    texts = [text for text, _ in heldout[:N_SNIPPETS]]
+    answers = explain_gradients(sentiment, texts, n_steps="auto", tolerance=tolerance, baseline="pad")
+    relative = [abs(s["convergence_delta"]) / abs(s["target"]["score"] - s["baseline"]["score"]) for s in answers]
+    steps = [s["n_steps"] for s in answers]
+    print(f"\nn_steps auto, tolerance {tolerance}: points in the rule median {statistics.median(steps)}, "
+          f"max {max(steps)}; relative delta max {max(relative):.2e}")
+    assert all(s["converged"] is True for s in answers)
+    assert max(relative) <= tolerance

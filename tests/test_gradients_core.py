@@ -17,7 +17,7 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
-from exformer.contract import BASELINES, GRADIENT_METHODS, GradientsRequest, parse
+from exformer.contract import BASELINES, FIXED_METHODS, GradientsRequest, parse
 from exformer.errors import RequestError
 from exformer.gradients import explain_batch
 from exformer.loading import load_model
@@ -134,7 +134,7 @@ def captum_ig(loaded, result):
 ORACLE_CASES = (
     [("bert", True, b, "keep", "gausslegendre") for b in BASELINES]
     + [("bert", True, b, "replace", "gausslegendre") for b in ("zero", "pad", "rand-norm")]
-    + [("bert", True, "pad", "keep", m) for m in GRADIENT_METHODS if m != "gausslegendre"]
+    + [("bert", True, "pad", "keep", m) for m in FIXED_METHODS if m != "gausslegendre"]
     + [(f, True, b, "keep", "gausslegendre")
        for f in ("roberta", "distilbert", "albert", "electra", "xlnet", "gpt2", "llama")
        for b in ("pad", "rand-unif")]
@@ -158,7 +158,7 @@ def test_chunked_pass_equals_captum(load, family, classifier):
 
 
 def test_methods_are_captums():
-    assert set(GRADIENT_METHODS) == set(SUPPORTED_METHODS)
+    assert set(FIXED_METHODS) == set(SUPPORTED_METHODS)
 
 
 # --- one pass: everything derives from the intermediate gradients -------------------------------

@@ -31,7 +31,7 @@ def test_causal_lm_gives_next_token_predictions(torchserve):
 
 def test_details_only_request(torchserve):
     out = torchserve.post("smollm2-attention", b"").json()
-    assert set(out) == {"model"} and out["model"]["max_tokens"] == 512
+    assert set(out) == {"model"} and out["model"]["max_tokens"] == 2048  # deploy/smollm2-attention.yaml
 
 
 def test_long_input_says_truncated(torchserve):
@@ -39,6 +39,45 @@ def test_long_input_says_truncated(torchserve):
                                                "encoding": "float16-base64"}).json()
     assert out["truncated"] is True and len(out["tokens"]) == 512
     assert out["n_tokens_dropped"] == out["n_tokens_input"] - 512
+
+
+def long_prompt(n_words: int) -> str:
+    return " ".join(["word"] * n_words)
+
+
+def test_a_long_prompt_is_answered_sparse_with_rollout_and_says_what_each_row_kept(torchserve):
+    """Past the 512 tokens this archive once served: one map per layer (mean of the heads), the
+    rollout, each as the 32 largest values of every row, in float16: every row's mass is
+    accounted for (kept + rest) and the response validates against the contract."""
+    import numpy as np
+
+    from exformer.contract import AttentionResponse
+    from exformer.results import AttentionResult
+
+    body = {"text": long_prompt(640), "heads": "mean", "rollout": True, "top_k_per_row": 32,
+            "encoding": "float16-base64", "layers": [0, 15, 29], "top_k": 1}
+    r = torchserve.post("smollm2-attention", body)
+    assert r.status == 200, r.body[:300]
+    AttentionResponse.model_validate_json(r.body)
+    out = AttentionResult(r.json())
+    n = len(out["tokens"])
+    assert n > 512 and not out["truncated"]
+    for key, shape in (("attention", [3, 1, n, n]), ("rollout", [3, n, n])):
+        block = out[key]
+        assert block["encoding"] == "topk-per-row" and block["shape"] == shape and block["k"] == 32
+        rows = out.attention_rows if key == "attention" else out.rollout_rows
+        np.testing.assert_allclose(rows["kept"] + rows["rest"], 1.0, atol=2e-3)  # float16 on the wire
+        assert 0 < block["min_kept_fraction"] <= 1
+    assert out["attention"]["aggregate"] == "mean" and out["attention"]["columns"]["dtype"] == "uint16"
+    assert not np.triu(out.rollout, k=1).any()  # causal: nothing flows from later tokens
+
+
+def test_full_attention_of_a_long_prompt_is_a_413_naming_what_fits(torchserve):
+    r = torchserve.post("smollm2-attention", {"text": long_prompt(2000), "encoding": "float16-base64"})
+    assert r.status == 413, r.body[:300]
+    error = r.json()
+    assert error["field"] == "attention"
+    assert '"heads": "mean"' in error["message"] and '"top_k_per_row": 32' in error["message"]
 
 
 BAD = [
@@ -58,6 +97,11 @@ BAD = [
     ("top_k zero", {"text": "a", "top_k": 0}, "application/json", 400, "top_k"),
     ("top_k above vocabulary", {"text": "a", "top_k": 30523}, "application/json", 400, "top_k"),
     ("unknown encoding", {"text": "a", "encoding": "msgpack"}, "application/json", 400, "encoding"),
+    ("unknown head aggregate", {"text": "a", "heads": "median"}, "application/json", 400, "heads"),
+    ("top_k_per_row zero", {"text": "a", "top_k_per_row": 0}, "application/json", 400, "top_k_per_row"),
+    ("rollout not a flag", {"text": "a", "rollout": "yes"}, "application/json", 400, "rollout"),
+    ("non-ASCII value echoed", {"text": "a", "heads": "tête"}, "application/json", 400, "heads"),
+    ("long value echoed (cut with an ellipsis)", {"text": "a", "layers": "x" * 200}, "application/json", 400, "layers"),
     ("absurd text", {"text": "a" * 100_001}, "application/json", 413, "text"),
     ("form-encoded", b'{"text": "salt & pepper"}', "application/x-www-form-urlencoded", 400, "body"),
 ]

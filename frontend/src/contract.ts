@@ -24,9 +24,9 @@ export interface AttentionRequest {
    */
   encoding?: "json" | "float16-base64";
   /**
-   * Heads to return: "all" or indices.
+   * Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate of every head (the head axis has size 1); a head-count times smaller, for long prompts.
    */
-  heads?: "all" | number[];
+  heads?: ("all" | "mean" | "max") | number[];
   /**
    * Layers to return: "all" or indices.
    */
@@ -35,6 +35,10 @@ export interface AttentionRequest {
    * Token indices to replace by the mask token before the forward.
    */
   mask?: number[] | null;
+  /**
+   * true: add `rollout` (Abnar & Zuidema 2020) for the requested layers; "only": rollout without `attention`.
+   */
+  rollout?: boolean | "only";
   /**
    * The text to explain; omit (with every other field) for the model's details.
    */
@@ -47,6 +51,10 @@ export interface AttentionRequest {
    * Predictions per token (masked/causal LMs); default: the archive's (5).
    */
   top_k?: number | null;
+  /**
+   * Sparse answer: of every row of every T×T matrix (attention, rollout) only the k largest values and their columns, with each row's kept and remaining mass; values in `encoding`. For 1-2k-token prompts.
+   */
+  top_k_per_row?: number | null;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -54,9 +62,9 @@ export interface AttentionRequest {
  */
 export interface AttentionResponse {
   /**
-   * [layers, heads, tokens, tokens]: attention from each token (row) to each token (column).
+   * [layers, heads, tokens, tokens]: attention from each token (row) to each token (column); absent with "rollout": "only".
    */
-  attention: JsonAttention | Float16Attention;
+  attention?: JsonAttention | Float16Attention | SparseAttention | null;
   model: ModelDetails;
   n_tokens_dropped: number;
   /**
@@ -67,6 +75,10 @@ export interface AttentionResponse {
    * Classifiers only.
    */
   prediction?: ClassPrediction | null;
+  /**
+   * [layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l. Present when asked (rollout: true or "only").
+   */
+  rollout?: JsonRollout | Float16Rollout | SparseRollout | null;
   tokens: Token[];
   /**
    * True when the input was cut to the model's max_tokens.
@@ -78,6 +90,10 @@ export interface AttentionResponse {
  * via the `definition` "JsonAttention".
  */
 export interface JsonAttention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
   /**
    * Nested lists of float32 values, `shape` deep.
    */
@@ -92,6 +108,10 @@ export interface JsonAttention {
  * via the `definition` "Float16Attention".
  */
 export interface Float16Attention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
   byteorder: "little";
   /**
    * base64 of the little-endian float16 values, row-major.
@@ -101,6 +121,99 @@ export interface Float16Attention {
   encoding: "float16-base64";
   heads: number[];
   layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SparseAttention".
+ */
+export interface SparseAttention {
+  /**
+   * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
+   */
+  aggregate?: ("mean" | "max") | null;
+  /**
+   * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
+   */
+  columns: JsonIndexArray | Base64IndexArray;
+  encoding: "topk-per-row";
+  heads: number[];
+  /**
+   * Values per row: top_k_per_row, at most T.
+   */
+  k: number;
+  /**
+   * [..., T]: Σ values of each row.
+   */
+  kept: JsonArray | Float16Array;
+  layers: number[];
+  /**
+   * min over rows of kept / (kept + rest).
+   */
+  min_kept_fraction: number;
+  /**
+   * [..., T]: each row's sum minus `kept`, the mass not sent.
+   */
+  rest: JsonArray | Float16Array;
+  /**
+   * The dense shape [..., T, T].
+   */
+  shape: number[];
+  /**
+   * [..., T, k], largest first, in the request's encoding.
+   */
+  values: JsonArray | Float16Array;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonIndexArray".
+ */
+export interface JsonIndexArray {
+  /**
+   * Nested lists of integers, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Base64IndexArray".
+ */
+export interface Base64IndexArray {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian unsigned integers, row-major.
+   */
+  data: string;
+  dtype: "uint16" | "uint32";
+  encoding: "base64";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonArray".
+ */
+export interface JsonArray {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Array".
+ */
+export interface Float16Array {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian float16 values, row-major.
+   */
+  data: string;
+  dtype: "float16";
+  encoding: "float16-base64";
   shape: number[];
 }
 /**
@@ -132,6 +245,79 @@ export interface ClassPrediction {
   probabilities: {
     [k: string]: number;
   };
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonRollout".
+ */
+export interface JsonRollout {
+  /**
+   * Nested lists of float32 values, `shape` deep.
+   */
+  data: unknown[];
+  encoding: "json";
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Rollout".
+ */
+export interface Float16Rollout {
+  byteorder: "little";
+  /**
+   * base64 of the little-endian float16 values, row-major.
+   */
+  data: string;
+  dtype: "float16";
+  encoding: "float16-base64";
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  shape: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SparseRollout".
+ */
+export interface SparseRollout {
+  /**
+   * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
+   */
+  columns: JsonIndexArray | Base64IndexArray;
+  encoding: "topk-per-row";
+  /**
+   * Values per row: top_k_per_row, at most T.
+   */
+  k: number;
+  /**
+   * [..., T]: Σ values of each row.
+   */
+  kept: JsonArray | Float16Array;
+  /**
+   * The model's layer index of each returned map.
+   */
+  layers: number[];
+  /**
+   * min over rows of kept / (kept + rest).
+   */
+  min_kept_fraction: number;
+  /**
+   * [..., T]: each row's sum minus `kept`, the mass not sent.
+   */
+  rest: JsonArray | Float16Array;
+  /**
+   * The dense shape [..., T, T].
+   */
+  shape: number[];
+  /**
+   * [..., T, k], largest first, in the request's encoding.
+   */
+  values: JsonArray | Float16Array;
 }
 /**
  * One token: what the tokenizer made of the input, and where it came from.
@@ -211,13 +397,24 @@ export interface GradientsRequest {
    */
   format?: "json" | "npz" | "torch-gzip";
   /**
-   * captum's approximation method.
+   * n_steps "auto": the most gradients to compute (default and ceiling: the archive's max_n_steps).
    */
-  method?: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  max_n_steps?: number | null;
   /**
-   * Points along the path (at most the archive's max_n_steps).
+   * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod".
    */
-  n_steps?: number;
+  method?:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
+  /**
+   * Points along the path (at most the archive's max_n_steps), or "auto": refine until |convergence_delta| <= tolerance x |F(x) - F(x')|.
+   */
+  n_steps?: number | "auto";
   /**
    * What to return; default by format (json: the summary).
    */
@@ -242,6 +439,10 @@ export interface GradientsRequest {
    * A second segment (sentence pairs).
    */
   text_pair?: string | null;
+  /**
+   * n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 (default 0.01).
+   */
+  tolerance?: number | null;
 }
 /**
  * The JSON summary (`format: json`, and the `summary` entry of an npz).
@@ -253,6 +454,10 @@ export interface GradientsResponse {
   alphas?: number[] | null;
   attributions?: Attributions | null;
   baseline: BaselineUsed;
+  /**
+   * n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x')| (and the local error estimate) was reached within max_n_steps; null for a fixed n_steps.
+   */
+  converged?: boolean | null;
   /**
    * Σ attributions − (F(x) − F(x')): the quadrature's error.
    */
@@ -269,8 +474,18 @@ export interface GradientsResponse {
    * [n_steps, tokens, hidden] path points, when asked.
    */
   intermediates?: JsonArray | null;
-  method: "gausslegendre" | "riemann_left" | "riemann_right" | "riemann_middle" | "riemann_trapezoid";
+  method:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
   model: ModelDetails;
+  /**
+   * Points of the rule used; with "auto", as many as the refinement kept.
+   */
   n_steps: number;
   n_tokens_dropped: number;
   /**
@@ -286,6 +501,10 @@ export interface GradientsResponse {
   step_sizes?: number[] | null;
   target: Target;
   tokens: Token[];
+  /**
+   * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
+   */
+  tolerance?: number | null;
   /**
    * True when the input was cut to the model's max_tokens.
    */
@@ -317,18 +536,6 @@ export interface BaselineUsed {
   score: number;
   seed: number | null;
   specials: "keep" | "replace";
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "JsonArray".
- */
-export interface JsonArray {
-  /**
-   * Nested lists of float32 values, `shape` deep.
-   */
-  data: unknown[];
-  encoding: "json";
-  shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -370,7 +577,7 @@ export const BASELINE_SPECIALS = ["keep", "replace"] as const;
 export type BaselineSpecials = (typeof BASELINE_SPECIALS)[number];
 
 /** #/$defs/GradientsRequest/properties/method */
-export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] as const;
+export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "fejer", "gausskronrod"] as const;
 export type Method = (typeof METHODS)[number];
 
 /** #/$defs/GradientsRequest/properties/score */
