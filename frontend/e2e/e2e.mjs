@@ -479,13 +479,13 @@ await step("generation: words aggregate the subword values", async () => {
   return `${result.words.length} words for ${result.tokens.length} tokens`;
 });
 
-// (A foil of two tokens is refused too, but its message lists the tokens ("ĠLondon"), and a
-// non-ASCII error message is TorchServe's reason phrase: the frontend then loses the worker.)
-await step("generation: a foil outside the vocabulary is refused, naming the field", async () => {
-  await page.fill("#foil", "#99999999");
+// Its message lists the tokens ("ĠLondon"): not ASCII, which TorchServe's reason phrase must be
+// (exformer/serving.py ascii_phrase; before it, the worker was lost).
+await step("generation: a foil of two tokens is refused, naming the field", async () => {
+  await page.fill("#foil", " London Bridge");
   await explain();
   const message = await errorText();
-  check(/^400 BadRequest: foil: /.test(message), `error shown: ${message}`);
+  check(/^400 BadRequest: foil: " London Bridge" is 2 tokens/.test(message), `error shown: ${message}`);
   check(await page.locator('#view-generation [data-field="foil"].invalid').count(), "the foil field is not marked");
   await page.fill("#foil", "");
   return message;
