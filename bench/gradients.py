@@ -9,6 +9,13 @@ from the old server's baseline (pad at every position), so their IG must agree.
     .venv/bin/python bench/gradients.py                  # 3 examples x 128 tokens
     .venv/bin/python bench/gradients.py --tokens 512     # the old trial's shape
     .venv/bin/python bench/gradients.py --model-dir build/models/sentiment
+    .venv/bin/python bench/gradients.py --bert-base --examples 1 --repeats 1 --profile
+
+Also the machine's side: FLOPs of each design counted with torch.utils.flop_counter, the
+achieved GFLOP/s, and its fraction of a GEMM microbenchmark at the model's own matmul shapes
+(the linear layers' forward and input-gradient GEMMs at the one pass's chunk), timed in the
+same run, interleaved with the designs. `--profile` prints a torch.profiler table of one
+request of the one pass.
 
 Not a test: prints a table (best of --repeats, designs interleaved).
 """
@@ -20,14 +27,18 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 from captum._utils.gradient import _forward_layer_eval
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from torch.utils import flop_counter
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 from transformers.utils import logging as hf_logging
 
 import exformer
+import exformer.batching
 from exformer import GradientsRequest, LoadedModel, RequestError, Settings
+from exformer.batching import default_chunk_points
 from exformer.contract import parse
 from exformer.gradients import explain_batch
 from exformer.loading import head_of, kind_of
@@ -53,6 +64,21 @@ def load_classifier(model_dir: Path, max_tokens: int) -> LoadedModel:
     return LoadedModel(
         name=model_dir.name, model=model, tokenizer=tokenizer, head="sequence-classification",
         kind=kind_of(config), max_tokens=max_tokens, device=torch.device("cpu"), settings=Settings(),
+    )
+
+
+def bert_base(tokenizer_dir: Path, max_tokens: int) -> LoadedModel:
+    """A BERT-base-shaped classifier (12 layers, 768 wide, 3072 FFN), seeded random weights,
+    with the WordPiece tokenizer of `tokenizer_dir`: the issue's shape, nothing downloaded."""
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(vocab_size=len(tokenizer), num_labels=2, pad_token_id=tokenizer.pad_token_id)
+    config._attn_implementation = "eager"
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    model.eval().requires_grad_(False)
+    return LoadedModel(
+        name="bert-base (random)", model=model, tokenizer=tokenizer, head="sequence-classification",
+        kind="bidirectional", max_tokens=max_tokens, device=torch.device("cpu"), settings=Settings(),
     )
 
 
@@ -96,9 +122,15 @@ def two_pass(loaded, text: str, n_steps: int, method: str):
     return ig[0], {"intermediate_gradients": grads, "step_sizes": step_sizes, "intermediates": scaled.detach()}
 
 
-def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, batched: bool):
-    """Our engine; `batched`: all texts in one call, their path points sharing chunks."""
-    loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype))  # the engine reads loaded.settings
+def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, batched: bool,
+             chunk: int | None = None, head_position_only: bool = True, attention: str = "eager"):
+    """Our engine; `batched`: all texts in one call, their path points sharing chunks;
+    `chunk`: path points per forward (None: by length); `head_position_only`: the last layer at
+    the classifier's position only (False: the whole last layer, as before)."""
+    # the engine reads loaded.settings
+    loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype, internal_batch_size=chunk))
+    exformer.batching.HEAD_POSITION_ONLY = head_position_only
+    exformer.batching.GRADIENT_ATTENTION = {**exformer.batching.GRADIENT_ATTENTION, "cpu": attention}
     requests = [
         validated(loaded, {"text": t, "target": TARGET, "baseline": "pad", "baseline_specials": "replace",
                            "n_steps": n_steps, "method": method, "format": "torch-gzip",
@@ -106,7 +138,11 @@ def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, ba
         for t in texts
     ]
     groups = [requests] if batched else [[r] for r in requests]
-    results = [r for group in groups for r in explain_batch(loaded, group)]
+    try:
+        results = [r for group in groups for r in explain_batch(loaded, group)]
+    finally:
+        exformer.batching.HEAD_POSITION_ONLY = True
+        exformer.batching.GRADIENT_ATTENTION = {**exformer.batching.GRADIENT_ATTENTION, "cpu": "eager"}
     for r in results:
         if isinstance(r, RequestError):
             raise r
@@ -122,6 +158,66 @@ def validated(loaded, body: dict) -> GradientsRequest:
     return request
 
 
+def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs):
+    return flop_counter.sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+    return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# torch's counter knows the GPU attention kernels; the CPU's fused attention counts the same
+CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+
+
+def counted_flops(run) -> int:
+    """FLOPs of run(n_steps) at the real step count, from two short runs: every design's work
+    is linear in the number of path points (a fixed part: endpoints, captum's extras)."""
+    counts = []
+    for n in (1, 2):
+        with flop_counter.FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
+            run(n)
+        counts.append(counter.get_total_flops())
+    return counts
+
+
+def linear_in_steps(counts: list[int], n: int) -> float:
+    return counts[0] + (n - 1) * (counts[1] - counts[0])
+
+
+class Gemm:
+    """The model's own linear-layer GEMMs at the one pass's chunk: per layer, the forward
+    x·Wᵀ of Q, K, V, the attention output, the FFN up and down, and their input gradients
+    g·W, with the model's weights, rows = chunk points x tokens. `run()` returns seconds."""
+
+    def __init__(self, model, rows: int):
+        layer = model.base_model.encoder.layer[0]
+        self.weights = [layer.attention.self.query.weight, layer.attention.self.key.weight,
+                        layer.attention.self.value.weight, layer.attention.output.dense.weight,
+                        layer.intermediate.dense.weight, layer.output.dense.weight]  # [out, in]
+        g = torch.Generator().manual_seed(0)
+        self.inputs = {w.shape[1]: torch.randn(rows, w.shape[1], generator=g) for w in self.weights}
+        self.grads = {w.shape[0]: torch.randn(rows, w.shape[0], generator=g) for w in self.weights}
+        self.flops = sum(2 * 2 * rows * w.shape[0] * w.shape[1] for w in self.weights)
+
+    def run(self, repeats: int = 3) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for w in self.weights:
+                F.linear(self.inputs[w.shape[1]], w)  # forward  [rows, in] · [out, in]ᵀ
+                self.grads[w.shape[0]] @ w  # input gradient  [rows, out] · [out, in]
+            best = min(best, time.perf_counter() - start)
+        return best
+
+
+def profile_table(fn, rows: int = 18) -> str:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
+
+
 def best_times(designs: list[tuple[str, callable]], repeats: int) -> dict:
     """name → (best seconds, output); designs interleaved per repeat, so drifting load on a
     shared machine hits them alike."""
@@ -131,60 +227,119 @@ def best_times(designs: list[tuple[str, callable]], repeats: int) -> dict:
             start = time.perf_counter()
             out = fn()
             seconds = time.perf_counter() - start
+            print(f"  {name}: {seconds:.2f} s", flush=True)
+            LOG.append((name, seconds))
             if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, out)
+                best[name] = (seconds, out, len(LOG) - 1)
     return best
+
+
+LOG: list[tuple[str, float]] = []  # (name, seconds) of every timed run, in order
+
+
+def beside(index: int, name: str = "GEMM") -> float:
+    """The best `name` run right before or after run `index`: the machine as that run saw it."""
+    around = [LOG[i][1] for i in (index - 1, index + 1) if 0 <= i < len(LOG) and LOG[i][0] == name]
+    return min(around)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=ROOT / "build/models/minilm")
+    parser.add_argument("--bert-base", action="store_true",
+                        help="a random BERT-base-shaped classifier (the --model-dir's tokenizer)")
     parser.add_argument("--examples", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--method", default="gausslegendre")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="bfloat16: also time ours under CPU autocast, with its error vs fp32")
+    parser.add_argument("--chunks", type=int, nargs="*", default=[],
+                        help="also time the one pass at these chunk sizes (path points per forward)")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the one pass")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    loaded = load_classifier(args.model_dir, args.tokens)
+    loaded = bert_base(args.model_dir, args.tokens) if args.bert_base else load_classifier(args.model_dir, args.tokens)
     texts = make_texts(loaded.tokenizer, args.examples, args.tokens)
     n = args.examples
-    print(f"{args.model_dir.name}: {n} examples x {args.tokens} tokens, {args.steps} steps ({args.method}), "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, exformer {exformer.__version__}",
+    cfg = loaded.config
+    print(f"{loaded.name}: {cfg.num_hidden_layers} layers x {cfg.hidden_size} wide; {n} examples x {args.tokens} "
+          f"tokens, {args.steps} steps ({args.method}), {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, exformer {exformer.__version__}",
           flush=True)
     one_pass(loaded, texts[:1], 2, args.method, "float32", False)  # warm up
 
     steps, method = args.steps, args.method
-    designs = [
-        ("two-pass (captum LIG + 2nd pass)", lambda: [two_pass(loaded, t, steps, method)[0] for t in texts]),
-        ("one pass, one request at a time", lambda: one_pass(loaded, texts, steps, method, "float32", False)),
+    chunk = default_chunk_points(args.tokens, loaded.device)
+    designs = [  # (name, fn(n_steps) over all texts)
+        ("two-pass (captum LIG + 2nd pass)", lambda s: [two_pass(loaded, t, s, method)[0] for t in texts]),
+        ("one pass before (whole last layer, SDPA)",
+         lambda s: one_pass(loaded, texts, s, method, "float32", False, head_position_only=False, attention="sdpa")),
+        ("one pass (last layer at position 0, eager attention)",
+         lambda s: one_pass(loaded, texts, s, method, "float32", False)),
     ]
+    designs.append(("one pass, SDPA attention",
+                    lambda s: one_pass(loaded, texts, s, method, "float32", False, attention="sdpa")))
+    for c in args.chunks:
+        designs.append((f"one pass, chunks of {c} points",
+                        lambda s, c=c: one_pass(loaded, texts, s, method, "float32", False, chunk=c)))
     if n > 1:
         designs.append((f"one pass, {n} requests sharing chunks",
-                        lambda: one_pass(loaded, texts, steps, method, "float32", True)))
+                        lambda s: one_pass(loaded, texts, s, method, "float32", True)))
     if args.dtype == "bfloat16":
         designs.append((f"one pass, bf16 autocast{', sharing chunks' if n > 1 else ''}",
-                        lambda: one_pass(loaded, texts, steps, method, "bfloat16", True)))
-    best = best_times(designs, args.repeats)
-    t_old, old_ig = best[designs[0][0]]
-    rows = [(name, *best[name]) for name, _ in designs]
-    rows[0] = (rows[0][0], t_old, None)
+                        lambda s: one_pass(loaded, texts, s, method, "bfloat16", True)))
+    # chunk size and attention kernel leave the work as it is: counted once, for the default
+    same_work = {name: designs[2][0] for name, _ in designs[3:] if "chunks of" in name or "SDPA attention" in name}
+    flops = {name: linear_in_steps(counted_flops(fn), steps) for name, fn in designs if name not in same_work}
+    flops.update({name: flops[like] for name, like in same_work.items()})
+    print("counted: " + ", ".join(f"{name} {f / n / 1e12:.3f} TFLOP/example" for name, f in flops.items()), flush=True)
 
+    gemm = Gemm(loaded.model, chunk * args.tokens)
+    gemm_seconds = []
+
+    def timed_gemm():
+        gemm_seconds.append(gemm.run())
+
+    # the GEMM before every design and after the last, so that the best of its runs saw the
+    # machine at least as quiet as any design did
+    timed = [entry for name, fn in designs for entry in (("GEMM", timed_gemm), (name, lambda fn=fn: fn(steps)))]
+    best = best_times(timed + [("GEMM", timed_gemm)], args.repeats)
+    runs = iter(gemm_seconds)  # the log has each GEMM call's wall time; its best run is the rate
+    LOG[:] = [(name, next(runs) if name == "GEMM" else seconds) for name, seconds in LOG]
+    gemm_rate = gemm.flops / min(gemm_seconds) / 1e9
+    print(f"GEMM at the model's shapes ({chunk} points x {args.tokens} tokens = {chunk * args.tokens} rows; "
+          f"{len(gemm_seconds)} runs, one before each design and after the last): best {gemm_rate:.1f} GFLOP/s, "
+          f"worst {gemm.flops / max(gemm_seconds) / 1e9:.1f}; '% of GEMM' is against the GEMM runs beside "
+          f"each design's run")
+
+    t_old, old_ig, _ = best[designs[0][0]]
+    full = flops[designs[1][0]]  # the work of the whole model at every point
     scale = max(float(ig.abs().max()) for ig in old_ig)
-    print(f"\n{'design':<42} {'s/example':>10} {'speed-up':>9} {'max|ΔIG| vs two-pass':>21}")
-    for name, seconds, igs in rows:
-        diff = "-" if igs is None else f"{max(float((a - b).abs().max()) for a, b in zip(igs, old_ig)):.2e}"
-        print(f"{name:<42} {seconds / n:>10.2f} {t_old / seconds:>8.2f}x {diff:>21}")
-    print(f"(max |IG| = {scale:.2e})")
+    print(f"\n| design | s/example | speed-up | TFLOP/example | GFLOP/s | % of GEMM | max|ΔIG|/max|IG| vs two-pass |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, _ in designs:
+        seconds, igs, index = best[name]
+        rate = flops[name] / seconds / 1e9
+        local_gemm = gemm.flops / beside(index) / 1e9
+        diff = "—" if name == designs[0][0] else \
+            f"{max(float((a - b).abs().max()) for a, b in zip(igs, old_ig)) / scale:.1e}"
+        print(f"| {name} | {seconds / n:.2f} | {t_old / seconds:.2f}x | {flops[name] / n / 1e12:.3f} | "
+              f"{rate:.1f} | {rate / local_gemm:.0%} | {diff} |")
+    seconds, _, index = best[designs[2][0]]
+    print(f"(max |IG| = {scale:.2e}; the one pass at the whole model's FLOPs ({full / n / 1e12:.3f} TFLOP/example): "
+          f"{full / seconds / 1e9:.1f} GFLOP/s effective, {full / seconds / (gemm.flops / beside(index)):.0%} of GEMM)")
     if args.dtype == "bfloat16":
-        bf16, fp32 = best[designs[-1][0]][1], best[designs[-2][0]][1]
+        bf16, fp32 = best[designs[-1][0]][1], best[designs[-2][0]][1]  # (seconds, IGs, index)
         err = max(float((a - b).abs().max()) for a, b in zip(bf16, fp32))
         print(f"bf16 vs fp32 (ours): max abs error {err:.2e} = {err / scale:.1%} of max |IG|")
+    if args.profile:
+        print(f"\ntorch.profiler, one pass, one request of {args.tokens} tokens x {steps} steps:")
+        print(profile_table(lambda: one_pass(loaded, texts[:1], steps, method, "float32", False)))
 
 
 if __name__ == "__main__":

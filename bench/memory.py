@@ -2,13 +2,15 @@
 
 Workers load the archive's safetensors memory-mapped and never write them, so their pages
 are the page cache's, shared by every worker; what a worker adds is its own interpreter,
-libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082.
+libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082
+(+ EXFORMER_TEST_PORT_OFFSET).
 
     .venv/bin/python bench/memory.py [--model sentiment-gradients]
 """
 
 import argparse
 import concurrent.futures
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,19 +67,23 @@ def weight_bytes(model_dir: Path) -> int:
 FLOOR = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-import ts.model_service_worker, torch, transformers, exformer.serving, exformer.gradients  # what a worker imports
+import ts.model_service_worker  # TorchServe's worker, which imports torch
+import attention_handler, gradients_handler  # what TorchServe imports before it loads a model
 v = dict(l.split(":", 1) for l in open(f"/proc/{os.getpid()}/smaps_rollup").read().splitlines()[1:])
 kb = lambda k: int(v[k].split()[0])
-print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"))
+heavy = [m for m in ("transformers", "torch._dynamo", "sympy", "captum", "matplotlib", "accelerate") if m in sys.modules]
+print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"), kb("Private_Dirty"), ",".join(heavy) or "-")
 """
 
 
-def runtime_floor() -> tuple[int, ...]:
-    """kB RSS, PSS, USS of a bare Python that imports what a worker imports, without a model:
-    what every TorchServe worker (its own interpreter) costs whatever the model."""
+def runtime_floor() -> tuple:
+    """kB RSS, PSS, USS, private dirty of a bare Python that imports what a worker imports
+    before its model, and the heavy packages it pulled: what every TorchServe worker (its own
+    interpreter) costs whatever the model. Run while the workers are up, so that the shared
+    libraries' pages count as shared, as they do for an extra worker."""
     out = subprocess.run([sys.executable, "-c", FLOOR, str(ROOT / "handlers")], capture_output=True,
                          text=True, check=True).stdout.split()
-    return tuple(int(x) for x in out)
+    return (*(int(x) for x in out[:4]), out[4])
 
 
 def main():
@@ -90,7 +96,8 @@ def main():
                      if line.split() and line.split()[0] == args.model)
     weights = weight_bytes(ROOT / model_dir) / 1024
     archives = {args.model: ROOT / "model_store" / f"{args.model}.mar"}
-    with ts.serving(Path(tempfile.mkdtemp()), archives) as server:
+    offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside other servers on this machine
+    with ts.serving(Path(tempfile.mkdtemp()), archives, port_offset=offset) as server:
         print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup")
         header("workers", "RSS / worker", "PSS / worker", "USS / worker", "weights RSS / worker",
                "weights private / worker", "weights private / weights", "total PSS", "added per extra worker")
@@ -113,9 +120,10 @@ def main():
             print(f"| {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} | {mean('USS'):,.0f} "
                   f"| {sum(m['Rss'] for m in mapped) / n:,.0f} | {private:,.0f} | {private / weights:.0%} "
                   f"| {total:,.0f} | {added:,.0f} |")
-    rss, pss, uss = runtime_floor()
-    print(f"# a worker's runtime without a model (Python + torch + transformers + handler imports, "
-          f"alone): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB")
+        rss, pss, uss, dirty, heavy = runtime_floor()
+    print(f"# a worker's runtime without a model (TorchServe's worker + the handlers' imports, beside the "
+          f"workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB (private dirty {dirty:,} kB); "
+          f"heavy packages imported: {heavy}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def _decoded(result: gradients.GradientsResult) -> GradientsResult | dict:
     if fmt == "torch-gzip":
         return tensors
     arrays = {name: value.numpy() for name, value in tensors.items()}
-    arrays.update({name: value.numpy() for name, value in gradients._summary_arrays(result.summary).items()})
+    arrays.update({name: value.numpy() for name, value in result.summary_arrays().items()})
     return {**arrays, "summary": result.summary}
 
 

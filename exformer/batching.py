@@ -64,15 +64,24 @@ def for_each_chunk(items: list, size: int, run, give_up=None) -> None:
         start += len(chunk)
 
 
+# The attention kernel of the gradients pass, per device type. CPU: the model's own (eager)
+# attention, the math captum runs, so the integrated gradients equal captum's to the last bit
+# (SDPA's fused kernel differed by up to 2e-6 of max |IG| on the sentiment model; it ran ~12%
+# faster in one noisy BERT-base run on 2 AVX2 cores, bench/gradients.py, README Performance).
+# GPUs: SDPA, which keeps no [T, T] maps for the backward.
+GRADIENT_ATTENTION = {"cpu": "eager", "cuda": "sdpa"}
+
+
 @contextmanager
 def attention_for_gradients(model):
-    """Run on SDPA where the model can switch: gradients need no attention maps, and fused
-    attention keeps no [T, T] maps for the backward. Puts back what it found (eager, which
-    the attention view needs)."""
+    """Switch to GRADIENT_ATTENTION's kernel for the device where the model can switch; puts
+    back what it found (eager, which the attention view needs)."""
     current = model.config._attn_implementation
-    switch = current == "eager" and model._supports_sdpa and model._can_set_attn_implementation()
+    wanted = GRADIENT_ATTENTION.get(model.device.type, "sdpa")
+    switch = (current == "eager" and wanted != "eager" and model._supports_sdpa
+              and model._can_set_attn_implementation())
     if switch:
-        model.set_attn_implementation("sdpa")
+        model.set_attn_implementation(wanted)
     try:
         yield
     finally:
@@ -128,6 +137,71 @@ def embedding_output(module: torch.nn.Module, values: torch.Tensor, input_ids: t
         handle.remove()
 
 
+# Families whose sequence-classification head reads position 0 alone (BERT's pooler, the
+# RoBERTa/ELECTRA heads' features[:, 0]) and whose layers are BertLayer-shaped.
+FIRST_POSITION_HEADS = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
+HEAD_POSITION_ONLY = True  # the last layer at the head's position only (bench/gradients.py turns it off)
+
+
+class FirstPositionLayer(torch.nn.Module):
+    """A BertLayer computed for position 0 only, with its own weights: [B, T, E] → [B, 1, E].
+
+    Keys and values still come from every position, but the query, the attention output and
+    the feed-forward only from the position the classifier head reads: 10 of the layer's 12
+    E²-sized matmuls per token are skipped, forward and backward. Same math as the layer
+    (softmax(qKᵀ·scale + mask)V, residual + LayerNorm, GELU FFN), so the same logits.
+    """
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        attention = self.layer.attention.self
+        b, t, _ = hidden_states.shape
+        first = hidden_states[:, :1]  # [B, 1, E]
+
+        def heads(x):  # [B, t, E] → [B, H, t, d]
+            return x.view(b, x.shape[1], -1, attention.attention_head_size).transpose(1, 2)
+
+        q, k, v = heads(attention.query(first)), heads(attention.key(hidden_states)), heads(attention.value(hidden_states))
+        if attention_mask is not None and attention_mask.shape[-2] != 1:
+            attention_mask = attention_mask[..., :1, :]  # [B, 1, 1, T]: the first position's row
+        context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask,
+                                                                   scale=attention.scaling)  # [B, H, 1, d]
+        out = self.layer.attention.output(context.transpose(1, 2).reshape(b, 1, -1), first)  # [B, 1, E]
+        return self.layer.output(self.layer.intermediate(out), out)
+
+
+def _first_position_layers(loaded):
+    """The encoder's layer list, if its last layer may run at position 0 alone; else None."""
+    model, config = loaded.model, loaded.config
+    if not HEAD_POSITION_ONLY or loaded.head != "sequence-classification" or config.model_type not in FIRST_POSITION_HEADS:
+        return None
+    if getattr(config, "is_decoder", False) or getattr(model, "hf_device_map", None):  # sharded: hooks move inputs
+        return None
+    layers = getattr(getattr(getattr(model, model.base_model_prefix, None), "encoder", None), "layer", None)
+    last = layers[-1] if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
+    shaped = last is not None and all(hasattr(last, name) for name in ("attention", "intermediate", "output")) and \
+        all(hasattr(last.attention.self, name) for name in ("query", "key", "value", "scaling", "attention_head_size"))
+    return layers if shaped and not isinstance(last, FirstPositionLayer) else None
+
+
+@contextmanager
+def head_position_only(loaded):
+    """While inside, the last layer of a [CLS]-reading classifier computes position 0 only."""
+    layers = _first_position_layers(loaded)
+    if layers is None:
+        yield
+        return
+    last = layers[-1]
+    layers[-1] = FirstPositionLayer(last)
+    try:
+        yield
+    finally:
+        layers[-1] = last
+
+
 def _accepts(model, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
 
@@ -140,7 +214,8 @@ def head_logits(loaded, kwargs: dict, embeddings: torch.Tensor, spans, dtype: st
     if loaded.head == "causal-lm" and _accepts(model, "logits_to_keep"):
         extra["logits_to_keep"] = last[:, None]  # project only the positions we score
     autocast = torch.autocast(embeddings.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    with embedding_output(model.get_input_embeddings(), embeddings, kwargs["input_ids"]), autocast:
+    with embedding_output(model.get_input_embeddings(), embeddings, kwargs["input_ids"]), autocast, \
+            head_position_only(loaded):
         logits = model(**kwargs, **extra).logits
     if loaded.head == "causal-lm":
         rows = torch.arange(len(spans), device=logits.device)
@@ -149,11 +224,15 @@ def head_logits(loaded, kwargs: dict, embeddings: torch.Tensor, spans, dtype: st
 
 
 def target_scores(logits: torch.Tensor, targets: list[int], scores: list[str]) -> torch.Tensor:
-    """F per row [B]: the softmax probability of the row's target, or its raw logit."""
+    """F per row [B]: the softmax probability of the row's target, its log-probability, or its raw logit."""
     index = torch.tensor(targets, device=logits.device).view(-1, 1)
     logit = logits.gather(-1, index)[:, 0]
     if all(s == "logit" for s in scores):
         return logit
     probability = logits.softmax(-1).gather(-1, index)[:, 0]
     use_logit = torch.tensor([s == "logit" for s in scores], device=logits.device)
-    return torch.where(use_logit, logit, probability)
+    out = torch.where(use_logit, logit, probability)
+    if "log_probability" in scores:
+        use_log = torch.tensor([s == "log_probability" for s in scores], device=logits.device)
+        out = torch.where(use_log, logits.log_softmax(-1).gather(-1, index)[:, 0], out)
+    return out

@@ -276,7 +276,8 @@ class Client(_Calls):
     def gradients(self, model: str, text: str | None = None, *, tensors: bool = False, timeout: float | None = None,
                   **options) -> GradientsResult:
         """Integrated gradients of `text` (`options`: target=, baseline=, n_steps=, method=,
-        score=, returns=[…] for `return`, text_pair=…). The JSON summary, or with
+        score=, returns=[…] for `return`, text_pair=…; causal LMs: continuation=…,
+        generate={"max_new_tokens": n}, foil=…; aggregate="word"). The JSON summary, or with
         tensors=True every tensor too (npz, read by numpy without pickle) in `.tensors`.
         No text: the model's details."""
         return self._send(self._gradients_call(model, text, tensors, timeout, options))

@@ -39,7 +39,8 @@ Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_midd
                  "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer/adaptive.py
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
-Score = Literal["probability", "logit"]
+Score = Literal["probability", "logit", "log_probability"]
+Aggregate = Literal["token", "word"]
 
 BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
 FIXED_METHODS = GRADIENT_METHODS[:-2]  # a given number of points
@@ -185,6 +186,15 @@ class AttentionRequest(Request):
         return value
 
 
+class Generate(Request):
+    """`generate`: greedy decoding of the continuation to explain."""
+
+    max_new_tokens: int = Field(ge=1, description="Tokens to generate (at most the archive's max_new_tokens).")
+
+
+Foil = Index | str | list[Index | str]
+
+
 class GradientsRequest(Request):
     """`POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`)."""
 
@@ -213,6 +223,22 @@ class GradientsRequest(Request):
     returns: list[Returned] | None = Field(
         None, alias="return", description="What to return; default by format (json: the summary).")
     format: Format = Field("json", description="json summary, npz (numpy), or torch-gzip (the old server's file).")
+    continuation: str | None = Field(
+        None, description="Causal LM: the text that follows `text` (tokenized without special tokens); "
+                          "every one of its tokens is a target, attributed to the prompt and the earlier target tokens.")
+    generate: Generate | None = Field(
+        None, description="Causal LM: generate the continuation greedily (deterministic) instead of giving it.")
+    foil: Foil | None = Field(
+        None, description="Contrastive targets (with continuation/generate): one token (text or id) for every "
+                          "target, or one per target token; F = p(target) - p(foil) (logit difference with "
+                          'score "logit" or "log_probability").')
+    continuation_baseline: Literal["replace", "keep"] = Field(
+        "replace", description='With continuation/generate: "replace": earlier target tokens start from the baseline '
+                               'like the prompt; "keep": they stay themselves along the path (captum\'s '
+                               "LLMGradientAttribution), so only the prompt is explained.")
+    aggregate: Aggregate = Field(
+        "token", description='"word": also sum the attributions over each word\'s tokens (whitespace-separated, '
+                             "from the tokenizer's offsets); the token values stay.")
 
     @model_validator(mode="before")
     @classmethod
@@ -250,6 +276,41 @@ class GradientsRequest(Request):
         if value in TOKEN_BASELINES:
             baseline_token_id(model.tokenizer, value)
         return value
+
+    @model_validator(mode="after")
+    def _generation(self, info: ValidationInfo):
+        """continuation/generate/foil: causal LMs only, one of the two, no next-token `target`."""
+        model, settings = _context(info)
+        asked = [name for name in ("continuation", "generate", "foil") if getattr(self, name) is not None]
+        if model is not None and asked and model.head != "causal-lm":
+            raise RequestError(asked[0], f"{model.name} is not a causal LM; only causal LMs continue a text")
+        if self.continuation is not None and self.generate is not None:
+            raise RequestError("generate", 'give "continuation" or "generate", not both')
+        if self.generation:
+            if self.target is not None:
+                raise RequestError("target", 'with "continuation"/"generate" every target token is a target; '
+                                             'leave "target" out (use "foil" for a contrast)')
+            if self.text_pair is not None:
+                raise RequestError("text_pair", 'a continuation follows one text; leave "text_pair" out')
+        elif self.foil is not None:
+            raise RequestError("foil", 'needs "continuation" or "generate" (the targets to contrast)')
+        if self.continuation is not None and not self.continuation:
+            raise RequestError("continuation", "must not be empty")
+        if self.generate is not None and settings is not None and self.generate.max_new_tokens > settings.max_new_tokens:
+            raise RequestError("generate", f"max_new_tokens must be between 1 and {settings.max_new_tokens} "
+                                           f"(this archive's max_new_tokens), got {self.generate.max_new_tokens}")
+        if isinstance(self.foil, list) and not self.foil:
+            raise RequestError("foil", "must not be an empty list")
+        if model is not None and self.foil is not None:
+            foils = self.foil if isinstance(self.foil, list) else [self.foil]
+            for foil in foils:
+                resolve_target(model, foil, "foil")
+        return self
+
+    @property
+    def generation(self) -> bool:
+        """Whether this request explains a continuation (several targets) rather than one score."""
+        return self.continuation is not None or self.generate is not None
 
     @field_validator("returns", mode="before")
     @classmethod
@@ -525,6 +586,16 @@ class Attributions(Response):
     normalized: list[float] = Field(description="raw / its L2 norm.")
 
 
+class Word(Response):
+    """A whitespace-separated word of one segment, and the tokens that make it up (from the offsets)."""
+
+    text: str
+    start: int = Field(description="Character offset in its segment's text (the prompt, or the continuation).")
+    end: int
+    segment: Literal[0, 1] = Field(description="Classifier: 0 text, 1 text_pair. Generation: 0 prompt, 1 continuation.")
+    tokens: list[int] = Field(description="Indices into `tokens`.")
+
+
 class GradientsResponse(Truncation):
     """The JSON summary (`format: json`, and the `summary` entry of an npz)."""
 
@@ -541,6 +612,7 @@ class GradientsResponse(Truncation):
     converged: bool | None = Field(
         None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
                           'local error estimate) was reached within max_n_steps; null for a fixed n_steps.')
+    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
     alphas: list[float] | None = None
@@ -548,6 +620,71 @@ class GradientsResponse(Truncation):
     path_scores: list[float] | None = Field(None, description="F at each path point.")
     gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
     intermediate_gradients: JsonArray | None = Field(None, description="[n_steps, tokens, hidden], when asked in `return`.")
+    intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
+    words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the text.')
+    word_attributions: Attributions | None = Field(None, description='`aggregate: "word"`: per word, the sum over its tokens.')
+
+
+class GenerationToken(Token):
+    """A prompt token, or (`target: true`) a token of the continuation; a target token's start/end
+    are offsets in the continuation and its segment is 1."""
+
+    target: bool
+
+
+class TokenChoice(Response):
+    id: int
+    token: str = Field(description="The tokenizer's token string.")
+    text: str = Field(description="The token decoded.")
+    probability: float = Field(description="p(token | prefix) at the input.")
+
+
+class GenerationTarget(Response):
+    """One target token: what the model made of its prefix, and the prefix's attributions."""
+
+    position: int = Field(description="Index into `tokens`.")
+    id: int
+    token: str
+    text: str
+    probability: float = Field(description="p(y_t | prompt, y_<t) at the input.")
+    entropy: float = Field(description="Entropy of that next-token distribution, in nats.")
+    alternatives: list[TokenChoice] = Field(description="The top-k next tokens at the input (the archive's default_top_k).")
+    foil: TokenChoice | None
+    score: float = Field(description="F_t(x): the score attributed.")
+    baseline_score: float = Field(description="F_t(x').")
+    convergence_delta: float = Field(description="Σ attributions − (F_t(x) − F_t(x')).")
+    attributions: Attributions | None = Field(
+        None, description="One value per preceding token: len(prompt) + t values for the t-th target.")
+    word_attributions: Attributions | None = Field(
+        None, description='`aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).')
+    path_scores: list[float] | None = Field(None, description="F_t at each path point.")
+
+
+class GenerationBaseline(Response):
+    name: Baseline
+    specials: Literal["keep", "replace"]
+    continuation: Literal["replace", "keep"] = Field(description="Whether earlier target tokens start from the baseline.")
+    seed: int | None
+
+
+class GenerationResponse(Truncation):
+    """The JSON summary of a continuation/generate request: one attribution row per target token."""
+
+    model: ModelDetails
+    tokens: list[GenerationToken]
+    continuation: str = Field(description="The continuation explained (given, or generated).")
+    generated: bool
+    targets: list[GenerationTarget]
+    score: Score
+    contrastive: bool = Field(description="Whether F is a difference against foils.")
+    baseline: GenerationBaseline
+    method: Method
+    n_steps: int
+    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
+    alphas: list[float] | None = None
+    step_sizes: list[float] | None = None
+    words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.')
+    intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
     intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
 
 
@@ -561,7 +698,7 @@ class ErrorResponse(Response):
 
 
 CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelDetailsResponse,
-                   GradientsResponse, ErrorResponse)
+                   GradientsResponse, GenerationResponse, ErrorResponse)
 
 
 # --- validation → one RequestError ----------------------------------------------------------
@@ -625,7 +762,7 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
     return RequestError(field, f"{phrase}, got {_json(value)}")
 
 
-def resolve_target(model, value: int | str) -> int:
+def resolve_target(model, value: int | str, field: str = "target") -> int:
     """Classifier: class index or label. Causal LM: next-token id, token string or one-token text."""
     if model.head == "sequence-classification":
         labels = model.labels
@@ -641,18 +778,18 @@ def resolve_target(model, value: int | str) -> int:
     if isinstance(value, int):
         if value < n_ids:
             return value
-        raise RequestError("target", f"token id {value} out of range 0..{n_ids - 1}")
+        raise RequestError(field, f"token id {value} out of range 0..{n_ids - 1}")
     if not value:
-        raise RequestError("target", "must be the next token (text or id), got an empty string")
+        raise RequestError(field, "must be one token (text or id), got an empty string")
     token_id = tokenizer.get_vocab().get(value)
     if token_id is None:
         ids = tokenizer(value, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             pieces = tokenizer.convert_ids_to_tokens(ids)
-            raise RequestError("target", f"{_json(value)} is {len(ids)} tokens {pieces}; give one token or its id")
+            raise RequestError(field, f"{_json(value)} is {len(ids)} tokens {pieces}; give one token or its id")
         token_id = ids[0]
     if token_id >= n_ids:
-        raise RequestError("target", f"token id {token_id} is not among the model's {n_ids} outputs")
+        raise RequestError(field, f"token id {token_id} is not among the model's {n_ids} outputs")
     return token_id
 
 

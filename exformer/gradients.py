@@ -29,6 +29,7 @@ from .encoding import (
 from .errors import RequestError
 from .integrated import PathGradients, StraightPath, endpoint_logits, integrate
 from .tokens import Encoded, encode, token_table
+from .words import word_rows, word_sums
 
 
 @dataclass
@@ -50,13 +51,17 @@ class GradientsResult:
         }
         return {k: v for item in self.request.returned for k, v in made[item]().items()}
 
+    def summary_arrays(self) -> dict[str, torch.Tensor]:
+        """What an npz adds to the tensors: the per-token attributions, alphas, gradient norms."""
+        return _summary_arrays(self.summary)
+
     def body(self, fmt: str | None = None) -> tuple[bytes, str]:
         """(bytes, content type) in the request's format (or `fmt`)."""
         fmt = fmt or self.request.format
         if fmt == "torch-gzip":
             return torch_gzip_bytes(self.tensors()), "application/gzip"
         if fmt == "npz":
-            arrays = {**self.tensors(), **_summary_arrays(self.summary)}
+            arrays = {**self.tensors(), **self.summary_arrays()}
             arrays["summary"] = orjson.dumps(self.summary).decode()
             return npz_bytes(arrays), "application/x-npz"
         return json_bytes(self.to_json()), "application/json"
@@ -90,6 +95,12 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     settings = loaded.settings
     if any(request.text is None for request in requests):
         raise ValueError("a details request (no text) has no gradients; answer it with loaded.details()")
+    if any(request.generation for request in requests):  # continuations: exformer.generation
+        from . import generation
+
+        continued = iter(generation.explain_each(loaded, [r for r in requests if r.generation]))
+        single = iter(explain_batch(loaded, [r for r in requests if not r.generation]))
+        return [next(continued) if r.generation else next(single) for r in requests]
     prepared: list = []
     for request in requests:
         try:
@@ -102,7 +113,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
     paths = [path for _, path, _ in todo]
     failed: set[int] = set()
     chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
-    ends = endpoint_logits(loaded, paths, chunk, settings.dtype, too_large=failed.add)
+    ends = endpoint_logits(loaded, paths, chunk, loaded.dtype, too_large=failed.add)
     for path, end in zip(paths, ends):  # the default target is the model's own choice at x
         if end is None:
             continue
@@ -110,7 +121,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsRes
             path.target = int(end[0].argmax())
         path.ends = tuple(target_scores(torch.stack(end), [path.target] * 2, [path.score] * 2).tolist())
     live = [i for i in range(len(paths)) if i not in failed]
-    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, settings.dtype,
+    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, loaded.dtype,
                           too_large=lambda j: failed.add(live[j]))
     by_path = dict(zip(live, gradients))
     results = iter(
@@ -170,11 +181,17 @@ def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradien
         "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
         "tolerance": request.tolerance,
         "converged": gradients.converged,
+        "dtype": loaded.dtype,
         "convergence_delta": float(ig.sum()) - (score_x - score_b),
     }
     returned = request.returned
     if "attributions" in returned:
         summary["attributions"] = {"raw": raw.tolist(), "normalized": (raw / norm if norm > 0 else raw).tolist()}
+        if request.aggregate == "word":
+            summary["words"] = word_rows(summary["tokens"], {0: request.text, 1: request.text_pair})
+            words = word_sums(summary["words"], raw)
+            norm = words.norm()
+            summary["word_attributions"] = {"raw": words.tolist(), "normalized": (words / norm if norm > 0 else words).tolist()}
     if "step_sizes" in returned:
         summary["alphas"] = list(gradients.alphas)
         summary["step_sizes"] = gradients.step_sizes.tolist()

@@ -1,17 +1,22 @@
-"""Hugging Face model directory → a model ready to explain (eager attention, eval, placed)."""
+"""Hugging Face model directory → a model ready to explain (eager attention, eval, placed).
+
+transformers' model classes are imported when a model is loaded, not with this module: they
+pull torch._dynamo, inductor's config and sympy (~84 MB per process), which a worker that has
+not loaded its model yet, or a client, does not need.
+"""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import transformers
-from transformers import AutoConfig, AutoModel, AutoTokenizer
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-)
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import transformers
 
 # RoBERTa-style position ids start after the padding index, so two positions are unusable.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
@@ -28,10 +33,18 @@ class LoadedModel:
     max_tokens: int
     device: torch.device  # where inputs go (the first shard's device)
     settings: Settings  # the archive's limits (defaults in a notebook)
+    native_bfloat16: bool = False  # the device computes bf16 natively (probed at load)
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def dtype(self) -> str:
+        """What the gradients are computed in: the `dtype` setting, "auto" resolved for the device."""
+        if self.settings.dtype == "auto":
+            return "bfloat16" if self.native_bfloat16 else "float32"
+        return self.settings.dtype
 
     @property
     def labels(self) -> list[str] | None:
@@ -71,6 +84,11 @@ def head_of(architecture: str | None) -> str | None:
 
 
 def kind_of(config) -> str:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
     model_type = config.model_type
     decoder_only = (
         model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -78,6 +96,52 @@ def kind_of(config) -> str:
         and model_type != "xlnet"  # permutation LM: its plain forward attends both ways
     )
     return "autoregressive" if decoder_only or getattr(config, "is_decoder", False) else "bidirectional"
+
+
+CPUINFO = Path("/proc/cpuinfo")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 flags of bf16 matrix/dot instructions
+
+
+def bfloat16_not_native(device: torch.device) -> str | None:
+    """Why bf16 autocast would be emulated on `device` (None: it is native).
+
+    CPU: torch must dispatch to its AVX-512 kernels and the CPU must have AMX or AVX512-BF16;
+    without them bf16 autocast measured 34x slower than float32 (README, Performance).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else f"{torch.cuda.get_device_name(device)} has no native bf16"
+    if device.type != "cpu":
+        return f"bf16 autocast is not measured on {device.type}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        flags = {f for line in CPUINFO.read_text().splitlines() if line.startswith("flags")
+                 for f in line.split(":", 1)[1].split()}
+    except OSError:
+        flags = set()
+    if "AVX512" in capability and flags & set(NATIVE_BF16_FLAGS):
+        return None
+    return (f"this CPU has no native bf16 (torch CPU capability {capability}; "
+            f"none of {', '.join(NATIVE_BF16_FLAGS)} in {CPUINFO})")
+
+
+def check_dtype(settings: Settings, device: torch.device) -> bool:
+    """Whether bf16 is native on `device`; ValueError if the settings ask for bf16 where it is not."""
+    why = bfloat16_not_native(device)
+    if settings.dtype == "bfloat16" and why:
+        raise ValueError(f"handler setting 'dtype': bfloat16 needs native bf16, but {why}: emulated bf16 "
+                         f"autocast measured ~34x slower than float32; use \"auto\" or \"float32\"")
+    return why is None
+
+
+def _compute_device(device, device_map: dict | None) -> torch.device:
+    """Where the first layers run: the device, or a device map's first entry ("disk" and the
+    like offload to the CPU)."""
+    first = next(iter(device_map.values())) if device_map else device
+    try:
+        return torch.device(first)
+    except (RuntimeError, TypeError):
+        return torch.device("cpu")
 
 
 def max_tokens_of(config, tokenizer, settings: Settings) -> int:
@@ -108,8 +172,12 @@ def load_model(
     >>> model.head, model.labels
     ('sequence-classification', ['negative', 'positive'])
     """
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
     model_dir = Path(model_dir)
     settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
+    native_bfloat16 = check_dtype(settings, _compute_device(device, device_map))
     config = AutoConfig.from_pretrained(model_dir)
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
@@ -133,4 +201,5 @@ def load_model(
         max_tokens=max_tokens_of(config, tokenizer, settings),
         device=first,
         settings=settings,
+        native_bfloat16=native_bfloat16,
     )

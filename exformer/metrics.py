@@ -65,9 +65,10 @@ class Metrics:
             if "n_steps" in summary:
                 points += summary["n_steps"]
                 self._emit("exformer_path_points_per_request", summary["n_steps"])
-                relative = relative_delta(summary)
-                if relative is not None:
-                    self._emit("exformer_relative_convergence_delta", relative)
+                for part in summary.get("targets") or [summary]:  # a continuation: one per target token
+                    relative = relative_delta(part)
+                    if relative is not None:
+                        self._emit("exformer_relative_convergence_delta", relative)
         if points:
             self._emit("exformer_seconds_per_path_point", seconds / points)
             halvings, self.halvings_seen = batching.oom_halvings - self.halvings_seen, batching.oom_halvings
@@ -77,7 +78,10 @@ class Metrics:
 def relative_delta(summary: dict) -> float | None:
     """|convergence delta| / |F(x) - F(x')|: how much of what IG should explain it misses."""
     try:
-        explained = abs(summary["target"]["score"] - summary["baseline"]["score"])
+        if "baseline_score" in summary:  # one target token of a continuation
+            explained = abs(summary["score"] - summary["baseline_score"])
+        else:
+            explained = abs(summary["target"]["score"] - summary["baseline"]["score"])
         delta = abs(summary["convergence_delta"])
     except (KeyError, TypeError):
         return None

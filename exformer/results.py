@@ -66,6 +66,8 @@ class _Result(dict):
 
     def _repr_html_(self) -> str | None:
         """Jupyter draws the result inline (None, so the text repr is used, without views)."""
+        if "targets" in self:  # a continuation: the visualizer's Generation view is not in the notebook views yet
+            return None
         try:
             from . import views
         except ImportError:
@@ -231,6 +233,25 @@ class GradientsResult(_Result):
         return self["target"]
 
     @property
+    def targets(self) -> list[dict]:
+        """A continuation's answer: one entry per target token (its probability, alternatives,
+        score and attribution row over the tokens before it)."""
+        return self._need("targets", 'only a request with "continuation" or "generate" has targets')
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """A continuation's attributions as a matrix [targets, tokens]: row t holds the values
+        of the tokens before target t and NaN from its own position on."""
+        targets, n = self.targets, len(self["tokens"])
+        matrix = np.full((len(targets), n), np.nan)
+        for i, target in enumerate(targets):
+            raw = target.get("attributions")
+            if raw is None:
+                raise AttributeError(f"this response has no attributions; {_ASK}")
+            matrix[i, : len(raw["raw"])] = raw["raw"]
+        return matrix
+
+    @property
     def convergence_delta(self) -> float:
         """Σ attributions − (F(x) − F(x′)): the quadrature's error, in F's units."""
         return self["convergence_delta"]
@@ -262,6 +283,8 @@ class GradientsResult(_Result):
         if "target" in self:
             target = self["target"]
             parts.append(f"target={target.get('label') or target.get('text')!r}")
+        if "targets" in self:
+            parts.append(f"continuation={self.get('continuation')!r} targets={len(self['targets'])}")
         if "convergence_delta" in self:
             parts.append(f"convergence_delta={self['convergence_delta']:.3g}")
         if getattr(self, "_tensors", None) is not None:

@@ -122,7 +122,11 @@ class ExplainerHandler:
         model_dir = Path(properties["model_dir"]) / "model"
         devices = worker_devices(properties, self.settings.devices_per_worker)
         device_map = plan_device_map(model_dir, devices) if len(devices) > 1 else None
-        self.loaded = load_model(model_dir, name, self.settings, device=devices[0], device_map=device_map)
+        try:
+            self.loaded = load_model(model_dir, name, self.settings, device=devices[0], device_map=device_map)
+        except ValueError as error:  # settings this machine cannot serve (dtype), a slow tokenizer
+            logger.error("archive %s: %s", name, error)
+            raise BadHandlerSettings(f"archive {name}: {error}") from None
         logger.info("loaded %s on %s (pid %d)", name, devices, os.getpid())
         self.metrics = Metrics(context, name)
         self.context_model = {"name": name, "version": str(context.manifest["model"].get("modelVersion", ""))}

@@ -6,7 +6,7 @@ instead of failing every request later:
 >>> Settings.from_mapping({"dtype": "bf16"})
 Traceback (most recent call last):
 ...
-ValueError: handler setting 'dtype': input should be 'float32' or 'bfloat16', got "bf16"
+ValueError: handler setting 'dtype': input should be 'auto', 'float32' or 'bfloat16', got "bf16"
 """
 
 from typing import Literal
@@ -27,11 +27,13 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES, ge=1)
     default_top_k: int = Field(5, ge=1)
     max_n_steps: int = Field(500, ge=1, description="gradients: path points per request")
+    max_new_tokens: int = Field(64, ge=1, description="gradients of a causal LM: most tokens a `generate` request asks for")
     internal_batch_size: int | None = Field(None, ge=1, description="gradients: path points per forward; None: by length")
     torch_threads: int | None = Field(None, ge=1, description="None: cores // the model-config's maxWorkers")
     devices_per_worker: int = Field(1, ge=1, description=">1 shards the layers over consecutive devices")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16: autocast; faster only with AMX/AVX512-BF16 or on a GPU (README)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="gradients: bf16 autocast only where native (a GPU, AMX/AVX512-BF16), else "
+        "float32; an explicit bfloat16 where emulated (~34x slower) fails the load (README)")
     trim_heap_mb: int = Field(64, ge=0, description="freed heap above this goes back to the OS after a batch; 0: never")
 
     @classmethod

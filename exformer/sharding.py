@@ -5,9 +5,7 @@ dispatches with accelerate's hooks, so no architecture needs a hand-written shar
 (the old int-gradients-server kept one per model family).
 """
 
-import accelerate
 import torch
-import transformers
 
 
 def units(model: torch.nn.Module) -> list[str]:
@@ -79,6 +77,9 @@ def balanced_cuts(sizes: list[int], parts: int) -> list[int]:
 
 def plan_device_map(config_or_dir, devices: list) -> dict[str, object]:
     """A device_map splitting the model into len(devices) blocks balanced by parameter bytes."""
+    import accelerate  # only where a worker is given several devices
+    import transformers
+
     config = config_or_dir
     if not isinstance(config, transformers.PretrainedConfig):
         config = transformers.AutoConfig.from_pretrained(config_or_dir)

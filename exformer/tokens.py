@@ -5,7 +5,6 @@ from dataclasses import dataclass
 import inspect
 
 import torch
-from transformers.utils import logging as hf_logging
 
 from .errors import RequestError
 
@@ -44,6 +43,8 @@ def encode(loaded, text: str, text_pair: str | None = None) -> Encoded:
         return_special_tokens_mask=True,
         return_tensors="pt",
     )
+    from transformers.utils import logging as hf_logging  # here: a worker imports transformers when it loads
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the over-length warning: we report it in the response
     try:

@@ -38,13 +38,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+FLOAT32 = Settings(dtype="float32")  # compared with captum in float32, also where bf16 is native (auto)
+
+
 @pytest.fixture(scope="module")
 def load(tiny_model_dir):
     cache = {}
 
     def get(family: str, classifier: bool = True):
         if (family, classifier) not in cache:
-            cache[family, classifier] = load_model(tiny_model_dir(family, classifier), family)
+            cache[family, classifier] = load_model(tiny_model_dir(family, classifier), family, FLOAT32)
         return cache[family, classifier]
 
     return get
@@ -52,7 +55,7 @@ def load(tiny_model_dir):
 
 def with_settings(loaded, **settings):
     """The same model served with other handler settings (an archive's `handler:` block)."""
-    return dataclasses.replace(loaded, settings=Settings(**settings))
+    return dataclasses.replace(loaded, settings=Settings(**{"dtype": "float32", **settings}))
 
 
 def request(loaded, body):

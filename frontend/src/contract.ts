@@ -8,6 +8,7 @@ export interface ExformerContract {
   AttentionRequest?: AttentionRequest;
   AttentionResponse?: AttentionResponse;
   ErrorResponse?: ErrorResponse;
+  GenerationResponse?: GenerationResponse;
   GradientsRequest?: GradientsRequest;
   GradientsResponse?: GradientsResponse;
   ModelDetailsResponse?: ModelDetailsResponse;
@@ -378,12 +379,232 @@ export interface ErrorResponse {
   type: string;
 }
 /**
+ * The JSON summary of a continuation/generate request: one attribution row per target token.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GenerationResponse".
+ */
+export interface GenerationResponse {
+  alphas?: number[] | null;
+  baseline: GenerationBaseline;
+  /**
+   * The continuation explained (given, or generated).
+   */
+  continuation: string;
+  /**
+   * Whether F is a difference against foils.
+   */
+  contrastive: boolean;
+  /**
+   * What computed the gradients (bfloat16: autocast).
+   */
+  dtype: "float32" | "bfloat16";
+  generated: boolean;
+  /**
+   * [targets, n_steps, tokens, hidden], when asked.
+   */
+  intermediate_gradients?: JsonArray | null;
+  /**
+   * [n_steps, tokens, hidden] path points, when asked.
+   */
+  intermediates?: JsonArray | null;
+  method:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
+  model: ModelDetails;
+  n_steps: number;
+  n_tokens_dropped: number;
+  /**
+   * Tokens before truncation.
+   */
+  n_tokens_input: number;
+  score: "probability" | "logit" | "log_probability";
+  step_sizes?: number[] | null;
+  targets: GenerationTarget[];
+  tokens: GenerationToken[];
+  /**
+   * True when the input was cut to the model's max_tokens.
+   */
+  truncated: boolean;
+  /**
+   * `aggregate: "word"`: the words of the prompt, then of the continuation.
+   */
+  words?: Word[] | null;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GenerationBaseline".
+ */
+export interface GenerationBaseline {
+  /**
+   * Whether earlier target tokens start from the baseline.
+   */
+  continuation: "replace" | "keep";
+  name: "zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif";
+  seed: number | null;
+  specials: "keep" | "replace";
+}
+/**
+ * One target token: what the model made of its prefix, and the prefix's attributions.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GenerationTarget".
+ */
+export interface GenerationTarget {
+  /**
+   * The top-k next tokens at the input (the archive's default_top_k).
+   */
+  alternatives: TokenChoice[];
+  /**
+   * One value per preceding token: len(prompt) + t values for the t-th target.
+   */
+  attributions?: Attributions | null;
+  /**
+   * F_t(x').
+   */
+  baseline_score: number;
+  /**
+   * Σ attributions − (F_t(x) − F_t(x')).
+   */
+  convergence_delta: number;
+  /**
+   * Entropy of that next-token distribution, in nats.
+   */
+  entropy: number;
+  foil: TokenChoice | null;
+  id: number;
+  /**
+   * F_t at each path point.
+   */
+  path_scores?: number[] | null;
+  /**
+   * Index into `tokens`.
+   */
+  position: number;
+  /**
+   * p(y_t | prompt, y_<t) at the input.
+   */
+  probability: number;
+  /**
+   * F_t(x): the score attributed.
+   */
+  score: number;
+  text: string;
+  token: string;
+  /**
+   * `aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).
+   */
+  word_attributions?: Attributions | null;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "TokenChoice".
+ */
+export interface TokenChoice {
+  id: number;
+  /**
+   * p(token | prefix) at the input.
+   */
+  probability: number;
+  /**
+   * The token decoded.
+   */
+  text: string;
+  /**
+   * The tokenizer's token string.
+   */
+  token: string;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Attributions".
+ */
+export interface Attributions {
+  /**
+   * raw / its L2 norm.
+   */
+  normalized: number[];
+  /**
+   * Per token: the integrated gradients summed over the hidden size.
+   */
+  raw: number[];
+}
+/**
+ * A prompt token, or (`target: true`) a token of the continuation; a target token's start/end
+ * are offsets in the continuation and its segment is 1.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GenerationToken".
+ */
+export interface GenerationToken {
+  end: number | null;
+  id: number;
+  index: number;
+  /**
+   * Attention only: replaced by the mask token.
+   */
+  masked?: boolean | null;
+  /**
+   * Attention only: top-k tokens at this position (masked LM) or after it (causal LM).
+   */
+  predictions?: TokenPrediction[] | null;
+  /**
+   * 0: text, 1: text_pair, null: special token.
+   */
+  segment: (0 | 1) | null;
+  special: boolean;
+  /**
+   * Character offset in its segment's text; null for special tokens.
+   */
+  start: number | null;
+  /**
+   * The characters of the input it covers.
+   */
+  surface: string | null;
+  target: boolean;
+  /**
+   * The tokenizer's token string.
+   */
+  text: string;
+}
+/**
+ * A whitespace-separated word of one segment, and the tokens that make it up (from the offsets).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Word".
+ */
+export interface Word {
+  end: number;
+  /**
+   * Classifier: 0 text, 1 text_pair. Generation: 0 prompt, 1 continuation.
+   */
+  segment: 0 | 1;
+  /**
+   * Character offset in its segment's text (the prompt, or the continuation).
+   */
+  start: number;
+  text: string;
+  /**
+   * Indices into `tokens`.
+   */
+  tokens: number[];
+}
+/**
  * `POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`).
  *
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "GradientsRequest".
  */
 export interface GradientsRequest {
+  /**
+   * "word": also sum the attributions over each word's tokens (whitespace-separated, from the tokenizer's offsets); the token values stay.
+   */
+  aggregate?: "token" | "word";
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
@@ -393,9 +614,25 @@ export interface GradientsRequest {
    */
   baseline_specials?: "keep" | "replace";
   /**
+   * Causal LM: the text that follows `text` (tokenized without special tokens); every one of its tokens is a target, attributed to the prompt and the earlier target tokens.
+   */
+  continuation?: string | null;
+  /**
+   * With continuation/generate: "replace": earlier target tokens start from the baseline like the prompt; "keep": they stay themselves along the path (captum's LLMGradientAttribution), so only the prompt is explained.
+   */
+  continuation_baseline?: "replace" | "keep";
+  /**
+   * Contrastive targets (with continuation/generate): one token (text or id) for every target, or one per target token; F = p(target) - p(foil) (logit difference with score "logit" or "log_probability").
+   */
+  foil?: number | string | (number | string)[] | null;
+  /**
    * json summary, npz (numpy), or torch-gzip (the old server's file).
    */
   format?: "json" | "npz" | "torch-gzip";
+  /**
+   * Causal LM: generate the continuation greedily (deterministic) instead of giving it.
+   */
+  generate?: Generate | null;
   /**
    * n_steps "auto": the most gradients to compute (default and ceiling: the archive's max_n_steps).
    */
@@ -422,7 +659,7 @@ export interface GradientsRequest {
   /**
    * F: softmax probability of the target, or its raw logit (the old server).
    */
-  score?: "probability" | "logit";
+  score?: "probability" | "logit" | "log_probability";
   /**
    * Seed of the rand-norm / rand-unif baselines.
    */
@@ -445,6 +682,18 @@ export interface GradientsRequest {
   tolerance?: number | null;
 }
 /**
+ * `generate`: greedy decoding of the continuation to explain.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Generate".
+ */
+export interface Generate {
+  /**
+   * Tokens to generate (at most the archive's max_new_tokens).
+   */
+  max_new_tokens: number;
+}
+/**
  * The JSON summary (`format: json`, and the `summary` entry of an npz).
  *
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -462,6 +711,10 @@ export interface GradientsResponse {
    * Σ attributions − (F(x) − F(x')): the quadrature's error.
    */
   convergence_delta: number;
+  /**
+   * What computed the gradients (bfloat16: autocast).
+   */
+  dtype: "float32" | "bfloat16";
   /**
    * ‖∂F/∂x‖ at each path point.
    */
@@ -497,7 +750,7 @@ export interface GradientsResponse {
    */
   path_scores?: number[] | null;
   prediction: ClassPrediction | NextTokenPrediction;
-  score: "probability" | "logit";
+  score: "probability" | "logit" | "log_probability";
   step_sizes?: number[] | null;
   target: Target;
   tokens: Token[];
@@ -509,20 +762,14 @@ export interface GradientsResponse {
    * True when the input was cut to the model's max_tokens.
    */
   truncated: boolean;
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "Attributions".
- */
-export interface Attributions {
   /**
-   * raw / its L2 norm.
+   * `aggregate: "word"`: per word, the sum over its tokens.
    */
-  normalized: number[];
+  word_attributions?: Attributions | null;
   /**
-   * Per token: the integrated gradients summed over the hidden size.
+   * `aggregate: "word"`: the words of the text.
    */
-  raw: number[];
+  words?: Word[] | null;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -581,7 +828,7 @@ export const METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riema
 export type Method = (typeof METHODS)[number];
 
 /** #/$defs/GradientsRequest/properties/score */
-export const SCORES = ["probability", "logit"] as const;
+export const SCORES = ["probability", "logit", "log_probability"] as const;
 export type Score = (typeof SCORES)[number];
 
 /** #/$defs/GradientsRequest/properties/return/anyOf/0/items */

@@ -1,0 +1,109 @@
+"""Time explaining a continuation (one row per target token) against captum, in one run.
+
+captum's LLMGradientAttribution(LayerIntegratedGradients) runs one attribution per target
+token: a forward and a backward of all path points over prompt + y_<t, for each t. Ours
+runs one forward per path point over prompt + targets and one backward per target on that
+graph. Both attribute log p(y_t) to the word
+embeddings of the prompt (earlier target tokens held at their own embedding: our
+`continuation_baseline: "keep"`), from the same baseline, steps and method, on the same
+model object with the same (SDPA) attention, so the rows must agree.
+
+    .venv/bin/python bench/generation.py                 # SmolLM2, 10 target tokens
+    .venv/bin/python bench/generation.py --baselines     # which prompt token leads each row
+
+Not a test: prints Markdown tables (one run of each, side by side).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+
+from exformer import explain_gradients, load_model
+from exformer.batching import attention_for_gradients
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "The capital of France is"
+CONTINUATION = " Paris, the city of light, love and art."
+
+
+def targets_of(model, n: int) -> list[int]:
+    ids = model.tokenizer(CONTINUATION, add_special_tokens=False)["input_ids"]
+    if len(ids) < n:
+        raise SystemExit(f"the continuation has only {len(ids)} tokens")
+    return ids[:n]
+
+
+def ours(model, targets: list[int], n_steps: int):
+    text = model.tokenizer.decode(targets)
+    start = time.perf_counter()
+    out = explain_gradients(model, {"text": PROMPT, "continuation": text, "baseline": "pad", "n_steps": n_steps,
+                                    "score": "log_probability", "continuation_baseline": "keep"})
+    seconds = time.perf_counter() - start
+    assert [t["id"] for t in out["targets"]] == targets
+    n_prompt = out["targets"][0]["position"]
+    return seconds, torch.tensor([t["attributions"]["raw"][:n_prompt] for t in out["targets"]], dtype=torch.float64)
+
+
+def captums(model, targets: list[int], n_steps: int):
+    tok, lm = model.tokenizer, model.model
+    llm = LLMGradientAttribution(LayerIntegratedGradients(lm, lm.get_input_embeddings()), tok)
+    start = time.perf_counter()
+    with attention_for_gradients(lm):  # the same SDPA attention our pass runs on
+        result = llm.attribute(TextTokenInput(PROMPT, tok, baselines=tok.pad_token_id),
+                               target=torch.tensor(targets), n_steps=n_steps, method="gausslegendre")
+    return time.perf_counter() - start, result.token_attr.double()
+
+
+def speed(model, args) -> None:
+    targets = targets_of(model, args.targets)
+    print(f"SmolLM2, {PROMPT!r} -> {model.tokenizer.decode(targets)!r} ({len(targets)} target tokens), "
+          f"{args.n_steps} steps, gausslegendre, pad baseline, log p, torch threads {torch.get_num_threads()}\n")
+    ours_s, ours_rows = ours(model, targets, args.n_steps)
+    captum_s, captum_rows = captums(model, targets, args.n_steps)
+    relative = float((ours_rows - captum_rows).abs().max() / captum_rows.abs().max())
+    per_row = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(ours_rows, captum_rows))
+    print("| implementation | seconds | speed-up |")
+    print("|---|---:|---:|")
+    print(f"| captum LLMGradientAttribution(LayerIntegratedGradients) | {captum_s:.1f} | 1.00x |")
+    print(f"| exformer (one forward per path point, a backward per target) | {ours_s:.1f} | {captum_s / ours_s:.2f}x |")
+    print(f"\nmax |ours - captum| / max |captum|: {relative:.1e} over all rows; {per_row:.1e} worst row")
+
+
+def baselines(model, args) -> None:
+    """Which prompt token leads each row, per baseline, plain and against the foil ' London'."""
+    print(f"SmolLM2, {PROMPT!r} -> {CONTINUATION[:11]!r}, {args.n_steps} steps, score probability, "
+          "earlier target tokens from the baseline too (the default)\n")
+    print("| baseline | foil | target | F(x) − F(x′) | leading prompt token | France | convergence delta |")
+    print("|---|---|---|---:|---|---:|---:|")
+    for name in ("pad", "zero", "unk"):
+        for foil in (None, " London"):
+            body = {"text": PROMPT, "continuation": CONTINUATION[:11], "baseline": name, "n_steps": args.n_steps}
+            out = explain_gradients(model, {**body, **({"foil": foil} if foil else {})})
+            words = [t["surface"] for t in out["tokens"]]
+            n_prompt = out["targets"][0]["position"]
+            for target in out["targets"]:
+                raw = target["attributions"]["raw"][:n_prompt]
+                lead = max(range(n_prompt), key=lambda i: raw[i])
+                gap = target["score"] - target["baseline_score"]
+                print(f"| {name} | {foil or '—'!r} | {target['text']!r} | {gap:.3f} | {words[lead]!r} {raw[lead]:.3f} "
+                      f"| {raw[3]:.3f} | {target['convergence_delta']:.3f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=str(ROOT / "build/models/smollm2"))
+    parser.add_argument("--targets", type=int, default=10)
+    parser.add_argument("--n-steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baselines", action="store_true", help="the baseline table instead of the timing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model_dir, "smollm2-gradients")
+    (baselines if args.baselines else speed)(model, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""Continuations of causal LMs: every target token attributed to its prefix, in one batched pass.
+
+For a prompt (P tokens) followed by target tokens y_0 … y_{n-1}, with x [P+n, E] the
+word-embedding output of prompt + targets, the t-th score is
+
+    F_t(x) = p(y_t | x_<P+t)        (its logit or log-probability with `score`),
+    F_t(x) = p(y_t) − p(foil_t)     with a foil (the logit difference for logit/log_probability),
+
+and its integrated gradients interpolate every position with the same α: x' + α(x − x').
+The LM is causal, so F_t reads only positions < P+t: the one path through all positions is
+the path of every target, and row t holds P + t values (the baseline of later positions does
+not matter). `continuation_baseline: "keep"` holds the earlier target tokens at x instead
+(captum's LLMGradientAttribution explains only the prompt), so their values are 0.
+
+One forward per path point serves all targets (the vocabulary projected only at the scored
+positions), and each target's gradient is one backward on that retained graph; captum pays a
+forward and a backward per target instead. (A forward segment by segment on the KV cache,
+so that F_t's backward would cover only its prefix, was 4x slower on CPU: one-token
+segments make weight-bound matmuls; README "Explaining generations".)
+
+>>> from exformer import load_model, explain_gradients
+>>> lm = load_model("build/models/smollm2")
+>>> r = explain_gradients(lm, {"text": "The capital of France is", "continuation": " Paris"}, n_steps=32)
+>>> [len(t["attributions"]["raw"]) for t in r["targets"]]
+[5]
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .batching import TOO_LARGE, _accepts, attention_for_gradients, default_chunk_points, embedding_output, for_each_chunk
+from .baselines import baseline_embeddings
+from .contract import GradientsRequest, resolve_target
+from .encoding import BYTES_PER_VALUE, check_response_size
+from .errors import RequestError
+from .gradients import GradientsResult
+from .integrated import path_point
+from .quadrature import fixed_rule
+from .tokens import encode, token_table
+from .words import word_rows, word_sums
+
+
+@dataclass
+class GenerationPath:
+    """One straight path through prompt + targets, and the targets scored along it."""
+
+    ids: torch.Tensor  # [L] prompt + target ids, on the model's device
+    input: torch.Tensor  # x [L, E]
+    baseline: torch.Tensor  # x' [L, E]
+    n_prompt: int
+    targets: list[int]  # y_t
+    foils: list[int] | None  # one per target, or None
+    n_steps: int = 50
+    method: str = "gausslegendre"
+    score: str = "probability"
+
+    @property
+    def fed(self) -> int:
+        """Positions the model reads: the last target is scored, never read."""
+        return self.n_prompt + len(self.targets) - 1
+
+
+@dataclass
+class GenerationGradients:
+    """Everything the pass saw. Row t of the IG is its own target's."""
+
+    input: torch.Tensor  # [L, E]
+    baseline: torch.Tensor  # [L, E]
+    alphas: list[float]  # [n]
+    step_sizes: torch.Tensor  # [n]
+    intermediate_gradients: torch.Tensor  # [n_t, n, L, E] ∂F_t/∂x at each path point
+    path_scores: torch.Tensor  # [n, n_t]
+
+    @property
+    def integrated_gradients(self) -> torch.Tensor:
+        """[n_t, L, E] (x − x') ⊙ Σₖ wₖ gₖ per target, in captum's order of operations."""
+        weighted = self.intermediate_gradients * self.step_sizes.view(1, -1, 1, 1)
+        return weighted.sum(1) * (self.input - self.baseline)
+
+    @property
+    def intermediates(self) -> torch.Tensor:
+        """[n, L, E] the path points (shared by all targets)."""
+        return torch.stack([path_point(self.input, self.baseline, a) for a in self.alphas])
+
+
+def target_scores(logits: torch.Tensor, targets: list[int], foils: list[int] | None, score: str) -> torch.Tensor:
+    """F [B, n_t] from next-token logits [B, n_t, V]: p, log p or the logit of each target,
+    minus the foil's."""
+    if score == "probability":
+        values = logits.softmax(-1)
+    elif score == "log_probability":
+        values = logits.log_softmax(-1)
+    else:
+        values = logits
+    pick = lambda ids: values.gather(-1, torch.tensor(ids, device=values.device).view(1, -1, 1)  # noqa: E731
+                                     .expand(values.shape[0], -1, 1))[..., 0]
+    return pick(targets) - pick(foils) if foils is not None else pick(targets)
+
+
+def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32") -> torch.Tensor:
+    """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
+    forward, the vocabulary projected only at the scored positions."""
+    model = loaded.model
+    rows = ids[None].expand(points.shape[0], -1)
+    positions = torch.arange(n_prompt - 1, points.shape[1], device=ids.device)
+    extra = {"logits_to_keep": positions} if _accepts(model, "logits_to_keep") else {}
+    autocast = torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    with embedding_output(model.get_input_embeddings(), points, rows), autocast:
+        logits = model(input_ids=rows, use_cache=False, **extra).logits
+    return (logits if extra else logits[:, positions]).float()
+
+
+def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = None,
+                      dtype: str = "float32") -> GenerationGradients:
+    """Intermediate gradients of every target along the path: per chunk of path points one
+    forward, then one backward per target on the retained graph."""
+    alphas, step_sizes = fixed_rule(path.method, path.n_steps)
+    n_t, fed = len(path.targets), path.fed
+    length, width = path.input.shape
+    grads = torch.zeros(n_t, path.n_steps, length, width)  # later positions stay 0: causal
+    scores = torch.empty(path.n_steps, n_t)
+    x, base = path.input[:fed], path.baseline[:fed]
+
+    def run(chunk):
+        index = torch.tensor(chunk)
+        points = torch.stack([path_point(x, base, alphas[k]) for k in chunk]).requires_grad_()  # [B, fed, E]
+        with torch.enable_grad():
+            logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype)  # [B, n_t, V]
+            for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
+                foil = None if path.foils is None else path.foils[t : t + 1]
+                f = target_scores(logits[:, t : t + 1], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
+                (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
+                grads[t, index, :fed] = g.detach().float().cpu()
+                scores[index, t] = f.detach().float().cpu()
+
+    with attention_for_gradients(loaded.model):
+        for_each_chunk(list(range(path.n_steps)), chunk_points or default_chunk_points(fed, loaded.device), run)
+    return GenerationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
+                               step_sizes=torch.tensor(step_sizes).float(), intermediate_gradients=grads,
+                               path_scores=scores)
+
+
+@torch.no_grad()
+def endpoint_logits(loaded, path: GenerationPath, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token logits [n_t, V] at x and at x' (one forward of both)."""
+    fed = path.fed
+    with attention_for_gradients(loaded.model):
+        logits = target_logits(loaded, path.ids[:fed], torch.stack([path.input[:fed], path.baseline[:fed]]),
+                               path.n_prompt, dtype).cpu()
+    return logits[0], logits[1]
+
+
+@torch.no_grad()
+def greedy(loaded, ids: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Greedy continuation ids (argmax each step, on the KV cache), ending after an EOS."""
+    model = loaded.model
+    eos = loaded.tokenizer.eos_token_id
+    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    past, step, new = None, ids[None], []
+    for _ in range(max_new_tokens):
+        out = model(input_ids=step, past_key_values=past, use_cache=True, **extra)
+        past = out.past_key_values
+        token = int(out.logits[0, -1].argmax())
+        new.append(token)
+        if token == eos:
+            break
+        step = torch.tensor([[token]], device=ids.device)
+    return new
+
+
+# --- requests → responses ------------------------------------------------------------------
+
+
+class GenerationResult(GradientsResult):
+    """A continuation's answer: the JSON summary (`GenerationResponse`) and the full tensors."""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """integrated_gradients [n_t, L, E], intermediate_gradients [n_t, n, L, E],
+        intermediates [n, L, E], step_sizes [n], path_scores [n, n_t]."""
+        path = self.path
+        made = {
+            "attributions": lambda: {"integrated_gradients": path.integrated_gradients},
+            "intermediate_gradients": lambda: {"intermediate_gradients": path.intermediate_gradients},
+            "step_sizes": lambda: {"step_sizes": path.step_sizes},
+            "intermediates": lambda: {"intermediates": path.intermediates},
+            "path_scores": lambda: {"path_scores": path.path_scores},
+        }
+        return {k: v for item in self.request.returned for k, v in made[item]().items()}
+
+    def summary_arrays(self) -> dict:
+        """npz extras: attributions [n_t, L] (each row zero-padded past its own length), alphas."""
+        arrays = {}
+        rows = [t["attributions"]["raw"] for t in self.summary["targets"] if t.get("attributions")]
+        if rows:
+            matrix = torch.zeros(len(rows), len(self.summary["tokens"]))
+            for i, row in enumerate(rows):
+                matrix[i, : len(row)] = torch.tensor(row)
+            arrays["attributions"] = matrix
+        if "alphas" in self.summary:
+            arrays["alphas"] = torch.tensor(self.summary["alphas"], dtype=torch.float64)
+        return arrays
+
+
+def explain(loaded, request: GradientsRequest) -> GenerationResult:
+    """One continuation/generate request, answered (RequestError naming the field if it cannot be)."""
+    if not isinstance(request.n_steps, int):
+        raise RequestError("n_steps", 'must be an integer with "continuation"/"generate" ("auto" is not supported yet)')
+    settings = loaded.settings
+    encoded = encode(loaded, request.text)
+    prompt = encoded.ids
+    field = "continuation" if request.continuation is not None else "generate"
+    device = loaded.device
+    if request.continuation is not None:
+        cont = loaded.tokenizer(request.continuation, add_special_tokens=False, return_offsets_mapping=True)
+        targets, offsets = list(cont["input_ids"]), [tuple(o) for o in cont["offset_mapping"]]
+        if not targets:
+            raise RequestError("continuation", "produced no tokens")
+        text = request.continuation
+    else:
+        limit = loaded.max_tokens - len(prompt)
+        if limit < 1:
+            raise RequestError("text", f"has {len(prompt)} tokens, the model's max_tokens ({loaded.max_tokens}): "
+                                       "no room to generate", code=413)
+        _check_size(loaded, request, len(prompt) + request.generate.max_new_tokens, request.generate.max_new_tokens)
+        targets = greedy(loaded, torch.tensor(prompt, device=device), min(request.generate.max_new_tokens, limit))
+        text, offsets = _decoded_offsets(loaded.tokenizer, targets)
+    n_t, length = len(targets), len(prompt) + len(targets)
+    if length > loaded.max_tokens:
+        raise RequestError(field, f"prompt ({len(prompt)} tokens) + continuation ({n_t} tokens) is over the "
+                                  f"model's max_tokens ({loaded.max_tokens})", code=413)
+    _check_size(loaded, request, length, n_t)
+    foils = _foils(loaded, request.foil, n_t)
+    ids = torch.tensor(prompt + targets, device=device)
+    embed = loaded.model.get_input_embeddings()
+    special = encoded.special + [False] * n_t
+    with torch.no_grad():
+        x = embed(ids[None])[0].float()
+    baseline = baseline_embeddings(loaded, ids, special, request.baseline, request.baseline_specials, request.seed)
+    if request.continuation_baseline == "keep":
+        baseline[len(prompt):] = x[len(prompt):]
+    path = GenerationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score)
+    logits_x, logits_b = endpoint_logits(loaded, path, loaded.dtype)
+    gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
+    tokens = _token_rows(loaded, encoded, request.text, targets, offsets, text)
+    summary = _summary(loaded, request, path, gradients, logits_x, logits_b, tokens, encoded, text)
+    return GenerationResult(request=request, summary=summary, path=gradients)
+
+
+def _check_size(loaded, request: GradientsRequest, length: int, n_t: int) -> None:
+    """413 before computing when the answer would pass the archive's response limit."""
+    width, n, fmt = loaded.model.get_input_embeddings().embedding_dim, request.n_steps, request.format
+    binary = fmt != "json"
+    values = {
+        "attributions": n_t * length * (width + 1) if binary else 4 * n_t * length,
+        "intermediate_gradients": n_t * n * length * width,
+        "intermediates": n * length * width,
+        "step_sizes": 2 * n,
+        "path_scores": n * n_t,
+    }
+    summary = (4096 + 512 * length + 1024 * n_t) * (4 if fmt == "npz" else 1)
+    size = summary + int(BYTES_PER_VALUE[fmt] * sum(values[r] for r in request.returned))
+    hints = ['fewer "n_steps"', "a shorter continuation"]
+    if {"intermediate_gradients", "intermediates"} & set(request.returned):
+        hints.insert(0, 'leave "intermediate_gradients"/"intermediates" out of "return"')
+    check_response_size(size, loaded.settings.max_response_bytes, "return",
+                        f"{length} tokens x {n_t} targets x {n} steps", hints)
+
+
+def _foils(loaded, foil, n_t: int) -> list[int] | None:
+    if foil is None:
+        return None
+    if not isinstance(foil, list):
+        return [resolve_target(loaded, foil, "foil")] * n_t
+    if len(foil) != n_t:
+        raise RequestError("foil", f"has {len(foil)} tokens but the continuation has {n_t} target tokens; "
+                                   "give one foil for all, or one per target token")
+    return [resolve_target(loaded, f, "foil") for f in foil]
+
+
+def _decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The generated text and each token's span in it (from incremental decoding)."""
+    ends = [len(tokenizer.decode(ids[: i + 1])) for i in range(len(ids))]
+    return tokenizer.decode(ids), [(a, max(a, b)) for a, b in zip([0] + ends[:-1], ends)]
+
+
+def _token_rows(loaded, encoded, prompt: str, targets, offsets, text: str) -> list[dict]:
+    rows = [{**row, "target": False} for row in token_table(loaded, encoded, prompt, None)]
+    strings = loaded.tokenizer.convert_ids_to_tokens(targets)
+    specials = set(loaded.tokenizer.all_special_ids)
+    for i, (tid, tok, (a, b)) in enumerate(zip(targets, strings, offsets)):
+        rows.append({"index": len(rows), "text": tok, "id": tid, "start": a, "end": b, "surface": text[a:b],
+                     "segment": 1, "special": tid in specials, "target": True})
+    return rows
+
+
+def _choice(loaded, token_id: int, probs: torch.Tensor) -> dict:
+    tok = loaded.tokenizer
+    return {"id": token_id, "token": tok.convert_ids_to_tokens(token_id), "text": tok.decode([token_id]),
+            "probability": float(probs[token_id])}
+
+
+def _attributions(raw: torch.Tensor) -> dict:
+    norm = raw.norm()
+    return {"raw": raw.tolist(), "normalized": (raw / norm if norm > 0 else raw).tolist()}
+
+
+def _summary(loaded, request, path: GenerationPath, gradients: GenerationGradients, logits_x, logits_b,
+             tokens, encoded, text: str) -> dict:
+    n_t, n_prompt = len(path.targets), path.n_prompt
+    score_x = target_scores(logits_x[None], path.targets, path.foils, path.score)[0]  # [n_t]
+    score_b = target_scores(logits_b[None], path.targets, path.foils, path.score)[0]
+    probs = logits_x.softmax(-1)  # [n_t, V]
+    entropy = -(probs * logits_x.log_softmax(-1)).sum(-1)
+    top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
+    ig = gradients.integrated_gradients.sum(-1)  # [n_t, L]
+    returned = request.returned
+    words = word_rows(tokens, {0: request.text, 1: text}) if request.aggregate == "word" else None
+    targets = []
+    for t in range(n_t):
+        position = n_prompt + t
+        raw = ig[t, :position]
+        entry = {
+            "position": position,
+            **{k: v for k, v in _choice(loaded, path.targets[t], probs[t]).items() if k != "probability"},
+            "probability": float(probs[t, path.targets[t]]),
+            "entropy": float(entropy[t]),
+            "alternatives": [_choice(loaded, i, probs[t]) for i in top[t]],
+            "foil": _choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
+            "score": float(score_x[t]),
+            "baseline_score": float(score_b[t]),
+            "convergence_delta": float(raw.sum()) - float(score_x[t] - score_b[t]),
+        }
+        if "attributions" in returned:
+            entry["attributions"] = _attributions(raw)
+            if words is not None:
+                entry["word_attributions"] = _attributions(word_sums(words, raw))
+        if "path_scores" in returned:
+            entry["path_scores"] = gradients.path_scores[:, t].tolist()
+        targets.append(entry)
+    summary = {
+        "model": loaded.details(),
+        "tokens": tokens,
+        "truncated": encoded.truncated,
+        "n_tokens_input": encoded.n_tokens_input,
+        "n_tokens_dropped": encoded.n_tokens_dropped,
+        "continuation": text,
+        "generated": request.generate is not None,
+        "targets": targets,
+        "score": request.score,
+        "contrastive": path.foils is not None,
+        "baseline": {
+            "name": request.baseline,
+            "specials": request.baseline_specials,
+            "continuation": request.continuation_baseline,
+            "seed": request.seed if request.baseline.startswith("rand") else None,
+        },
+        "method": request.method,
+        "n_steps": request.n_steps,
+        "dtype": loaded.dtype,
+    }
+    if "step_sizes" in returned:
+        summary["alphas"] = list(gradients.alphas)
+        summary["step_sizes"] = gradients.step_sizes.tolist()
+    if words is not None:
+        summary["words"] = words
+    return summary
+
+
+def explain_each(loaded, requests: list[GradientsRequest]) -> list[GenerationResult | RequestError]:
+    """Each continuation request on its own path (its chunks hold its own points only)."""
+    out = []
+    for request in requests:
+        try:
+            out.append(explain(loaded, request))
+        except RequestError as error:
+            out.append(error)
+    return out
+
+
+__all__ = ["GenerationPath", "GenerationResult", "explain", "explain_each", "integrate_targets", "TOO_LARGE"]

@@ -1,0 +1,50 @@
+"""Words from the tokenizer's offsets: `aggregate: "word"` sums attributions over a word's tokens.
+
+A word is a whitespace-separated run of tokens of one segment: a token starts a new word when
+its characters start with whitespace (byte-level BPE's "Ġword"), when its offsets leave a gap
+after the previous token (WordPiece's "a ##b" have none, "a b" has one), or after a special
+token. Specials belong to no word. The same rule serves every tokenizer that gives offsets.
+
+>>> rows = [{"start": 0, "end": 3, "segment": 0, "special": False},
+...         {"start": 3, "end": 7, "segment": 0, "special": False},
+...         {"start": 7, "end": 8, "segment": 0, "special": False}]
+>>> [(w["text"], w["tokens"]) for w in word_rows(rows, {0: "The cats."})]
+[('The', [0]), ('cats.', [1, 2])]
+"""
+
+import torch
+
+
+def word_rows(tokens: list[dict], texts: dict[int, str]) -> list[dict]:
+    """The contract's `words`: text, start, end (in its segment's text), segment, token indices."""
+    words: list[dict] = []
+    previous = None  # (segment, end) of the previous content token
+    for index, row in enumerate(tokens):
+        if row["special"] or row["start"] is None:
+            previous = None
+            continue
+        segment, start, end = row["segment"], row["start"], row["end"]
+        piece = texts[segment][start:end]
+        joins = previous == (segment, start) and not piece[:1].isspace()
+        if joins:
+            words[-1]["end"] = end
+            words[-1]["tokens"].append(index)
+        else:
+            words.append({"start": start, "end": end, "segment": segment, "tokens": [index]})
+        previous = (segment, end)
+    for word in words:
+        text = texts[word["segment"]][word["start"] : word["end"]]
+        stripped = text.lstrip()
+        if stripped:  # a word's span starts at its first visible character
+            word["start"] += len(text) - len(stripped)
+            text = stripped
+        word["text"] = text
+    return [{"text": w["text"], "start": w["start"], "end": w["end"], "segment": w["segment"],
+             "tokens": w["tokens"]} for w in words]
+
+
+def word_sums(words: list[dict], raw: torch.Tensor) -> torch.Tensor:
+    """Per word with a token among the first len(raw) tokens: the sum of those tokens' values."""
+    n = len(raw)
+    covered = [[i for i in w["tokens"] if i < n] for w in words]
+    return torch.stack([raw[c].sum() for c in covered if c]) if any(covered) else raw.new_zeros(0)
