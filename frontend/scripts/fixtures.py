@@ -44,7 +44,7 @@ def attention_fixtures() -> dict:
 
 def generation_fixtures() -> dict:
     model = load_model("build/models/smollm2")
-    return {name: {"request": request, "response": explain_gradients(model, request).summary}
+    return {name: {"request": request, "response": json.loads(json_bytes(dict(explain_gradients(model, request))))}
             for name, request in GENERATION.items()}
 
 

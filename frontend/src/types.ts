@@ -37,64 +37,21 @@ export interface AppConfig {
 /** What decode.ts reads of any encoded tensor of the contract (attention, intermediates). */
 export type EncodedArray = JsonArray | Pick<Float16Attention, "encoding" | "shape" | "data">;
 
-// --- explaining a generation (issue 14) --------------------------------------------------------
-// PROVISIONAL: written from the contract the generation branch announced, until its
-// exformer/contract.py lands and `npm run types` generates these; then re-exported above.
+// --- explaining a generation (issue 14): the contract's own ------------------------------------
 
-import type { Attributions, Baseline, Method, Score, Token } from "./contract";
+export type {
+  Attributions,
+  Generate,
+  GenerationBaseline,
+  GenerationResponse,
+  GenerationTarget,
+  GenerationToken,
+  TokenChoice,
+  Word,
+} from "./contract";
 
-export interface GenerationRequest {
-  text: string;
-  continuation?: string;
-  generate?: { max_new_tokens: number };
-  foil?: string | number | (string | number)[];
-  aggregate?: "token" | "word";
-  baseline?: Baseline;
-  n_steps?: number;
-  method?: Method;
-  score?: Score;
-}
-
-export interface TokenChoice {
-  id: number;
-  token: string;
-  text: string;
-  probability: number;
-}
-
-export interface GenerationTarget {
-  position: number;
-  id: number;
-  text: string;
-  token: string;
-  probability: number;
-  entropy: number;
-  alternatives: TokenChoice[];
-  foil: TokenChoice | null;
-  score: number;
-  baseline_score: number;
-  convergence_delta: number;
-  attributions?: Attributions | null; // absent when "attributions" was not in `return`
-  word_attributions?: Attributions | null;
-}
-
-export interface Word {
-  text: string;
-  start: number;
-  end: number;
-  tokens: number[];
-}
-
-export interface GenerationResponse {
-  tokens: (Token & { target?: boolean })[];
-  targets: GenerationTarget[];
-  words?: Word[] | null;
-  model: import("./contract").ModelDetails;
-  baseline?: { name: Baseline; specials?: string; seed?: number | null };
-  n_steps?: number;
-  method?: Method;
-  score?: Score;
-}
+/** A generation request: the gradients request with `continuation` or `generate` (and a prompt). */
+export type GenerationRequest = import("./contract").GradientsRequest & { text: string };
 
 // --- long prompts and rollout (issue 14) -------------------------------------------------------
 // What the page reads of the rollout branch's attention additions (heads "mean"/"max",
