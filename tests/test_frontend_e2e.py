@@ -2,10 +2,13 @@
 
 scripts/serve_frontend.py serves frontend/dist on the one origin the test TorchServe allows
 (its cors_allowed_origin), and frontend/e2e/e2e.mjs drives the page with playwright-core:
-attention curves, layers, heads, masking, next-token predictions, the model overview, the
-URL state, errors, attribution (when a gradients model is served: a classifier's label, a
-causal LM's typed next token, a result cleared when the model changes), and the render time of
-128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
+attention curves, layers, heads, masking, next-token predictions, the model overview and its
+rollout toggle, the URL state, errors, attribution (when a gradients model is served: a
+classifier's label, a causal LM's typed next token, a result cleared when the model changes),
+a long prompt (heads combined on the server, then top-k rows, said on the page), the Generation
+view on the causal LM's gradients archive (a continuation; 2 generated tokens against a foil, a
+click on a token showing its row; words; a refused foil; the JSON download), and the render time
+of 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
 """
 
 import re

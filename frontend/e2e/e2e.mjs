@@ -193,6 +193,34 @@ await step("the URL restores the view on reload", async () => {
   return url.slice(url.indexOf("#"));
 });
 
+await step("model overview: the rollout toggle adds a rolled-out map per layer", async () => {
+  await page.click('.tabs button[data-view="overview"]');
+  await page.waitForFunction(() => document.querySelectorAll("canvas.thumb:not(.pending)").length > 0);
+  check((await page.locator("canvas.thumb.rollout").count()) === 0, "a rollout column before the toggle");
+  const before = posted.length;
+  await Promise.all([page.waitForResponse((r) => r.url().includes(`/predictions/${causal.name}`)), page.check("#rollout")]);
+  await idle();
+  const sent = posted.slice(before).map((p) => p.body);
+  check(sent.length >= 1 && sent.every((b) => b.rollout === true), `rollout not asked: ${JSON.stringify(sent)}`);
+  await page.waitForFunction((k) => document.querySelectorAll("canvas.thumb.rollout:not(.pending)").length === k, causal.n_layers);
+  check(new URL(page.url()).hash.includes("rollout=on"), "rollout not in the URL");
+  // Its last layer's map: rows sum to 1, so the canvas is not blank.
+  const inked = await page.$eval(`canvas.thumb.rollout[data-layer="${causal.n_layers - 1}"]`, (c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let dark = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 200) dark++;
+    return dark;
+  });
+  check(inked > 0, "the last layer's rollout is blank");
+  await shot("overview-rollout");
+  const asked = posted.length;
+  await page.uncheck("#rollout");
+  check((await page.locator("canvas.thumb.rollout").count()) === 0, "the rollout column stays after the toggle is off");
+  check(posted.length === asked, "turning rollout off asked the server again");
+  await page.click('.tabs button[data-view="attention"]');
+  return `${causal.n_layers} rollout maps (${sent.length} request${sent.length > 1 ? "s" : ""}); last layer ${inked} inked pixels`;
+});
+
 await step("a sentence pair is sent as text_pair and shown", async () => {
   await analyse(masker.name, "The cat sat on the mat.", "It was soft.");
   check(posted.at(-1).body.text_pair === "It was soft.", "no text_pair sent");
@@ -321,6 +349,157 @@ if (!gradientModels.length) {
     return `${gmodel}: labels ${labels.join(", ")}; nothing of ${causalGradients} shown`;
   });
 }
+
+// --- long prompts: the heads combined on the server, then only the top k of each row ----------
+
+await step("a long prompt asks for the heads combined, and the page says so", async () => {
+  await page.click('.tabs button[data-view="attention"]');
+  const words = ["the", "cat", "sat", "on", "mat", "and", "dog", "ran", "to", "house", "big", "red"];
+  const long = Array.from({ length: 500 }, (_, i) => words[i % words.length]).join(" "); // ~2,000 characters: ~500 tokens estimated
+  await analyse(masker.name, long);
+  const sent = posted.at(-1).body;
+  check(sent.heads === "mean" && sent.top_k_per_row === undefined, `asked ${JSON.stringify({ heads: sent.heads, top_k_per_row: sent.top_k_per_row })}`);
+  const notes = await page.textContent("#attention-notes");
+  check(/Long prompt \(\d+ tokens\): the heads come combined on the server \(heads: "mean"\)/.test(notes), `notes: ${notes}`);
+  check(await page.locator(".heads.aggregated").count(), "head toggles still offered for combined heads");
+  check((await edges()) > 0, "no curves for the combined heads");
+  await page.selectOption("#agg", "max");
+  await page.waitForFunction(() => document.getElementById("attention-notes").textContent.includes('heads: "max"'));
+  check(posted.at(-1).body.heads === "max", "max not asked of the server");
+  await page.selectOption("#agg", "mean");
+  await idle();
+  const longer = Array.from({ length: 1000 }, (_, i) => words[i % words.length]).join(" "); // ~4,000 characters: ~1,000 tokens estimated
+  await analyse(masker.name, longer);
+  const sparse = posted.at(-1).body;
+  check(sparse.heads === "mean" && sparse.top_k_per_row === 32, `asked ${JSON.stringify({ heads: sparse.heads, top_k_per_row: sparse.top_k_per_row })}`);
+  const notes2 = await page.textContent("#attention-notes");
+  check(/only the 32 largest weights of each row \(top_k_per_row\), every row keeping at least [\d.]+% of its weight/.test(notes2), `notes: ${notes2}`);
+  check((await edges()) > 0, "no curves from the sparse rows");
+  await shot("long-prompt");
+  return notes2.slice(notes2.indexOf("Long prompt"));
+});
+
+// --- explaining a generation ---------------------------------------------------------------
+
+const causalLm = gradientModels.find((g) => details[g.replace(/-gradients$/, "-attention")]?.head === "causal-lm");
+/** Run the Generation view; the response's JSON. */
+async function explain() {
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalLm}`) && r.request().method() === "POST"),
+    page.click("#run"),
+  ]);
+  await idle();
+  return response;
+}
+const shadedPrompt = () => page.$$eval("#generation .gen-token.prompt", (ts) => ts.filter((t) => t.dataset.value !== undefined).length);
+const finiteCells = (row) => page.locator(`#generation svg.gen-heatmap g.hm-row[data-row="${row}"] rect.cell:not(.none)`).count();
+
+await step("generation: a continuation's tokens, heatmap, probability and alternatives", async () => {
+  check(causalLm, `no causal LM's gradients archive is served (${gradientModels.join(", ")})`);
+  await page.click('.tabs button[data-view="generation"]');
+  const offered = await page.$$eval("#lm option", (os) => os.map((o) => o.value));
+  check(offered.includes(causalLm) && !offered.some((m) => m.startsWith("sentiment")), `models offered: ${offered}`);
+  await page.selectOption("#lm", causalLm);
+  check(await page.isHidden("#pair"), "a sentence pair is offered for a prompt");
+  await page.fill("#text", "The capital of France is");
+  await page.fill("#continuation", " Paris");
+  await page.fill("#generate", "");
+  await page.fill("#foil", "");
+  await page.fill("#gen-steps", "8");
+  const response = await explain();
+  const sent = posted.at(-1).body;
+  check(sent.text === "The capital of France is" && sent.continuation === " Paris" && sent.n_steps === 8 && !("generate" in sent) && !("foil" in sent),
+    `sent ${JSON.stringify(sent)}`);
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message")}`);
+  const result = await response.json();
+  const nPrompt = result.tokens.filter((t) => !t.target).length;
+  check(result.targets.length === 1 && result.targets[0].text === " Paris", `targets ${JSON.stringify(result.targets.map((t) => t.text))}`);
+  check((await page.locator("#generation .gen-token.target").count()) === 1, "the target token is not shown");
+  check((await page.locator("#generation .gen-token.prompt").count()) === nPrompt, "the prompt's tokens are not shown");
+  check((await page.locator("#generation svg.gen-heatmap g.hm-row").count()) === 1, "heatmap rows ≠ 1");
+  check((await finiteCells(0)) === nPrompt, `row 0 has ${await finiteCells(0)} values, not len(prompt) = ${nPrompt}`);
+  check((await shadedPrompt()) === nPrompt, "the prompt is not shaded by the row");
+  const probability = await page.textContent("#generation .gen-probability");
+  check(probability === `${(result.targets[0].probability * 100).toFixed(1)}%`, `probability shown ${probability}`);
+  check(/nats$/.test(await page.textContent("#generation .gen-entropy")), "no entropy");
+  const alternatives = await page.$$eval("#generation .gen-alternatives li .word", (ws) => ws.map((w) => w.textContent));
+  check(alternatives.length === result.targets[0].alternatives.length && alternatives.length > 0, `alternatives ${alternatives}`);
+  check(!(await page.isDisabled("#gen-download-json")), "no download for the result on screen");
+  await shot("generation");
+  const row = result.targets[0].attributions.normalized;
+  const lead = row.indexOf(Math.max(...row));
+  return `" Paris": p = ${probability}; ${nPrompt} prompt tokens shaded, led by ${JSON.stringify(result.tokens[lead].surface ?? result.tokens[lead].text)} ` +
+    `(${row[lead].toFixed(3)}); alternatives ${alternatives.slice(0, 3).join(", ")}`;
+});
+
+// Fewer steps from here: each target token is one more backward per step (2 CPU cores).
+await step("generation: generate 2 tokens against a foil; a click on a token shows its row", async () => {
+  await page.fill("#generate", "2");
+  await page.fill("#foil", " London");
+  await page.fill("#gen-steps", "4");
+  const response = await explain();
+  const sent = posted.at(-1).body;
+  check(sent.generate?.max_new_tokens === 2 && sent.foil === " London" && sent.n_steps === 4 && !("continuation" in sent), `sent ${JSON.stringify(sent)}`);
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message")}`);
+  const result = await response.json();
+  const n = result.targets.length;
+  const nPrompt = result.tokens.filter((t) => !t.target).length;
+  check(n === 2 && (await page.locator("#generation svg.gen-heatmap g.hm-row").count()) === 2, `${n} targets`);
+  for (let t = 0; t < n; t++) check((await finiteCells(t)) === nPrompt + t, `row ${t}: ${await finiteCells(t)} values, not ${nPrompt + t}`);
+  await page.click(`#generation .gen-token.target[data-target="${n - 1}"]`);
+  await page.waitForSelector(`#generation .gen-details[data-row="${n - 1}"]`);
+  check(new URL(page.url()).hash.includes(`row=${n - 1}`), "the selected row is not in the URL");
+  const shaded = await page.$$eval("#generation .gen-token", (ts) => ts.filter((t) => t.dataset.value !== undefined).length);
+  check(shaded === nPrompt + n - 1, `${shaded} tokens shaded for row ${n - 1}, not ${nPrompt + n - 1}`);
+  const foil = await page.textContent("#generation .gen-foil");
+  check(foil.startsWith('" London"'), `foil shown: ${foil}`);
+  check((await page.textContent("#generation .attr-for")).includes("contrastive"), "not said to be contrastive");
+  // A click on a heatmap row selects it too.
+  await page.click('#generation svg.gen-heatmap g.hm-row[data-row="0"] text.row-label');
+  await page.waitForSelector('#generation .gen-details[data-row="0"]');
+  await shot("generation-foil");
+  return `generated ${JSON.stringify(result.continuation)}; rows of ${nPrompt}..${nPrompt + n - 1} values; foil ${foil}`;
+});
+
+await step("generation: words aggregate the subword values", async () => {
+  await page.fill("#generate", "");
+  await page.fill("#foil", "");
+  await page.fill("#continuation", " Paris,"); // one word of two tokens
+  await page.check("#words");
+  const response = await explain();
+  check(posted.at(-1).body.aggregate === "word", "aggregate word not asked");
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message")}`);
+  const result = await response.json();
+  check((await page.getAttribute("#generation", "data-level")) === "word", "not drawn by word");
+  const columns = Number(await page.getAttribute("#generation svg.gen-heatmap", "data-columns"));
+  check(columns === result.words.length && columns < result.tokens.length, `${columns} columns for ${result.words.length} words`);
+  await page.uncheck("#words");
+  const tokenColumns = Number(await page.getAttribute("#generation svg.gen-heatmap", "data-columns"));
+  check(tokenColumns === result.tokens.length, `${tokenColumns} columns back by token`);
+  return `${result.words.length} words for ${result.tokens.length} tokens`;
+});
+
+// Its message lists the tokens ("ĠLondon"): not ASCII, which TorchServe's reason phrase must be
+// (exformer/serving.py ascii_phrase; before it, the worker was lost).
+await step("generation: a foil of two tokens is refused, naming the field", async () => {
+  await page.fill("#foil", " London Bridge");
+  await explain();
+  const message = await errorText();
+  check(/^400 BadRequest: foil: " London Bridge" is 2 tokens/.test(message), `error shown: ${message}`);
+  check(await page.locator('#view-generation [data-field="foil"].invalid').count(), "the foil field is not marked");
+  await page.fill("#foil", "");
+  return message;
+});
+
+await step("generation: the result downloads as JSON", async () => {
+  const [json] = await Promise.all([page.waitForEvent("download"), page.click("#gen-download-json")]);
+  const path = `${shots}/generation.json`;
+  await json.saveAs(path);
+  const saved = JSON.parse(readFileSync(path, "utf8"));
+  check(saved.targets?.length > 0 && saved.targets.every((t, k) => t.attributions.raw.length === saved.tokens.filter((x) => !x.target).length + k),
+    "the JSON lacks the rows");
+  return path;
+});
 
 // --- render time: reported, not asserted ----------------------------------------------------
 

@@ -1,14 +1,18 @@
 // Talking to the static server (/config.json) and to TorchServe's inference API.
 // Every failure becomes an ApiError whose message says what to do about it.
 
+import type { AppState } from "./state";
+import { targetValue } from "./gradients";
 import type {
   AppConfig,
-  AttentionRequest,
+  GenerationRequest,
+  GenerationResponse,
   AttentionResponse,
   ErrorResponse,
   GradientsRequest,
   GradientsResponse,
   ModelDetails,
+  PageAttentionRequest,
 } from "./types";
 
 export type ErrorKind = "unreachable" | "http" | "aborted" | "invalid";
@@ -120,11 +124,15 @@ export class InferenceApi {
     return out.model as ModelDetails;
   }
 
-  attention(model: string, body: AttentionRequest, signal?: AbortSignal): Promise<AttentionResponse> {
+  attention(model: string, body: PageAttentionRequest, signal?: AbortSignal): Promise<AttentionResponse> {
     return this.post(model, body, signal);
   }
 
   gradients(model: string, body: GradientsRequest, signal?: AbortSignal): Promise<GradientsResponse> {
+    return this.post(model, body, signal);
+  }
+
+  generation(model: string, body: GenerationRequest, signal?: AbortSignal): Promise<GenerationResponse> {
     return this.post(model, body, signal);
   }
 
@@ -137,3 +145,83 @@ export class InferenceApi {
     return blob;
   }
 }
+
+// --- the request each view sends, from the page's state ------------------------------------------
+
+/**
+ * The long-prompt switch. Whole-model attention grows with tokens² × heads × layers (SmolLM2's
+ * 30 × 9 maps at 1,500 tokens: ~1.2 GB as float32), so past LONG_PROMPT_TOKENS the page asks for
+ * the heads combined on the server (`heads`: the "Heads combined by" choice, mean or max: one
+ * map per layer), and past SPARSE_PROMPT_TOKENS only the SPARSE_K largest weights of each row
+ * (`top_k_per_row`; the curves below MIN_WEIGHT are not drawn anyway). The token count is not
+ * known before the request, so it is estimated from the characters (~4 per token in English
+ * for BPE and WordPiece alike); the page says which applied.
+ */
+export const LONG_PROMPT_TOKENS = 400;
+export const SPARSE_PROMPT_TOKENS = 800;
+export const SPARSE_K = 32;
+export const CHARS_PER_TOKEN = 4;
+
+export interface LongPrompt {
+  estimate: number; // tokens, estimated from the characters
+  heads: "all" | "mean" | "max";
+  topK: number | null;
+}
+
+export function longPrompt(s: Pick<AppState, "text" | "pair" | "agg">): LongPrompt {
+  const estimate = Math.ceil((s.text.length + s.pair.length) / CHARS_PER_TOKEN);
+  return {
+    estimate,
+    heads: estimate > LONG_PROMPT_TOKENS ? s.agg : "all",
+    topK: estimate > SPARSE_PROMPT_TOKENS ? SPARSE_K : null,
+  };
+}
+
+/** The attention view's request: every layer, float16, every head (or, for a long prompt,
+ * their aggregate, and the top k of each row); rollout when the overview shows it. An empty
+ * text goes to the server too: its 400 names the field, one source of truth. */
+export function attentionRequest(s: AppState, details: ModelDetails | undefined): PageAttentionRequest {
+  const long = longPrompt(s);
+  const body: PageAttentionRequest = { text: s.text, heads: long.heads, encoding: "float16-base64" };
+  if (long.topK) body.top_k_per_row = long.topK;
+  if (s.pair.trim()) body.text_pair = s.pair;
+  if (s.mask.length && details?.mask_token) body.mask = s.mask;
+  if (s.rollout) body.rollout = true;
+  return body;
+}
+
+/** The attribution view's request: the summary with the path. */
+export function attributionRequest(s: AppState): GradientsRequest {
+  const body: GradientsRequest = {
+    text: s.text,
+    baseline: s.baseline,
+    n_steps: s.steps,
+    return: ["attributions", "step_sizes", "path_scores"],
+  };
+  if (s.pair.trim()) body.text_pair = s.pair;
+  const target = targetValue(s.target);
+  if (target !== undefined) body.target = target;
+  return body;
+}
+
+export type GenerationInputs = Pick<AppState, "text" | "continuation" | "generate" | "foil" | "words" | "baseline" | "steps">;
+
+/** "#123" → token id 123; other text as typed (not trimmed: " London" ≠ "London"). */
+export function tokenValue(value: string): string | number {
+  const id = /^#(\d+)$/.exec(value.trim());
+  return id ? Number(id[1]) : value;
+}
+
+/**
+ * The request for `inputs`. An empty continuation is sent as it is (the server's 400 names the
+ * field: one source of truth); a foil only when one is typed; `aggregate` only for words.
+ */
+export function generationRequest(inputs: GenerationInputs): GenerationRequest {
+  const body: GenerationRequest = { text: inputs.text, baseline: inputs.baseline, n_steps: inputs.steps };
+  if (inputs.generate > 0) body.generate = { max_new_tokens: inputs.generate };
+  else body.continuation = inputs.continuation;
+  if (inputs.foil.trim()) body.foil = tokenValue(inputs.foil);
+  if (inputs.words) body.aggregate = "word";
+  return body;
+}
+

@@ -1,6 +1,6 @@
 // Tensors off the wire: "float16-base64" (little-endian IEEE half) or nested JSON lists.
 
-import type { EncodedArray } from "./types";
+import type { EncodedArray, IndexArray, SparseRowsBlock } from "./types";
 
 /** One IEEE 754 half-precision value (as its 16 bits) to a JS number. */
 export function halfToFloat(bits: number): number {
@@ -61,4 +61,55 @@ export function decodeArray(array: EncodedArray): Float32Array {
     throw new Error(`array of shape [${array.shape}] should hold ${expected} values, got ${values.length}`);
   }
   return values;
+}
+
+/** The sparse encoding's column indices → Uint32Array, checked against its shape. */
+export function decodeIndices(array: IndexArray): Uint32Array {
+  let values: Uint32Array;
+  if (array.encoding === "base64") {
+    const bytes = base64ToBytes(array.data);
+    const width = array.dtype === "uint16" ? 2 : 4;
+    if (bytes.length % width) throw new Error(`${array.dtype} data has ${bytes.length} bytes`);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    values = new Uint32Array(bytes.length / width);
+    for (let i = 0; i < values.length; i++) values[i] = width === 2 ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true);
+  } else if (array.encoding === "json") {
+    const flat: number[] = [];
+    flatten(array.data, flat);
+    values = Uint32Array.from(flat);
+  } else {
+    throw new Error(`unknown index encoding ${JSON.stringify((array as IndexArray).encoding)}`);
+  }
+  const expected = array.shape.reduce((a, b) => a * b, 1);
+  if (values.length !== expected) throw new Error(`index array of shape [${array.shape}] should hold ${expected} values, got ${values.length}`);
+  return values;
+}
+
+/**
+ * Top-k-per-row blocks → the dense [..., T, T] values (zeros where a row's small values were
+ * not sent: `rest` says how much that was, and the page says so).
+ */
+export function densify(block: SparseRowsBlock): Float32Array {
+  const T = block.shape[block.shape.length - 1];
+  const rows = block.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const values = decodeArray(block.values);
+  const columns = decodeIndices(block.columns);
+  const k = block.k;
+  if (values.length !== rows * k || columns.length !== rows * k) {
+    throw new Error(`sparse block of shape [${block.shape}] with k=${k} needs ${rows * k} values and columns`);
+  }
+  const dense = new Float32Array(rows * T);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) {
+      const c = columns[r * k + j];
+      if (c >= T) throw new Error(`column ${c} out of range for ${T} tokens`);
+      dense[r * T + c] = values[r * k + j];
+    }
+  }
+  return dense;
+}
+
+/** Any block of attention or rollout, dense or sparse → flat dense values. */
+export function decodeBlock(block: EncodedArray | SparseRowsBlock): Float32Array {
+  return block.encoding === "topk-per-row" ? densify(block) : decodeArray(block);
 }

@@ -2,9 +2,9 @@
 // (`<script type="application/json" id="exformer-data">{"kind": …, "response": …}</script>`).
 // No DOM and no requests here, so it is unit-tested in Node (test/embed.test.ts).
 
-import { decodeArray } from "./decode";
+import { decodeBlock } from "./decode";
 import { splitLayers, type AttentionLayers } from "./transforms";
-import type { AttentionResponse, GradientsResponse } from "./types";
+import type { AttentionBlock, AttentionResponse, GradientsResponse } from "./types";
 
 export type Embedded =
   | { kind: "attention"; response: AttentionResponse }
@@ -43,13 +43,15 @@ export function parseEmbedded(text: string | null | undefined): Embedded {
  * (a response asked for some heads holds only those).
  */
 export function attentionLayers(response: AttentionResponse): AttentionLayers {
-  const a = response.attention;
-  const layers = splitLayers(decodeArray(a), a.shape, a.layers);
+  // Dense or top-k rows, every head or their aggregate ("mean"/"max": one map per layer).
+  const a = (response as unknown as { attention?: AttentionBlock | null }).attention;
+  if (!a) throw new Error("the attention response has no attention");
+  const layers = splitLayers(decodeBlock(a), a.shape, a.layers);
   const n = a.shape[2];
   if (n !== response.tokens.length) {
     throw new Error(`attention over ${n} tokens, but the response lists ${response.tokens.length}`);
   }
-  return { n, nHeads: a.shape[1], layers, heads: a.heads };
+  return a.aggregate ? { n, nHeads: a.shape[1], layers, aggregate: a.aggregate } : { n, nHeads: a.shape[1], layers, heads: a.heads };
 }
 
 /** Toggle head `h` (an index into the data) in a selection; null means all of `nHeads`. */

@@ -9,7 +9,8 @@ import "./standalone.css";
 import { attentionLayers, firstLayer, parseEmbedded, toggleHead, type Embedded } from "./embed";
 import { headColor, type Aggregation } from "./transforms";
 import type { AttentionResponse, GradientsResponse } from "./types";
-import { AttentionView, attentionNotes, renderPredictions } from "./views/attention";
+import { AttentionView, attentionNotes } from "./views/attention";
+import { renderPredictions } from "./views/predictions";
 import { AttributionView } from "./views/attribution";
 import { OverviewView } from "./views/overview";
 
@@ -128,7 +129,7 @@ function mountAttention(root: HTMLElement, response: AttentionResponse) {
     } else {
       attentionView.render(response.tokens, attention, { layer: state.layer, heads, agg: state.agg, hideSpecial: state.hideSpecial, selected: state.selected });
       renderPredictions(panel, model, response.tokens, state.selected, masked, true);
-      notes.textContent = attentionNotes(response, state.layer, heads.length, state.agg);
+      notes.textContent = attentionNotes(response, state.layer, heads.length, state.agg, attention.aggregate);
     }
     resized();
   }

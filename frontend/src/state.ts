@@ -4,8 +4,8 @@
 import { BASELINES, type Baseline } from "./contract";
 import type { Aggregation } from "./transforms";
 
-export type View = "attention" | "overview" | "attribution";
-export const VIEWS: View[] = ["attention", "overview", "attribution"];
+export type View = "attention" | "overview" | "attribution" | "generation";
+export const VIEWS: View[] = ["attention", "overview", "attribution", "generation"];
 
 export interface AppState {
   view: View;
@@ -22,6 +22,13 @@ export interface AppState {
   target: string; // label / next token (text or #id); "" = the model's own prediction
   baseline: Baseline; // one of the contract's (src/contract.ts BASELINES)
   steps: number;
+  rollout: boolean; // model overview: the rolled-out attention too
+  lm: string; // generation: a causal LM's gradients model
+  continuation: string; // generation: the continuation explained (when generate is 0)
+  generate: number; // generation: tokens to generate greedily; 0 = explain `continuation`
+  foil: string; // generation: a contrast token ("" = none)
+  words: boolean; // generation: aggregate attributions over words
+  row: number | null; // generation: the selected target token
 }
 
 export const DEFAULTS: AppState = {
@@ -39,6 +46,13 @@ export const DEFAULTS: AppState = {
   target: "",
   baseline: "pad",
   steps: 50,
+  rollout: false,
+  lm: "",
+  continuation: "",
+  generate: 0,
+  foil: "",
+  words: false,
+  row: null,
 };
 
 function intList(value: string): number[] {
@@ -51,6 +65,8 @@ function intList(value: string): number[] {
 function nonNegativeInt(value: string | null, fallback: number): number {
   return value !== null && /^\d+$/.test(value) ? Number(value) : fallback;
 }
+
+const optionalIndex = (value: string | null) => (value !== null && /^\d+$/.test(value) ? Number(value) : null);
 
 /** `value` when it is one of `values` (an enum of the contract), else undefined. */
 function oneOf<T extends string>(values: readonly T[], value: string | null): T | undefined {
@@ -74,13 +90,23 @@ export function parseState(hash: string): AppState {
     agg: get("agg") === "max" ? "max" : "mean",
     hideSpecial: get("special") === "hide",
     mask: intList(get("mask") ?? ""),
-    token: token !== null && /^\d+$/.test(token) ? Number(token) : null,
+    token: optionalIndex(token),
     gmodel: get("gmodel") ?? DEFAULTS.gmodel,
     target: get("target") ?? DEFAULTS.target,
     baseline: oneOf(BASELINES, get("baseline")) ?? DEFAULTS.baseline,
     steps: Math.max(1, nonNegativeInt(get("steps"), DEFAULTS.steps)),
+    rollout: get("rollout") === "on",
+    lm: get("lm") ?? DEFAULTS.lm,
+    continuation: get("cont") ?? DEFAULTS.continuation,
+    generate: nonNegativeInt(get("gen"), DEFAULTS.generate),
+    foil: get("foil") ?? DEFAULTS.foil,
+    words: get("words") === "on",
+    row: optionalIndex(get("row")),
   };
 }
+
+/** The keys of AppState (what the URL holds), for subscribing to all of them. */
+export const STATE_KEYS = Object.keys(DEFAULTS) as (keyof AppState)[];
 
 /** State → hash (no '#'), defaults omitted so links stay short. */
 export function serializeState(s: AppState): string {
@@ -102,6 +128,13 @@ export function serializeState(s: AppState): string {
   put("target", s.target, DEFAULTS.target);
   put("baseline", s.baseline, DEFAULTS.baseline);
   put("steps", String(s.steps), String(DEFAULTS.steps));
+  put("rollout", s.rollout ? "on" : "off", "off");
+  put("lm", s.lm, DEFAULTS.lm);
+  put("cont", s.continuation, DEFAULTS.continuation);
+  put("gen", String(s.generate), String(DEFAULTS.generate));
+  put("foil", s.foil, DEFAULTS.foil);
+  put("words", s.words ? "on" : "off", "off");
+  put("row", s.row === null ? "" : String(s.row), "");
   return p.toString();
 }
 

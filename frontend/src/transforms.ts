@@ -15,6 +15,8 @@ export interface AttentionLayers {
   layers: Map<number, Float32Array>;
   /** The model's head number behind each head index of the data, when only some were asked. */
   heads?: number[];
+  /** Set when the heads were combined on the server ("mean"/"max"): one map per layer. */
+  aggregate?: string;
 }
 
 /** Split the contract's [layers, heads, n, n] block into per-layer views (no copy). */

@@ -36,3 +36,54 @@ export interface AppConfig {
 
 /** What decode.ts reads of any encoded tensor of the contract (attention, intermediates). */
 export type EncodedArray = JsonArray | Pick<Float16Attention, "encoding" | "shape" | "data">;
+
+// --- explaining a generation (issue 14): the contract's own ------------------------------------
+
+export type {
+  Attributions,
+  Generate,
+  GenerationBaseline,
+  GenerationResponse,
+  GenerationTarget,
+  GenerationToken,
+  TokenChoice,
+  Word,
+} from "./contract";
+
+/** A generation request: the gradients request with `continuation` or `generate` (and a prompt). */
+export type GenerationRequest = import("./contract").GradientsRequest & { text: string };
+
+// --- long prompts and rollout (issue 14) -------------------------------------------------------
+// What the page reads of the rollout branch's attention additions (heads "mean"/"max",
+// top_k_per_row, rollout), written structurally so that the generated types fit them.
+
+/** Integer arrays of the sparse encoding: JSON lists, or base64 little-endian uint16/uint32. */
+export type IndexArray =
+  | { encoding: "json"; shape: number[]; data: unknown[] }
+  | { encoding: "base64"; dtype: "uint16" | "uint32"; byteorder?: "little"; shape: number[]; data: string };
+
+/** A stack of T×T matrices as the k largest values of each row (`top_k_per_row`). */
+export interface SparseRowsBlock {
+  encoding: "topk-per-row";
+  shape: number[]; // the dense shape [..., T, T]
+  k: number;
+  values: EncodedArray; // [..., T, k]
+  columns: IndexArray; // [..., T, k]
+  kept: EncodedArray; // [..., T]
+  rest: EncodedArray; // [..., T]
+  min_kept_fraction: number;
+}
+
+/** An attention block: dense (json, float16) or sparse; `aggregate` when heads were asked as "mean"/"max". */
+export type AttentionBlock = (EncodedArray | SparseRowsBlock) & { layers: number[]; heads: number[]; aggregate?: "mean" | "max" | null };
+/** The rollout block: [layers, T, T]. */
+export type RolloutBlock = (EncodedArray | SparseRowsBlock) & { layers: number[] };
+
+export type HeadsParam = "all" | "mean" | "max" | number[];
+
+/** The attention request with the long-prompt and rollout fields. */
+export type PageAttentionRequest = Omit<import("./contract").AttentionRequest, "heads"> & {
+  heads?: HeadsParam;
+  rollout?: boolean | "only";
+  top_k_per_row?: number | null;
+};

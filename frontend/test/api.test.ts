@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiError, InferenceApi, httpError } from "../src/api";
+import { ApiError, InferenceApi, attributionRequest, httpError } from "../src/api";
+import { DEFAULTS } from "../src/state";
 
 afterEach(() => vi.unstubAllGlobals());
 
@@ -112,5 +113,16 @@ describe("a request whose worker was stopped under it", () => {
       await expect(new InferenceApi("http://h:8080").details("m")).rejects.toBeInstanceOf(ApiError);
       expect(sends()).toBe(1);
     }
+  });
+});
+
+describe("the attribution view's request", () => {
+  it("the summary with the path; the pair and the target only when given (a target not trimmed, #n an id)", () => {
+    const s = { ...DEFAULTS, text: "The capital of France is", steps: 16, baseline: "zero" as const };
+    expect(attributionRequest(s)).toEqual({
+      text: "The capital of France is", baseline: "zero", n_steps: 16, return: ["attributions", "step_sizes", "path_scores"],
+    });
+    expect(attributionRequest({ ...s, target: " Paris", pair: "x" })).toMatchObject({ target: " Paris", text_pair: "x" });
+    expect(attributionRequest({ ...s, target: "#7042" }).target).toBe(7042);
   });
 });

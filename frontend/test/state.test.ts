@@ -13,6 +13,7 @@ describe("state in the URL", () => {
       ...DEFAULTS, view: "overview" as const, model: "minilm-attention", text: "The cat & the hat?", pair: "It sat.",
       layer: 3, heads: [0, 5], agg: "max" as const, hideSpecial: true, mask: [2], token: 2,
       gmodel: "sentiment-gradients", target: "positive", baseline: "zero" as const, steps: 64,
+      rollout: true, lm: "smollm2-gradients", continuation: " Paris, the", generate: 3, foil: " London", words: true, row: 1,
     };
     expect(parseState(`#${serializeState(s)}`)).toEqual(s);
   });

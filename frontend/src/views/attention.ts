@@ -14,7 +14,8 @@ import {
   type AttentionLayers,
   type Edge,
 } from "../transforms";
-import type { AttentionResponse, ModelDetails, Token } from "../types";
+import { longPromptNote, selectedHeads, type AppStore } from "../session";
+import type { AttentionResponse, Token } from "../types";
 
 export interface AttentionOptions {
   layer: number;
@@ -142,84 +143,49 @@ export class AttentionView {
   }
 }
 
-/**
- * The side panel: top-k guesses for the selected token, or what a click would do. `offline`
- * (the standalone page, no server): a click only selects a token and shows its predictions.
- */
-export function renderPredictions(
-  panel: HTMLElement, model: ModelDetails, tokens: Token[], selected: number | null, masked: number[], offline = false,
-) {
-  panel.replaceChildren();
-  const h = document.createElement("h3");
-  const note = document.createElement("p");
-  note.className = "hint";
-  panel.append(h, note);
-  const kind = model.predictions;
-  const token = selected !== null ? tokens[selected] : undefined;
-  if (!token) {
-    h.textContent = "Predictions";
-    note.textContent = offline
-      ? kind === "next-token"
-        ? "Click a token to see the model's next-token predictions after it."
-        : kind
-          ? "Click a token to see the model's predictions at it."
-          : `${model.name} has no LM head: nothing to predict.`
-      : model.mask_token
-      ? `Click a token to replace it with ${model.mask_token} and run again.` +
-        (kind ? "" : ` ${model.name} is a bare encoder (no LM head): masking changes the attention, but there are no predictions.`)
-      : kind === "next-token"
-        ? "Click a token to see the model's next-token predictions after it."
-        : `${model.name} has neither a mask token nor an LM head: nothing to predict.`;
-  } else {
-    const label = tokenLabel(token);
-    h.textContent = kind === "next-token" ? `Next token after “${label}”` : `Predictions at “${label}”`;
-    note.textContent = token.masked
-      ? `Masked with ${model.mask_token}${offline ? "." : "; click it again to unmask."}`
-      : kind === "next-token"
-        ? `Position ${token.index}: what the model expects to follow.`
-        : `Position ${token.index}.`;
-    if (!token.predictions) {
-      const none = document.createElement("p");
-      none.className = "no-predictions";
-      none.textContent = `${model.name} has no LM head, so it makes no predictions.`;
-      panel.append(none);
-    } else {
-      const list = document.createElement("ol");
-      list.className = "predictions";
-      for (const p of token.predictions) {
-        const li = document.createElement("li");
-        const word = document.createElement("span");
-        word.className = "word";
-        word.textContent = JSON.stringify(p.text).slice(1, -1) || p.token;
-        word.title = `${p.token} (id ${p.id})`;
-        const bar = document.createElement("span");
-        bar.className = "bar";
-        bar.style.setProperty("--w", `${(p.prob * 100).toFixed(1)}%`);
-        const prob = document.createElement("span");
-        prob.className = "prob";
-        prob.textContent = `${(p.prob * 100).toFixed(1)}%`;
-        li.append(word, bar, prob);
-        list.append(li);
-      }
-      panel.append(list);
-    }
-  }
-  if (masked.length && !offline) {
-    const clear = document.createElement("button");
-    clear.type = "button";
-    clear.id = "unmask";
-    clear.className = "secondary";
-    clear.textContent = `Unmask all (${masked.length})`;
-    panel.append(clear);
-  }
-}
-
 /** The line above the curves: tokens, layer, heads shown, prediction, truncation. */
-export function attentionNotes(r: AttentionResponse, layer: number, nHeads: number, agg: Aggregation): string {
-  const notes = [`${r.tokens.length} tokens · layer ${layer} · ${nHeads} of ${r.model.n_heads} heads (${agg})`];
+export function attentionNotes(r: AttentionResponse, layer: number, nHeads: number, agg: Aggregation, combined?: string): string {
+  const heads = combined ? `${combined} of all ${r.model.n_heads} heads (combined on the server)` : `${nHeads} of ${r.model.n_heads} heads (${agg})`;
+  const notes = [`${r.tokens.length} tokens · layer ${layer} · ${heads}`];
   if (r.prediction) {
     notes.push(`predicted ${r.prediction.label} (${(r.prediction.probabilities[r.prediction.label] * 100).toFixed(1)}%)`);
   }
   if (r.truncated) notes.push(`truncated: ${r.n_tokens_dropped} of ${r.n_tokens_input} tokens dropped`);
   return notes.join(" · ");
+}
+
+/** The app's attention view: redrawn when the attention or what selects from it changes. */
+export class AttentionPanel {
+  readonly view: AttentionView;
+
+  constructor(
+    graph: HTMLElement,
+    private readonly notes: HTMLElement,
+    private readonly store: AppStore,
+    onTokenClick: (index: number) => void,
+  ) {
+    this.view = new AttentionView(graph, onTokenClick);
+    store.subscribe(["view", "loaded", "layer", "heads", "agg", "hideSpecial", "token"], () => this.draw());
+    // Only the hint follows the text (a redraw per keystroke would be wasted).
+    store.subscribe(["text"], (s) => {
+      if (!s.loaded) this.draw();
+    });
+  }
+
+  draw() {
+    const s = this.store.state;
+    if (s.view !== "attention") return;
+    if (!s.loaded) {
+      this.notes.textContent = s.text ? "" : "Type a text and press Run.";
+      return;
+    }
+    const { response, attention } = s.loaded;
+    // Heads combined on the server (a long prompt): its one map, whatever heads are toggled.
+    const heads = attention.aggregate ? [0] : selectedHeads(s, attention.nHeads);
+    this.view.render(response.tokens, attention, { layer: s.layer, heads, agg: s.agg, hideSpecial: s.hideSpecial, selected: s.token });
+    const long = longPromptNote(s.loaded);
+    this.notes.textContent = attentionNotes(response, s.layer, heads.length, s.agg, attention.aggregate);
+    this.notes.classList.toggle("long-note", Boolean(long));
+    if (long) this.notes.textContent += ` · ${long}`;
+  }
 }

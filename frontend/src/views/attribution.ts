@@ -11,12 +11,14 @@ import {
   tokenLabel,
   type PathPoint,
 } from "../transforms";
+import { resultFor } from "../gradients";
+import { modelsOf, type AppStore } from "../session";
 import type { GradientsResponse, TokenPrediction } from "../types";
 
 const pct = format(".1%");
 const num = format(".4~g");
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   if (className) e.className = className;
   if (text) e.textContent = text;
@@ -125,7 +127,7 @@ export function targetName(r: GradientsResponse): string {
   return r.target.label ?? (text != null ? JSON.stringify(text) : `#${r.target.index}`);
 }
 
-function probabilityBars(rows: [string, number][]): HTMLElement {
+export function probabilityBars(rows: [string, number][]): HTMLElement {
   const list = el("ul", "prob-bars");
   for (const [name, p] of rows) {
     const li = el("li");
@@ -138,7 +140,7 @@ function probabilityBars(rows: [string, number][]): HTMLElement {
 }
 
 /** A horizontal colour bar −m … 0 … +m: what the token shades mean. */
-function legend(m: number): HTMLElement {
+export function legend(m: number): HTMLElement {
   const width = 240;
   const svg = create("svg").attr("class", "legend").attr("width", width + 40).attr("height", 38);
   const gradient = svg.append("defs").append("linearGradient").attr("id", "attr-gradient");
@@ -172,4 +174,33 @@ function chart(id: string, title: string, points: PathPoint[], yLabel: string): 
   const figure = el("figure", "chart-box");
   figure.append(svg.node()!, el("figcaption", "", title));
   return figure;
+}
+
+/** The app's attribution view: the selected model's own result (never another model's), and
+ * downloads offered only while there is one. */
+export class AttributionPanel {
+  readonly view: AttributionView;
+
+  constructor(
+    root: HTMLElement,
+    private readonly downloads: HTMLButtonElement[],
+    private readonly store: AppStore,
+  ) {
+    this.view = new AttributionView(root);
+    store.subscribe(["view", "gmodel", "gradients", "hideSpecial", "config"], () => this.draw());
+  }
+
+  draw() {
+    const s = this.store.state;
+    const held = resultFor(s.gradients, s.gmodel);
+    for (const b of this.downloads) b.disabled = !held;
+    if (s.view !== "attribution") return;
+    if (!modelsOf(s.config, "gradients").length && s.config.models.length) {
+      this.view.message("No gradients model is served (deploy/models.txt lists none).");
+    } else if (held) {
+      this.view.render(held.result, s.hideSpecial, held.model);
+    } else {
+      this.view.message(`Choose a target, baseline and steps for ${s.gmodel || "a model"}, then Run.`);
+    }
+  }
 }
