@@ -320,7 +320,7 @@ def main():
     t_old, old_ig, _ = best[designs[0][0]]
     full = flops[designs[1][0]]  # the work of the whole model at every point
     scale = max(float(ig.abs().max()) for ig in old_ig)
-    print(f"\n| design | s/example | speed-up | TFLOP/example | GFLOP/s | % of GEMM | max|ΔIG|/max|IG| vs two-pass |")
+    print("\n| design | s/example | speed-up | TFLOP/example | GFLOP/s | % of GEMM | max|ΔIG|/max|IG| vs two-pass |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, _ in designs:
         seconds, igs, index = best[name]

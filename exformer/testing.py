@@ -120,6 +120,18 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
     return server
 
 
+def load_failure(server: TorchServe, marker: str, timeout: float = 90) -> str | None:
+    """The worker log line containing `marker` (a model whose load must fail), waited for."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        log = server.model_log() if (server.workdir / "logs" / "model_log.log").exists() else ""
+        line = next((ln for ln in log.splitlines() if marker in ln), None)
+        if line is not None:
+            return line
+    return None
+
+
 def stop(server: TorchServe) -> None:
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     env = {**os.environ, "TMPDIR": str(server.workdir), "TEMP": str(server.workdir)}

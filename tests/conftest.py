@@ -15,6 +15,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models
 import tiny_models  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and a busy 2-core machine makes them slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """family → saved tiny LM dir, built once per session on first use."""

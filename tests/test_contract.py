@@ -4,7 +4,6 @@ real served answers validate against them, and the package stands alone (no Torc
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -52,11 +51,7 @@ def test_bad_handler_settings_fail_the_workers_load_naming_setting_and_archive(t
     mar = ts.archive("tiny-bad-settings", "attention", tiny_model_dir("bert"), config, tmp_path)
     offset = 100 + int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside the session's server
     with ts.serving(tmp_path / "server", {"tiny-bad-settings": mar}, port_offset=offset, wait=False) as server:
-        line, deadline = None, time.time() + 90
-        while line is None and time.time() < deadline:
-            time.sleep(1)
-            log = server.model_log() if (server.workdir / "logs" / "model_log.log").exists() else ""
-            line = next((ln for ln in log.splitlines() if "archive tiny-bad-settings: handler setting" in ln), None)
+        line = ts.load_failure(server, "archive tiny-bad-settings: handler setting")
         assert line is not None, "no log line named the bad setting"
         assert "'trim_heap_mb'" in line and '"64MB"' in line
         assert not [w for w in server.workers("tiny-bad-settings") if w["status"] == "READY"]

@@ -8,7 +8,6 @@ which makes torch itself report a CPU without AVX-512 kernels.
 """
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -91,11 +90,7 @@ def test_served_explicit_bfloat16_without_native_bf16_fails_the_workers_load_say
     mar = ts.archive("tiny-bf16", "gradients", tiny_model_dir("bert", classifier=True), config, tmp_path)
     offset = 110 + int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside the session's server
     with ts.serving(tmp_path / "server", {"tiny-bf16": mar}, port_offset=offset, wait=False) as server:
-        line, deadline = None, time.time() + 90
-        while line is None and time.time() < deadline:
-            time.sleep(1)
-            log = server.model_log() if (server.workdir / "logs" / "model_log.log").exists() else ""
-            line = next((ln for ln in log.splitlines() if "archive tiny-bf16: handler setting 'dtype'" in ln), None)
+        line = ts.load_failure(server, "archive tiny-bf16: handler setting 'dtype'")
         assert line is not None, "no log line named the dtype setting"
         assert "needs native bf16" in line and "capability AVX2" in line and "34x slower" in line
         assert not [w for w in server.workers("tiny-bf16") if w["status"] == "READY"]

@@ -29,12 +29,7 @@ TOKEN_BASELINES = {"pad": "pad_token_id", "unk": "unk_token_id"}
 LM_BASELINES = ("pad", "unk", "period", "zero", "rand-norm", "rand-unif")  # decoders have no mask token
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import exformer.batching
 from exformer import GradientsRequest, Settings, load_model

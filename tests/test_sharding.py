@@ -35,13 +35,7 @@ TEXT = "Sharding must not change a single number."
 SPLITS = {"hooked": ["cpu", "cpu", "cpu"], "offloaded": ["cpu", "disk", "cpu"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and a busy 2-core machine makes them slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def empty_model(model_dir):

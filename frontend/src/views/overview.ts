@@ -32,14 +32,7 @@ export class OverviewView {
       grid.append(label(`L${l}`, "row"));
       const layer = attention.layers.get(l);
       for (let h = 0; h < attention.nHeads; h++) {
-        const canvas = document.createElement("canvas");
-        canvas.width = Math.max(1, m);
-        canvas.height = Math.max(1, m);
-        canvas.style.width = canvas.style.height = `${CELL}px`;
-        canvas.className = "thumb";
-        // Crisp pixels when enlarging a short text's map; smoothing when shrinking a long one.
-        canvas.style.imageRendering = m < CELL ? "pixelated" : "auto";
-        canvas.dataset.layer = String(l);
+        const canvas = thumbnail(m, l);
         canvas.dataset.head = String(attention.heads?.[h] ?? h);
         canvas.title = `layer ${l}, head ${attention.heads?.[h] ?? h}`;
         if (l === current.layer && current.heads.includes(h)) canvas.classList.add("current");
@@ -70,13 +63,8 @@ export class OverviewView {
  * (row) after layer l. */
 function rolloutCell(map: Float32Array | undefined, l: number, n: number, visible: number[]): HTMLCanvasElement {
   const m = visible.length;
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, m);
-  canvas.height = Math.max(1, m);
-  canvas.style.width = canvas.style.height = `${CELL}px`;
-  canvas.className = "thumb rollout";
-  canvas.style.imageRendering = m < CELL ? "pixelated" : "auto";
-  canvas.dataset.layer = String(l);
+  const canvas = thumbnail(m, l);
+  canvas.classList.add("rollout");
   canvas.title = `rollout after layer ${l}`;
   if (map && m) {
     const pixels = heatmapPixels(map, n, visible, ROLLOUT_COLOR);
@@ -84,6 +72,19 @@ function rolloutCell(map: Float32Array | undefined, l: number, n: number, visibl
   } else {
     canvas.classList.add("pending");
   }
+  return canvas;
+}
+
+/** An m × m map drawn at CELL px, for layer l. */
+function thumbnail(m: number, l: number): HTMLCanvasElement {
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, m);
+  canvas.height = Math.max(1, m);
+  canvas.style.width = canvas.style.height = `${CELL}px`;
+  canvas.className = "thumb";
+  // Crisp pixels when enlarging a short text's map; smoothing when shrinking a long one.
+  canvas.style.imageRendering = m < CELL ? "pixelated" : "auto";
+  canvas.dataset.layer = String(l);
   return canvas;
 }
 
