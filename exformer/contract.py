@@ -106,6 +106,15 @@ def _check_indices(value: Any, size: int | None, what: str, words: tuple[str, ..
     return value
 
 
+def _given_with_auto(value: Any, info: ValidationInfo, hint: str) -> bool:
+    """Whether an n_steps "auto" option was given; refused (rather than dropped) beside a fixed n_steps."""
+    if value is None:
+        return False
+    if info.data.get("n_steps") != "auto":
+        raise _fail(f'applies only to "n_steps": "auto" ({hint})')
+    return True
+
+
 class Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -360,10 +369,8 @@ class GradientsRequest(Request):
     @field_validator("tolerance", mode="before")
     @classmethod
     def _tolerance(cls, value, info: ValidationInfo):
-        if value is None:
+        if not _given_with_auto(value, info, "a fixed n_steps has no tolerance"):
             return value
-        if info.data.get("n_steps") != "auto":
-            raise _fail('applies only to "n_steps": "auto" (a fixed n_steps has no tolerance)')
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise _fail(f"must be a number between 0 and 1 (exclusive), e.g. 0.01 for 1%, got {_json(value)}")
         return float(value)
@@ -371,10 +378,8 @@ class GradientsRequest(Request):
     @field_validator("max_n_steps", mode="before")
     @classmethod
     def _max_n_steps(cls, value, info: ValidationInfo):
-        if value is None:
+        if not _given_with_auto(value, info, "give the number of steps in n_steps"):
             return value
-        if info.data.get("n_steps") != "auto":
-            raise _fail('applies only to "n_steps": "auto" (give the number of steps in n_steps)')
         from .quadrature import KRONROD_POINTS
 
         _, settings = _context(info)
