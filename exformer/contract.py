@@ -601,31 +601,36 @@ class Word(Response):
     tokens: list[int] = Field(description="Indices into `tokens`.")
 
 
-class GradientsResponse(Truncation):
-    """The JSON summary (`format: json`, and the `summary` entry of an npz)."""
+class PathResponse(Truncation):
+    """What every gradients answer says of its path: the model, F, the rule and what computed it."""
 
     model: ModelDetails
-    tokens: list[Token]
-    prediction: ClassPrediction | NextTokenPrediction
     score: Score
-    target: Target
-    baseline: BaselineUsed
     method: Method
     n_steps: int = Field(description='Points of the rule used; with "auto", as many as the refinement kept.')
+    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
+    alphas: list[float] | None = None
+    step_sizes: list[float] | None = None
+    intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
+
+
+class GradientsResponse(PathResponse):
+    """The JSON summary (`format: json`, and the `summary` entry of an npz)."""
+
+    tokens: list[Token]
+    prediction: ClassPrediction | NextTokenPrediction
+    target: Target
+    baseline: BaselineUsed
     tolerance: float | None = Field(
         None, description='n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.')
     converged: bool | None = Field(
         None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
                           'local error estimate) was reached within max_n_steps; null for a fixed n_steps.')
-    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
     convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
     attributions: Attributions | None = None
-    alphas: list[float] | None = None
-    step_sizes: list[float] | None = None
     path_scores: list[float] | None = Field(None, description="F at each path point.")
     gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
     intermediate_gradients: JsonArray | None = Field(None, description="[n_steps, tokens, hidden], when asked in `return`.")
-    intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
     words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the text.')
     word_attributions: Attributions | None = Field(None, description='`aggregate: "word"`: per word, the sum over its tokens.')
 
@@ -672,25 +677,17 @@ class GenerationBaseline(Response):
     seed: int | None
 
 
-class GenerationResponse(Truncation):
+class GenerationResponse(PathResponse):
     """The JSON summary of a continuation/generate request: one attribution row per target token."""
 
-    model: ModelDetails
     tokens: list[GenerationToken]
     continuation: str = Field(description="The continuation explained (given, or generated).")
     generated: bool
     targets: list[GenerationTarget]
-    score: Score
     contrastive: bool = Field(description="Whether F is a difference against foils.")
     baseline: GenerationBaseline
-    method: Method
-    n_steps: int
-    dtype: Literal["float32", "bfloat16"] = Field(description="What computed the gradients (bfloat16: autocast).")
-    alphas: list[float] | None = None
-    step_sizes: list[float] | None = None
     words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.')
     intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
-    intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
 
 
 class ErrorResponse(Response):
@@ -703,7 +700,8 @@ class ErrorResponse(Response):
 
 
 CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelDetailsResponse,
-                   GradientsResponse, GenerationResponse, ErrorResponse)
+                   GradientsResponse, GenerationResponse, ErrorResponse,
+                   SparseRows, PathResponse)  # bases the generated types extend
 
 
 # --- validation → one RequestError ----------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 from pydantic.json_schema import models_json_schema
 
+from . import contract
 from .contract import CONTRACT_MODELS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "schema" / "exformer-v1.schema.json"
@@ -30,6 +31,10 @@ def contract_schema() -> dict:
         "properties": {model.__name__: refs[model, mode] for model, mode in modes},
         "additionalProperties": False,
     })
+    for name, definition in schema["$defs"].items():  # the generated types extend as the models do
+        base = getattr(contract, name, None).__mro__[1].__name__ if hasattr(contract, name) else None
+        if base in schema["$defs"]:
+            definition["x-extends"] = base
     return schema
 
 

@@ -39,6 +39,21 @@ const ENUMS = [
 
 const schema = JSON.parse(readFileSync(args.schema, "utf8"));
 
+/** A model that extends another (`x-extends`, written by exformer.schema) becomes an interface
+ * that extends it, declaring only what it adds or changes, so each field has one place. */
+function withExtends(defs) {
+  const out = structuredClone(defs);
+  for (const definition of Object.values(out)) {
+    const base = defs[definition["x-extends"]];
+    if (!base) continue;
+    const inherited = (key) => JSON.stringify(base.properties?.[key]) === JSON.stringify(definition.properties[key]);
+    for (const key of Object.keys(definition.properties ?? {})) if (inherited(key)) delete definition.properties[key];
+    definition.required = (definition.required ?? []).filter((key) => !(base.required ?? []).includes(key) || key in definition.properties);
+    definition.extends = [{ $ref: `#/$defs/${definition["x-extends"]}` }];
+  }
+  return out;
+}
+
 /** A JSON pointer's node; an `anyOf: [{enum}, {type: null}]` gives its enum member. */
 function enumAt(pointer) {
   let node = schema;
@@ -70,7 +85,7 @@ function withoutPropertyTitles(node) {
   return out;
 }
 
-const types = await compile(withoutPropertyTitles(schema), "ExformerContract", {
+const types = await compile(withoutPropertyTitles({ ...schema, $defs: withExtends(schema.$defs) }), "ExformerContract", {
   bannerComment: BANNER,
   cwd: dirname(resolve(args.schema)),
   additionalProperties: false,

@@ -12,6 +12,8 @@ export interface ExformerContract {
   GradientsRequest?: GradientsRequest;
   GradientsResponse?: GradientsResponse;
   ModelDetailsResponse?: ModelDetailsResponse;
+  PathResponse?: PathResponse;
+  SparseRows?: SparseRows;
 }
 /**
  * `POST /predictions/<model>-attention`. An empty body asks for the model's details only.
@@ -90,29 +92,43 @@ export interface AttentionResponse {
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "JsonAttention".
  */
-export interface JsonAttention {
+export interface JsonAttention extends JsonArray {
   /**
    * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
    */
   aggregate?: ("mean" | "max") | null;
+  heads: number[];
+  layers: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "JsonArray".
+ */
+export interface JsonArray {
   /**
    * Nested lists of float32 values, `shape` deep.
    */
   data: unknown[];
   encoding: "json";
-  heads: number[];
-  layers: number[];
   shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "Float16Attention".
  */
-export interface Float16Attention {
+export interface Float16Attention extends Float16Array {
   /**
    * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
    */
   aggregate?: ("mean" | "max") | null;
+  heads: number[];
+  layers: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Float16Array".
+ */
+export interface Float16Array {
   byteorder: "little";
   /**
    * base64 of the little-endian float16 values, row-major.
@@ -120,25 +136,36 @@ export interface Float16Attention {
   data: string;
   dtype: "float16";
   encoding: "float16-base64";
-  heads: number[];
-  layers: number[];
   shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "SparseAttention".
  */
-export interface SparseAttention {
+export interface SparseAttention extends SparseRows {
   /**
    * Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds that aggregate over the heads listed in `heads` (every head).
    */
   aggregate?: ("mean" | "max") | null;
+  heads: number[];
+  layers: number[];
+}
+/**
+ * A stack of T×T matrices sent as the k largest values of every row (`top_k_per_row`).
+ *
+ * Nothing is dropped silently: `kept` + `rest` is each row's whole sum (1 for an attention or
+ * rollout row), and `min_kept_fraction` is the least any row kept. Dense again: zeros, then
+ * `dense[..., i, columns[..., i, j]] = values[..., i, j]`.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SparseRows".
+ */
+export interface SparseRows {
   /**
    * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
    */
   columns: JsonIndexArray | Base64IndexArray;
   encoding: "topk-per-row";
-  heads: number[];
   /**
    * Values per row: top_k_per_row, at most T.
    */
@@ -147,7 +174,6 @@ export interface SparseAttention {
    * [..., T]: Σ values of each row.
    */
   kept: JsonArray | Float16Array;
-  layers: number[];
   /**
    * min over rows of kept / (kept + rest).
    */
@@ -192,32 +218,6 @@ export interface Base64IndexArray {
   shape: number[];
 }
 /**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "JsonArray".
- */
-export interface JsonArray {
-  /**
-   * Nested lists of float32 values, `shape` deep.
-   */
-  data: unknown[];
-  encoding: "json";
-  shape: number[];
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "Float16Array".
- */
-export interface Float16Array {
-  byteorder: "little";
-  /**
-   * base64 of the little-endian float16 values, row-major.
-   */
-  data: string;
-  dtype: "float16";
-  encoding: "float16-base64";
-  shape: number[];
-}
-/**
  * The `model` block of every response (and the whole answer to an empty attention body).
  *
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -251,74 +251,31 @@ export interface ClassPrediction {
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "JsonRollout".
  */
-export interface JsonRollout {
-  /**
-   * Nested lists of float32 values, `shape` deep.
-   */
-  data: unknown[];
-  encoding: "json";
+export interface JsonRollout extends JsonArray {
   /**
    * The model's layer index of each returned map.
    */
   layers: number[];
-  shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "Float16Rollout".
  */
-export interface Float16Rollout {
-  byteorder: "little";
-  /**
-   * base64 of the little-endian float16 values, row-major.
-   */
-  data: string;
-  dtype: "float16";
-  encoding: "float16-base64";
+export interface Float16Rollout extends Float16Array {
   /**
    * The model's layer index of each returned map.
    */
   layers: number[];
-  shape: number[];
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "SparseRollout".
  */
-export interface SparseRollout {
-  /**
-   * [..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.
-   */
-  columns: JsonIndexArray | Base64IndexArray;
-  encoding: "topk-per-row";
-  /**
-   * Values per row: top_k_per_row, at most T.
-   */
-  k: number;
-  /**
-   * [..., T]: Σ values of each row.
-   */
-  kept: JsonArray | Float16Array;
+export interface SparseRollout extends SparseRows {
   /**
    * The model's layer index of each returned map.
    */
   layers: number[];
-  /**
-   * min over rows of kept / (kept + rest).
-   */
-  min_kept_fraction: number;
-  /**
-   * [..., T]: each row's sum minus `kept`, the mass not sent.
-   */
-  rest: JsonArray | Float16Array;
-  /**
-   * The dense shape [..., T, T].
-   */
-  shape: number[];
-  /**
-   * [..., T, k], largest first, in the request's encoding.
-   */
-  values: JsonArray | Float16Array;
 }
 /**
  * One token: what the tokenizer made of the input, and where it came from.
@@ -384,8 +341,7 @@ export interface ErrorResponse {
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "GenerationResponse".
  */
-export interface GenerationResponse {
-  alphas?: number[] | null;
+export interface GenerationResponse extends PathResponse {
   baseline: GenerationBaseline;
   /**
    * The continuation explained (given, or generated).
@@ -395,42 +351,13 @@ export interface GenerationResponse {
    * Whether F is a difference against foils.
    */
   contrastive: boolean;
-  /**
-   * What computed the gradients (bfloat16: autocast).
-   */
-  dtype: "float32" | "bfloat16";
   generated: boolean;
   /**
    * [targets, n_steps, tokens, hidden], when asked.
    */
   intermediate_gradients?: JsonArray | null;
-  /**
-   * [n_steps, tokens, hidden] path points, when asked.
-   */
-  intermediates?: JsonArray | null;
-  method:
-    | "gausslegendre"
-    | "riemann_left"
-    | "riemann_right"
-    | "riemann_middle"
-    | "riemann_trapezoid"
-    | "fejer"
-    | "gausskronrod";
-  model: ModelDetails;
-  n_steps: number;
-  n_tokens_dropped: number;
-  /**
-   * Tokens before truncation.
-   */
-  n_tokens_input: number;
-  score: "probability" | "logit" | "log_probability";
-  step_sizes?: number[] | null;
   targets: GenerationTarget[];
   tokens: GenerationToken[];
-  /**
-   * True when the input was cut to the model's max_tokens.
-   */
-  truncated: boolean;
   /**
    * `aggregate: "word"`: the words of the prompt, then of the continuation.
    */
@@ -541,36 +468,8 @@ export interface Attributions {
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "GenerationToken".
  */
-export interface GenerationToken {
-  end: number | null;
-  id: number;
-  index: number;
-  /**
-   * Attention only: replaced by the mask token.
-   */
-  masked?: boolean | null;
-  /**
-   * Attention only: top-k tokens at this position (masked LM) or after it (causal LM).
-   */
-  predictions?: TokenPrediction[] | null;
-  /**
-   * 0: text, 1: text_pair, null: special token.
-   */
-  segment: (0 | 1) | null;
-  special: boolean;
-  /**
-   * Character offset in its segment's text; null for special tokens.
-   */
-  start: number | null;
-  /**
-   * The characters of the input it covers.
-   */
-  surface: string | null;
+export interface GenerationToken extends Token {
   target: boolean;
-  /**
-   * The tokenizer's token string.
-   */
-  text: string;
 }
 /**
  * A whitespace-separated word of one segment, and the tokens that make it up (from the offsets).
@@ -593,6 +492,47 @@ export interface Word {
    * Indices into `tokens`.
    */
   tokens: number[];
+}
+/**
+ * What every gradients answer says of its path: the model, F, the rule and what computed it.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "PathResponse".
+ */
+export interface PathResponse {
+  alphas?: number[] | null;
+  /**
+   * What computed the gradients (bfloat16: autocast).
+   */
+  dtype: "float32" | "bfloat16";
+  /**
+   * [n_steps, tokens, hidden] path points, when asked.
+   */
+  intermediates?: JsonArray | null;
+  method:
+    | "gausslegendre"
+    | "riemann_left"
+    | "riemann_right"
+    | "riemann_middle"
+    | "riemann_trapezoid"
+    | "fejer"
+    | "gausskronrod";
+  model: ModelDetails;
+  /**
+   * Points of the rule used; with "auto", as many as the refinement kept.
+   */
+  n_steps: number;
+  n_tokens_dropped: number;
+  /**
+   * Tokens before truncation.
+   */
+  n_tokens_input: number;
+  score: "probability" | "logit" | "log_probability";
+  step_sizes?: number[] | null;
+  /**
+   * True when the input was cut to the model's max_tokens.
+   */
+  truncated: boolean;
 }
 /**
  * `POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`).
@@ -699,8 +639,7 @@ export interface Generate {
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "GradientsResponse".
  */
-export interface GradientsResponse {
-  alphas?: number[] | null;
+export interface GradientsResponse extends PathResponse {
   attributions?: Attributions | null;
   baseline: BaselineUsed;
   /**
@@ -712,10 +651,6 @@ export interface GradientsResponse {
    */
   convergence_delta: number;
   /**
-   * What computed the gradients (bfloat16: autocast).
-   */
-  dtype: "float32" | "bfloat16";
-  /**
    * ‖∂F/∂x‖ at each path point.
    */
   gradient_norms?: number[] | null;
@@ -724,44 +659,16 @@ export interface GradientsResponse {
    */
   intermediate_gradients?: JsonArray | null;
   /**
-   * [n_steps, tokens, hidden] path points, when asked.
-   */
-  intermediates?: JsonArray | null;
-  method:
-    | "gausslegendre"
-    | "riemann_left"
-    | "riemann_right"
-    | "riemann_middle"
-    | "riemann_trapezoid"
-    | "fejer"
-    | "gausskronrod";
-  model: ModelDetails;
-  /**
-   * Points of the rule used; with "auto", as many as the refinement kept.
-   */
-  n_steps: number;
-  n_tokens_dropped: number;
-  /**
-   * Tokens before truncation.
-   */
-  n_tokens_input: number;
-  /**
    * F at each path point.
    */
   path_scores?: number[] | null;
   prediction: ClassPrediction | NextTokenPrediction;
-  score: "probability" | "logit" | "log_probability";
-  step_sizes?: number[] | null;
   target: Target;
   tokens: Token[];
   /**
    * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
    */
   tolerance?: number | null;
-  /**
-   * True when the input was cut to the model's max_tokens.
-   */
-  truncated: boolean;
   /**
    * `aggregate: "word"`: per word, the sum over its tokens.
    */
