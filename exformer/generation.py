@@ -25,6 +25,7 @@ segments make weight-bound matmuls; README "Explaining generations".)
 [5]
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +85,66 @@ class GenerationGradients:
         return torch.stack([path_point(self.input, self.baseline, a) for a in self.alphas])
 
 
+class _PrefixLinear(torch.autograd.Function):
+    """y = x Wᵀ + b whose backward multiplies only the rows (positions) that carry a gradient.
+
+    F_t of a causal LM reads positions < P+t, so ∂F_t/∂(any activation) is exactly zero at
+    later positions, and at the vocabulary projection every scored row but t's is zero too.
+    A plain linear backward multiplies those zero rows anyway: each target's backward cost the
+    whole sequence. Here it costs the span of rows that are not zero, which is what captum's
+    per-target pass over the prefix pays, without its repeated forward. The result is the same
+    (zero rows give zero rows); no weight gradient is made (we never need one).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        ctx.input_dtype = x.dtype
+        return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        first, last = _live_rows(grad)
+        weight = weight.to(grad.dtype)
+        live = grad[..., first:last, :]
+        product = (live.reshape(-1, live.shape[-1]) @ weight).view(*live.shape[:-1], weight.shape[1])
+        if (first, last) == (0, grad.shape[-2]):
+            return product.to(ctx.input_dtype), None, None
+        return torch.nn.functional.pad(product, (0, 0, first, grad.shape[-2] - last)).to(ctx.input_dtype), None, None
+
+
+def _live_rows(grad: torch.Tensor) -> tuple[int, int]:
+    """[first, last) of the rows (axis −2) holding a non-zero (NaN counts as one)."""
+    largest = grad.abs().amax(dim=-1)
+    rows = (largest.flatten(0, -2).amax(0) if grad.dim() > 2 else largest).nonzero().view(-1).tolist()
+    return (rows[0], rows[-1] + 1) if rows else (0, 0)
+
+
+PREFIX_BACKWARD = True  # bench/generation.py turns it off to show what it saves
+
+
+@contextmanager
+def prefix_backward(model: torch.nn.Module):
+    """Every nn.Linear of `model` runs `_PrefixLinear` while inside. Under accelerate's device
+    hooks the module's original forward is `_old_forward` (the hook calls it); else `forward`."""
+    swapped = []
+    for module in model.modules() if PREFIX_BACKWARD else ():
+        if type(module) is torch.nn.Linear:
+            slot = "_old_forward" if hasattr(module, "_old_forward") else "forward"
+            previous = module.__dict__.get(slot)
+            setattr(module, slot, lambda x, m=module: _PrefixLinear.apply(x, m.weight, m.bias))
+            swapped.append((module, slot, previous))
+    try:
+        yield
+    finally:
+        for module, slot, previous in swapped:
+            if previous is None:
+                delattr(module, slot)
+            else:
+                setattr(module, slot, previous)
+
+
 def target_scores(logits: torch.Tensor, targets: list[int], foils: list[int] | None, score: str) -> torch.Tensor:
     """F [B, n_t] from next-token logits [B, n_t, V]: p, log p or the logit of each target,
     minus the foil's."""
@@ -98,23 +159,42 @@ def target_scores(logits: torch.Tensor, targets: list[int], foils: list[int] | N
     return pick(targets) - pick(foils) if foils is not None else pick(targets)
 
 
-def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32") -> torch.Tensor:
+def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32",
+                  split: bool = False):
     """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
-    forward, the vocabulary projected only at the scored positions."""
+    forward, the vocabulary projected only at the scored positions.
+
+    `split=True` returns one [B, 1, V] tensor per target instead, each projected from its own
+    row of the last hidden states, so that a target's backward through the projection covers
+    that row alone (slicing one [B, n_t, V] tensor makes every backward fill and multiply all
+    of it). Only where the model's logits are its output embedding's output unchanged (no
+    soft-capping or scaling after it); else the rows are slices of the model's logits.
+    """
     model = loaded.model
     rows = ids[None].expand(points.shape[0], -1)
     positions = torch.arange(n_prompt - 1, points.shape[1], device=ids.device)
     extra = {"logits_to_keep": positions} if _accepts(model, "logits_to_keep") else {}
+    head, seen = model.get_output_embeddings(), {}
+    hook = head.register_forward_hook(lambda _m, args, out: seen.update(hidden=args[0], out=out))
     autocast = torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    with embedding_output(model.get_input_embeddings(), points, rows), autocast:
-        logits = model(input_ids=rows, use_cache=False, **extra).logits
-    return (logits if extra else logits[:, positions]).float()
+    try:
+        with embedding_output(model.get_input_embeddings(), points, rows), autocast:
+            logits = model(input_ids=rows, use_cache=False, **extra).logits
+            if split and extra and logits is seen.get("out"):
+                hidden = seen["hidden"]
+                return [torch.nn.functional.linear(hidden[:, t], head.weight, head.bias).float()[:, None]
+                        for t in range(hidden.shape[1])]  # 2-D: a strided 3-D input would make it a bmm
+    finally:
+        hook.remove()
+    logits = (logits if extra else logits[:, positions]).float()
+    return list(logits.split(1, dim=1)) if split else logits
 
 
 def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = None,
                       dtype: str = "float32") -> GenerationGradients:
     """Intermediate gradients of every target along the path: per chunk of path points one
-    forward, then one backward per target on the retained graph."""
+    forward, then one backward per target on the retained graph (over its own prefix only:
+    `prefix_backward`)."""
     alphas, step_sizes = fixed_rule(path.method, path.n_steps)
     n_t, fed = len(path.targets), path.fed
     length, width = path.input.shape
@@ -126,15 +206,15 @@ def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = N
         index = torch.tensor(chunk)
         points = torch.stack([path_point(x, base, alphas[k]) for k in chunk]).requires_grad_()  # [B, fed, E]
         with torch.enable_grad():
-            logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype)  # [B, n_t, V]
+            logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype, split=True)  # n_t × [B, 1, V]
             for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
                 foil = None if path.foils is None else path.foils[t : t + 1]
-                f = target_scores(logits[:, t : t + 1], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
+                f = target_scores(logits[t], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
                 (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
                 grads[t, index, :fed] = g.detach().float().cpu()
                 scores[index, t] = f.detach().float().cpu()
 
-    with attention_for_gradients(loaded.model):
+    with attention_for_gradients(loaded.model), prefix_backward(loaded.model):
         for_each_chunk(list(range(path.n_steps)), chunk_points or default_chunk_points(fed, loaded.device), run)
     return GenerationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
                                step_sizes=torch.tensor(step_sizes).float(), intermediate_gradients=grads,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from exformer import explain_gradients, load_model
 from exformer.contract import GenerationResponse, GradientsRequest, parse
@@ -231,6 +232,42 @@ def test_targets_share_one_forward_per_path_point(load):
     fed = 5 + 3 - 1  # the last target is scored, never read
     assert sum(tokens_read) == 2 * fed + 10 * fed  # the endpoints x and x', then 10 path points
     assert result.path.intermediate_gradients.shape == (3, 10, 8, loaded.model.get_input_embeddings().embedding_dim)
+
+
+class MatmulWork(TorchDispatchMode):
+    """Multiply-adds of the matrix products run inside that do not touch the vocabulary (the
+    layers' work; FlopCounterMode's module tracker cannot run under autograd.grad)."""
+
+    def __init__(self, vocabulary: int):
+        super().__init__()
+        self.vocabulary, self.total = vocabulary, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default):
+            inner = args[-1].shape[-2]
+            if self.vocabulary not in (inner, out.shape[-1]):
+                self.total += out.numel() * inner
+        return out
+
+
+def test_each_targets_backward_multiplies_only_its_prefix(load, monkeypatch):
+    """Target t's backward multiplies P + t rows of each linear layer, not the whole sequence,
+    with the same gradients as the full-sequence backward (zero rows give zero rows)."""
+    from exformer import generation
+
+    loaded = load("llama")
+    counted = {}
+    for prefix in (True, False):
+        monkeypatch.setattr(generation, "PREFIX_BACKWARD", prefix)
+        with MatmulWork(loaded.model.config.vocab_size) as work:
+            counted[prefix] = (run(loaded, continuation=CONTINUATION, n_steps=4), work.total)
+    (short, short_work), (full, full_work) = counted[True], counted[False]
+    assert torch.equal(short.path.intermediate_gradients != 0, full.path.intermediate_gradients != 0)
+    close(short.path.intermediate_gradients, full.path.intermediate_gradients, rtol=1e-6)
+    # fed = 7 positions; per path point 3 forwards' worth (x, x', the point) of 7 rows, then
+    # backwards of 5, 6 and 7 rows instead of 3 x 7
+    assert short_work < 0.92 * full_work
 
 
 def test_later_positions_get_no_gradient(load):
