@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .adaptive import RULES
 from .batching import TOO_LARGE, _accepts, attention_for_gradients, default_chunk_points, embedding_output, for_each_chunk
 from .baselines import baseline_embeddings
 from .contract import GradientsRequest, resolve_target
@@ -52,7 +53,7 @@ class GenerationPath:
     n_prompt: int
     targets: list[int]  # y_t
     foils: list[int] | None  # one per target, or None
-    n_steps: int = 50
+    n_steps: int | str = 50  # "auto": refined (refine_targets)
     method: str = "gausslegendre"
     score: str = "probability"
 
@@ -72,6 +73,7 @@ class GenerationGradients:
     step_sizes: torch.Tensor  # [n]
     intermediate_gradients: torch.Tensor  # [n_t, n, L, E] ∂F_t/∂x at each path point
     path_scores: torch.Tensor  # [n, n_t]
+    converged: bool | None = None  # n_steps "auto": whether every target reached the tolerance
 
     @property
     def integrated_gradients(self) -> torch.Tensor:
@@ -190,16 +192,15 @@ def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int
     return list(logits.split(1, dim=1)) if split else logits
 
 
-def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = None,
-                      dtype: str = "float32") -> GenerationGradients:
-    """Intermediate gradients of every target along the path: per chunk of path points one
-    forward, then one backward per target on the retained graph (over its own prefix only:
-    `prefix_backward`)."""
-    alphas, step_sizes = fixed_rule(path.method, path.n_steps)
+def targets_at(loaded, path: GenerationPath, alphas: list[float], chunk_points: int | None = None,
+               dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+    """∂F_t/∂x [n_t, len(alphas), L, E] and F_t [len(alphas), n_t] at the path points x' + α(x − x'):
+    per chunk of points one forward, then one backward per target on the retained graph (over
+    its own prefix only: `prefix_backward`)."""
     n_t, fed = len(path.targets), path.fed
     length, width = path.input.shape
-    grads = torch.zeros(n_t, path.n_steps, length, width)  # later positions stay 0: causal
-    scores = torch.empty(path.n_steps, n_t)
+    grads = torch.zeros(n_t, len(alphas), length, width)  # later positions stay 0: causal
+    scores = torch.empty(len(alphas), n_t)
     x, base = path.input[:fed], path.baseline[:fed]
 
     def run(chunk):
@@ -215,10 +216,41 @@ def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = N
                 scores[index, t] = f.detach().float().cpu()
 
     with attention_for_gradients(loaded.model), prefix_backward(loaded.model):
-        for_each_chunk(list(range(path.n_steps)), chunk_points or default_chunk_points(fed, loaded.device), run)
+        for_each_chunk(list(range(len(alphas))), chunk_points or default_chunk_points(fed, loaded.device), run)
+    return grads, scores
+
+
+def integrate_targets(loaded, path: GenerationPath, chunk_points: int | None = None,
+                      dtype: str = "float32") -> GenerationGradients:
+    """Intermediate gradients of every target at the points of the path's fixed rule."""
+    alphas, step_sizes = fixed_rule(path.method, path.n_steps)
+    grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
     return GenerationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
                                step_sizes=torch.tensor(step_sizes).float(), intermediate_gradients=grads,
                                path_scores=scores)
+
+
+def refine_targets(loaded, path: GenerationPath, ends: tuple, tolerance: float, max_points: int,
+                   chunk_points: int | None = None, dtype: str = "float32") -> GenerationGradients:
+    """`n_steps: "auto"`: a nested rule (exformer.adaptive) refined until every target's
+    convergence delta is within the tolerance (or max_points would be passed). All targets share
+    each round's points, so a round is one batched pass; the rule's values carry a target axis:
+    fₜ,ᵢ(α) = (xᵢ − x′ᵢ) · ∂F_t/∂xᵢ, [n_t, L]. Every gradient is computed once."""
+    rule = RULES[path.method](ends, tolerance, max_points)
+    seen: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # α → (∂F/∂x [n_t, L, E], F [n_t])
+    difference = (path.input - path.baseline).double()
+    while wanted := rule.wanted():
+        grads, scores = targets_at(loaded, path, wanted, chunk_points, dtype)
+        seen.update({a: (grads[:, k], scores[k]) for k, a in enumerate(wanted)})
+        rule.update({a: (seen[a][0].double() * difference).sum(-1).numpy() for a in wanted})
+        keep = set(rule.alphas()) | set(rule.wanted())
+        seen = {a: v for a, v in seen.items() if a in keep}
+    alphas = rule.alphas()
+    return GenerationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
+                               step_sizes=torch.tensor(rule.weights()).float(),
+                               intermediate_gradients=torch.stack([seen[a][0] for a in alphas], 1),
+                               path_scores=torch.stack([seen[a][1] for a in alphas]),
+                               converged=rule.converged)
 
 
 @torch.no_grad()
@@ -284,8 +316,6 @@ class GenerationResult(GradientsResult):
 
 def explain(loaded, request: GradientsRequest) -> GenerationResult:
     """One continuation/generate request, answered (RequestError naming the field if it cannot be)."""
-    if not isinstance(request.n_steps, int):
-        raise RequestError("n_steps", 'must be an integer with "continuation"/"generate" ("auto" is not supported yet)')
     settings = loaded.settings
     encoded = encode(loaded, request.text)
     prompt = encoded.ids
@@ -321,7 +351,13 @@ def explain(loaded, request: GradientsRequest) -> GenerationResult:
         baseline[len(prompt):] = x[len(prompt):]
     path = GenerationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score)
     logits_x, logits_b = endpoint_logits(loaded, path, loaded.dtype)
-    gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
+    if request.n_steps == "auto":
+        ends = tuple(target_scores(logits[None], targets, foils, request.score)[0].double().numpy()
+                     for logits in (logits_x, logits_b))
+        gradients = refine_targets(loaded, path, ends, request.tolerance, request.most_steps(settings),
+                                   settings.internal_batch_size, loaded.dtype)
+    else:
+        gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
     tokens = _token_rows(loaded, encoded, request.text, targets, offsets, text)
     summary = _summary(loaded, request, path, gradients, logits_x, logits_b, tokens, encoded, text)
     return GenerationResult(request=request, summary=summary, path=gradients)
@@ -329,7 +365,7 @@ def explain(loaded, request: GradientsRequest) -> GenerationResult:
 
 def _check_size(loaded, request: GradientsRequest, length: int, n_t: int) -> None:
     """413 before computing when the answer would pass the archive's response limit."""
-    width, n, fmt = loaded.model.get_input_embeddings().embedding_dim, request.n_steps, request.format
+    width, n, fmt = loaded.model.get_input_embeddings().embedding_dim, request.most_steps(loaded.settings), request.format
     binary = fmt != "json"
     values = {
         "attributions": n_t * length * (width + 1) if binary else 4 * n_t * length,
@@ -340,7 +376,7 @@ def _check_size(loaded, request: GradientsRequest, length: int, n_t: int) -> Non
     }
     summary = (4096 + 512 * length + 1024 * n_t) * (4 if fmt == "npz" else 1)
     size = summary + int(BYTES_PER_VALUE[fmt] * sum(values[r] for r in request.returned))
-    hints = ['fewer "n_steps"', "a shorter continuation"]
+    hints = ['a lower "max_n_steps"' if request.n_steps == "auto" else 'fewer "n_steps"', "a shorter continuation"]
     if {"intermediate_gradients", "intermediates"} & set(request.returned):
         hints.insert(0, 'leave "intermediate_gradients"/"intermediates" out of "return"')
     check_response_size(size, loaded.settings.max_response_bytes, "return",
@@ -436,7 +472,9 @@ def _summary(loaded, request, path: GenerationPath, gradients: GenerationGradien
             "seed": request.seed if request.baseline.startswith("rand") else None,
         },
         "method": request.method,
-        "n_steps": request.n_steps,
+        "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
+        "tolerance": request.tolerance,
+        "converged": gradients.converged,
         "dtype": loaded.dtype,
     }
     if "step_sizes" in returned:

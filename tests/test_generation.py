@@ -444,11 +444,11 @@ STEPS = 64
 def smollm2():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    model = load_model(ROOT / "build/models/smollm2", "smollm2-gradients")
+    model = load_model(ROOT / "build/models/smollm2", "smollm2-gradients", {"max_n_steps": 2000})
     rows = explain_gradients(model, {"text": PROMPT, "continuation": CONTINUATION, "baseline": "pad", "n_steps": STEPS})
     single = explain_gradients(model, {"text": PROMPT, "target": " Paris", "baseline": "pad", "n_steps": STEPS})
     torch.set_num_threads(threads)
-    return rows, single
+    return rows, single, model
 
 
 def test_every_row_is_complete_on_a_smooth_model(load):
@@ -461,11 +461,61 @@ def test_every_row_is_complete_on_a_smooth_model(load):
         assert abs(target["convergence_delta"]) <= 1e-3 * abs(gap)
 
 
+@pytest.mark.parametrize("method", ["fejer", "gausskronrod"])
+def test_auto_refines_until_every_row_is_within_the_tolerance(load, method):
+    """`n_steps: "auto"` with a continuation: one nested rule for all targets, refined until
+    each row's |δ| ≤ tolerance · |F_t(x) − F_t(x′)|; the step sizes and gradients returned are
+    the rule's, so they rebuild the attributions; every gradient is computed once."""
+    loaded = load("llama")
+    tokens_read = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True)
+    try:
+        result = run(loaded, continuation=CONTINUATION, baseline="unk", score="logit", n_steps="auto",
+                     tolerance=1e-4, method=method, **{"return": ["attributions", "step_sizes"]})
+    finally:
+        handle.remove()
+    summary, path = result.summary, result.path
+    assert summary["converged"] is True and summary["tolerance"] == 1e-4 and summary["method"] == method
+    assert summary["n_steps"] == len(summary["alphas"]) == len(summary["step_sizes"])
+    assert summary["n_steps"] > 15 if method == "fejer" else summary["n_steps"] >= 15  # Fejér: refined past 15
+    for target in summary["targets"]:
+        gap = target["score"] - target["baseline_score"]
+        assert abs(target["convergence_delta"]) <= 1e-4 * abs(gap)
+    rebuilt = (path.intermediate_gradients * torch.tensor(summary["step_sizes"]).view(1, -1, 1, 1)).sum(1)
+    rebuilt = (rebuilt * (path.input - path.baseline)).sum(-1)  # [n_t, L]
+    for t, target in enumerate(summary["targets"]):
+        close(rebuilt[t, : len(target["attributions"]["raw"])], target["attributions"]["raw"], rtol=1e-6)
+    fed = 5 + 3 - 1
+    computed = sum(tokens_read) // fed - 2  # less the endpoints x and x'
+    assert computed == summary["n_steps"] if method == "fejer" else computed == 2 * summary["n_steps"] - 15
+
+
+def test_auto_says_when_a_row_did_not_converge(load):
+    """A max_n_steps too small for the tolerance: `converged: false`, and some row's delta shows it."""
+    result = run(load("llama"), continuation=CONTINUATION, baseline="zero", n_steps="auto", tolerance=1e-6,
+                 max_n_steps=31)
+    summary = result.summary
+    assert summary["converged"] is False and summary["n_steps"] <= 31
+    assert any(abs(t["convergence_delta"]) > 1e-6 * abs(t["score"] - t["baseline_score"]) for t in summary["targets"])
+
+
+def test_auto_continuation_sizes_its_response_at_max_n_steps(tiny_model_dir):
+    """413 before computing when max_n_steps points could pass the response limit; the same
+    request at 50 fixed steps fits."""
+    loaded = load_model(tiny_model_dir("llama"), "llama", {"max_response_bytes": 2_000_000})
+    body = {"continuation": CONTINUATION, "return": ["attributions", "intermediate_gradients"]}
+    with pytest.raises(RequestError) as error:
+        run(loaded, **body, n_steps="auto", max_n_steps=500)
+    assert error.value.field == "return" and error.value.code == 413 and "max_n_steps" in error.value.message
+    assert run(loaded, **body, n_steps=50).summary["n_steps"] == 50
+
+
 def test_smollm2_rows_are_complete_up_to_the_quadrature(smollm2):
     """Row 0 (" Paris") converges in a few dozen steps. Later rows do not at this many: their
     straight path runs through half-embedded target tokens, where F_t changes by 0.1 within
     0.005 of α (measured; README "Explaining generations"), so the deltas are printed."""
-    rows, _ = smollm2
+    rows, _, _ = smollm2
     for target in rows["targets"]:
         gap = target["score"] - target["baseline_score"]
         print(f"{target['text']!r}: F(x)-F(x')={gap:.4f} delta={target['convergence_delta']:.2e}")
@@ -474,8 +524,28 @@ def test_smollm2_rows_are_complete_up_to_the_quadrature(smollm2):
     assert abs(first["convergence_delta"]) <= 0.01 * abs(first["score"] - first["baseline_score"])
 
 
+def test_smollm2_every_row_is_complete_within_the_tolerance_with_auto(smollm2):
+    """The issue's check, on the real model: with `n_steps: "auto"` (Gauss–Kronrod, refined
+    locally where the later rows spike) every row of " Paris, the" sums to its own
+    F_t(x) − F_t(x′) within the default tolerance, 1%. About 900 points: two minutes here."""
+    model = smollm2[2]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = explain_gradients(model, {"text": PROMPT, "continuation": CONTINUATION, "baseline": "unk",
+                                        "n_steps": "auto", "max_n_steps": 2000})
+    finally:
+        torch.set_num_threads(threads)
+    assert out["method"] == "gausskronrod" and out["tolerance"] == 0.01 and out["converged"] is True
+    for target in out["targets"]:
+        gap = target["score"] - target["baseline_score"]
+        print(f"{target['text']!r}: F(x)-F(x')={gap:.4f} delta={target['convergence_delta']:.2e} ({out['n_steps']} points)")
+        assert abs(target["convergence_delta"]) <= 0.01 * abs(gap)
+        assert target["convergence_delta"] == pytest.approx(sum(target["attributions"]["raw"]) - gap, abs=1e-6)
+
+
 def test_smollm2_rows_have_prompt_plus_t_values_and_row_0_is_the_single_target_answer(smollm2):
-    rows, single = smollm2
+    rows, single, _ = smollm2
     assert [t["token"] for t in rows["targets"]] == ["ĠParis", ",", "Ġthe"]
     assert [len(t["attributions"]["raw"]) for t in rows["targets"]] == [5, 6, 7]
     assert single["target"]["token"] == "ĠParis"

@@ -502,6 +502,10 @@ export interface Word {
 export interface PathResponse {
   alphas?: number[] | null;
   /**
+   * n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x')| (and the local error estimate) was reached within max_n_steps, for every target of a continuation; null for a fixed n_steps.
+   */
+  converged?: boolean | null;
+  /**
    * What computed the gradients (bfloat16: autocast).
    */
   dtype: "float32" | "bfloat16";
@@ -529,6 +533,10 @@ export interface PathResponse {
   n_tokens_input: number;
   score: "probability" | "logit" | "log_probability";
   step_sizes?: number[] | null;
+  /**
+   * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
+   */
+  tolerance?: number | null;
   /**
    * True when the input was cut to the model's max_tokens.
    */
@@ -578,7 +586,7 @@ export interface GradientsRequest {
    */
   max_n_steps?: number | null;
   /**
-   * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod".
+   * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod" (the default with continuation/generate).
    */
   method?:
     | "gausslegendre"
@@ -643,10 +651,6 @@ export interface GradientsResponse extends PathResponse {
   attributions?: Attributions | null;
   baseline: BaselineUsed;
   /**
-   * n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x')| (and the local error estimate) was reached within max_n_steps; null for a fixed n_steps.
-   */
-  converged?: boolean | null;
-  /**
    * Σ attributions − (F(x) − F(x')): the quadrature's error.
    */
   convergence_delta: number;
@@ -665,10 +669,6 @@ export interface GradientsResponse extends PathResponse {
   prediction: ClassPrediction | NextTokenPrediction;
   target: Target;
   tokens: Token[];
-  /**
-   * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
-   */
-  tolerance?: number | null;
   /**
    * `aggregate: "word"`: per word, the sum over its tokens.
    */
