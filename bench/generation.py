@@ -9,6 +9,7 @@ embeddings of the prompt (earlier target tokens held at their own embedding: our
 model object with the same (SDPA) attention, so the rows must agree.
 
     .venv/bin/python bench/generation.py                 # SmolLM2, 10 target tokens
+    .venv/bin/python bench/generation.py --count         # and each design's matrix multiply-adds
     .venv/bin/python bench/generation.py --baselines     # which prompt token leads each row
 
 Not a test: prints Markdown tables (one run of each, side by side).
@@ -24,6 +25,7 @@ from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTo
 
 from exformer import explain_gradients, generation, load_model
 from exformer.batching import attention_for_gradients
+from exformer.matmul_work import MatmulWork
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The capital of France is"
@@ -58,6 +60,16 @@ def captums(model, targets: list[int], n_steps: int, lm=None):
     return time.perf_counter() - start, result.token_attr.double()
 
 
+def work(model, targets: list[int], n_steps: int) -> None:
+    """Matrix multiply-adds of each design, counted (not timed)."""
+    with MatmulWork() as ours_work:
+        ours(model, targets, n_steps)
+    with MatmulWork() as captum_work:
+        captums(model, targets, n_steps)
+    print(f"matrix multiply-adds: captum {captum_work.total / 1e9:.1f} G, exformer {ours_work.total / 1e9:.1f} G "
+          f"({captum_work.total / ours_work.total:.2f}x fewer)\n")
+
+
 def speed(model, args) -> None:
     targets = targets_of(model, args.targets)
     print(f"SmolLM2, {PROMPT!r} -> {model.tokenizer.decode(targets)!r} ({len(targets)} target tokens), "
@@ -74,11 +86,20 @@ def speed(model, args) -> None:
     print(f"| exformer, each target's backward over the whole sequence | {full_s:.1f} | {captum_s / full_s:.2f}x |")
     print(f"| exformer, each target's backward over its own prefix | {ours_s:.1f} | {captum_s / ours_s:.2f}x |")
     print()
+    if args.count:
+        work(model, targets, args.n_steps)
     rows = {"exformer (float32)": ours_rows, "captum (float32)": captum_rows}
     if args.float64_reference:  # which of the two float32 answers is closer to the float64 one
         lm64 = copy.deepcopy(model.model).double()
         _, rows_64 = captums(model, targets, args.n_steps, lm=lm64)
         rows["captum (float64)"] = rows_64
+    if args.float64_reference:
+        print("| row | target | exformer vs captum (float32) | exformer (float32) vs float64 | captum (float32) vs float64 |")
+        print("|---:|---|---:|---:|---:|")
+        gap = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
+        for t, (a, b, c) in enumerate(zip(ours_rows, captum_rows, rows_64)):
+            print(f"| {t} | {model.tokenizer.decode(targets[t])!r} | {gap(a, b):.1e} | {gap(a, c):.1e} | {gap(b, c):.1e} |")
+        print()
     print("| max abs difference / max abs value of | " + " | ".join(rows) + " |")
     print("|---" * (len(rows) + 1) + "|")
     for name, a in rows.items():
@@ -114,6 +135,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-float64-reference", dest="float64_reference", action="store_false",
                         help="skip captum in float64 (how far each float32 answer is from it)")
+    parser.add_argument("--count", action="store_true", help="also count each design's matrix multiply-adds")
     parser.add_argument("--baselines", action="store_true", help="the baseline table instead of the timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -13,10 +13,11 @@ not matter). `continuation_baseline: "keep"` holds the earlier target tokens at 
 (captum's LLMGradientAttribution explains only the prompt), so their values are 0.
 
 One forward per path point serves all targets (the vocabulary projected only at the scored
-positions), and each target's gradient is one backward on that retained graph; captum pays a
-forward and a backward per target instead. (A forward segment by segment on the KV cache,
-so that F_t's backward would cover only its prefix, was 4x slower on CPU: one-token
-segments make weight-bound matmuls; README "Explaining generations".)
+positions), and each target's gradient is one backward on that retained graph, covering only
+its own prefix (`prefix_backward`); captum pays a forward and a backward per target instead.
+(A forward segment by segment on the KV cache, the other way to bound each backward, was 4x
+slower on CPU: one-token segments make weight-bound matmuls.) `n_steps: "auto"` refines one
+nested rule for all targets (`refine_targets`). README "Explaining generations".
 
 >>> from exformer import load_model, explain_gradients
 >>> lm = load_model("build/models/smollm2")

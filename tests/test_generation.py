@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from exformer import explain_gradients, load_model
 from exformer.contract import GenerationResponse, GradientsRequest, parse
 from exformer.errors import RequestError
 from exformer.gradients import explain_batch
+from exformer.matmul_work import MatmulWork
 from exformer.settings import Settings
 from tiny_models import ROOT
 
@@ -232,23 +232,6 @@ def test_targets_share_one_forward_per_path_point(load):
     fed = 5 + 3 - 1  # the last target is scored, never read
     assert sum(tokens_read) == 2 * fed + 10 * fed  # the endpoints x and x', then 10 path points
     assert result.path.intermediate_gradients.shape == (3, 10, 8, loaded.model.get_input_embeddings().embedding_dim)
-
-
-class MatmulWork(TorchDispatchMode):
-    """Multiply-adds of the matrix products run inside that do not touch the vocabulary (the
-    layers' work; FlopCounterMode's module tracker cannot run under autograd.grad)."""
-
-    def __init__(self, vocabulary: int):
-        super().__init__()
-        self.vocabulary, self.total = vocabulary, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default):
-            inner = args[-1].shape[-2]
-            if self.vocabulary not in (inner, out.shape[-1]):
-                self.total += out.numel() * inner
-        return out
 
 
 def test_each_targets_backward_multiplies_only_its_prefix(load, monkeypatch):
