@@ -557,6 +557,13 @@ def test_served_continuation_on_smollm2_gradients(torchserve):
     assert npz["integrated_gradients"].shape == (2, 7, 576)
     generated = torchserve.post("smollm2-gradients", {"text": PROMPT, "generate": {"max_new_tokens": 2}, "n_steps": 4})
     assert generated.status == 200 and generated.json()["continuation"] == " Paris."
+    auto = torchserve.post("smollm2-gradients", {"text": PROMPT, "continuation": " Paris", "baseline": "unk",
+                                                 "n_steps": "auto", "return": ["attributions", "step_sizes"]})
+    assert auto.status == 200, auto.body[:300]
+    answer = GenerationResponse.model_validate_json(auto.body)
+    assert answer.method == "gausskronrod" and answer.converged is True and answer.n_steps == len(answer.step_sizes)
+    (paris,) = answer.targets
+    assert abs(paris.convergence_delta) <= 0.01 * abs(paris.score - paris.baseline_score)
     classifier = torchserve.post("sentiment-gradients", {"text": "A fine film.", "continuation": " Yes"})
     assert classifier.status == 400 and classifier.json()["field"] == "continuation"
 
