@@ -28,9 +28,13 @@ def test_freed_activations_go_back_to_the_os_once_past_the_threshold():
     plug = torch.ones(64 << 10, dtype=torch.uint8)  # noqa: F841
     del blocks
     held_before = rss_bytes()
-    assert serving.release_freed_heap(1024) >= 128 << 20  # under the threshold: kept
+    # The threshold is set from what the heap holds free now: earlier tests in this process
+    # may have left far more than these 160 MB in it.
+    held_mb = serving.release_freed_heap(1 << 40) >> 20  # asks what is held, never trims
+    assert held_mb >= 128
+    assert serving.release_freed_heap(held_mb + 1) >= 128 << 20  # under the threshold: kept
     assert rss_bytes() > held_before - (32 << 20)
-    assert serving.release_freed_heap(64) >= 128 << 20
+    assert serving.release_freed_heap(held_mb - 64) >= 128 << 20  # past it: given back
     assert rss_bytes() < held_before - (96 << 20)
 
 
