@@ -432,6 +432,20 @@ await step("generation: a continuation's tokens, heatmap, probability and altern
     `(${row[lead].toFixed(3)}); alternatives ${alternatives.slice(0, 3).join(", ")}`;
 });
 
+await step('generation: steps "auto" refines until the row is within 1%, and says so', async () => {
+  await page.fill("#gen-steps", "auto");
+  const response = await explain();
+  const sent = posted.at(-1).body;
+  check(sent.n_steps === "auto" && sent.continuation === " Paris", `sent ${JSON.stringify(sent)}`);
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message")}`);
+  const result = await response.json();
+  check(result.converged === true && result.method === "gausskronrod" && Number.isInteger(result.n_steps), `answer ${result.n_steps} ${result.method} ${result.converged}`);
+  const heading = await page.textContent("#generation .attr-for");
+  check(heading.includes(`${result.n_steps} steps (gausskronrod), auto: within 1%`), `heading: ${heading}`);
+  check(new URL(page.url()).hash.includes("steps=auto"), "steps=auto is not in the URL");
+  return `auto: ${result.n_steps} points, ${heading.split("·").at(-1).trim()}`;
+});
+
 // Fewer steps from here: each target token is one more backward per step (2 CPU cores).
 await step("generation: generate 2 tokens against a foil; a click on a token shows its row", async () => {
   await page.fill("#generate", "2");

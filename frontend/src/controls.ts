@@ -6,7 +6,7 @@ import { BASELINES, type Baseline } from "./contract";
 import { causalLms } from "./generation";
 import { gradientsModelDetails, targetControl, TARGET_PLACEHOLDER } from "./gradients";
 import { modelsOf, type App, type AppStore } from "./session";
-import type { AppState, View } from "./state";
+import { parseSteps, type AppState, type View } from "./state";
 import { headColor } from "./transforms";
 
 export const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -104,7 +104,7 @@ export class Controls {
     // No client-side clamp: the server's own message names the limit (n_steps: 1..max_n_steps).
     for (const id of ["steps", "gen-steps"]) {
       $(id).addEventListener("input", () => {
-        const v = positiveInt($<HTMLInputElement>(id).value);
+        const v = parseSteps($<HTMLInputElement>(id).value);
         if (v !== null) this.set({ steps: v });
       });
     }
@@ -159,7 +159,7 @@ export class Controls {
     show($<HTMLSelectElement>("gmodel"), s.gmodel);
     show($<HTMLSelectElement>("lm"), s.lm);
     for (const id of ["baseline", "gen-baseline"]) show($<HTMLSelectElement>(id), s.baseline);
-    for (const id of ["steps", "gen-steps"]) if (positiveInt($<HTMLInputElement>(id).value) !== s.steps) show($<HTMLInputElement>(id), String(s.steps));
+    for (const id of ["steps", "gen-steps"]) if (parseSteps($<HTMLInputElement>(id).value) !== s.steps) show($<HTMLInputElement>(id), String(s.steps));
     $<HTMLInputElement>("rollout").checked = s.rollout;
     show($<HTMLInputElement>("continuation"), s.continuation);
     if (($<HTMLInputElement>("generate").value.trim() === "" ? 0 : Number($<HTMLInputElement>("generate").value)) !== s.generate) {

@@ -21,7 +21,7 @@ export interface AppState {
   gmodel: string; // gradients model
   target: string; // label / next token (text or #id); "" = the model's own prediction
   baseline: Baseline; // one of the contract's (src/contract.ts BASELINES)
-  steps: number;
+  steps: number | "auto"; // path points, or "auto": refined until the tolerance holds
   rollout: boolean; // model overview: the rolled-out attention too
   lm: string; // generation: a causal LM's gradients model
   continuation: string; // generation: the continuation explained (when generate is 0)
@@ -94,7 +94,7 @@ export function parseState(hash: string): AppState {
     gmodel: get("gmodel") ?? DEFAULTS.gmodel,
     target: get("target") ?? DEFAULTS.target,
     baseline: oneOf(BASELINES, get("baseline")) ?? DEFAULTS.baseline,
-    steps: Math.max(1, nonNegativeInt(get("steps"), DEFAULTS.steps)),
+    steps: parseSteps(get("steps") ?? "") ?? DEFAULTS.steps,
     rollout: get("rollout") === "on",
     lm: get("lm") ?? DEFAULTS.lm,
     continuation: get("cont") ?? DEFAULTS.continuation,
@@ -103,6 +103,14 @@ export function parseState(hash: string): AppState {
     words: get("words") === "on",
     row: optionalIndex(get("row")),
   };
+}
+
+/** "auto", or a positive integer, from an input or the URL; null for anything else. */
+export function parseSteps(value: string): number | "auto" | null {
+  const v = value.trim();
+  if (v.toLowerCase() === "auto") return "auto";
+  const n = Number(v);
+  return v !== "" && Number.isInteger(n) && n > 0 ? n : null;
 }
 
 /** The keys of AppState (what the URL holds), for subscribing to all of them. */

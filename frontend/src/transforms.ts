@@ -2,7 +2,7 @@
 // No DOM here, so all of it is unit-tested in Node (test/transforms.test.ts).
 
 import { color as parseColor, hsl, interpolateRgb, rgb, scaleDiverging } from "d3";
-import type { Token } from "./types";
+import type { PathResponse, Token } from "./types";
 
 // --- attention --------------------------------------------------------------------------
 
@@ -172,6 +172,14 @@ export function convergence(delta: number, targetScore: number, baselineScore: n
   const change = Math.abs(targetScore - baselineScore);
   const relative = change > 0 ? Math.abs(delta) / change : Math.abs(delta) > 0 ? Infinity : 0;
   return { delta, change, relative, large: Math.abs(delta) > tolerance * change + 1e-6 };
+}
+
+/** "50 steps (gausslegendre)"; with n_steps "auto" also whether the tolerance was reached. */
+export function stepsText(r: Pick<PathResponse, "n_steps" | "method" | "tolerance" | "converged">): string {
+  const base = `${r.n_steps} steps (${r.method})`;
+  if (r.converged === null || r.converged === undefined) return base;
+  const tolerance = `${+((r.tolerance ?? 0) * 100).toPrecision(3)}%`;
+  return r.converged ? `${base}, auto: within ${tolerance}` : `${base}, auto: NOT within ${tolerance} (max_n_steps reached)`;
 }
 
 export interface PathPoint {

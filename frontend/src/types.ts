@@ -18,6 +18,7 @@ export type {
   Method,
   ModelDetails,
   ModelDetailsResponse,
+  PathResponse,
   ModelHead,
   NextTokenPrediction,
   Returned,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BASELINES } from "../src/contract";
-import { DEFAULTS, parseState, serializeState } from "../src/state";
+import { DEFAULTS, parseState, parseSteps, serializeState } from "../src/state";
 
 describe("state in the URL", () => {
   it("defaults make an empty hash", () => {
@@ -16,6 +16,14 @@ describe("state in the URL", () => {
       rollout: true, lm: "smollm2-gradients", continuation: " Paris, the", generate: 3, foil: " London", words: true, row: 1,
     };
     expect(parseState(`#${serializeState(s)}`)).toEqual(s);
+  });
+
+  it('steps: a positive integer or "auto"; anything else falls back', () => {
+    expect(parseState(serializeState({ ...DEFAULTS, steps: "auto" })).steps).toBe("auto");
+    expect(parseSteps(" Auto ")).toBe("auto");
+    expect(parseSteps("16")).toBe(16);
+    for (const bad of ["", "0", "-3", "2.5", "autox"]) expect(parseSteps(bad)).toBeNull();
+    expect(parseState("steps=0").steps).toBe(50);
   });
 
   it("an empty head list stays empty (not 'all')", () => {

@@ -5,6 +5,7 @@ import {
   attributionColor,
   attributionExtent,
   convergence,
+  stepsText,
   curvePath,
   headColor,
   heatmapPixels,
@@ -108,6 +109,13 @@ describe("attributions → colours", () => {
   it("text stays readable on its shade", () => {
     expect(textColorOn("#ffffff")).toBe("#111");
     expect(textColorOn("#1f6fb2")).toBe("#fff");
+  });
+
+  it('steps text: the rule, and with "auto" whether the tolerance was reached', () => {
+    expect(stepsText({ n_steps: 50, method: "gausslegendre", tolerance: null, converged: null })).toBe("50 steps (gausslegendre)");
+    expect(stepsText({ n_steps: 31, method: "fejer", tolerance: 0.01, converged: true })).toBe("31 steps (fejer), auto: within 1%");
+    expect(stepsText({ n_steps: 500, method: "gausskronrod", tolerance: 0.001, converged: false }))
+      .toBe("500 steps (gausskronrod), auto: NOT within 0.1% (max_n_steps reached)");
   });
 
   it("convergence: a delta over 5% of F(x) − F(x') is large", () => {

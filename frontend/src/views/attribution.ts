@@ -7,6 +7,7 @@ import {
   attributionExtent,
   convergence,
   pathSeries,
+  stepsText,
   textColorOn,
   tokenLabel,
   type PathPoint,
@@ -67,7 +68,7 @@ export class AttributionView {
     add("target", `${targetName(r)} (#${r.target.index})`);
     add(`F(x) = ${r.score}`, num(r.target.score));
     add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score));
-    add("steps", `${r.n_steps} (${r.method})`);
+    add("steps", stepsText(r));
     target.append(facts);
     box.append(pred, target);
     return box;

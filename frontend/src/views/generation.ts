@@ -6,7 +6,7 @@
 import { create, format } from "d3";
 import { attributionMatrix, causalLms, generationFor, hasWords, promptLength, rowValues, type Matrix } from "../generation";
 import type { AppStore } from "../session";
-import { attributionColor, convergence, textColorOn, tokenLabel } from "../transforms";
+import { attributionColor, convergence, stepsText, textColorOn, tokenLabel } from "../transforms";
 import type { GenerationResponse, GenerationTarget, TokenChoice } from "../types";
 import { el, legend, probabilityBars } from "./attribution";
 
@@ -51,7 +51,7 @@ export class GenerationView {
       document.createTextNode(
         ` · ${nPrompt} prompt tokens, ${n} target token${n === 1 ? "" : "s"}` +
           (result.baseline ? ` · baseline “${result.baseline.name}”` : "") +
-          (result.n_steps ? ` · ${result.n_steps} steps` : "") +
+          (result.n_steps ? ` · ${stepsText(result)}` : "") +
           (result.targets.some((t) => t.foil) ? " · contrastive: F = p(target) − p(foil)" : ""),
       ),
     );
