@@ -129,15 +129,20 @@ PREFIX_BACKWARD = True  # bench/generation.py turns it off to show what it saves
 
 @contextmanager
 def prefix_backward(model: torch.nn.Module):
-    """Every nn.Linear of `model` runs `_PrefixLinear` while inside. Under accelerate's device
-    hooks the module's original forward is `_old_forward` (the hook calls it); else `forward`."""
+    """Every nn.Linear of `model` (and transformers' Conv1D, GPT-2's linear layer) runs
+    `_PrefixLinear` while inside. Under accelerate's device hooks the module's original forward
+    is `_old_forward` (the hook calls it); else `forward`."""
     swapped = []
     for module in model.modules() if PREFIX_BACKWARD else ():
         if type(module) is torch.nn.Linear:
-            slot = "_old_forward" if hasattr(module, "_old_forward") else "forward"
-            previous = module.__dict__.get(slot)
-            setattr(module, slot, lambda x, m=module: _PrefixLinear.apply(x, m.weight, m.bias))
-            swapped.append((module, slot, previous))
+            forward = lambda x, m=module: _PrefixLinear.apply(x, m.weight, m.bias)  # noqa: E731
+        elif type(module).__name__ == "Conv1D" and module.weight.dim() == 2:  # GPT-2's: x W + b, W [in, out]
+            forward = lambda x, m=module: _PrefixLinear.apply(x, m.weight.t(), m.bias)  # noqa: E731
+        else:
+            continue
+        slot = "_old_forward" if hasattr(module, "_old_forward") else "forward"
+        swapped.append((module, slot, module.__dict__.get(slot)))
+        setattr(module, slot, forward)
     try:
         yield
     finally:

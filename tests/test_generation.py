@@ -234,12 +234,13 @@ def test_targets_share_one_forward_per_path_point(load):
     assert result.path.intermediate_gradients.shape == (3, 10, 8, loaded.model.get_input_embeddings().embedding_dim)
 
 
-def test_each_targets_backward_multiplies_only_its_prefix(load, monkeypatch):
+@pytest.mark.parametrize("family", ["llama", "gpt2"])  # nn.Linear; transformers' Conv1D
+def test_each_targets_backward_multiplies_only_its_prefix(load, monkeypatch, family):
     """Target t's backward multiplies P + t rows of each linear layer, not the whole sequence,
     with the same gradients as the full-sequence backward (zero rows give zero rows)."""
     from exformer import generation
 
-    loaded = load("llama")
+    loaded = load(family)
     counted = {}
     for prefix in (True, False):
         monkeypatch.setattr(generation, "PREFIX_BACKWARD", prefix)
