@@ -183,6 +183,25 @@ def test_a_dispatched_model_gives_identical_integrated_gradients(tiny_model_dir,
     assert whole.summary["convergence_delta"] == split_result.summary["convergence_delta"]
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_a_dispatched_lm_explains_a_continuation_identically(tiny_model_dir, tmp_path, split):
+    """The prefix-only backward swaps each linear layer's forward; under accelerate's hooks it
+    must swap the hook's inner forward (`_old_forward`), so weights still arrive (offloaded ones
+    from disk) and the rows come out bit-identical to the whole model's."""
+    model_dir = tiny_model_dir("llama")
+    results, forwards = [], []
+    for loaded in (load_model(model_dir, "whole"), dispatched(model_dir, SPLITS[split], tmp_path)[0]):
+        before = [dict(m.__dict__) for m in loaded.model.modules()]
+        request = parse(GradientsRequest, {"text": "Split it", "continuation": " three ways.", "n_steps": 6}, loaded)
+        results.append(explain_batch(loaded, [request])[0])
+        forwards.append([{k: d.get(k) for k in ("forward", "_old_forward")} for d in before]
+                        == [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()])
+    assert forwards == [True, True]  # every swapped forward put back
+    whole, split_result = results
+    assert torch.equal(whole.path.intermediate_gradients, split_result.path.intermediate_gradients)
+    assert [t["attributions"] for t in whole.summary["targets"]] == [t["attributions"] for t in split_result.summary["targets"]]
+
+
 # --- broken splits are caught ----------------------------------------------------------------------
 
 
