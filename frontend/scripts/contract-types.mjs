@@ -85,7 +85,23 @@ function withoutPropertyTitles(node) {
   return out;
 }
 
-const types = await compile(withoutPropertyTitles({ ...schema, $defs: withExtends(schema.$defs) }), "ExformerContract", {
+/** Every place an enum of ENUMS appears (a request's `method` and a response's, say) refers to
+ * its one named type instead of spelling the union out again (`tsType`); the type itself is
+ * written once, with its run-time list, below. */
+function withNamedEnums(node, named) {
+  if (Array.isArray(node)) return node.map((item) => withNamedEnums(item, named));
+  if (node === null || typeof node !== "object") return node;
+  const name = Array.isArray(node.enum) ? named.get(JSON.stringify(node.enum)) : undefined;
+  if (name) {
+    const { enum: _values, type: _type, ...rest } = node;
+    return { ...rest, tsType: name };
+  }
+  return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, withNamedEnums(value, named)]));
+}
+
+const named = new Map(ENUMS.map(([, typeName, pointer]) => [JSON.stringify(enumAt(pointer)), typeName]));
+const prepared = withNamedEnums(withoutPropertyTitles({ ...schema, $defs: withExtends(schema.$defs) }), named);
+const types = await compile(prepared, "ExformerContract", {
   bannerComment: BANNER,
   cwd: dirname(resolve(args.schema)),
   additionalProperties: false,

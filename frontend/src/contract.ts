@@ -25,7 +25,7 @@ export interface AttentionRequest {
   /**
    * json: exact float32 numbers; float16-base64: ~6x smaller.
    */
-  encoding?: "json" | "float16-base64";
+  encoding?: AttentionEncoding;
   /**
    * Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate of every head (the head axis has size 1); a head-count times smaller, for long prompts.
    */
@@ -225,7 +225,7 @@ export interface Base64IndexArray {
  */
 export interface ModelDetails {
   architecture: string;
-  head: ("masked-lm" | "causal-lm" | "sequence-classification") | null;
+  head: ModelHead | null;
   kind: "bidirectional" | "autoregressive";
   labels: string[] | null;
   mask_token: string | null;
@@ -372,9 +372,9 @@ export interface GenerationBaseline {
    * Whether earlier target tokens start from the baseline.
    */
   continuation: "replace" | "keep";
-  name: "zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif";
+  name: Baseline;
   seed: number | null;
-  specials: "keep" | "replace";
+  specials: BaselineSpecials;
 }
 /**
  * One target token: what the model made of its prefix, and the prefix's attributions.
@@ -513,14 +513,7 @@ export interface PathResponse {
    * [n_steps, tokens, hidden] path points, when asked.
    */
   intermediates?: JsonArray | null;
-  method:
-    | "gausslegendre"
-    | "riemann_left"
-    | "riemann_right"
-    | "riemann_middle"
-    | "riemann_trapezoid"
-    | "fejer"
-    | "gausskronrod";
+  method: Method;
   model: ModelDetails;
   /**
    * Points of the rule used; with "auto", as many as the refinement kept.
@@ -531,7 +524,7 @@ export interface PathResponse {
    * Tokens before truncation.
    */
   n_tokens_input: number;
-  score: "probability" | "logit" | "log_probability";
+  score: Score;
   step_sizes?: number[] | null;
   /**
    * n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.
@@ -556,11 +549,11 @@ export interface GradientsRequest {
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
-  baseline?: ("zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif") | null;
+  baseline?: Baseline | null;
   /**
    * "keep" special tokens in the baseline (only content is explained); "replace": the old server.
    */
-  baseline_specials?: "keep" | "replace";
+  baseline_specials?: BaselineSpecials;
   /**
    * Causal LM: the text that follows `text` (tokenized without special tokens); every one of its tokens is a target, attributed to the prompt and the earlier target tokens.
    */
@@ -576,7 +569,7 @@ export interface GradientsRequest {
   /**
    * json summary, npz (numpy), or torch-gzip (the old server's file).
    */
-  format?: "json" | "npz" | "torch-gzip";
+  format?: GradientsFormat;
   /**
    * Causal LM: generate the continuation greedily (deterministic) instead of giving it.
    */
@@ -588,14 +581,7 @@ export interface GradientsRequest {
   /**
    * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod" (the default with continuation/generate).
    */
-  method?:
-    | "gausslegendre"
-    | "riemann_left"
-    | "riemann_right"
-    | "riemann_middle"
-    | "riemann_trapezoid"
-    | "fejer"
-    | "gausskronrod";
+  method?: Method;
   /**
    * Points along the path (at most the archive's max_n_steps), or "auto": refine until |convergence_delta| <= tolerance x |F(x) - F(x')|.
    */
@@ -603,11 +589,11 @@ export interface GradientsRequest {
   /**
    * What to return; default by format (json: the summary).
    */
-  return?: ("attributions" | "intermediate_gradients" | "step_sizes" | "intermediates" | "path_scores")[] | null;
+  return?: Returned[] | null;
   /**
    * F: softmax probability of the target, or its raw logit (the old server).
    */
-  score?: "probability" | "logit" | "log_probability";
+  score?: Score;
   /**
    * Seed of the rand-norm / rand-unif baselines.
    */
@@ -683,13 +669,13 @@ export interface GradientsResponse extends PathResponse {
  * via the `definition` "BaselineUsed".
  */
 export interface BaselineUsed {
-  name: "zero" | "pad" | "unk" | "mask" | "period" | "rand-norm" | "rand-unif";
+  name: Baseline;
   /**
    * F(x'): the score at the baseline.
    */
   score: number;
   seed: number | null;
-  specials: "keep" | "replace";
+  specials: BaselineSpecials;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
