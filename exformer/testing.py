@@ -82,9 +82,11 @@ def _send(request, timeout) -> Response:
         return Response(e.code, dict(e.headers), e.read())
 
 
-def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True) -> TorchServe:
+def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True,
+          forkserver: bool = True) -> TorchServe:
     """Start TorchServe on PORTS (+ `port_offset`, for a second server beside the first)
-    serving `archives` (name → .mar); wait for every model unless told not to."""
+    serving `archives` (name → .mar); wait for every model unless told not to. As bin/serve,
+    workers are forked from exformer's fork server unless `forkserver` is False."""
     store = workdir / "model_store"
     store.mkdir(parents=True)
     for name, mar in archives.items():
@@ -100,10 +102,11 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
     (workdir / "config.properties").write_text(config)
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir),
            "LOG_LOCATION": str(workdir / "logs"), "METRICS_LOCATION": str(workdir / "logs"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **SERVING_ENV}
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **SERVING_ENV,
+           **({} if forkserver else {"EXFORMER_FORKSERVER": "0"})}
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
-        [str(venv_bin / "torchserve"), "--start", "--foreground", "--ncs",
+        [str(venv_bin / "python"), "-m", "exformer.forkserver", "torchserve", "--start", "--foreground", "--ncs",
          "--ts-config", str(workdir / "config.properties"), "--model-store", str(store),
          "--models", *[f"{n}={n}.mar" for n in archives]],
         cwd=workdir, env=env, stdout=open(workdir / "torchserve.out", "wb"), stderr=subprocess.STDOUT,

@@ -1,0 +1,145 @@
+"""Workers forked from exformer's fork server (exformer/forkserver.py), against real TorchServes."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import exformer.testing as ts
+from exformer import forkserver
+
+MODELS = ["minilm-attention", "sentiment-gradients"]
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def children(pid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_or_none(int(p.name)) == pid]
+
+
+def _parent_or_none(pid: int):
+    try:
+        return parent(pid)
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def kb(pid: int, *keys: str) -> int:
+    rows = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return sum(int(rows[k].split()[0]) for k in keys)
+
+
+def gone(pid: int, within: float = 10) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # exited, not yet reaped
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_every_worker_is_forked_from_one_fork_server_and_shares_its_pages(torchserve):
+    workers = [w["pid"] for m in MODELS for w in torchserve.wait_ready(m)]
+    servers = {parent(pid) for pid in workers}
+    assert len(servers) == 1, "the workers of one TorchServe come from one fork server"
+    (server,) = servers
+    assert "forkserver.py serve" in cmdline(server)
+    frontend = int(cmdline(server).split()[-1])
+    assert "org.pytorch.serve.ModelServer" in cmdline(frontend)
+    launchers = [pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)]
+    assert len(launchers) >= len(workers), "TorchServe sees one launcher process per worker"
+    for model in MODELS:
+        assert torchserve.post(model, {"text": "Shared pages."}).status == 200
+    for pid in workers:
+        rss, private = kb(pid, "Rss"), kb(pid, "Private_Clean", "Private_Dirty")
+        # A worker started as its own Python has ~2/3 of its pages to itself (bench/memory.py).
+        assert private < rss / 2, f"worker {pid}: {private} kB private of {rss} kB resident"
+
+
+def test_scaling_down_ends_the_worker_and_a_killed_worker_ends_its_launcher(torchserve):
+    model = "minilm-attention"
+    ts.scale(torchserve, model, 2)
+    pids = [w["pid"] for w in torchserve.wait_ready(model, 2)]
+    ts.scale(torchserve, model, 1)
+    (kept,) = [w["pid"] for w in torchserve.wait_ready(model)]
+    (removed,) = set(pids) - {kept}
+    assert gone(removed), "TorchServe killed the launcher; its worker must go with it"
+
+    fork_server = parent(kept)
+    frontend = int(cmdline(fork_server).split()[-1])
+    launchers_before = {pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)}
+    os.kill(kept, signal.SIGKILL)
+    (replacement,) = [w["pid"] for w in _ready_other_than(torchserve, model, kept)]
+    launchers_after = {pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)}
+    assert len(launchers_before - launchers_after) == 1, "the killed worker's launcher exited"
+    assert parent(replacement) == fork_server, "the replacement is forked by the same fork server"
+    assert torchserve.post(model, {"text": "Back again."}).status == 200
+
+
+def _ready_other_than(torchserve, model, pid, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready = [w for w in torchserve.workers(model) if w["status"] == "READY" and w["pid"] != pid]
+        if ready:
+            return ready
+        time.sleep(0.2)
+    raise AssertionError(f"no worker of {model} replaced {pid} within {timeout} s")
+
+
+def test_the_fork_server_forks_only_torchserves_worker(torchserve):
+    (worker,) = [w["pid"] for w in torchserve.wait_ready("minilm-attention")]
+    frontend = int(cmdline(parent(worker)).split()[-1])
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(forkserver.address(frontend))
+    request = b'{"argv": ["/bin/true"], "env": {}, "cwd": "/"}'
+    devnull = os.open(os.devnull, os.O_RDWR)
+    socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [devnull] * 3)
+    connection.settimeout(10)
+    assert connection.recv(64) == b"", "refused: closed without forking"
+    os.close(devnull)
+    log = Path(torchserve.workdir) / "logs" / "forkserver.log"
+    assert "refused: not TorchServe's worker: ['/bin/true']" in log.read_text()
+
+
+def test_the_launcher_runs_anything_else_with_the_real_python():
+    launcher = Path(forkserver.__file__).with_name("forkserver-python")
+    out = subprocess.run([str(launcher), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
+                         env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable}, check=True)
+    assert out.stdout.strip() == sys.prefix
+
+
+@pytest.mark.parametrize("use_forkserver", [True, False])
+def test_the_fork_server_goes_with_its_torchserve_and_can_be_turned_off(tmp_path, tiny_model_dir, use_forkserver):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("minWorkers: 1\nmaxWorkers: 1\nresponseTimeout: 60\nhandler:\n  torch_threads: 1\n")
+    archive = ts.archive("tiny-fork-attention", "attention", tiny_model_dir("bert"), config, tmp_path)
+    offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0")) + 500  # beside the session's TorchServe
+    with ts.serving(tmp_path / "server", {"tiny-fork-attention": archive}, port_offset=offset,
+                    forkserver=use_forkserver) as server:
+        (worker,) = [w["pid"] for w in server.wait_ready("tiny-fork-attention")]
+        assert server.post("tiny-fork-attention", {"text": "A tiny test."}).status == 200
+        launcher_or_frontend = parent(worker)
+        if use_forkserver:
+            fork_server = launcher_or_frontend
+            assert "forkserver.py serve" in cmdline(fork_server)
+        else:
+            assert "org.pytorch.serve.ModelServer" in cmdline(launcher_or_frontend)
+            assert "model_service_worker.py" in cmdline(worker)
+    if use_forkserver:
+        assert gone(fork_server), "the fork server outlived its TorchServe"
+        assert gone(worker)
