@@ -2,10 +2,14 @@
 
 Workers load the archive's safetensors memory-mapped and never write them, so their pages
 are the page cache's, shared by every worker; what a worker adds is its own interpreter,
-libraries and activations. Starts its own TorchServe on 127.0.0.1:18080-18082
+libraries and activations. With the fork server (exformer/forkserver.py, the default) the
+workers are forked from one process that has imported torch and transformers, and share those
+pages too; the totals then count the fork server and each worker's launcher (the process
+TorchServe started). `--forkserver both` (the default) measures with and without it, one
+after the other. Starts its own TorchServe on 127.0.0.1:18080-18082
 (+ EXFORMER_TEST_PORT_OFFSET).
 
-    .venv/bin/python bench/memory.py [--model sentiment-gradients]
+    .venv/bin/python bench/memory.py [--model sentiment-gradients] [--forkserver on|off|both]
 """
 
 import argparse
@@ -34,6 +38,33 @@ def rollup(pid: int) -> dict[str, int]:
         values[key] = int(rest.split()[0])
     values["USS"] = values["Private_Clean"] + values["Private_Dirty"]
     return values
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def helpers(workers: list[int]) -> tuple[int | None, list[int]]:
+    """The fork server the workers came from and the launchers TorchServe started (None, []
+    when each worker is its own Python)."""
+    fork_server = parent(workers[0])
+    if "forkserver.py serve" not in cmdline(fork_server):
+        return None, []
+    frontend = int(cmdline(fork_server).split()[-1])
+    launchers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                 and _parent_or_none(int(p.name)) == frontend and "forkserver.py client" in cmdline(int(p.name))]
+    return fork_server, launchers
+
+
+def _parent_or_none(pid: int):
+    try:
+        return parent(pid)
+    except (FileNotFoundError, IndexError):
+        return None
 
 
 def weights_mapping(pid: int) -> dict[str, int]:
@@ -91,16 +122,27 @@ def main():
     parser.add_argument("--model", default="sentiment-gradients")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--requests", type=int, default=3, help="requests per worker count before measuring")
+    parser.add_argument("--forkserver", choices=["on", "off", "both"], default="both")
     args = parser.parse_args()
     model_dir = next(Path(line.split()[2]) for line in (ROOT / "deploy/models.txt").read_text().splitlines()
                      if line.split() and line.split()[0] == args.model)
     weights = weight_bytes(ROOT / model_dir) / 1024
+    print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup; "
+          f"total PSS = workers + their launchers + the fork server")
+    header("fork server", "workers", "RSS / worker", "PSS / worker", "USS / worker", "weights private / worker",
+           "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker")
+    floor = [measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]]
+    rss, pss, uss, dirty, heavy = floor[0]
+    print(f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
+          f"imports, beside the workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB "
+          f"(private dirty {dirty:,} kB); heavy packages imported: {heavy}")
+
+
+def measure(args, weights: float, use_forkserver: bool) -> tuple:
+    """Print a row per worker count; return runtime_floor() measured beside the last."""
     archives = {args.model: ROOT / "model_store" / f"{args.model}.mar"}
     offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside other servers on this machine
-    with ts.serving(Path(tempfile.mkdtemp()), archives, port_offset=offset) as server:
-        print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup")
-        header("workers", "RSS / worker", "PSS / worker", "USS / worker", "weights RSS / worker",
-               "weights private / worker", "weights private / weights", "total PSS", "added per extra worker")
+    with ts.serving(Path(tempfile.mkdtemp()), archives, port_offset=offset, forkserver=use_forkserver) as server:
         first_total = None
         for n in args.workers:
             r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true",
@@ -112,18 +154,18 @@ def main():
             assert set(answers) == {200}, answers
             stats = [rollup(pid) for pid in pids]
             mapped = [weights_mapping(pid) for pid in pids]
+            fork_server, launchers = helpers(pids)
+            launcher_pss = sum(rollup(pid)["Pss"] for pid in launchers)
+            server_pss = rollup(fork_server)["Pss"] if fork_server else 0
             private = sum(m["Private"] for m in mapped) / n
             mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
-            total = sum(s["Pss"] for s in stats)
+            total = sum(s["Pss"] for s in stats) + launcher_pss + server_pss
             first_total = first_total if first_total is not None else total
             added = (total - first_total) / (n - 1) if n > 1 else 0
-            print(f"| {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} | {mean('USS'):,.0f} "
-                  f"| {sum(m['Rss'] for m in mapped) / n:,.0f} | {private:,.0f} | {private / weights:.0%} "
-                  f"| {total:,.0f} | {added:,.0f} |")
-        rss, pss, uss, dirty, heavy = runtime_floor()
-    print(f"# a worker's runtime without a model (TorchServe's worker + the handlers' imports, beside the "
-          f"workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB (private dirty {dirty:,} kB); "
-          f"heavy packages imported: {heavy}")
+            print(f"| {'on' if use_forkserver else 'off'} | {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} "
+                  f"| {mean('USS'):,.0f} | {private:,.0f} | {launcher_pss / n:,.0f} | {server_pss:,.0f} "
+                  f"| {total:,.0f} | {added:,.0f} |", flush=True)
+        return runtime_floor()
 
 
 if __name__ == "__main__":
