@@ -15,9 +15,11 @@ after the other. Starts its own TorchServe on 127.0.0.1:18080-18082
 import argparse
 import concurrent.futures
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from safetensors import safe_open
@@ -130,7 +132,8 @@ def main():
     print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup; "
           f"total PSS = workers + their launchers + the fork server")
     header("fork server", "workers", "RSS / worker", "PSS / worker", "USS / worker", "weights private / worker",
-           "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker")
+           "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker",
+           "request p50 ms (1 client, 5)")
     floor = [measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]]
     rss, pss, uss, dirty, heavy = floor[0]
     print(f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
@@ -152,6 +155,11 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
             with concurrent.futures.ThreadPoolExecutor(n) as pool:  # so that every worker serves
                 answers = list(pool.map(lambda _: server.post(args.model, BODY).status, range(args.requests * n)))
             assert set(answers) == {200}, answers
+            times = []
+            for _ in range(5):  # one client: does a forked worker answer as fast?
+                began = time.perf_counter()
+                assert server.post(args.model, BODY).status == 200
+                times.append((time.perf_counter() - began) * 1000)
             stats = [rollup(pid) for pid in pids]
             mapped = [weights_mapping(pid) for pid in pids]
             fork_server, launchers = helpers(pids)
@@ -164,7 +172,7 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
             added = (total - first_total) / (n - 1) if n > 1 else 0
             print(f"| {'on' if use_forkserver else 'off'} | {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} "
                   f"| {mean('USS'):,.0f} | {private:,.0f} | {launcher_pss / n:,.0f} | {server_pss:,.0f} "
-                  f"| {total:,.0f} | {added:,.0f} |", flush=True)
+                  f"| {total:,.0f} | {added:,.0f} | {statistics.median(times):.0f} |", flush=True)
         return runtime_floor()
 
 
