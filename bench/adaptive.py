@@ -72,6 +72,9 @@ def main():
                         help="start no new batch after this long (the table says how many reviews ran)")
     parser.add_argument("--tolerances", default="0.01", help="auto tolerances to run")
     parser.add_argument("--methods", default="gausskronrod,fejer", help="nested methods to run")
+    parser.add_argument("--fixed", default="",
+                        help="also fixed Gauss-Legendre point counts, e.g. 8,16,24,32: then says, per review, the "
+                             "fewest of them (or 50) whose attribution error is no worse than fixed-50's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(ROOT / "build/models/sentiment", "sentiment-gradients")
@@ -80,7 +83,9 @@ def main():
 
     configs = [("gausslegendre", "400 (reference)", {"n_steps": 400, "method": "gausslegendre"}),
                ("gausslegendre", "50 fixed", {"n_steps": 50, "method": "gausslegendre"})]
-    for method in args.methods.split(","):
+    for n in (int(n) for n in args.fixed.split(",") if n):
+        configs.append(("gausslegendre", f"{n} fixed", {"n_steps": n, "method": "gausslegendre"}))
+    for method in (m for m in args.methods.split(",") if m):
         for tol in (float(t) for t in args.tolerances.split(",")):
             configs.append((method, f"auto, tol {tol:g}", {"n_steps": "auto", "method": method, "tolerance": tol}))
     results = {(method, label): ([], 0.0, fields) for method, label, fields in configs}
@@ -143,6 +148,17 @@ def report(results: dict, done: int, asked: int, args) -> None:
               f"{statistics.median(rel):.1e} / {pct(rel, 90):.1e} / {max(rel):.1e} | {ok} | "
               f"{statistics.median(err):.1e} / {pct(err, 90):.1e} / {max(err):.1e} | "
               f"{no_worse}/{n} ({100 * no_worse / n:.0f}%) | {seconds:.3f} |")
+    fixed_counts = sorted(int(label.split()[0]) for (method, label), _ in results.items()
+                          if method == "gausslegendre" and label.endswith(" fixed"))
+    if len(fixed_counts) > 1:
+        # A lower bound for any rule that stops on its own estimate: the best fixed count per
+        # review, known only after comparing with the reference.
+        fewest = [min(c for c in fixed_counts if results["gausslegendre", f"{c} fixed"][0][i]["error"] <= f["error"])
+                  for i, f in enumerate(fixed)]
+        print(f"\nFewest Gauss-Legendre points of {fixed_counts} whose attribution error is no worse than "
+              f"fixed-50's, chosen per review after the fact: median {statistics.median(fewest):.0f}, "
+              f"p90 {pct(fewest, 90):.0f}; ≤ 16 on {sum(c <= 16 for c in fewest)}/{n} "
+              f"({100 * sum(c <= 16 for c in fewest) / n:.0f}%)")
 
 
 if __name__ == "__main__":
