@@ -42,33 +42,6 @@ def rollup(pid: int) -> dict[str, int]:
     return values
 
 
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def helpers(workers: list[int]) -> tuple[int | None, list[int]]:
-    """The fork server the workers came from and the launchers TorchServe started (None, []
-    when each worker is its own Python)."""
-    fork_server = parent(workers[0])
-    if "forkserver.py serve" not in cmdline(fork_server):
-        return None, []
-    frontend = int(cmdline(fork_server).split()[-1])
-    launchers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                 and _parent_or_none(int(p.name)) == frontend and "forkserver.py client" in cmdline(int(p.name))]
-    return fork_server, launchers
-
-
-def _parent_or_none(pid: int):
-    try:
-        return parent(pid)
-    except (FileNotFoundError, IndexError):
-        return None
-
-
 def weights_mapping(pid: int) -> dict[str, int]:
     """kB of the worker's mappings of *.safetensors files: how much of the weights it shares."""
     values = {"Rss": 0, "Pss": 0, "Private": 0}
@@ -162,7 +135,7 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
                 times.append((time.perf_counter() - began) * 1000)
             stats = [rollup(pid) for pid in pids]
             mapped = [weights_mapping(pid) for pid in pids]
-            fork_server, launchers = helpers(pids)
+            fork_server, launchers = ts.fork_server_of(pids[0])
             launcher_pss = sum(rollup(pid)["Pss"] for pid in launchers)
             server_pss = rollup(fork_server)["Pss"] if fork_server else 0
             private = sum(m["Private"] for m in mapped) / n

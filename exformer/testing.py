@@ -226,3 +226,31 @@ def scale(torchserve, model, n):
             return workers
         time.sleep(0.3)
     raise TimeoutError(f"{model}: not {n} ready workers after 180 s")
+
+
+# --- the processes behind a worker (tests/test_forkserver.py, bench/memory.py) -------------------
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def parent(pid: int) -> int | None:
+    """The parent's pid; None once the process is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def children(pid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and parent(int(p.name)) == pid]
+
+
+def fork_server_of(worker: int) -> tuple[int | None, list[int]]:
+    """The fork server a worker came from and the launchers its TorchServe started, one per
+    worker; (None, []) for a worker started as its own Python."""
+    fork_server = parent(worker)
+    if fork_server is None or "forkserver.py serve" not in cmdline(fork_server):
+        return None, []
+    frontend = int(cmdline(fork_server).split()[-1])
+    return fork_server, [p for p in children(frontend) if "forkserver.py client" in cmdline(p)]

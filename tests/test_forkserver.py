@@ -12,28 +12,10 @@ from pathlib import Path
 import pytest
 
 import exformer.testing as ts
+from exformer.testing import cmdline, fork_server_of, parent
 from exformer import forkserver
 
 MODELS = ["minilm-attention", "sentiment-gradients"]
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def children(pid: int) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_or_none(int(p.name)) == pid]
-
-
-def _parent_or_none(pid: int):
-    try:
-        return parent(pid)
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
 
 
 def kb(pid: int, *keys: str) -> int:
@@ -55,13 +37,12 @@ def gone(pid: int, within: float = 10) -> bool:
 
 def test_every_worker_is_forked_from_one_fork_server_and_shares_its_pages(torchserve):
     workers = [w["pid"] for m in MODELS for w in torchserve.wait_ready(m)]
-    servers = {parent(pid) for pid in workers}
-    assert len(servers) == 1, "the workers of one TorchServe come from one fork server"
+    servers = {fork_server_of(pid)[0] for pid in workers}
+    assert len(servers) == 1 and None not in servers, "the workers of one TorchServe come from one fork server"
     (server,) = servers
-    assert "forkserver.py serve" in cmdline(server)
-    frontend = int(cmdline(server).split()[-1])
-    assert "org.pytorch.serve.ModelServer" in cmdline(frontend)
-    launchers = [pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)]
+    _, launchers = fork_server_of(workers[0])
+    assert all(parent(pid) == int(cmdline(server).split()[-1]) for pid in launchers)
+    assert "org.pytorch.serve.ModelServer" in cmdline(parent(launchers[0]))
     assert len(launchers) >= len(workers), "TorchServe sees one launcher process per worker"
     for model in MODELS:
         assert torchserve.post(model, {"text": "Shared pages."}).status == 200
@@ -80,13 +61,11 @@ def test_scaling_down_ends_the_worker_and_a_killed_worker_ends_its_launcher(torc
     (removed,) = set(pids) - {kept}
     assert gone(removed), "TorchServe killed the launcher; its worker must go with it"
 
-    fork_server = parent(kept)
-    frontend = int(cmdline(fork_server).split()[-1])
-    launchers_before = {pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)}
+    fork_server, launchers_before = fork_server_of(kept)
     os.kill(kept, signal.SIGKILL)
     (replacement,) = [w["pid"] for w in _ready_other_than(torchserve, model, kept)]
-    launchers_after = {pid for pid in children(frontend) if "forkserver.py client" in cmdline(pid)}
-    assert len(launchers_before - launchers_after) == 1, "the killed worker's launcher exited"
+    _, launchers_after = fork_server_of(replacement)
+    assert len(set(launchers_before) - set(launchers_after)) == 1, "the killed worker's launcher exited"
     assert parent(replacement) == fork_server, "the replacement is forked by the same fork server"
     assert torchserve.post(model, {"text": "Back again."}).status == 200
 
