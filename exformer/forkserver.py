@@ -32,7 +32,6 @@ import json
 import os
 import runpy
 import selectors
-import signal
 import socket
 import struct
 import subprocess
@@ -178,7 +177,7 @@ def _preload() -> None:
         if name != __name__:
             del sys.modules[name]
     gc.collect()
-    gc.freeze()  # the collector never writes to these objects, so their pages stay shared
+    gc.freeze()  # the workers' collectors never visit (and so never write to) these objects
 
 
 def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> tuple[int, int] | None:
@@ -229,8 +228,6 @@ def _become_worker(request: dict, fds: list[int], connection: socket.socket) -> 
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-        signal.signal(number, signal.SIG_DFL)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -240,7 +237,6 @@ def _become_worker(request: dict, fds: list[int], connection: socket.socket) -> 
     own = [p for p in sys.path if p and p not in _env_paths()]
     sys.path[:] = [str(Path(script).parent), *_env_paths(request["env"]), *own]
     sys.argv = [script, *arguments]
-    gc.unfreeze()
     threading.Thread(target=_exit_with_launcher, args=(connection,), daemon=True).start()
     try:
         runpy.run_path(script, run_name="__main__")

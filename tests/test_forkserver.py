@@ -70,6 +70,20 @@ def test_scaling_down_ends_the_worker_and_a_killed_worker_ends_its_launcher(torc
     assert torchserve.post(model, {"text": "Back again."}).status == 200
 
 
+def test_workers_outlive_a_killed_fork_server_and_the_next_worker_starts_another(torchserve):
+    model = "sentiment-attention"
+    (worker,) = [w["pid"] for w in torchserve.wait_ready(model)]
+    fork_server, _ = fork_server_of(worker)
+    os.kill(fork_server, signal.SIGKILL)
+    assert gone(fork_server)
+    assert torchserve.post(model, {"text": "Still here."}).status == 200
+    os.kill(worker, signal.SIGKILL)
+    (replacement,) = [w["pid"] for w in _ready_other_than(torchserve, model, worker)]
+    started_again, _ = fork_server_of(replacement)
+    assert started_again not in (None, fork_server)
+    assert torchserve.post(model, {"text": "Back again."}).status == 200
+
+
 def _ready_other_than(torchserve, model, pid, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -81,8 +95,9 @@ def _ready_other_than(torchserve, model, pid, timeout=60):
 
 
 def test_the_fork_server_forks_only_torchserves_worker(torchserve):
-    (worker,) = [w["pid"] for w in torchserve.wait_ready("minilm-attention")]
-    frontend = int(cmdline(parent(worker)).split()[-1])
+    workers = [w["pid"] for m in MODELS + ["sentiment-attention"] for w in torchserve.wait_ready(m)]
+    fork_server = next(s for s in (fork_server_of(pid)[0] for pid in workers) if s)  # one may have been killed
+    frontend = int(cmdline(fork_server).split()[-1])
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(forkserver.address(frontend))
     request = b'{"argv": ["/bin/true"], "env": {}, "cwd": "/"}'
