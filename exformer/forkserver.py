@@ -98,17 +98,18 @@ def _connect(python: str) -> socket.socket:
 
 
 def _run_forked(connection: socket.socket, argv: list[str]) -> int:
-    """Send the worker's argv, environment, directory and stdio; return its exit status."""
+    """Send the worker's argv, environment, directory and stdio; return its exit status, or run
+    a plain worker when the fork server refuses."""
     request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
     socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [0, 1, 2])
-    answer = b""
-    while not answer.endswith(b"\n"):  # "<pid> <exit status>\n"; a dead fork server closes it early
-        chunk = connection.recv(64)
-        if not chunk:
-            return 1
-        answer += chunk
-    fields = answer.split()
-    return int(fields[1]) if len(fields) == 2 else 1
+    lines = connection.makefile("r")
+    first = lines.readline()  # "forked <pid>" or "refused <why>"
+    if first.startswith("refused"):
+        print(f"exformer.forkserver: {first.strip()}; starting a plain worker", file=sys.stderr, flush=True)
+        python = os.environ.get("EXFORMER_WORKER_PYTHON") or sys.executable
+        os.execv(python, [python, *argv])
+    last = lines.readline().split()  # "exited <status>"; nothing if the fork server died first
+    return int(last[1]) if len(last) == 2 and last[0] == "exited" else 1
 
 
 # --- the fork server ----------------------------------------------------------------------------
@@ -139,10 +140,13 @@ def serve(frontend_pid: int) -> None:
                 connection, _ = listener.accept()
                 child = _fork(connection, worker_script, keep_closed=[listener, frontend, selector,
                                                                     *children, *[c for _, c in children.values()]])
-                if child is None:
+                if isinstance(child, str):
+                    _log(f"refused: {child}")
+                    _send(connection, f"refused {child}\n")
                     connection.close()
                     continue
                 pid, pidfd = child
+                _send(connection, f"forked {pid}\n")
                 children[pidfd] = (pid, connection)
                 selector.register(pidfd, selectors.EVENT_READ, "child")
             else:
@@ -153,11 +157,15 @@ def serve(frontend_pid: int) -> None:
                 _, status = os.waitpid(pid, 0)
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
-                try:
-                    connection.sendall(f"{pid} {code}\n".encode())
-                except OSError:
-                    pass
+                _send(connection, f"exited {code}\n")
                 connection.close()
+
+
+def _send(connection: socket.socket, line: str) -> None:
+    try:
+        connection.sendall(line.encode())
+    except OSError:  # the launcher is gone
+        pass
 
 
 def _preload() -> None:
@@ -180,11 +188,13 @@ def _preload() -> None:
     gc.freeze()  # the workers' collectors never visit (and so never write to) these objects
 
 
-def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> tuple[int, int] | None:
-    """Fork one worker for the launcher on `connection`; None (and a log line) if refused."""
+def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> tuple[int, int] | str:
+    """Fork one worker for the launcher on `connection`: (pid, pidfd), or why not."""
     creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _, uid, _ = struct.unpack("3i", creds)
+    fds: list[int] = []
     try:
+        connection.settimeout(10)  # one silent client must not stall every other worker's start
         message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
         size = struct.unpack("!I", message[:4])[0]
         while len(message) < 4 + size:
@@ -193,21 +203,21 @@ def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> t
                 raise ConnectionError("the launcher closed the connection")
             message += chunk
         request = json.loads(message[4:4 + size])
+        connection.settimeout(None)
     except (OSError, ValueError, struct.error) as error:
-        _log(f"refused: a bad request ({error})")
-        return None
-    reason = None
-    if uid != os.getuid():
-        reason = f"uid {uid} is not ours"
-    elif len(fds) != 3 or not request.get("argv") or str(Path(request["argv"][0]).resolve()) != worker_script:
-        reason = f"not TorchServe's worker: {request.get('argv', [])[:1]}"
-    elif "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
-        reason = "CUDA is initialised in the fork server"
+        reason = f"a bad request ({error})"
+    else:
+        reason = None
+        if uid != os.getuid():
+            reason = f"uid {uid} is not ours"
+        elif not isinstance(request, dict) or len(fds) != 3 or not request.get("argv") or str(Path(request["argv"][0]).resolve()) != worker_script:
+            reason = f"not TorchServe's worker: {request.get('argv', [])[:1]}"
+        elif "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
+            reason = "CUDA is initialised in the fork server"
     if reason:
-        _log(f"refused: {reason}")
         for fd in fds:
             os.close(fd)
-        return None
+        return reason
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

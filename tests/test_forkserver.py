@@ -104,10 +104,27 @@ def test_the_fork_server_forks_only_torchserves_worker(torchserve):
     devnull = os.open(os.devnull, os.O_RDWR)
     socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [devnull] * 3)
     connection.settimeout(10)
-    assert connection.recv(64) == b"", "refused: closed without forking"
+    answer = b""
+    while chunk := connection.recv(256):
+        answer += chunk
+    assert answer == b"refused not TorchServe's worker: ['/bin/true']\n", "refused, and told why"
     os.close(devnull)
     log = Path(torchserve.workdir) / "logs" / "forkserver.log"
     assert "refused: not TorchServe's worker: ['/bin/true']" in log.read_text()
+
+
+def test_a_refused_worker_runs_as_its_own_python(tmp_path):
+    """A script that is not TorchServe's worker, though named like it: the launcher starts a
+    fork server (for this pytest, its parent; it exits with it), which refuses; the launcher
+    then runs the script with the real Python."""
+    script = tmp_path / "model_service_worker.py"
+    script.write_text("import sys; print('plain', sys.argv[1:])")
+    launcher = Path(forkserver.__file__).with_name("forkserver-python")
+    out = subprocess.run([str(launcher), str(script), "--sock-name", "x"], capture_output=True, text=True,
+                         timeout=180, env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable,
+                                           "LOG_LOCATION": str(tmp_path)})
+    assert out.stdout.strip() == "plain ['--sock-name', 'x']"
+    assert f"refused not TorchServe's worker: ['{script}']; starting a plain worker" in out.stderr
 
 
 def test_the_launcher_runs_anything_else_with_the_real_python():
