@@ -88,7 +88,9 @@ def _connect(python: str) -> socket.socket:
                 raise TimeoutError(f"the fork server did not answer within {CONNECT_SECONDS:.0f} s")
         if not started:  # several workers may start one each: the first to bind the address serves
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-            log = Path(os.environ.get("LOG_LOCATION") or "logs") / "forkserver.log"
+            # Beside TorchServe's own logs: $LOG_LOCATION, else logs/ in the frontend's directory.
+            logs = os.environ.get("LOG_LOCATION") or Path(f"/proc/{os.getppid()}/cwd").resolve() / "logs"
+            log = Path(logs) / "forkserver.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             subprocess.Popen([python, "-I", str(Path(__file__)), "serve", str(os.getppid())], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
