@@ -106,7 +106,7 @@ def main():
           f"total PSS = workers + their launchers + the fork server")
     header("fork server", "workers", "RSS / worker", "PSS / worker", "USS / worker", "weights private / worker",
            "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker",
-           "request p50 ms (1 client, 5)")
+           "request p50 ms (1 client, 5)", "scale-up to this many, s")
     floor = [measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]]
     rss, pss, uss, dirty, heavy = floor[0]
     print(f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
@@ -121,10 +121,12 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
     with ts.serving(Path(tempfile.mkdtemp()), archives, port_offset=offset, forkserver=use_forkserver) as server:
         first_total = None
         for n in args.workers:
+            began = time.perf_counter()
             r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true",
                               timeout=300)
             assert r.status == 200, r.body
             pids = [w["pid"] for w in server.wait_ready(args.model, n)]
+            scaled = time.perf_counter() - began  # 0 → 1 is the server's start, not timed here
             with concurrent.futures.ThreadPoolExecutor(n) as pool:  # so that every worker serves
                 answers = list(pool.map(lambda _: server.post(args.model, BODY).status, range(args.requests * n)))
             assert set(answers) == {200}, answers
@@ -145,7 +147,8 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
             added = (total - first_total) / (n - 1) if n > 1 else 0
             print(f"| {'on' if use_forkserver else 'off'} | {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} "
                   f"| {mean('USS'):,.0f} | {private:,.0f} | {launcher_pss / n:,.0f} | {server_pss:,.0f} "
-                  f"| {total:,.0f} | {added:,.0f} | {statistics.median(times):.0f} |", flush=True)
+                  f"| {total:,.0f} | {added:,.0f} | {statistics.median(times):.0f} "
+                  f"| {'—' if n == args.workers[0] else f'{scaled:.1f}'} |", flush=True)
         return runtime_floor()
 
 
