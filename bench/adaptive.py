@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from exformer import load_model  # noqa: E402
-from exformer.contract import GradientsRequest, parse  # noqa: E402
-from exformer.gradients import explain_batch  # noqa: E402
+from exformer.contract import GradientsRequest  # noqa: E402
+from exformer.explain import parse_request  # noqa: E402
+from exformer.explain.gradients import explain_batch  # noqa: E402
 
 
 def held_out(n: int) -> list[str]:
@@ -46,7 +47,7 @@ def held_out(n: int) -> list[str]:
 def run(model, texts: list[str], fields: dict):
     """(per-example rows, seconds) of one configuration on one batch of texts."""
     rows, start = [], time.perf_counter()
-    requests = [parse(GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields}, model)
+    requests = [parse_request(model, GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields})
                 for t in texts]
     for result in explain_batch(model, requests):
         s = result.summary
@@ -79,7 +80,7 @@ def main():
     torch.set_num_threads(args.threads)
     model = load_model(ROOT / "build/models/sentiment", "sentiment-gradients")
     texts = held_out(args.limit)
-    explain_batch(model, [parse(GradientsRequest, {"text": texts[0], "n_steps": 4}, model)])  # warm-up
+    explain_batch(model, [parse_request(model, GradientsRequest, {"text": texts[0], "n_steps": 4})])  # warm-up
 
     configs = [("gausslegendre", "400 (reference)", {"n_steps": 400, "method": "gausslegendre"}),
                ("gausslegendre", "50 fixed", {"n_steps": 50, "method": "gausslegendre"})]

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from exformer.attention import attention_forward
-from exformer.loading import load_model
-from exformer.tokens import encode
+from exformer.core.attention import attention_forward
+from exformer.core.loading import load_model
+from exformer.core.tokens import encode
 from table import header
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopback
 sys.path.insert(0, str(ROOT / "bench"))
-import exformer.testing as ts  # noqa: E402
+from support import torchserve as ts  # noqa: E402
 from load import run_cell  # noqa: E402
 from memory import rollup  # noqa: E402
 from table import header  # noqa: E402

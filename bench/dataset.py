@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopback
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -123,7 +124,7 @@ def two_pass_rate(texts: list[str], n_steps: int, threads: int) -> tuple[float, 
 
 def import_floor_kb() -> int:
     """Peak RSS of a process that only imports what the CLI imports (its floor)."""
-    code = ("import exformer, exformer.cli, exformer.dataset, exformer.client; "
+    code = ("import exformer, exformer.cli, exformer.cli.dataset, exformer.client; "
             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
@@ -145,7 +146,7 @@ def main() -> None:
     rss_rows = args.rss_rows or ([200, 1000] if args.quick else [200, 2000])
 
     import exformer
-    import exformer.testing as ts
+    from support import torchserve as ts
 
     work = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
     data = {

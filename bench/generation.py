@@ -17,17 +17,21 @@ Not a test: prints Markdown tables (one run of each, side by side).
 
 import argparse
 import copy
+import sys
+import dataclasses
 import time
 from pathlib import Path
 
 import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 
-from exformer import explain_gradients, generation, load_model
-from exformer.batching import attention_for_gradients
-from exformer.matmul_work import MatmulWork
+from exformer import explain_gradients, load_model
+from exformer.core.batching import attention_for_gradients
+from exformer.core.options import PassOptions
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from support.matmul_work import MatmulWork  # noqa: E402
 PROMPT = "The capital of France is"
 CONTINUATION = " Paris, the city of light, love and art."
 
@@ -54,7 +58,7 @@ def captums(model, targets: list[int], n_steps: int, lm=None):
     tok, lm = model.tokenizer, lm or model.model
     llm = LLMGradientAttribution(LayerIntegratedGradients(lm, lm.get_input_embeddings()), tok)
     start = time.perf_counter()
-    with attention_for_gradients(lm):  # the same SDPA attention our pass runs on
+    with attention_for_gradients(dataclasses.replace(model, model=lm)):  # the same attention our pass runs
         result = llm.attribute(TextTokenInput(PROMPT, tok, baselines=tok.pad_token_id),
                                target=torch.tensor(targets), n_steps=n_steps, method="gausslegendre")
     return time.perf_counter() - start, result.token_attr.double()
@@ -75,9 +79,7 @@ def speed(model, args) -> None:
     print(f"SmolLM2, {PROMPT!r} -> {model.tokenizer.decode(targets)!r} ({len(targets)} target tokens), "
           f"{args.n_steps} steps, gausslegendre, pad baseline, log p, torch threads {torch.get_num_threads()}\n")
     ours(model, targets[:2], 2), captums(model, targets[:2], 2)  # first calls pay one-time costs: not timed
-    generation.PREFIX_BACKWARD = False
-    full_s, _ = ours(model, targets, args.n_steps)
-    generation.PREFIX_BACKWARD = True
+    full_s, _ = ours(dataclasses.replace(model, options=PassOptions(prefix_backward=False)), targets, args.n_steps)
     ours_s, ours_rows = ours(model, targets, args.n_steps)
     captum_s, captum_rows = captums(model, targets, args.n_steps)
     print("| implementation | seconds | speed-up |")

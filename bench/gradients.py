@@ -36,13 +36,14 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as hf_logging
 
 import exformer
-import exformer.batching
+import exformer.core.batching
 from exformer import GradientsRequest, LoadedModel, RequestError, Settings
-from exformer.batching import default_chunk_points
-from exformer.contract import parse
-from exformer.gradients import explain_batch
-from exformer.loading import head_of, kind_of
-from exformer.tokens import encode
+from exformer.core.batching import default_chunk_points
+from exformer.core.options import PassOptions
+from exformer.explain import parse_request
+from exformer.explain.gradients import explain_batch
+from exformer.core.loading import head_of, kind_of
+from exformer.core.tokens import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,9 +129,9 @@ def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, ba
     `chunk`: path points per forward (None: by length); `head_position_only`: the last layer at
     the classifier's position only (False: the whole last layer, as before)."""
     # the engine reads loaded.settings
-    loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype, internal_batch_size=chunk))
-    exformer.batching.HEAD_POSITION_ONLY = head_position_only
-    exformer.batching.GRADIENT_ATTENTION = {**exformer.batching.GRADIENT_ATTENTION, "cpu": attention}
+    options = PassOptions(head_position_only=head_position_only,
+                          gradient_attention={**PassOptions().gradient_attention, "cpu": attention})
+    loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype, internal_batch_size=chunk), options=options)
     requests = [
         validated(loaded, {"text": t, "target": TARGET, "baseline": "pad", "baseline_specials": "replace",
                            "n_steps": n_steps, "method": method, "format": "torch-gzip",
@@ -138,11 +139,7 @@ def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, ba
         for t in texts
     ]
     groups = [requests] if batched else [[r] for r in requests]
-    try:
-        results = [r for group in groups for r in explain_batch(loaded, group)]
-    finally:
-        exformer.batching.HEAD_POSITION_ONLY = True
-        exformer.batching.GRADIENT_ATTENTION = {**exformer.batching.GRADIENT_ATTENTION, "cpu": "eager"}
+    results = [r for group in groups for r in explain_batch(loaded, group)]
     for r in results:
         if isinstance(r, RequestError):
             raise r
@@ -152,7 +149,7 @@ def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, ba
 
 def validated(loaded, body: dict) -> GradientsRequest:
     """The request as the server would validate it against this model."""
-    request = parse(GradientsRequest, body, loaded)
+    request = parse_request(loaded, GradientsRequest, body)
     if isinstance(request, RequestError):
         raise request
     return request

@@ -1,7 +1,7 @@
 """Attention of long prompts: what each form of the answer costs, in the worker's own code.
 
 For each model and length, each form of the attention request runs once through
-`exformer.attention.attention_response` and is encoded as the worker sends it (`json_bytes`),
+`exformer.explain.attention.attention_response` and is encoded as the worker sends it (`json_bytes`),
 on `--threads` torch threads (a worker's: cores // maxWorkers = 1 here). Printed: the wall
 time, the response size (or the 413 the archive answers, with its estimate, computed
 without a forward), the process's peak RSS above its RSS before the request (VmHWM, reset
@@ -27,13 +27,15 @@ import orjson
 import torch
 import transformers
 
-from exformer.attention import attention_forward, attention_response, top_k_predictions
-from exformer.contract import AttentionRequest, parse
-from exformer.encoding import encode_array, json_bytes
-from exformer.errors import RequestError
-from exformer.loading import load_model
-from exformer.results import decode_rows
-from exformer.settings import Settings
+from exformer.core.attention import attention_forward
+from exformer.explain.attention import attention_response, top_k_predictions
+from exformer.contract import AttentionRequest
+from exformer.explain import parse_request
+from exformer.explain.encoding import encode_array, json_bytes
+from exformer.contract.errors import RequestError
+from exformer.core.loading import load_model
+from exformer.contract.arrays import decode_rows
+from exformer.contract.settings import Settings
 from table import header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +91,7 @@ def text_of(loaded, n_tokens: int) -> str:
 
 def before(loaded, request) -> bytes:
     """The replaced path: all layers' maps kept and stacked, then the asked layers selected."""
-    from exformer.tokens import encode, token_table
+    from exformer.core.tokens import encode, token_table
 
     encoded = encode(loaded, request.text)
     attention, logits = attention_forward(loaded, encoded.inputs)
@@ -120,8 +122,8 @@ def main():
            text_columns=3)
     for name in args.models:
         loaded = load_model(MODELS[name], name, Settings(max_tokens=max(args.tokens)))
-        parse(AttentionRequest, {"text": "warm up"}, loaded)
-        attention_response(loaded, parse(AttentionRequest, {"text": "warm up", "heads": "mean", "rollout": True}, loaded))
+        parse_request(loaded, AttentionRequest, {"text": "warm up"})
+        attention_response(loaded, parse_request(loaded, AttentionRequest, {"text": "warm up", "heads": "mean", "rollout": True}))
         last = loaded.config.num_hidden_layers - 1
         for n in args.tokens:
             if n > loaded.max_tokens:
@@ -131,7 +133,7 @@ def main():
             for label in args.forms:
                 fields = FORMS[label]
                 fields = {"layers": [last], **F16} if fields in (None, "last layer") else fields
-                request = parse(AttentionRequest, {"text": text, **fields}, loaded)
+                request = parse_request(loaded, AttentionRequest, {"text": text, **fields})
                 if isinstance(request, RequestError):
                     raise request
                 if FORMS[label] is None:

@@ -2,7 +2,7 @@
 
 Workers load the archive's safetensors memory-mapped and never write them, so their pages
 are the page cache's, shared by every worker; what a worker adds is its own interpreter,
-libraries and activations. With the fork server (exformer/forkserver.py, the default) the
+libraries and activations. With the fork server (exformer/serving/forkserver.py, the default) the
 workers are forked from one process that has imported torch and transformers, and share those
 pages too; the totals then count the fork server and each worker's launcher (the process
 TorchServe started). `--forkserver both` (the default) measures with and without it, one
@@ -25,7 +25,8 @@ from pathlib import Path
 from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parent.parent
-import exformer.testing as ts  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopback
+from support import torchserve as ts  # noqa: E402
 from table import header  # noqa: E402
 
 

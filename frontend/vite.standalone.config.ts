@@ -1,5 +1,5 @@
 // The standalone visualizer: src/standalone.ts as one IIFE script and one CSS file in
-// exformer/_static/, which exformer.views inlines into a self-contained HTML document
+// exformer/client/_static/, which exformer.client.views inlines into a self-contained HTML document
 // (a result's save_html and _repr_html_). `npm run build:standalone` (paths are relative to
 // frontend/, where npm runs its scripts).
 
@@ -9,7 +9,7 @@ export default defineConfig({
   // Only our own files: no public/ dir, no index.html.
   publicDir: false,
   build: {
-    outDir: "../exformer/_static",
+    outDir: "../exformer/client/_static",
     emptyOutDir: false, // outside frontend/: overwrite our two files, delete nothing else
     sourcemap: false,
     minify: true,

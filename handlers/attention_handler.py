@@ -1,8 +1,8 @@
 """TorchServe entry point for `<model>-attention`: JSON in, the attention contract out."""
 
-from exformer.attention import attention_response
-from exformer.contract import AttentionRequest
-from exformer.serving import ExplainerHandler
+from exformer.contract.requests import AttentionRequest
+from exformer.explain.attention import attention_response
+from exformer.serving.handler import ExplainerHandler
 
 
 class AttentionHandler(ExplainerHandler):

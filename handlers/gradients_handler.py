@@ -4,10 +4,12 @@
 (TorchServe's explanations endpoint) always answers with the JSON summary.
 """
 
-from exformer.contract import GradientsRequest, decode_body
-from exformer.errors import RequestError
-from exformer.gradients import GradientsResult, explain_batch
-from exformer.serving import ExplainerHandler
+from exformer.contract.errors import RequestError
+from exformer.contract.parsing import decode_body
+from exformer.contract.requests import GradientsRequest
+from exformer.explain.gradients import explain_batch
+from exformer.explain.responses import GradientsAnswer, details_response
+from exformer.serving.handler import ExplainerHandler
 
 
 class GradientsHandler(ExplainerHandler):
@@ -22,14 +24,14 @@ class GradientsHandler(ExplainerHandler):
         """The batch's path points share the forward chunks (padded, with attention masks).
         An empty body asks for the model's details, as on an attention archive."""
         answers = iter(explain_batch(self.loaded, [r for r in requests if r.text is not None]))
-        return [{"model": self.loaded.details()} if r.text is None else next(answers) for r in requests]
+        return [details_response(self.loaded) if r.text is None else next(answers) for r in requests]
 
     def encode(self, result, request):
-        return result.body() if isinstance(result, GradientsResult) else super().encode(result, request)
+        return result.body() if isinstance(result, GradientsAnswer) else super().encode(result, request)
 
     def as_json(self, result, request):
         """KServe's protocols carry JSON: the summary (and any per-step tensors asked for)."""
-        if not isinstance(result, GradientsResult):
+        if not isinstance(result, GradientsAnswer):
             return result
         if request.format != "json":
             raise RequestError("format", f"KServe's protocols answer JSON, not {request.format!r}; "

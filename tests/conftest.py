@@ -45,7 +45,7 @@ def tiny_model_dir(tmp_path_factory):
 def torchserve(tmp_path_factory, tiny_model_dir):
     """One real TorchServe for the whole session: the default archives plus tiny BERTs
     archived by archive.sh with a long batch delay, so concurrent requests share a batch."""
-    import exformer.testing as ts
+    from support import torchserve as ts
 
     work = tmp_path_factory.mktemp("torchserve")
     config = work / "batch.yaml"

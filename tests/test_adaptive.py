@@ -18,12 +18,13 @@ import pytest
 import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 
-from exformer.contract import FIXED_METHODS, NESTED_METHODS, GradientsRequest, parse
-from exformer.errors import RequestError
-from exformer.gradients import explain_batch
-from exformer.loading import load_model
-from exformer.quadrature import fejer_rule, fixed_rule, kronrod_rule
-from exformer.settings import Settings
+from exformer.contract import FIXED_METHODS, NESTED_METHODS, GradientsRequest
+from exformer.explain import parse_request
+from exformer.contract.errors import RequestError
+from exformer.explain.gradients import explain_batch
+from exformer.core.loading import load_model
+from exformer.core.quadrature import fejer_rule, fixed_rule, kronrod_rule
+from exformer.contract.settings import Settings
 from tiny_models import ROOT
 
 REVIEW = "A warm, funny and quietly moving film."
@@ -37,7 +38,7 @@ def sentiment():
 
 
 def request(loaded, body):
-    parsed = parse(GradientsRequest, body, loaded)
+    parsed = parse_request(loaded, GradientsRequest, body)
     if isinstance(parsed, RequestError):
         raise parsed
     return parsed
@@ -58,7 +59,7 @@ def test_fixed_rules_are_captums_float_for_float(method, n_steps):
 
 
 def test_the_runtime_imports_neither_captum_attr_nor_matplotlib():
-    code = ("import sys, exformer.gradients, exformer.serving; "
+    code = ("import sys, exformer.explain.gradients, exformer.serving.handler; "
             "print(sorted(m for m in sys.modules if m.startswith(('captum.attr', 'matplotlib'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -106,7 +107,7 @@ def test_fejer_levels_are_nested_and_exact_to_their_degree():
     ({"n_steps": 50, "max_n_steps": 100}, "max_n_steps"),
 ])
 def test_bad_adaptive_fields_are_refused_naming_the_field(sentiment, body, field):
-    error = parse(GradientsRequest, {"text": REVIEW, **body}, sentiment)
+    error = parse_request(sentiment, GradientsRequest, {"text": REVIEW, **body})
     assert isinstance(error, RequestError) and error.code == 400 and error.field == field, error
 
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from exformer.attention import attention_response
-from exformer.contract import AttentionRequest, parse
-from exformer.errors import RequestError
-from exformer.loading import load_model
-from exformer.settings import Settings
+from exformer.explain.attention import attention_response
+from exformer.contract import AttentionRequest
+from exformer.explain import parse_request
+from exformer.contract.errors import RequestError
+from exformer.core.loading import load_model
+from exformer.contract.settings import Settings
 from tiny_models import FAMILIES
 
 SETTINGS = Settings()
@@ -32,7 +33,7 @@ def loaded_models(tiny_model_dir):
 
 
 def explain(loaded, body):
-    request = parse(AttentionRequest, body, loaded)
+    request = parse_request(loaded, AttentionRequest, body)
     if isinstance(request, RequestError):
         raise request
     return attention_response(loaded, request)

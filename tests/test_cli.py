@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exformer import dataset
-from exformer.dataset import Columns, DatasetError, Row
+from exformer.cli import dataset
+from exformer.cli.dataset import Columns, DatasetError, Row
 from tiny_models import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -355,3 +356,12 @@ def test_nested_attention_lists_round_trip():
         array = dataset.nested_array(dataset.reduce_heads(values, reduce))
         assert array.type == dataset.schema("attention", reduce).field("attention").type
         np.testing.assert_array_equal(np.asarray(array.to_pylist()[0], dtype=np.float32), expected)
+
+
+def test_the_help_lists_every_method_score_and_baseline_the_contract_accepts():
+    from exformer.contract.vocabulary import BASELINES, GRADIENT_METHODS, SCORES
+
+    out = subprocess.run([str(Path(sys.executable).with_name("exformer")), "explain", "--help"], capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}, check=True).stdout
+    for name in (*GRADIENT_METHODS, *SCORES, *BASELINES):
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), name

@@ -18,7 +18,7 @@ import pytest
 
 from exformer import (AsyncClient, AttentionResult, Client, GradientsResult, RequestError, ServerError,
                       explain_attention, explain_gradients, load_model)
-from exformer.testing import WORKER_LOST, scale
+from support.torchserve import WORKER_LOST, scale
 
 TEXT = "The cat sat on the mat."
 REVIEW = "A warm, funny and quietly moving film."
@@ -193,7 +193,7 @@ def test_local_calls_answer_with_the_typed_results(tiny_model_dir):
 
 
 def test_results_draw_themselves_when_the_views_exist(tmp_path):
-    views = pytest.importorskip("exformer.views")
+    views = pytest.importorskip("exformer.client.views")
     result = AttentionResult(TINY_ATTENTION)
     assert result.save_html(tmp_path / "a.html").read_text() == views.document("attention", result)
     html = result._repr_html_()

@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-import exformer.testing as ts
+from support import torchserve as ts
 from exformer.contract import AttentionResponse, ErrorResponse, GradientsResponse, ModelDetailsResponse
-from exformer.schema import SCHEMA_PATH, schema_text
+from exformer.contract.schema import SCHEMA_PATH, schema_text
 
 
 def test_committed_schema_is_what_the_models_generate():
-    assert SCHEMA_PATH.read_text() == schema_text(), "run: .venv/bin/python -m exformer.schema"
+    assert SCHEMA_PATH.read_text() == schema_text(), "run: .venv/bin/python -m exformer.contract.schema"
 
 
 def test_exformer_imports_from_any_directory_without_torchserve(tmp_path):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-import exformer.loading
-import exformer.testing as ts
+import exformer.core.loading
+from support import torchserve as ts
 from exformer import explain_gradients, load_model
 
 AMX = "fpu sse2 avx2 avx512f avx512bw amx_bf16 amx_tile"
@@ -31,7 +31,7 @@ def cpu(monkeypatch, tmp_path):
         cpuinfo = tmp_path / "cpuinfo"
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-        monkeypatch.setattr(exformer.loading, "CPUINFO", cpuinfo)
+        monkeypatch.setattr(exformer.core.loading, "CPUINFO", cpuinfo)
 
     return describe
 

@@ -1,4 +1,4 @@
-"""Workers forked from exformer's fork server (exformer/forkserver.py), against real TorchServes."""
+"""Workers forked from exformer's fork server (exformer/serving/forkserver.py), against real TorchServes."""
 
 import os
 import signal
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import exformer.testing as ts
-from exformer.testing import cmdline, fork_server_of, parent
-from exformer import forkserver
+from support import torchserve as ts
+from support.torchserve import cmdline, fork_server_of, parent
+from exformer.serving import forkserver
 
 MODELS = ["minilm-attention", "sentiment-gradients"]
 

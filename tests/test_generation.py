@@ -18,11 +18,13 @@ import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 
 from exformer import explain_gradients, load_model
-from exformer.contract import GenerationResponse, GradientsRequest, parse
-from exformer.errors import RequestError
-from exformer.gradients import explain_batch
-from exformer.matmul_work import MatmulWork
-from exformer.settings import Settings
+from exformer.contract import GenerationResponse, GradientsRequest
+from exformer.core.options import PassOptions
+from exformer.explain import parse_request
+from exformer.contract.errors import RequestError
+from exformer.explain.gradients import explain_batch
+from support.matmul_work import MatmulWork
+from exformer.contract.settings import Settings
 from tiny_models import ROOT
 
 PROMPT, CONTINUATION = "The capital of France is", " Paris, the"
@@ -47,7 +49,7 @@ def load(tiny_model_dir):
 
 def run(loaded, **fields):
     """The core answer (a GenerationResult) of one request; its RequestError raised."""
-    parsed = parse(GradientsRequest, {"text": PROMPT, **fields}, loaded)
+    parsed = parse_request(loaded, GradientsRequest, {"text": PROMPT, **fields})
     if isinstance(parsed, RequestError):
         raise parsed
     (result,) = explain_batch(loaded, [parsed])
@@ -238,12 +240,10 @@ def test_targets_share_one_forward_per_path_point(load):
 def test_each_targets_backward_multiplies_only_its_prefix(load, monkeypatch, family):
     """Target t's backward multiplies P + t rows of each linear layer, not the whole sequence,
     with the same gradients as the full-sequence backward (zero rows give zero rows)."""
-    from exformer import generation
-
     loaded = load(family)
     counted = {}
     for prefix in (True, False):
-        monkeypatch.setattr(generation, "PREFIX_BACKWARD", prefix)
+        monkeypatch.setattr(loaded, "options", PassOptions(prefix_backward=prefix))
         with MatmulWork(loaded.model.config.vocab_size) as work:
             counted[prefix] = (run(loaded, continuation=CONTINUATION, n_steps=4), work.total)
     (short, short_work), (full, full_work) = counted[True], counted[False]
@@ -290,7 +290,7 @@ def test_continuation_requests_share_a_batch_with_single_target_ones(load):
     loaded = load("llama")
     bodies = [{"text": PROMPT, "n_steps": 6}, {"text": PROMPT, "continuation": " Paris", "n_steps": 6},
               {"text": "A cat", "n_steps": 6}]
-    out = explain_batch(loaded, [parse(GradientsRequest, b, loaded) for b in bodies])
+    out = explain_batch(loaded, [parse_request(loaded, GradientsRequest, b) for b in bodies])
     assert ["targets" in o.summary for o in out] == [False, True, False]
     assert out[1].summary["targets"][0]["id"] == loaded.tokenizer.convert_tokens_to_ids("ĠParis")
 
@@ -387,7 +387,7 @@ BAD = [
 
 @pytest.mark.parametrize("body,field", BAD, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD)])
 def test_bad_generation_request_names_the_field(load, body, field):
-    error = parse(GradientsRequest, {"text": PROMPT, **body}, load("llama"))
+    error = parse_request(load("llama"), GradientsRequest, {"text": PROMPT, **body})
     assert isinstance(error, RequestError) and error.field == field and error.code == 400, error
 
 
@@ -395,7 +395,7 @@ def test_bad_generation_request_names_the_field(load, body, field):
                                         ({"generate": {"max_new_tokens": 2}}, "generate"),
                                         ({"foil": 3}, "foil")])
 def test_a_classifier_refuses_continuations_naming_the_field(load, body, field):
-    error = parse(GradientsRequest, {"text": PROMPT, **body}, load("bert", classifier=True))
+    error = parse_request(load("bert", classifier=True), GradientsRequest, {"text": PROMPT, **body})
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 

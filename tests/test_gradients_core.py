@@ -17,12 +17,13 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
-from exformer.contract import BASELINES, FIXED_METHODS, GradientsRequest, parse
-from exformer.errors import RequestError
-from exformer.gradients import explain_batch
-from exformer.loading import load_model
-from exformer.settings import Settings
-from exformer.tokens import encode
+from exformer.contract import BASELINES, FIXED_METHODS, GradientsRequest
+from exformer.explain import parse_request
+from exformer.contract.errors import RequestError
+from exformer.explain.gradients import explain_batch
+from exformer.core.loading import load_model
+from exformer.contract.settings import Settings
+from exformer.core.tokens import encode
 
 TEXT = "The cat sat on the mat."
 TEXTS = ["Short one.", "A somewhat longer sentence about a cat on a mat, indeed.", "Middle length text here."]
@@ -60,7 +61,7 @@ def with_settings(loaded, **settings):
 
 def request(loaded, body):
     """A body validated against the model; its RequestError raised."""
-    parsed = parse(GradientsRequest, body, loaded)
+    parsed = parse_request(loaded, GradientsRequest, body)
     if isinstance(parsed, RequestError):
         raise parsed
     return parsed
@@ -404,7 +405,7 @@ BAD = [
 
 @pytest.mark.parametrize("body,field", BAD, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD)])
 def test_bad_request_names_the_field(load, body, field):
-    error = parse(GradientsRequest, body, load("bert"))
+    error = parse_request(load("bert"), GradientsRequest, body)
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 
@@ -414,12 +415,12 @@ def test_bad_request_names_the_field(load, body, field):
     ({"text": TEXT, "target": 10**9}, "target"),
 ])
 def test_bad_causal_lm_request_names_the_field(load, body, field):
-    error = parse(GradientsRequest, body, load("llama", classifier=False))
+    error = parse_request(load("llama", classifier=False), GradientsRequest, body)
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 
 def test_a_model_without_a_score_to_attribute_is_refused(load):
-    assert parse(GradientsRequest, {"text": TEXT}, load("bert", classifier=False)).field == "model"
+    assert parse_request(load("bert", classifier=False), GradientsRequest, {"text": TEXT}).field == "model"
 
 
 def test_old_name_sequence_is_accepted(load):
@@ -440,7 +441,7 @@ def test_too_large_response_is_413_before_computing_and_says_what_to_ask_for(loa
 
 
 def test_too_long_text_is_413(load):
-    error = parse(GradientsRequest, {"text": "a" * 101}, with_settings(load("bert"), max_text_chars=100))
+    error = parse_request(with_settings(load("bert"), max_text_chars=100), GradientsRequest, {"text": "a" * 101})
     assert error.code == 413 and error.field == "text"
 
 

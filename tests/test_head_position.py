@@ -1,4 +1,4 @@
-"""The one pass's speed-up for [CLS]-reading classifiers (exformer.batching.FirstPositionLayer):
+"""The one pass's speed-up for [CLS]-reading classifiers (exformer.core.batching.FirstPositionLayer):
 the last layer runs at the head's position only, and the integrated gradients stay within
 1e-6 (relative to the largest) of captum's, which runs the whole model."""
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import exformer.batching
+import exformer.core.batching
 from exformer import GradientsRequest, Settings, load_model
-from exformer.contract import parse
-from exformer.gradients import explain_batch
+from exformer.core.options import PassOptions
+from exformer.explain import parse_request
+from exformer.explain.gradients import explain_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,7 +22,7 @@ TEXTS = ["A fine film, warm and funny.", "Dull. Lifeless and far too long for wh
 
 
 def explain(loaded, text, **fields):
-    request = parse(GradientsRequest, {"text": text, "n_steps": 16, **fields}, loaded)
+    request = parse_request(loaded, GradientsRequest, {"text": text, "n_steps": 16, **fields})
     return explain_batch(loaded, [request])[0]
 
 
@@ -37,7 +38,7 @@ def sentiment():
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
 def test_integrated_gradients_of_tiny_classifiers_equal_captums_within_1e_6(tiny_model_dir, family):
     loaded = load_model(tiny_model_dir(family, classifier=True), family, FLOAT32)
-    assert exformer.batching._first_position_layers(loaded) is not None
+    assert exformer.core.batching._first_position_layers(loaded) is not None
     for baseline in ("pad", "rand-unif"):
         result = explain(loaded, TEXTS[1], baseline=baseline)
         assert relative_error(result.path.integrated_gradients, captum_ig(loaded, result)) <= 1e-6
@@ -64,9 +65,9 @@ def test_the_last_layer_computes_one_query_per_sequence_and_restores_the_model(s
 
 def test_requests_sharing_padded_chunks_match_the_whole_last_layer(sentiment, monkeypatch):
     """With padding (a batch of different lengths), the first position's mask row is used."""
-    requests = [parse(GradientsRequest, {"text": t, "n_steps": 8}, sentiment) for t in TEXTS]
+    requests = [parse_request(sentiment, GradientsRequest, {"text": t, "n_steps": 8}) for t in TEXTS]
     trimmed = explain_batch(sentiment, requests)
-    monkeypatch.setattr(exformer.batching, "HEAD_POSITION_ONLY", False)
+    monkeypatch.setattr(sentiment, "options", PassOptions(head_position_only=False))
     whole = explain_batch(sentiment, requests)
     for a, b in zip(trimmed, whole):
         assert relative_error(a.path.integrated_gradients, b.path.integrated_gradients) <= 2e-6
@@ -76,4 +77,4 @@ def test_requests_sharing_padded_chunks_match_the_whole_last_layer(sentiment, mo
 def test_models_whose_head_reads_another_position_run_their_whole_last_layer(tiny_model_dir):
     for family in ("xlnet", "gpt2", "distilbert"):
         loaded = load_model(tiny_model_dir(family, classifier=True), family, FLOAT32)
-        assert exformer.batching._first_position_layers(loaded) is None
+        assert exformer.core.batching._first_position_layers(loaded) is None

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-import exformer.testing as ts
+from support import torchserve as ts
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

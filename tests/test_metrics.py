@@ -6,8 +6,9 @@ import urllib.request
 
 import torch
 
-from exformer import batching
-from exformer.metrics import relative_delta
+from exformer.contract import relative_delta
+from exformer.core import batching
+from exformer.core.options import PassCounters
 
 REVIEW = "A warm, funny and quietly moving film."
 
@@ -53,18 +54,29 @@ def test_each_handler_metric_is_scraped_with_its_model_label(torchserve):
 
 
 def test_relative_delta_is_the_delta_over_what_ig_explains():
-    summary = {"target": {"score": 0.9}, "baseline": {"score": 0.4}, "convergence_delta": -0.05}
-    assert abs(relative_delta(summary) - 0.1) < 1e-12
-    assert relative_delta({**summary, "baseline": {"score": 0.9}}) is None  # nothing to explain
+    assert abs(relative_delta(-0.05, 0.9, 0.4) - 0.1) < 1e-12
+    assert relative_delta(-0.05, 0.9, 0.9) is None  # nothing to explain
+
+
+def test_relative_delta_is_one_answer_everywhere():
+    """The client's results, the dataset command and the metrics share one definition."""
+    from exformer import GradientsResult
+    from exformer.cli.dataset import Row, gradients_record
+
+    summary = {"target": {"index": 0, "label": "x", "score": 0.9}, "baseline": {"score": 0.9},
+               "convergence_delta": -0.05, "n_steps": 8, "tokens": []}
+    assert GradientsResult(summary).relative_delta is None
+    row = Row(number=0, text="a")
+    assert gradients_record(row, summary)["relative_delta"] is None
 
 
 def test_out_of_memory_halvings_are_counted():
-    seen, before = [], batching.oom_halvings
+    seen, counters = [], PassCounters()
 
     def run(chunk):
         if len(chunk) > 2:
             raise torch.OutOfMemoryError("simulated: more than 2 points")
         seen.append(len(chunk))
 
-    batching.for_each_chunk(list(range(8)), 8, run)
-    assert seen == [2, 2, 2, 2] and batching.oom_halvings - before == 2  # 8 → 4 → 2
+    batching.for_each_chunk(list(range(8)), 8, run, counters=counters)
+    assert seen == [2, 2, 2, 2] and counters.oom_halvings == 2  # 8 → 4 → 2

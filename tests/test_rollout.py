@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from exformer import explain_attention
-from exformer.attention import SUGGESTED_TOP_K_PER_ROW, attention_response, lower_triangular_matmul
-from exformer.contract import AttentionRequest, AttentionResponse, parse
-from exformer.encoding import json_bytes
-from exformer.errors import RequestError
-from exformer.loading import load_model
-from exformer.results import AttentionResult
-from exformer.settings import Settings
+from exformer.core.attention import lower_triangular_matmul
+from exformer.explain.attention import SUGGESTED_TOP_K_PER_ROW, attention_response
+from exformer.contract import AttentionRequest, AttentionResponse
+from exformer.explain import parse_request
+from exformer.explain.encoding import json_bytes
+from exformer.contract.errors import RequestError
+from exformer.core.loading import load_model
+from exformer.client.results import AttentionResult
+from exformer.contract.settings import Settings
 from tiny_models import FAMILIES
 
 TEXT = "The cat sat on the mat, and the dog barked at the moon."
@@ -31,7 +33,7 @@ def loaded_models(tiny_model_dir):
 
 
 def explain(loaded, body) -> AttentionResult:
-    request = parse(AttentionRequest, body, loaded)
+    request = parse_request(loaded, AttentionRequest, body)
     if isinstance(request, RequestError):
         raise request
     return AttentionResult(attention_response(loaded, request))
@@ -205,16 +207,16 @@ def test_a_response_too_large_names_the_options_that_shrink_it(loaded_models):
 
 
 def test_the_size_bound_holds_for_every_form(loaded_models):
-    from exformer.attention import Plan
+    from exformer.explain.attention import plan_of, response_bytes
 
     loaded = loaded_models("llama")
     text = " ".join(["word"] * 60)
     for body in ({}, {"heads": "max"}, {"rollout": True}, {"rollout": "only", "top_k_per_row": 5},
                  {"top_k_per_row": 7, "encoding": "float16-base64"}, {"heads": [0, 2], "rollout": True}):
         body = {"text": text, **body}
-        request = parse(AttentionRequest, body, loaded)
+        request = parse_request(loaded, AttentionRequest, body)
         out = attention_response(loaded, request)
-        bound = Plan.of(loaded, request).response_bytes(len(out["tokens"]), 5)
+        bound = response_bytes(plan_of(loaded, request), request.encoding, len(out["tokens"]), 5)
         assert len(json_bytes(out)) <= bound, body
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from exformer.testing import Stream, scale
+from support.torchserve import Stream, scale
 
 BODIES = {
     "minilm-attention": {"text": "Scaling must not drop a single request.", "layers": [0], "heads": [0]},

@@ -52,7 +52,7 @@ def test_a_long_prompt_is_answered_sparse_with_rollout_and_says_what_each_row_ke
     import numpy as np
 
     from exformer.contract import AttentionResponse
-    from exformer.results import AttentionResult
+    from exformer.client.results import AttentionResult
 
     body = {"text": long_prompt(640), "heads": "mean", "rollout": True, "top_k_per_row": 32,
             "encoding": "float16-base64", "layers": [0, 15, 29], "top_k": 1}
@@ -171,7 +171,7 @@ def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve)
 
 
 def test_config_response_limit_equals_the_cores(torchserve):
-    from exformer.settings import MAX_RESPONSE_BYTES
-    from exformer.testing import ROOT
+    from exformer.contract.settings import MAX_RESPONSE_BYTES
+    from support.torchserve import ROOT
     config = (ROOT / "config.properties").read_text()
     assert f"max_response_size={MAX_RESPONSE_BYTES}\n" in config

@@ -69,6 +69,10 @@ BAD = [
     ({"text": ""}, 400, "text"),
     ({"txt": REVIEW}, 400, "txt"),
     ({"n_steps": 8}, 400, "text"),
+    ({"text": None}, 400, "text"),  # a client's unset variable: not the details request
+    ({"sequence": None}, 400, "sequence"),
+    ({"text": REVIEW, "baseline": None}, 400, "baseline"),  # not silently the default
+    ({"text": REVIEW, "method": None}, 400, "method"),
     ({"text": "word " * 500, "n_steps": 500, "format": "npz"}, 413, None),
 ]
 

@@ -23,11 +23,13 @@ import transformers
 from accelerate.hooks import AlignDevicesHook
 from accelerate.utils import offload_state_dict
 
-import exformer.batching
+import exformer.core.batching
 from exformer import explain_attention, load_model
-from exformer.contract import GradientsRequest, parse
-from exformer.gradients import explain_batch
-from exformer.sharding import balanced_cuts, plan_device_map, tied_to, unit_bytes, units
+from exformer.contract import GradientsRequest
+from exformer.core.options import PassOptions
+from exformer.explain import parse_request
+from exformer.explain.gradients import explain_batch
+from exformer.core.sharding import balanced_cuts, plan_device_map, tied_to, unit_bytes, units
 from tiny_models import FAMILIES
 
 TEXT = "Sharding must not change a single number."
@@ -171,11 +173,11 @@ def test_a_dispatched_model_gives_identical_integrated_gradients(tiny_model_dir,
                                                                  classifier, split):
     # a dispatched model runs its whole last layer (accelerate's hooks run per layer), so the
     # whole model here does too: bit-identical needs the same matmul shapes
-    monkeypatch.setattr(exformer.batching, "HEAD_POSITION_ONLY", False)
     model_dir = tiny_model_dir(family, classifier=classifier)
     results = []
     for loaded in (load_model(model_dir, "whole"), dispatched(model_dir, SPLITS[split], tmp_path)[0]):
-        request = parse(GradientsRequest, {"text": "Split it three ways.", "n_steps": 8}, loaded)
+        loaded.options = PassOptions(head_position_only=False)
+        request = parse_request(loaded, GradientsRequest, {"text": "Split it three ways.", "n_steps": 8})
         results.append(explain_batch(loaded, [request])[0])
     whole, split_result = results
     assert torch.equal(whole.path.integrated_gradients, split_result.path.integrated_gradients)
@@ -192,7 +194,7 @@ def test_a_dispatched_lm_explains_a_continuation_identically(tiny_model_dir, tmp
     results, forwards = [], []
     for loaded in (load_model(model_dir, "whole"), dispatched(model_dir, SPLITS[split], tmp_path)[0]):
         before = [dict(m.__dict__) for m in loaded.model.modules()]
-        request = parse(GradientsRequest, {"text": "Split it", "continuation": " three ways.", "n_steps": 6}, loaded)
+        request = parse_request(loaded, GradientsRequest, {"text": "Split it", "continuation": " three ways.", "n_steps": 6})
         results.append(explain_batch(loaded, [request])[0])
         forwards.append([{k: d.get(k) for k in ("forward", "_old_forward")} for d in before]
                         == [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()])

@@ -1,4 +1,4 @@
-"""exformer.views: the visualizer's views of one response as self-contained HTML.
+"""exformer.client.views: the visualizer's views of one response as self-contained HTML.
 
 Real responses are computed in-process (the default models in build/models, or tiny random
 ones where those are missing), written with `document(...)` and opened in a real Chromium
@@ -22,7 +22,8 @@ import numpy as np
 import orjson
 import pytest
 
-from exformer import explain_attention, explain_gradients, load_model, views
+from exformer import explain_attention, explain_gradients, load_model
+from exformer.client import views
 
 ROOT = Path(__file__).resolve().parent.parent
 from browser import ARTIFACTS, CHROMIUM, FRONTEND, require  # noqa: E402

@@ -1,4 +1,4 @@
-"""A worker gives the heap its requests freed back to the OS (exformer.serving.release_freed_heap),
+"""A worker gives the heap its requests freed back to the OS (exformer.serving.handler.release_freed_heap),
 and imports what it needs to answer, when it needs it."""
 
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from exformer import serving
+from exformer.serving import handler as serving
 
 ROOT = Path(__file__).resolve().parent.parent
 

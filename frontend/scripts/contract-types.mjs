@@ -1,5 +1,5 @@
 // The wire contract's TypeScript types, generated from the JSON Schema the server writes
-// (python -m exformer.schema → docs/schema/exformer-v1.schema.json):
+// (python -m exformer.contract.schema → docs/schema/exformer-v1.schema.json):
 //
 //   node scripts/contract-types.mjs [--out src/contract.ts]    (npm run types)
 //
@@ -23,7 +23,7 @@ const { values: args } = parseArgs({
 });
 
 const BANNER = `// Generated from ${SCHEMA_NAME} by \`npm run types\` (frontend/scripts/contract-types.mjs).
-// Do not edit: change exformer/contract.py, run \`python -m exformer.schema\`, then \`cd frontend && npm run types\`.`;
+// Do not edit: change exformer/contract/, run \`python -m exformer.contract.schema\`, then \`cd frontend && npm run types\`.`;
 
 /** Enums the page needs at run time (select options, URL validation), as `as const` lists. */
 const ENUMS = [
@@ -39,7 +39,7 @@ const ENUMS = [
 
 const schema = JSON.parse(readFileSync(args.schema, "utf8"));
 
-/** A model that extends another (`x-extends`, written by exformer.schema) becomes an interface
+/** A model that extends another (`x-extends`, written by exformer.contract.schema) becomes an interface
  * that extends it, declaring only what it adds or changes, so each field has one place. */
 function withExtends(defs) {
   const out = structuredClone(defs);
@@ -76,7 +76,9 @@ function withoutPropertyTitles(node) {
   for (const [key, value] of Object.entries(node)) {
     if (key === "properties") {
       out.properties = Object.fromEntries(
-        Object.entries(value).map(([name, { title: _title, ...property }]) => [name, withoutPropertyTitles(property)]),
+        // a $ref with siblings (a default, a description) would become a copy of the type (Generate1)
+        Object.entries(value).map(([name, { title: _title, ...property }]) =>
+          [name, property.$ref ? { $ref: property.$ref } : withoutPropertyTitles(property)]),
       );
     } else {
       out[key] = withoutPropertyTitles(value);

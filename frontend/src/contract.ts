@@ -1,5 +1,5 @@
 // Generated from docs/schema/exformer-v1.schema.json by `npm run types` (frontend/scripts/contract-types.mjs).
-// Do not edit: change exformer/contract.py, run `python -m exformer.schema`, then `cd frontend && npm run types`.
+// Do not edit: change exformer/contract/, run `python -m exformer.contract.schema`, then `cd frontend && npm run types`.
 
 /**
  * The wire contract (v1) of exformer-serve, generated from exformer.contract.
@@ -45,7 +45,7 @@ export interface AttentionRequest {
   /**
    * The text to explain; omit (with every other field) for the model's details.
    */
-  text?: string | null;
+  text?: string;
   /**
    * A second segment (sentence pairs).
    */
@@ -549,7 +549,7 @@ export interface GradientsRequest {
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
-  baseline?: Baseline | null;
+  baseline?: Baseline;
   /**
    * "keep" special tokens in the baseline (only content is explained); "replace": the old server.
    */
@@ -557,7 +557,7 @@ export interface GradientsRequest {
   /**
    * Causal LM: the text that follows `text` (tokenized without special tokens); every one of its tokens is a target, attributed to the prompt and the earlier target tokens.
    */
-  continuation?: string | null;
+  continuation?: string;
   /**
    * With continuation/generate: "replace": earlier target tokens start from the baseline like the prompt; "keep": they stay themselves along the path (captum's LLMGradientAttribution), so only the prompt is explained.
    */
@@ -565,15 +565,12 @@ export interface GradientsRequest {
   /**
    * Contrastive targets (with continuation/generate): one token (text or id) for every target, or one per target token; F = p(target) - p(foil) (logit difference with score "logit" or "log_probability").
    */
-  foil?: number | string | (number | string)[] | null;
+  foil?: number | string | (number | string)[];
   /**
    * json summary, npz (numpy), or torch-gzip (the old server's file).
    */
   format?: GradientsFormat;
-  /**
-   * Causal LM: generate the continuation greedily (deterministic) instead of giving it.
-   */
-  generate?: Generate | null;
+  generate?: Generate;
   /**
    * n_steps "auto": the most gradients to compute (default and ceiling: the archive's max_n_steps).
    */
@@ -605,7 +602,7 @@ export interface GradientsRequest {
   /**
    * The text to explain ("sequence" is accepted, the old server's name); omit (with every other field) for the model's details.
    */
-  text?: string | null;
+  text?: string;
   /**
    * A second segment (sentence pairs).
    */

@@ -1,4 +1,4 @@
-// The standalone page's data: one response embedded in the document by exformer.views
+// The standalone page's data: one response embedded in the document by exformer.client.views
 // (`<script type="application/json" id="exformer-data">{"kind": …, "response": …}</script>`).
 // No DOM and no requests here, so it is unit-tested in Node (test/embed.test.ts).
 

@@ -1,8 +1,8 @@
 // The standalone visualizer: the app's own views drawn from a response embedded in the page
-// (exformer.views.document / notebook: a result's save_html and _repr_html_). No server and
+// (exformer.client.views.document / notebook: a result's save_html and _repr_html_). No server and
 // no requests: everything comes from
 //   <script type="application/json" id="exformer-data">{"kind": "attention"|"gradients", "response": {...}}</script>
-// Built as one IIFE script + one CSS file (vite.standalone.config.ts → exformer/_static/).
+// Built as one IIFE script + one CSS file (vite.standalone.config.ts → exformer/client/_static/).
 
 import "./style.css";
 import "./standalone.css";
@@ -185,7 +185,7 @@ function mountGradients(root: HTMLElement, response: GradientsResponse) {
 // --- start ------------------------------------------------------------------------------------
 
 /**
- * Inside a notebook's iframe: tell the notebook our height (exformer.views.notebook listens).
+ * Inside a notebook's iframe: tell the notebook our height (exformer.client.views.notebook listens).
  * The body's own height, not the document's scrollHeight: that is at least the iframe's
  * height, so it would only ever grow.
  */

@@ -1,0 +1,311 @@
+"""Requests (v1) as pydantic models, with every rule that needs no model.
+
+Strict: a bool is not an int, a float is not an int; unknown fields are refused with a
+did-you-mean hint; a null where the field has no "null" meaning is refused, naming the field.
+Ranges that depend on the loaded model (layers, heads, the mask token, targets, baselines,
+the archive's limits) are checked next to it, in `exformer.explain.checks`.
+
+>>> AttentionRequest.model_validate({"text": "The cat sat.", "layers": [0]}).layers
+[0]
+"""
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import RequestError, json_excerpt
+from .vocabulary import (
+    DEFAULT_RETURNS,
+    DEFAULT_TOLERANCE,
+    HEAD_AGGREGATES,
+    KRONROD_POINTS,
+    NESTED_METHODS,
+    Aggregate,
+    Baseline,
+    Encoding,
+    Format,
+    Index,
+    Method,
+    Returned,
+    Score,
+)
+
+
+def _fail(message: str, kind: str = "exformer") -> PydanticCustomError:
+    """A validation error with our own message; kind "too_large" becomes a 413."""
+    return PydanticCustomError(kind, message)
+
+
+def _check_indices(value: Any, what: str, words: tuple[str, ...] = ("all",)) -> Any:
+    """One of `words` ('all'), or a non-empty list of distinct indices from 0 (the model bounds
+    them: exformer.explain.checks)."""
+    if value in words:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _fail(f"must be {' or '.join(json_excerpt(w) for w in words)} or a list of integers, got {json_excerpt(value)}")
+    if not value:
+        raise _fail('must not be empty (use "all")')
+    bad = [v for v in value if v < 0]
+    if bad:
+        raise _fail(f"{bad} out of range: {what} are numbered from 0")
+    if len(set(value)) != len(value):
+        raise _fail("has duplicates")
+    return value
+
+
+def _given_with_auto(value: Any, info: ValidationInfo, hint: str) -> bool:
+    """Whether an n_steps "auto" option was given; refused (rather than dropped) beside a fixed n_steps."""
+    if value is None:
+        return False
+    if info.data.get("n_steps") != "auto":
+        raise _fail(f'applies only to "n_steps": "auto" ({hint})')
+    return True
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class TextRequest(Request):
+    """What both explanations share: a text (and maybe a pair), or nothing for the model's details."""
+
+    @field_validator("text", "text_pair", check_fields=False)
+    @classmethod
+    def _text(cls, value):
+        if value is not None and not value.strip():
+            raise _fail("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _text_unless_details(self):
+        """An empty body asks for the model's details; anything else needs a text."""
+        if self.text is None and self.model_fields_set - {"text"}:
+            raise RequestError("text", "is required (a non-empty string)")
+        return self
+
+    @property
+    def details_only(self) -> bool:
+        """Whether this is the empty request, which asks for the model's details."""
+        return self.text is None
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class AttentionRequest(TextRequest):
+    """`POST /predictions/<model>-attention`. An empty body asks for the model's details only."""
+
+    text: str = Field(None, description="The text to explain; omit (with every other field) for the model's details.")
+    text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
+    layers: Literal["all"] | list[Index] = Field("all", description='Layers to return: "all" or indices.')
+    heads: Literal["all", "mean", "max"] | list[Index] = Field(
+        "all", description='Heads to return: "all", indices, or "mean" / "max": one map per layer, that aggregate '
+                           "of every head (the head axis has size 1); a head-count times smaller, for long prompts.")
+    mask: list[Index] | None = Field(None, description="Token indices to replace by the mask token before the forward.")
+    top_k: int | None = Field(None, ge=1, description="Predictions per token (masked/causal LMs); default: the archive's (5).")
+    encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: ~6x smaller.")
+    top_k_per_row: int | None = Field(
+        None, ge=1, description="Sparse answer: of every row of every T×T matrix (attention, rollout) only the k "
+                                "largest values and their columns, with each row's kept and remaining mass; values in "
+                                "`encoding`. For 1-2k-token prompts.")
+    rollout: bool | Literal["only"] = Field(
+        False, description="true: add `rollout` (Abnar & Zuidema 2020) for the requested layers; \"only\": rollout "
+                           "without `attention`.")
+
+    @field_validator("layers", "heads", mode="before")
+    @classmethod
+    def _indices(cls, value, info: ValidationInfo):
+        words = ("all", *HEAD_AGGREGATES) if info.field_name == "heads" else ("all",)
+        return _check_indices(value, info.field_name, words)
+
+    @model_validator(mode="after")
+    def _rollout_only_takes_no_heads(self):
+        if self.rollout == "only" and "heads" in self.model_fields_set:
+            raise RequestError("heads", 'has no effect with "rollout": "only" (rollout averages every head); '
+                                        "leave it out, or ask rollout: true for both")
+        return self
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask(cls, value):
+        if value is None:
+            return value
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise _fail(f"must be a list of token indices, got {json_excerpt(value)}")
+        bad = [v for v in value if v < 0]
+        if bad:
+            raise _fail(f"{bad} out of range: token indices count from 0")
+        if len(set(value)) != len(value):
+            raise _fail("has duplicates")
+        return value
+
+
+
+class Generate(Request):
+    """`generate`: greedy decoding of the continuation to explain."""
+
+    max_new_tokens: int = Field(ge=1, description="Tokens to generate (at most the archive's max_new_tokens).")
+
+
+Foil = Index | str | list[Index | str]
+
+
+class GradientsRequest(TextRequest):
+    """`POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`)."""
+
+    text: str = Field(None, validation_alias=AliasChoices("text", "sequence"),
+                      description='The text to explain ("sequence" is accepted, the old server\'s name); '
+                                         "omit (with every other field) for the model's details.")
+    text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
+    target: Index | str | None = Field(
+        None, description="Classifier: class index or label. Causal LM: next token (text of one token, or id). "
+                          "Default: the model's own prediction.")
+    baseline: Baseline = Field(None, description='Where the path starts; default "pad" ("zero" without a pad token).')
+    baseline_specials: Literal["keep", "replace"] = Field(
+        "keep", description='"keep" special tokens in the baseline (only content is explained); "replace": the old server.')
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the rand-norm / rand-unif baselines.")
+    method: Method = Field("gausslegendre", description='captum\'s approximation method; with n_steps "auto": '
+                                                        '"fejer" (the default there) or "gausskronrod" (the '
+                                                        'default with continuation/generate).')
+    n_steps: int | Literal["auto"] = Field(
+        50, description='Points along the path (at most the archive\'s max_n_steps), or "auto": refine until '
+                        '|convergence_delta| <= tolerance x |F(x) - F(x\')|.')
+    tolerance: float | None = Field(
+        None, description=f'n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 '
+                          f'(default {DEFAULT_TOLERANCE}).')
+    max_n_steps: int | None = Field(
+        None, description='n_steps "auto": the most gradients to compute (default and ceiling: the archive\'s max_n_steps).')
+    score: Score = Field("probability", description="F: softmax probability of the target, or its raw logit (the old server).")
+    returns: list[Returned] | None = Field(
+        None, alias="return", description="What to return; default by format (json: the summary).")
+    format: Format = Field("json", description="json summary, npz (numpy), or torch-gzip (the old server's file).")
+    continuation: str = Field(
+        None, description="Causal LM: the text that follows `text` (tokenized without special tokens); "
+                          "every one of its tokens is a target, attributed to the prompt and the earlier target tokens.")
+    generate: Generate = Field(
+        None, description="Causal LM: generate the continuation greedily (deterministic) instead of giving it.")
+    foil: Foil = Field(
+        None, description="Contrastive targets (with continuation/generate): one token (text or id) for every "
+                          "target, or one per target token; F = p(target) - p(foil) (logit difference with "
+                          'score "logit" or "log_probability").')
+    continuation_baseline: Literal["replace", "keep"] = Field(
+        "replace", description='With continuation/generate: "replace": earlier target tokens start from the baseline '
+                               'like the prompt; "keep": they stay themselves along the path (captum\'s '
+                               "LLMGradientAttribution), so only the prompt is explained.")
+    aggregate: Aggregate = Field(
+        "token", description='"word": also sum the attributions over each word\'s tokens (whitespace-separated, '
+                             "from the tokenizer's offsets); the token values stay.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_text(cls, body):
+        if isinstance(body, dict) and "text" in body and "sequence" in body:
+            raise RequestError("sequence", 'is the old name of "text"; give one of them, not both')
+        return body
+
+    @model_validator(mode="after")
+    def _generation(self):
+        """continuation/generate/foil: one of the two, no next-token `target` (causal LMs only:
+        exformer.explain.checks)."""
+        if self.continuation is not None and self.generate is not None:
+            raise RequestError("generate", 'give "continuation" or "generate", not both')
+        if self.generation:
+            if self.target is not None:
+                raise RequestError("target", 'with "continuation"/"generate" every target token is a target; '
+                                             'leave "target" out (use "foil" for a contrast)')
+            if self.text_pair is not None:
+                raise RequestError("text_pair", 'a continuation follows one text; leave "text_pair" out')
+        elif self.foil is not None:
+            raise RequestError("foil", 'needs "continuation" or "generate" (the targets to contrast)')
+        if self.continuation is not None and not self.continuation:
+            raise RequestError("continuation", "must not be empty")
+        if isinstance(self.foil, list) and not self.foil:
+            raise RequestError("foil", "must not be an empty list")
+        return self
+
+    @property
+    def generation(self) -> bool:
+        """Whether this request explains a continuation (several targets) rather than one score."""
+        return self.continuation is not None or self.generate is not None
+
+    @field_validator("returns", mode="before")
+    @classmethod
+    def _one_return(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_defaults(cls, body):
+        """n_steps "auto" without a method runs a nested one, with the default tolerance: Fejér for
+        one target; Gauss–Kronrod for a continuation, whose later rows have narrow spikes that
+        only local refinement reaches (SmolLM2 " Paris, the": converged at 915 points where Fejér
+        had not at 2047; README "Explaining generations")."""
+        if isinstance(body, dict) and body.get("n_steps") == "auto":
+            several = body.get("continuation") is not None or body.get("generate") is not None
+            body = {"method": "gausskronrod" if several else NESTED_METHODS[0], "tolerance": DEFAULT_TOLERANCE, **body}
+        return body
+
+    @field_validator("n_steps", mode="before")
+    @classmethod
+    def _n_steps_type(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise _fail(f'must be an integer or "auto", got {json_excerpt(value)}')
+
+    @field_validator("n_steps")
+    @classmethod
+    def _n_steps(cls, value, info: ValidationInfo):
+        method = info.data.get("method", "gausslegendre")
+        if value == "auto":
+            if method not in NESTED_METHODS:
+                raise RequestError("method", f'{method} is not nested (its points cannot be reused when refined); '
+                                             f'n_steps "auto" runs {" or ".join(NESTED_METHODS)}')
+            return value
+        if method in NESTED_METHODS:
+            raise _fail(f'{method} is adaptive: use "n_steps": "auto", or a fixed method with {value} steps')
+        if value < 1:
+            raise _fail(f"must be at least 1, got {value}")
+        if value < 2 and method != "gausslegendre":
+            raise _fail(f"{method} needs at least 2 steps, got {value}")
+        return value
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value, info: ValidationInfo):
+        if not _given_with_auto(value, info, "a fixed n_steps has no tolerance"):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(f"must be a number between 0 and 1 (exclusive), e.g. 0.01 for 1%, got {json_excerpt(value)}")
+        return float(value)
+
+    @field_validator("max_n_steps", mode="before")
+    @classmethod
+    def _max_n_steps(cls, value, info: ValidationInfo):
+        if not _given_with_auto(value, info, "give the number of steps in n_steps"):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < KRONROD_POINTS:
+            raise _fail(f"must be an integer of at least {KRONROD_POINTS} (one Gauss-Kronrod rule), got {json_excerpt(value)}")
+        return value
+
+    def most_steps(self, settings) -> int:
+        """The most path points this request can use: n_steps, or "auto"'s max_n_steps."""
+        if self.n_steps != "auto":
+            return self.n_steps
+        return self.max_n_steps or settings.max_n_steps
+
+    @field_validator("returns")
+    @classmethod
+    def _returns(cls, value):
+        if value is not None and len(set(value)) != len(value):
+            raise _fail("has duplicates")
+        return value
+
+    @property
+    def returned(self) -> tuple[str, ...]:
+        """What the response carries: `return`, or the format's default."""
+        return tuple(self.returns) if self.returns is not None else DEFAULT_RETURNS[self.format]
+
+

@@ -1,0 +1,34 @@
+"""The contract's names: every enumerated value a request may carry, and the defaults that
+depend on nothing but the request. One place, so the core, the CLI and the schema agree."""
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field
+
+Encoding = Literal["json", "float16-base64"]
+Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
+Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",  # captum's
+                 "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer.core.adaptive
+Format = Literal["json", "npz", "torch-gzip"]
+Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
+Score = Literal["probability", "logit", "log_probability"]
+Aggregate = Literal["token", "word"]
+
+BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
+FIXED_METHODS = GRADIENT_METHODS[:-2]  # captum's: a given number of points
+NESTED_METHODS = GRADIENT_METHODS[-2:]  # refine reusing their points: what n_steps "auto" runs
+DEFAULT_TOLERANCE = 0.01
+TOKEN_BASELINES = ("pad", "unk", "mask", "period")  # one token id at every replaced position
+DEFAULT_RETURNS = {
+    "json": ("attributions", "step_sizes", "path_scores"),  # the summary: small
+    "npz": get_args(Returned),
+    "torch-gzip": ("attributions", "intermediate_gradients", "step_sizes", "intermediates"),  # old keys
+}
+GRADIENT_HEADS = ("sequence-classification", "causal-lm")
+Index = Annotated[int, Field(ge=0)]
+HeadAggregate = Literal["mean", "max"]
+HEAD_AGGREGATES = get_args(HeadAggregate)
+SCORES, FORMATS, RETURNS = get_args(Score), get_args(Format), get_args(Returned)
+KRONROD_POINTS = 15  # one Gauss–Kronrod G7/K15 rule: the fewest points n_steps "auto" can use
+
+__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS']

@@ -1,0 +1,129 @@
+"""The rules a request meets only against the loaded model, next to it: the archive's limits,
+layer and head ranges, the mask token, targets and foils (resolved to ids), baselines (the
+default resolved), and which heads can be explained at all. The model-free rules are the
+contract's (exformer.contract.requests); `parse_request` applies both, in that order.
+
+Each check raises RequestError naming the field; the checked request comes back with what
+the model resolved filled in (a gradients request's `target` as an index or id, `baseline`).
+"""
+
+from ..contract.errors import RequestError, json_excerpt
+from ..contract.parsing import parse
+from ..contract.requests import AttentionRequest, GradientsRequest, TextRequest
+from ..contract.vocabulary import GRADIENT_HEADS, TOKEN_BASELINES
+from ..core.baselines import baseline_token_id, default_baseline
+
+
+def parse_request(loaded, model_class: type[TextRequest], body) -> TextRequest | RequestError:
+    """A body → the checked request, or the first problem as a RequestError (returned, not
+    raised: the caller answers it)."""
+    request = parse(model_class, body)
+    if isinstance(request, RequestError):
+        return request
+    try:
+        return check(loaded, request)
+    except RequestError as error:
+        return error
+
+
+def check(loaded, request: TextRequest) -> TextRequest:
+    """The model's rules for a parsed request; the request with what they resolved."""
+    if isinstance(request, AttentionRequest):
+        return check_attention(loaded, request)
+    if isinstance(request, GradientsRequest):
+        return check_gradients(loaded, request)
+    raise TypeError(f"no checks for {type(request).__name__}")
+
+
+def _text(loaded, request: TextRequest) -> None:
+    limit = loaded.settings.max_text_chars
+    for field in ("text", "text_pair"):
+        value = getattr(request, field)
+        if value is not None and len(value) > limit:
+            raise RequestError(field, f"has {len(value)} characters; this model accepts at most {limit}", code=413)
+
+
+def _within(values, size: int, what: str) -> None:
+    if isinstance(values, list):
+        bad = [v for v in values if v >= size]
+        if bad:
+            raise RequestError(what, f"{bad} out of range: this model has {what} 0..{size - 1}")
+
+
+def check_attention(loaded, request: AttentionRequest) -> AttentionRequest:
+    if request.details_only:
+        return request
+    cfg = loaded.config
+    _text(loaded, request)
+    _within(request.layers, cfg.num_hidden_layers, "layers")
+    _within(request.heads, cfg.num_attention_heads, "heads")
+    if request.mask is not None and loaded.tokenizer.mask_token_id is None:
+        raise RequestError("mask", f"{loaded.name} has no mask token; it cannot mask tokens")
+    vocabulary = len(loaded.tokenizer)
+    if request.top_k is not None and request.top_k > vocabulary:
+        raise RequestError("top_k", f"must be between 1 and {vocabulary} (the vocabulary), got {request.top_k}")
+    return request
+
+
+def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
+    if request.details_only:
+        return request
+    settings = loaded.settings
+    if loaded.head not in GRADIENT_HEADS:
+        raise RequestError("model", f"{loaded.name} has no classification or causal-LM head, so no score to attribute")
+    _text(loaded, request)
+    resolved = {}
+    if request.target is not None:
+        resolved["target"] = resolve_target(loaded, request.target)
+    baseline = request.baseline or default_baseline(loaded.tokenizer)
+    if baseline in TOKEN_BASELINES:
+        baseline_token_id(loaded.tokenizer, baseline)  # refuses a token the tokenizer lacks
+    resolved["baseline"] = baseline
+    top = settings.max_n_steps
+    if request.n_steps != "auto" and request.n_steps > top:
+        raise RequestError("n_steps", f"must be between 1 and {top} (this archive's max_n_steps), got {request.n_steps}")
+    if request.max_n_steps is not None and request.max_n_steps > top:
+        raise RequestError("max_n_steps", f"must be at most {top} (this archive's max_n_steps), got {request.max_n_steps}")
+    asked = [name for name in ("continuation", "generate", "foil") if getattr(request, name) is not None]
+    if asked and loaded.head != "causal-lm":
+        raise RequestError(asked[0], f"{loaded.name} is not a causal LM; only causal LMs continue a text")
+    if request.generate is not None and request.generate.max_new_tokens > settings.max_new_tokens:
+        raise RequestError("generate", f"max_new_tokens must be between 1 and {settings.max_new_tokens} "
+                                       f"(this archive's max_new_tokens), got {request.generate.max_new_tokens}")
+    if request.foil is not None:
+        for foil in request.foil if isinstance(request.foil, list) else [request.foil]:
+            resolve_target(loaded, foil, "foil")
+    return request.model_copy(update=resolved)
+
+
+def resolve_target(model, value: int | str, field: str = "target") -> int:
+    """Classifier: class index or label. Causal LM: next-token id, token string or one-token text."""
+    if model.head == "sequence-classification":
+        labels = model.labels
+        if isinstance(value, int):
+            if value < len(labels):
+                return value
+            raise RequestError("target", f"class {value} out of range: this model has classes 0..{len(labels) - 1} {labels}")
+        if value in labels:
+            return labels.index(value)
+        raise RequestError("target", f"unknown label {json_excerpt(value)}; labels: {labels}")
+    tokenizer = model.tokenizer
+    n_ids = min(model.config.vocab_size, len(tokenizer))
+    if isinstance(value, int):
+        if value < n_ids:
+            return value
+        raise RequestError(field, f"token id {value} out of range 0..{n_ids - 1}")
+    if not value:
+        raise RequestError(field, "must be one token (text or id), got an empty string")
+    token_id = tokenizer.get_vocab().get(value)
+    if token_id is None:
+        ids = tokenizer(value, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            raise RequestError(field, f"{json_excerpt(value)} is {len(ids)} tokens {pieces}; give one token or its id")
+        token_id = ids[0]
+    if token_id >= n_ids:
+        raise RequestError(field, f"token id {token_id} is not among the model's {n_ids} outputs")
+    return token_id
+
+
