@@ -285,7 +285,7 @@ def test_out_of_memory_even_alone_fails_only_the_request_that_cannot_fit(load):
     alone = explain_batch(loaded, [short])[0]
     with memory_for(loaded, 40, []):  # a row of the short text fits; the long one never does
         out = explain_batch(with_settings(loaded, internal_batch_size=4), [long, short, long])
-    assert [type(o).__name__ for o in out] == ["RequestError", "GradientsResult", "RequestError"]
+    assert [type(o).__name__ for o in out] == ["RequestError", "GradientsAnswer", "RequestError"]
     assert out[0].code == 413 and out[0].field == "text" and "memory" in out[0].message
     close(out[1].path.intermediate_gradients, alone.path.intermediate_gradients, rtol=1e-5)
 

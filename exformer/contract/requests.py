@@ -48,9 +48,13 @@ def _check_indices(value: Any, what: str, words: tuple[str, ...] = ("all",)) -> 
         raise _fail(f"must be {' or '.join(json_excerpt(w) for w in words)} or a list of integers, got {json_excerpt(value)}")
     if not value:
         raise _fail('must not be empty (use "all")')
+    return _distinct_from_zero(value, f"{what} are numbered from 0")
+
+
+def _distinct_from_zero(value: list[int], numbering: str) -> list[int]:
     bad = [v for v in value if v < 0]
     if bad:
-        raise _fail(f"{bad} out of range: {what} are numbered from 0")
+        raise _fail(f"{bad} out of range: {numbering}")
     if len(set(value)) != len(value):
         raise _fail("has duplicates")
     return value
@@ -135,12 +139,7 @@ class AttentionRequest(TextRequest):
             return value
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise _fail(f"must be a list of token indices, got {json_excerpt(value)}")
-        bad = [v for v in value if v < 0]
-        if bad:
-            raise _fail(f"{bad} out of range: token indices count from 0")
-        if len(set(value)) != len(value):
-            raise _fail("has duplicates")
-        return value
+        return _distinct_from_zero(value, "token indices count from 0")
 
 
 
