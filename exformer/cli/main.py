@@ -7,7 +7,7 @@
 `explain` streams a CSV/TSV/JSONL/Parquet file through a served model (TorchServe, many
 requests in flight) or a model loaded in this process (`--local`), and writes one output row
 per input row to a directory of Parquet shards; Ctrl-C stops cleanly and the same command
-resumes. The readers, records and shards are in `exformer.dataset`.
+resumes. The readers, records and shards are in `exformer.cli.dataset`.
 """
 
 import asyncio

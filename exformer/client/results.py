@@ -24,9 +24,9 @@ from ..contract.responses import relative_delta
 
 
 class _Result(dict):
-    """A response dict with decoding properties; the views draw it (exformer.views)."""
+    """A response dict with decoding properties; the views draw it (exformer.client.views)."""
 
-    kind: str  # "attention" | "gradients": what exformer.views draws
+    kind: str  # "attention" | "gradients": what exformer.client.views draws
 
     def _repr_html_(self) -> str | None:
         """Jupyter draws the result inline (None, so the text repr is used, without views)."""

@@ -224,7 +224,7 @@ def integrate_targets(loaded, path: ContinuationPath, chunk_points: int | None =
 
 def refine_targets(loaded, path: ContinuationPath, ends: tuple, tolerance: float, max_points: int,
                    chunk_points: int | None = None, dtype: str = "float32") -> ContinuationGradients:
-    """`n_steps: "auto"`: a nested rule (exformer.adaptive) refined until every target's
+    """`n_steps: "auto"`: a nested rule (exformer.core.adaptive) refined until every target's
     convergence delta is within the tolerance (or max_points would be passed). All targets share
     each round's points, so a round is one batched pass; the rule's values carry a target axis:
     fₜ,ᵢ(α) = (xᵢ − x′ᵢ) · ∂F_t/∂xᵢ, [n_t, L]. Every gradient is computed once."""

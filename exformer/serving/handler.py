@@ -133,7 +133,7 @@ class ExplainerHandler:
         self.context_model = {"name": name, "version": str(context.manifest["model"].get("modelVersion", ""))}
         self.request_fields = {f.alias or n for n, f in self.request_model.model_fields.items()}
         if kserve.take_over_envelopes():  # KServe's protocols, when TorchServe runs with its envelopes
-            logger.info("kserve/kservev2 envelopes: handled by exformer.kserve")
+            logger.info("kserve/kservev2 envelopes: handled by exformer.serving.kserve")
         self.initialized = True
 
     # --- what a subclass provides -------------------------------------------------------
@@ -150,7 +150,7 @@ class ExplainerHandler:
     # --- the batch loop -------------------------------------------------------------------
     def handle(self, data, context):
         """One answer per row of TorchServe's batch. A row is one request, or under KServe's
-        envelopes (`exformer.kserve`) a v1 body of several instances or a v2 infer body; all
+        envelopes (`exformer.serving.kserve`) a v1 body of several instances or a v2 infer body; all
         the batch's requests are explained together, each answered (or refused) on its own."""
         protocol = getattr(data, "protocol", None)
         logger.info("batch of %d request(s)%s", len(data), f" (KServe {protocol})" if protocol else "")

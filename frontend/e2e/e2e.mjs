@@ -494,7 +494,7 @@ await step("generation: words aggregate the subword values", async () => {
 });
 
 // Its message lists the tokens ("ĠLondon"): not ASCII, which TorchServe's reason phrase must be
-// (exformer/serving.py ascii_phrase; before it, the worker was lost).
+// (exformer/serving/handler.py ascii_phrase; before it, the worker was lost).
 await step("generation: a foil of two tokens is refused, naming the field", async () => {
   await page.fill("#foil", " London Bridge");
   await explain();

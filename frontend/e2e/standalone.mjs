@@ -1,4 +1,4 @@
-// The standalone views (exformer.views.document / notebook) in a real Chromium, offline:
+// The standalone views (exformer.client.views.document / notebook) in a real Chromium, offline:
 // every request but the page's own file: URL is aborted, the context is offline, and any
 // request at all is a failure. tests/test_views.py writes the pages and runs this.
 //

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from exformer import explain_attention, explain_gradients, load_model
-from exformer.encoding import json_bytes
+from exformer.explain.encoding import json_bytes
 
 GENERATION = {
     "continuation": {"text": "The capital of France is", "continuation": " Paris, the", "n_steps": 8},
