@@ -157,8 +157,9 @@ def test_layout_command_writes_config_and_model_store(tmp_path):
     assert "model-store/sentiment-gradients.mar" in out
     config = (tmp_path / "s/config/config.properties").read_text()
     props = dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
-    assert props["inference_address"] == "http://0.0.0.0:8085" and props["metrics_address"] == "http://0.0.0.0:8082"
-    assert props["management_address"] == "http://127.0.0.1:8081"  # the pod's loopback only
+    # the pod's front (exformer.serving.kserve_front) answers on 8080; TorchServe on the pod's loopback
+    assert props["inference_address"] == "http://127.0.0.1:8085" and props["metrics_address"] == "http://0.0.0.0:8082"
+    assert props["management_address"] == "http://127.0.0.1:8081"
     assert props["metrics_mode"] == "prometheus" and props["enable_envvars_config"] == "true"
     assert props["disable_token_authorization"] == "false"
     snapshot = json.loads(props["model_snapshot"])
@@ -399,12 +400,37 @@ def test_manifest_builds_as_an_sdk_inferenceservice(manifest):
     assert errors == [] and isinstance(isvc, kserve.V1beta1InferenceService)
     assert isvc.api_version == "serving.kserve.io/v1beta1" and isvc.kind == "InferenceService"
     model = isvc.spec.predictor.model
-    assert model.model_format.name == "pytorch" and model.protocol_version in ("v1", "v2")
+    assert model.model_format.name == "exformer" and model.protocol_version in ("v1", "v2")
+    assert model.runtime == RUNTIME["metadata"]["name"]  # ours, never KServe's stock TorchServe runtime
+    envelope = {e.name: e.value for e in model.env}["TS_SERVICE_ENVELOPE"]
+    assert envelope == {"v1": "kserve", "v2": "kservev2"}[model.protocol_version]
     assert model.storage_uri.startswith("gs://")
     if "gpu" in manifest.name:
         assert model.resources.limits["nvidia.com/gpu"] == "2"
         gpu_config = yaml.safe_load((ROOT / "deploy/kserve/gpu-model-config.yaml").read_text())
         assert gpu_config["handler"]["devices_per_worker"] == 2
+
+
+RUNTIME = yaml.safe_load((ROOT / "deploy/kserve/runtime.yaml").read_text())
+
+
+def test_the_runtime_builds_as_an_sdk_cluster_serving_runtime_serving_our_format_and_both_protocols():
+    import kserve
+
+    errors = []
+    runtime = build(RUNTIME, "V1alpha1ClusterServingRuntime", errors)
+    assert errors == [] and isinstance(runtime, kserve.V1alpha1ClusterServingRuntime)
+    assert runtime.api_version == "serving.kserve.io/v1alpha1" and runtime.kind == "ClusterServingRuntime"
+    spec = runtime.spec
+    assert [(f.name, f.auto_select) for f in spec.supported_model_formats] == [("exformer", True)]
+    assert spec.protocol_versions == ["v1", "v2"]
+    (container,) = spec.containers
+    assert container.name == "kserve-container" and "exformer-torchserve" in container.image
+    assert container.command[-1] == "exformer.serving.kserve_front"
+    assert [p.container_port for p in container.ports] == [8080]
+    assert container.readiness_probe.http_get.path == "/v2/health/ready"
+    assert container.liveness_probe.http_get.path == "/v2/health/live"
+    assert container.security_context.run_as_non_root and container.security_context.run_as_user == 1000
 
 
 def test_a_typo_in_a_manifest_fails_the_check():

@@ -44,6 +44,11 @@ class Kind(str, Enum):
     attention = "attention"
 
 
+class Protocol(str, Enum):
+    torchserve = "torchserve"
+    kserve_v1 = "kserve-v1"
+
+
 class Encoding(str, Enum):
     json = "json"
     float16 = "float16-base64"
@@ -458,6 +463,10 @@ def explain(
     encoding: Annotated[Encoding, typer.Option(help="Attention on the wire: json (exact) or float16-base64 "
                                                     "(~6x smaller, 3 digits).")] = Encoding.json,
     url: Annotated[str, typer.Option(envvar="EXFORMER_URL", help="TorchServe's inference API.")] = "http://127.0.0.1:8080",
+    protocol: Annotated[Protocol, typer.Option(
+        help="torchserve: TorchServe's inference API; kserve-v1: an InferenceService on exformer's KServe "
+             "runtime (JSON only; no management API there, so concurrency is --concurrency, default 2).")
+    ] = "torchserve",
     management_url: Annotated[Optional[str], typer.Option(help="Default: the inference port + 1.")] = None,
     token: Annotated[Optional[str], typer.Option(envvar="EXFORMER_TOKEN", help="Inference key (Bearer).")] = None,
     management_token: Annotated[Optional[str], typer.Option(envvar="EXFORMER_MANAGEMENT_TOKEN",
@@ -499,6 +508,9 @@ def explain(
         reduce_name = reduce.value
     if wrong:
         raise typer.BadParameter(f"{', '.join(wrong)}: not for a {kind_name} model", param_hint="options")
+    if tensors and Protocol(protocol) is Protocol.kserve_v1 and not local:
+        raise typer.BadParameter("KServe's v1 protocol answers JSON: the full tensors come from TorchServe's "
+                                 "/predictions (--protocol torchserve)", param_hint="--tensors")
 
     console_err = _err_console()
     try:
@@ -528,7 +540,8 @@ def explain(
                                                     console_err, left)
             concurrency = 1 if concurrency is None else concurrency
         else:
-            client, served = _client(url, management_url, token, management_token, timeout, model, console_err)
+            client, served = _client(url, management_url, token, management_token, timeout, model, console_err,
+                                     Protocol(protocol).value)
             if concurrency is None:
                 workers = served.workers if served else 0
                 concurrency = 2 * workers if workers else 2
@@ -603,7 +616,7 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _client(url, management_url, token, management_token, timeout, model, console):
+def _client(url, management_url, token, management_token, timeout, model, console, protocol="torchserve"):
     """The AsyncClient, and the model as the management API describes it (None if it cannot be
     asked: then the concurrency defaults to 2)."""
     from ..client.http import AsyncClient
@@ -619,6 +632,8 @@ def _client(url, management_url, token, management_token, timeout, model, consol
 
     served = None
     try:
+        if protocol != "torchserve":
+            raise ValueError("a KServe InferenceService has no management API")
         models = asyncio.run(ask())
     except (ServerError, RequestError, ValueError) as error:
         console.print(f"[yellow]cannot list the served models ({error}); concurrency 2 unless "
@@ -630,7 +645,7 @@ def _client(url, management_url, token, management_token, timeout, model, consol
             console.print(f"[red]error:[/] {url} serves no model {model!r}; it serves: {names}", highlight=False)
             raise typer.Exit(2)
     client = AsyncClient(url, token=token, management_url=management_url, management_token=management_token,
-                         timeout=timeout)
+                         timeout=timeout, protocol=protocol)
     return client, served
 
 

@@ -41,6 +41,9 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 # frontend/src/api.ts): the request was not refused, its work was lost.
 WORKER_LOST = "Worker died."
 BACKOFF_CAP = 30.0  # s: the longest wait between two sends
+# "torchserve": TorchServe's /predictions (every format); "kserve-v1": an InferenceService served
+# by our runtime (deploy/kserve), KServe's v1 protocol, JSON answers only
+PROTOCOLS = ("torchserve", "kserve-v1")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,25 @@ def decode_explanation(response: httpx.Response, details: type = AttentionResult
     return kind(data)
 
 
+def decode_v1_explanation(response: httpx.Response, details: type = AttentionResult) -> AttentionResult | GradientsResult:
+    """A KServe v1 answer to one instance: `{"predictions": [answer]}` (or "explanations"); an
+    instance refused (`{"error": {...}}` in its place) raises its RequestError."""
+    data = orjson.loads(response.content)
+    error = _v1_error(data)
+    if error is not None:
+        raise RequestError.from_json(error, error.get("code"))
+    (answer,) = data.get("predictions") or data["explanations"]
+    kind = GradientsResult if "convergence_delta" in answer else AttentionResult if "tokens" in answer else details
+    return kind(answer)
+
+
+def _v1_error(body: dict) -> dict | None:
+    answers = body.get("predictions") or body.get("explanations")
+    if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], dict) and set(answers[0]) == {"error"}:
+        return answers[0]["error"]
+    return None
+
+
 def _decode_json(response: httpx.Response) -> Any:
     return orjson.loads(response.content)
 
@@ -155,6 +177,7 @@ class Call:
                 raise ServerError(f"{where}: a {status} answer that is not an explanation ({error})",
                                   status, answer.content, self.sends) from error
         body = _json_object(answer.content)
+        body = _v1_error(body) or body  # KServe v1: {"predictions": [{"error": {...}}]}
         if 400 <= status < 500:
             if "message" not in body:  # not ours (a proxy, a bare 413): keep what it said
                 body = {"code": status, "message": f"{answer.reason_phrase}: {answer.text[:500]}".rstrip(": ")}
@@ -206,7 +229,10 @@ class _Calls:
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, management_url: str | None = None,
                  management_token: str | None = None, timeout: float = 300.0, retries: int = 3,
-                 backoff: float = 0.5):
+                 backoff: float = 0.5, protocol: str = "torchserve"):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r}: one of {PROTOCOLS}")
+        self.protocol = protocol
         self.url = url.rstrip("/")
         self.management_url = (management_url or _management_default(self.url) or "").rstrip("/") or None
         self.token, self.management_token = token, management_token
@@ -228,8 +254,15 @@ class _Calls:
                     self.retries, self.backoff)
 
     def _explain_call(self, model: str, body: dict, timeout: float | None, details: type | None = None) -> Call:
-        content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         details = details or (GradientsResult if model.endswith("-gradients") else AttentionResult)
+        if self.protocol == "kserve-v1":  # an InferenceService: one instance, its answer unwrapped
+            if body.get("format", "json") != "json":
+                raise ValueError(f"KServe's v1 protocol answers JSON, not {body['format']!r}: the full tensors "
+                                 "(tensors=True, npz, torch-gzip) come from TorchServe's /predictions")
+            content = orjson.dumps({"instances": [body]}, option=orjson.OPT_SERIALIZE_NUMPY)
+            return self._call("POST", f"{self.url}/v1/models/{quote(model, safe='')}:predict", self.token, content,
+                              timeout, partial(decode_v1_explanation, details=details))
+        content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         return self._call("POST", f"{self.url}/predictions/{quote(model, safe='')}", self.token, content, timeout,
                           partial(decode_explanation, details=details))
 
@@ -261,7 +294,9 @@ class Client(_Calls):
     `url`: the inference API; `token`/`management_token`: TorchServe's keys, sent as
     `Authorization: Bearer`; `management_url`: default the inference port + 1; `timeout`: s
     per send (a call's `timeout=` overrides it); `retries`: resends of a lost request;
-    `backoff`: s, the first resend's longest wait (doubling each time).
+    `backoff`: s, the first resend's longest wait (doubling each time); `protocol`:
+    "kserve-v1" for an InferenceService on our KServe runtime (its URL and inference key; JSON
+    answers; `models()` needs a reachable management API, which a KServe pod does not offer).
     """
 
     _transport = httpx.Client
