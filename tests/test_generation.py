@@ -498,7 +498,7 @@ def test_auto_continuation_sizes_its_response_at_max_n_steps(tiny_model_dir):
 def test_smollm2_rows_are_complete_up_to_the_quadrature(smollm2):
     """Row 0 (" Paris") converges in a few dozen steps. Later rows do not at this many: their
     straight path runs through half-embedded target tokens, where F_t changes by 0.1 within
-    0.005 of α (measured; README "Explaining generations"), so the deltas are printed."""
+    0.005 of α (measured; docs/api/generations.md), so the deltas are printed."""
     rows, _, _ = smollm2
     for target in rows["targets"]:
         gap = target["score"] - target["baseline_score"]

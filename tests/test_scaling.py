@@ -58,7 +58,7 @@ def test_a_killed_worker_is_replaced_and_no_request_hangs(torchserve):
 
 
 def test_unregistering_and_registering_are_refused_by_default(torchserve):
-    """enable_model_api=false (README, Security): the served set changes only by restart."""
+    """enable_model_api=false (docs/security.md): the served set changes only by restart."""
     assert torchserve.manage("DELETE", "models/minilm-attention").status == 405
     assert torchserve.manage("POST", "models?url=minilm-attention.mar").status == 405
     assert torchserve.post("minilm-attention", BODIES["minilm-attention"]).status == 200

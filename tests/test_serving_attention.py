@@ -1,4 +1,4 @@
-"""The attention contract through a real TorchServe: the README's curl, bad input, batching."""
+"""The attention contract through a real TorchServe: the documented curl, bad input, batching."""
 
 import concurrent.futures
 import re
@@ -123,7 +123,7 @@ def test_a_body_past_our_text_limit_is_a_413_json_naming_text(torchserve):
 
 def test_a_body_past_max_request_size_is_refused_by_torchserve_with_413(torchserve):
     """Past config.properties' max_request_size TorchServe's Netty answers 413 itself,
-    before any handler runs (and without a body); the README says so."""
+    before any handler runs (and without a body); the documentation says so."""
     import socket
     from urllib.parse import urlparse
 

@@ -461,7 +461,7 @@ def explain(
     reduce: Annotated[Reduce, typer.Option(help="Attention: over heads, stored as per-layer [T, T] lists; "
                                                 "none: [L, H, T, T].")] = Reduce.mean,
     encoding: Annotated[Encoding, typer.Option(help="Attention on the wire: json (exact) or float16-base64 "
-                                                    "(~6x smaller, 3 digits).")] = Encoding.json,
+                                                    "(4.4-4.9x smaller, 3 digits).")] = Encoding.json,
     url: Annotated[str, typer.Option(envvar="EXFORMER_URL", help="TorchServe's inference API.")] = "http://127.0.0.1:8080",
     protocol: Annotated[Protocol, typer.Option(
         help="torchserve: TorchServe's inference API; kserve-v1: an InferenceService on exformer's KServe "

@@ -110,7 +110,7 @@ class AttentionRequest(TextRequest):
                            "of every head (the head axis has size 1); a head-count times smaller, for long prompts.")
     mask: list[Index] | None = Field(None, description="Token indices to replace by the mask token before the forward.")
     top_k: int | None = Field(None, ge=1, description="Predictions per token (masked/causal LMs); default: the archive's (5).")
-    encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: ~6x smaller.")
+    encoding: Encoding = Field("json", description="json: exact float32 numbers; float16-base64: 4.4-4.9x smaller (measured at 16 and 128 tokens).")
     top_k_per_row: int | None = Field(
         None, ge=1, description="Sparse answer: of every row of every T×T matrix (attention, rollout) only the k "
                                 "largest values and their columns, with each row's kept and remaining mass; values in "
@@ -241,7 +241,7 @@ class GradientsRequest(TextRequest):
         """n_steps "auto" without a method runs a nested one, with the default tolerance: Fejér for
         one target; Gauss–Kronrod for a continuation, whose later rows have narrow spikes that
         only local refinement reaches (SmolLM2 " Paris, the": converged at 915 points where Fejér
-        had not at 2047; README "Explaining generations")."""
+        had not at 2047; docs/api/generations.md)."""
         if isinstance(body, dict) and body.get("n_steps") == "auto":
             several = body.get("continuation") is not None or body.get("generate") is not None
             body = {"method": "gausskronrod" if several else NESTED_METHODS[0], "tolerance": DEFAULT_TOLERANCE, **body}

@@ -22,19 +22,20 @@ MAX_RESPONSE_BYTES = 134_217_728
 class Settings(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    max_tokens: int | None = Field(None, ge=1, description="None: the model's own position limit")
-    max_text_chars: int = Field(100_000, ge=1, description="beyond this a request is absurd: 413")
-    max_response_bytes: int = Field(MAX_RESPONSE_BYTES, ge=1)
-    default_top_k: int = Field(5, ge=1)
-    max_n_steps: int = Field(500, ge=1, description="gradients: path points per request")
-    max_new_tokens: int = Field(64, ge=1, description="gradients of a causal LM: most tokens a `generate` request asks for")
-    internal_batch_size: int | None = Field(None, ge=1, description="gradients: path points per forward; None: by length")
-    torch_threads: int | None = Field(None, ge=1, description="None: cores // the model-config's maxWorkers")
-    devices_per_worker: int = Field(1, ge=1, description=">1 shards the layers over consecutive devices")
+    max_tokens: int | None = Field(None, ge=1, description="Longer inputs are truncated (and say so); null: the model's own position limit.")
+    max_text_chars: int = Field(100_000, ge=1, description="Longer texts are refused with a 413.")
+    max_response_bytes: int = Field(MAX_RESPONSE_BYTES, ge=1, description="Answers that would be larger are refused with a 413 before computing; keep equal to max_response_size in config.properties.")
+    default_top_k: int = Field(5, ge=1, description="Predictions per token when a request gives no top_k; a continuation's alternatives.")
+    max_n_steps: int = Field(500, ge=1, description="Gradients: the most path points a request may ask for (n_steps, or max_n_steps with \"auto\").")
+    max_new_tokens: int = Field(64, ge=1, description="Gradients of a causal LM: the most tokens a `generate` request may ask for.")
+    internal_batch_size: int | None = Field(None, ge=1, description="Gradients: path points per forward and backward; null: by length (~16 at 128 tokens, 2 at 512 on CPU); halves out of memory.")
+    torch_threads: int | None = Field(None, ge=1, description="Threads per worker; null: cores ÷ the model-config's maxWorkers, so that scaling up never oversubscribes the cores.")
+    devices_per_worker: int = Field(1, ge=1, description="GPUs per worker; more than 1 splits the model's layers over them (Scaling).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="gradients: bf16 autocast only where native (a GPU, AMX/AVX512-BF16), else "
-        "float32; an explicit bfloat16 where emulated (~34x slower) fails the load (README)")
-    trim_heap_mb: int = Field(64, ge=0, description="freed heap above this goes back to the OS after a batch; 0: never")
+        "auto", description="Gradients: \"auto\" is bf16 autocast where bf16 is native (a CUDA GPU with bf16, or a "
+        "CPU running torch's AVX-512 kernels with amx_bf16 or avx512_bf16), else float32; an explicit bfloat16 where it "
+        "is emulated (~34x slower on an AVX2 CPU) fails the worker's load. Every gradients answer says its dtype.")
+    trim_heap_mb: int = Field(64, ge=0, description="After a batch, freed heap above this many MB goes back to the OS (glibc malloc_trim, ~10-20 ms); 0: never.")
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> "Settings":

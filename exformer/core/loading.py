@@ -109,7 +109,7 @@ def bfloat16_not_native(device: torch.device) -> str | None:
     """Why bf16 autocast would be emulated on `device` (None: it is native).
 
     CPU: torch must dispatch to its AVX-512 kernels and the CPU must have AMX or AVX512-BF16;
-    without them bf16 autocast measured 34x slower than float32 (README, Performance).
+    without them bf16 autocast measured 34x slower than float32 (docs/benchmarks.md).
     """
     device = torch.device(device)
     if device.type == "cuda":

@@ -2,7 +2,7 @@
 
 TorchServe starts every worker as a new Python (`<python> ts/model_service_worker.py --sock-name
 …`), so each worker pays for its own copy of what importing torch, transformers' model code
-(which pulls torch._dynamo and sympy) and tokenizers leaves in memory: ~220 MB private per
+(which pulls torch._dynamo and sympy) and tokenizers leaves in memory: ~285 MB private (USS) per
 worker, whatever the model. A fork server (as gunicorn's `--preload`, or Android's zygote)
 imports that once; the workers are forked from it and share those pages copy-on-write, so an
 extra worker adds only what it touches: its model's modules, tokenizer and activations.

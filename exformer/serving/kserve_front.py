@@ -169,7 +169,7 @@ def app(behind: TorchServeBehind):
         return JSONResponse({
             "name": name, "versions": [described["version"]], "platform": PLATFORM,
             # one BYTES input holding the JSON request, or inputs named after its fields; the
-            # outputs are the answer's fields, which depend on the request (README, KServe)
+            # outputs are the answer's fields, which depend on the request (docs/kserve.md)
             "inputs": [{"name": "request", "datatype": "BYTES", "shape": [1]}],
             "outputs": [],
         })

@@ -23,7 +23,7 @@ export interface ExformerContract {
  */
 export interface AttentionRequest {
   /**
-   * json: exact float32 numbers; float16-base64: ~6x smaller.
+   * json: exact float32 numbers; float16-base64: 4.4-4.9x smaller (measured at 16 and 128 tokens).
    */
   encoding?: AttentionEncoding;
   /**
