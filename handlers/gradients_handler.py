@@ -23,8 +23,8 @@ class GradientsHandler(ExplainerHandler):
     def explain_batch(self, requests):
         """The batch's path points share the forward chunks (padded, with attention masks).
         An empty body asks for the model's details, as on an attention archive."""
-        answers = iter(explain_batch(self.loaded, [r for r in requests if r.text is not None]))
-        return [details_response(self.loaded) if r.text is None else next(answers) for r in requests]
+        answers = iter(explain_batch(self.loaded, [r for r in requests if not r.details_only]))
+        return [details_response(self.loaded) if r.details_only else next(answers) for r in requests]
 
     def encode(self, result, request):
         return result.body() if isinstance(result, GradientsAnswer) else super().encode(result, request)

@@ -14,10 +14,11 @@ def json_excerpt(value, limit: int = 80) -> str:
 class RequestError(Exception):
     """A request we refuse; `field` names the part of the request at fault."""
 
-    def __init__(self, field: str | None, message: str, code: int = 400):
+    def __init__(self, field: str | None, message: str, code: int = 400, estimate: dict | None = None):
         self.field = field
         self.message = f"{field}: {message}" if field else message
         self.code = code
+        self.estimate = estimate  # a request refused for its cost: the contract's CostEstimate
         self._type: str | None = None
         super().__init__(self.message)
 
@@ -29,6 +30,7 @@ class RequestError(Exception):
         `field` and keep their own `type`."""
         error = cls(None, str(body.get("message") or f"HTTP {status}"), int(body.get("code") or status or 400))
         error.field = body.get("field")
+        error.estimate = body.get("estimate")
         error._type = body.get("type")
         return error
 
@@ -39,7 +41,8 @@ class RequestError(Exception):
         return {400: "BadRequest", 413: "PayloadTooLarge", 503: "ServiceUnavailable"}.get(self.code, "Error")
 
     def to_json(self) -> dict:
-        return {"code": self.code, "type": self.type, "message": self.message, "field": self.field}
+        body = {"code": self.code, "type": self.type, "message": self.message, "field": self.field}
+        return body if self.estimate is None else {**body, "estimate": self.estimate}
 
     def __reduce__(self):  # pickles (process pools) with field, code and type intact
         return _rebuild, (type(self), self.to_json())

@@ -60,12 +60,16 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
     kind, value = first["type"], first.get("input")
+    if kind == "extra_forbidden" and len(first["loc"]) > 1:  # inside a list item (messages, sources)
+        return RequestError(_path(first["loc"]), "unknown field")
     if kind == "extra_forbidden":
         field = loc[0]
         known = sorted(f.alias or name for name, f in model_class.model_fields.items())
         hint = difflib.get_close_matches(field, known, n=1)
         return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}")
     field = _field_name(loc, model_class, first)
+    if len(first["loc"]) > 1 and loc and loc[0] in ("messages", "sources"):  # name the item: sources[1].end
+        field = _path(first["loc"])
     if kind in ("exformer", "too_large"):
         return RequestError(field, first["msg"], code=413 if kind == "too_large" else 400)
     if kind == "missing":
@@ -76,6 +80,14 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
         return RequestError(field, f"must not be null ({hint})")
     phrase = _PHRASES.get(kind) or first["msg"][0].lower() + first["msg"][1:]
     return RequestError(field, f"{phrase}, got {json_excerpt(value)}")
+
+
+def _path(loc) -> str:
+    """A nested field as a client would write it: sources[1].end."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _field_name(loc: list[str], model_class, first) -> str:

@@ -21,14 +21,22 @@ from .vocabulary import (
     HEAD_AGGREGATES,
     KRONROD_POINTS,
     NESTED_METHODS,
+    DEFAULT_ABLATIONS,
+    DEFAULT_HOLDOUT,
+    DEFAULT_KEEP_PROBABILITY,
+    FORWARD_ATTRIBUTIONS,
+    Ablation,
     Aggregate,
+    Attribution,
     Baseline,
     Encoding,
     Format,
     Index,
     Method,
     Returned,
+    Role,
     Score,
+    Unit,
 )
 
 
@@ -85,15 +93,15 @@ class TextRequest(Request):
 
     @model_validator(mode="after")
     def _text_unless_details(self):
-        """An empty body asks for the model's details; anything else needs a text."""
-        if self.text is None and self.model_fields_set - {"text"}:
+        """An empty body asks for the model's details; anything else needs a text (or messages)."""
+        if self.details_only and self.model_fields_set - {"text"}:
             raise RequestError("text", "is required (a non-empty string)")
         return self
 
     @property
     def details_only(self) -> bool:
         """Whether this is the empty request, which asks for the model's details."""
-        return self.text is None
+        return self.text is None and getattr(self, "messages", None) is None
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -152,12 +160,71 @@ class Generate(Request):
 Foil = Index | str | list[Index | str]
 
 
+class Message(Request):
+    """One turn of a conversation, rendered by the tokenizer's chat template."""
+
+    role: Role
+    content: str = Field(description="What was written; attributions go to its tokens.")
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value):
+        if not value.strip():
+            raise _fail("must not be empty")
+        return value
+
+
+class Source(Request):
+    """A named span of the prompt, e.g. one retrieved document: characters [start, end) of message
+    `message` (or of `text`), or a `text` found exactly once in the prompt."""
+
+    id: str = Field(min_length=1, description="The name answers carry for it (a document id, a URL).")
+    message: Index | None = Field(None, description="Index into `messages` (with start/end); leave out with `text`.")
+    start: Index | None = Field(None, description="First character, in its message's content (or in `text`).")
+    end: Index | None = Field(None, description="One past the last character.")
+    text: str | None = Field(None, min_length=1, description="Instead of start/end: characters found exactly once in the prompt.")
+
+    @model_validator(mode="after")
+    def _span_or_text(self):
+        span = (self.start, self.end)
+        if self.text is not None:
+            if span != (None, None) or self.message is not None:
+                raise _fail('give "text", or "start" and "end" (and "message"), not both')
+        elif None in span:
+            raise _fail('needs "start" and "end" (characters [start, end)), or "text"')
+        elif self.end <= self.start:
+            raise _fail(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
 class GradientsRequest(TextRequest):
     """`POST /predictions/<model>-gradients` (and `/explanations/<model>-gradients`)."""
 
     text: str = Field(None, validation_alias=AliasChoices("text", "sequence"),
                       description='The text to explain ("sequence" is accepted, the old server\'s name); '
                                          "omit (with every other field) for the model's details.")
+    messages: list[Message] = Field(
+        None, description="Chat models: the conversation instead of `text`, rendered by the tokenizer's chat "
+                          "template with the generation prompt; needs continuation (the assistant's reply) or generate.")
+    sources: list[Source] = Field(
+        None, description='Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} '
+                          "found exactly once), e.g. the retrieved documents of a RAG prompt; answers sum per source.")
+    attribution: Attribution = Field(
+        "integrated_gradients", description='"occlusion" (leave one unit out, one forward each) or "contextcite" '
+                                            "(random ablations and a Lasso surrogate): forward-only, causal LM "
+                                            "continuations only.")
+    unit: Unit = Field(
+        None, description='occlusion/contextcite: what is left out: token, word, sentence or source (default: '
+                          '"source" with sources, else "sentence").')
+    ablation: Ablation = Field(
+        "remove", description='occlusion/contextcite: "remove" the unit from the text (re-tokenized, as ContextCite) '
+                              'or replace its tokens by the "baseline" token.')
+    n_ablations: int = Field(None, ge=2, description=f"contextcite: random masks the surrogate is fit on (default {DEFAULT_ABLATIONS}).")
+    keep_probability: float = Field(
+        None, description=f"contextcite: chance that a unit is kept in a mask, 0 < p < 1 (default {DEFAULT_KEEP_PROBABILITY}).")
+    n_holdout: int = Field(None, ge=0, description=f"contextcite: further masks the surrogate's fit is measured on (default {DEFAULT_HOLDOUT}).")
+    dry_run: bool = Field(False, description="Answer with what the request would cost (forwards, backwards, tokens, "
+                                             "estimated seconds and peak memory) instead of running it.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
     target: Index | str | None = Field(
         None, description="Classifier: class index or label. Causal LM: next token (text of one token, or id). "
@@ -173,7 +240,8 @@ class GradientsRequest(TextRequest):
         50, description='Points along the path (at most the archive\'s max_n_steps), or "auto": refine until '
                         '|convergence_delta| <= tolerance x |F(x) - F(x\')|.')
     tolerance: float | None = Field(
-        None, description=f'n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 '
+        None, description=f'The relative convergence delta to reach with n_steps "auto"; with a continuation also '
+                          f'what a row must be within to be marked complete (`within_tolerance`); 0 < tolerance < 1 '
                           f'(default {DEFAULT_TOLERANCE}).')
     max_n_steps: int | None = Field(
         None, description='n_steps "auto": the most gradients to compute (default and ceiling: the archive\'s max_n_steps).')
@@ -195,15 +263,95 @@ class GradientsRequest(TextRequest):
                                'like the prompt; "keep": they stay themselves along the path (captum\'s '
                                "LLMGradientAttribution), so only the prompt is explained.")
     aggregate: Aggregate = Field(
-        "token", description='"word": also sum the attributions over each word\'s tokens (whitespace-separated, '
-                             "from the tokenizer's offsets); the token values stay.")
+        "token", description='"word" / "sentence": also sum the attributions over each word\'s or sentence\'s tokens '
+                             "(from the tokenizer's offsets; the rules: docs/api/generations.md); the token values stay.")
 
     @model_validator(mode="before")
     @classmethod
     def _one_text(cls, body):
         if isinstance(body, dict) and "text" in body and "sequence" in body:
             raise RequestError("sequence", 'is the old name of "text"; give one of them, not both')
+        if isinstance(body, dict) and "messages" in body and ("text" in body or "sequence" in body):
+            raise RequestError("messages", 'give "text" or "messages", not both')
         return body
+
+    @model_validator(mode="after")
+    def _conversation(self):
+        """messages/sources/attribution: what each needs and what it leaves no room for."""
+        if self.messages is not None:
+            if not self.messages:
+                raise RequestError("messages", "must not be empty")
+            if not self.generation:
+                raise RequestError("messages", 'needs "continuation" (the assistant\'s reply) or "generate"')
+            if self.text_pair is not None:
+                raise RequestError("text_pair", 'a conversation has no text pair; leave "text_pair" out')
+        if self.sources is not None:
+            self._check_sources()
+        forward = self.attribution in FORWARD_ATTRIBUTIONS
+        if forward:
+            self._check_forward()
+        else:
+            for name in ("unit", "n_ablations", "keep_probability", "n_holdout"):
+                if name in self.model_fields_set:
+                    raise RequestError(name, f'applies only to "attribution": "occlusion" or "contextcite", '
+                                             f"not {self.attribution}")
+            if "ablation" in self.model_fields_set:
+                raise RequestError("ablation", 'applies only to "attribution": "occlusion" or "contextcite"')
+        return self
+
+    def _check_sources(self):
+        if not self.sources:
+            raise RequestError("sources", "must not be empty (leave it out)")
+        if not self.generation:
+            raise RequestError("sources", 'needs "continuation" or "generate" (the answer they are sources of)')
+        ids = [s.id for s in self.sources]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise RequestError("sources", f"ids must be distinct; {twice} appear more than once")
+        for k, source in enumerate(self.sources):
+            if source.text is None:
+                if self.messages is not None and source.message is None:
+                    raise RequestError(f"sources[{k}]", '"message" is required with "messages" (which message the span is in)')
+                if self.messages is None and source.message is not None:
+                    raise RequestError(f"sources[{k}]", '"message" needs "messages"; with "text" give start and end only')
+                if source.message is not None and source.message >= len(self.messages):
+                    raise RequestError(f"sources[{k}]", f"message {source.message} out of range: "
+                                                        f"there are {len(self.messages)} messages")
+
+    def _check_forward(self):
+        if not self.generation:
+            raise RequestError("attribution", f'{self.attribution} explains a continuation: give "continuation" or "generate"')
+        ig_only = ("n_steps", "method", "tolerance", "max_n_steps", "continuation_baseline", "foil", "returns", "format")
+        for name in ig_only:
+            if name in self.model_fields_set:
+                shown = "return" if name == "returns" else name
+                raise RequestError(shown, f'applies to integrated gradients only, not "attribution": "{self.attribution}"; '
+                                          "leave it out")
+        if self.attribution == "contextcite":
+            if "score" in self.model_fields_set:
+                raise RequestError("score", "contextcite fits the answer's log-probability logit (log p/(1-p), as "
+                                            "ContextCite); leave score out")
+        else:
+            for name in ("n_ablations", "keep_probability", "n_holdout"):
+                if name in self.model_fields_set:
+                    raise RequestError(name, 'applies only to "attribution": "contextcite"')
+        if self.unit == "source" and self.sources is None:
+            raise RequestError("unit", '"source" needs "sources"')
+        if self.aggregate != "token":
+            raise RequestError("aggregate", f'sums integrated gradients; with {self.attribution} choose what is left '
+                                            'out with "unit"')
+        if self.keep_probability is not None and not 0 < self.keep_probability < 1:
+            raise RequestError("keep_probability", f"must be between 0 and 1 (exclusive), got {self.keep_probability}")
+
+    @property
+    def units(self) -> str:
+        """What a forward-only method leaves out: `unit`, or its default."""
+        return self.unit or ("source" if self.sources is not None else "sentence")
+
+    @property
+    def prompt_texts(self) -> list[str]:
+        """The texts a source or sentence lies in: `text`, or each message's content."""
+        return [self.text] if self.messages is None else [m.content for m in self.messages]
 
     @model_validator(mode="after")
     def _generation(self):
@@ -217,6 +365,11 @@ class GradientsRequest(TextRequest):
                                              'leave "target" out (use "foil" for a contrast)')
             if self.text_pair is not None:
                 raise RequestError("text_pair", 'a continuation follows one text; leave "text_pair" out')
+        elif self.tolerance is not None and self.n_steps != "auto":
+            raise RequestError("tolerance", 'applies to "n_steps": "auto" (or to a continuation\'s rows); a fixed '
+                                            "n_steps has no tolerance")
+        elif self.aggregate == "sentence":
+            raise RequestError("aggregate", '"sentence" sums a continuation\'s rows: give "continuation" or "generate"')
         elif self.foil is not None:
             raise RequestError("foil", 'needs "continuation" or "generate" (the targets to contrast)')
         if self.continuation is not None and not self.continuation:
@@ -274,7 +427,9 @@ class GradientsRequest(TextRequest):
     @field_validator("tolerance", mode="before")
     @classmethod
     def _tolerance(cls, value, info: ValidationInfo):
-        if not _given_with_auto(value, info, "a fixed n_steps has no tolerance"):
+        """With "auto" the delta to reach; with a fixed n_steps (continuations) the delta a row
+        must be within to be marked complete (`within_tolerance`)."""
+        if value is None:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise _fail(f"must be a number between 0 and 1 (exclusive), e.g. 0.01 for 1%, got {json_excerpt(value)}")

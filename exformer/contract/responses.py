@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
-from .vocabulary import Baseline, HeadAggregate, Method, Score
+from .vocabulary import Ablation, Baseline, HeadAggregate, Method, Role, Score, Unit
 
 
 def _numpy_or_list(value, handler):
@@ -215,7 +215,38 @@ class Word(Response):
     start: int = Field(description="Character offset in its segment's text (the prompt, or the continuation).")
     end: int
     segment: Literal[0, 1] = Field(description="Classifier: 0 text, 1 text_pair. Generation: 0 prompt, 1 continuation.")
+    message: int | None = Field(None, description="With `messages`: the message (of segment 0) whose content holds it.")
     tokens: list[int] = Field(description="Indices into `tokens`.")
+
+
+class TextUnit(Response):
+    """A sentence, a source, a word or a token of the prompt (or a sentence of the continuation):
+    what a value is summed over, or what a forward-only method leaves out."""
+
+    id: str = Field(description='A source\'s own id; "s0", "s1" … for sentences, "w0" … words, "t<index>" tokens.')
+    text: str
+    segment: Literal[0, 1] = Field(description="0: the prompt, 1: the continuation.")
+    message: int | None = Field(description="With `messages`: the message whose content holds it (offsets are in it).")
+    start: int = Field(description="Character offset in its text: the message's content, `text`, or the continuation.")
+    end: int
+    tokens: list[int] = Field(description="Indices into `tokens` of the tokens whose first visible character it holds.")
+
+
+class UnitAttribution(Response):
+    id: str = Field(description="The unit's (source's, sentence's) id.")
+    attribution: float
+
+
+class MessageAttribution(Response):
+    message: int | None = Field(description="Index into `messages`; null: the generation prompt the template adds.")
+    role: Role
+    attribution: float = Field(description="The sum over the message's tokens, the template's included (0 when held fixed).")
+
+
+class MessageUsed(Response):
+    role: Role
+    content: str
+    tokens: list[int] = Field(description="Indices into `tokens`: the message's own tokens, then the template's of its turn.")
 
 
 class PathResponse(Truncation):
@@ -258,6 +289,11 @@ class GenerationToken(Token):
     are offsets in the continuation and its segment is 1."""
 
     target: bool
+    message: int | None = Field(None, description="With `messages`: the message it belongs to (null: the generation "
+                                                   "prompt); start/end are offsets in that message's content.")
+    role: Role | None = Field(None, description="With `messages`: its message's role.")
+    template: bool | None = Field(None, description="With `messages`: added by the chat template (role markers, "
+                                                    "separators); held fixed along the path like special tokens.")
 
 
 class TokenChoice(Response):
@@ -285,6 +321,14 @@ class GenerationTarget(Response):
         None, description="One value per preceding token: len(prompt) + t values for the t-th target.")
     word_attributions: Attributions | None = Field(
         None, description='`aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).')
+    sentence_attributions: list[UnitAttribution] | None = Field(
+        None, description='`aggregate: "sentence"`: per sentence the row covers, the sum over its tokens.')
+    source_attributions: list[UnitAttribution] | None = Field(None, description="With `sources`: per source, the sum over its tokens.")
+    message_attributions: list[MessageAttribution] | None = Field(None, description="With `messages`: per message, the sum over its tokens.")
+    relative_delta: float | None = Field(
+        description="|convergence_delta| / |score − baseline_score|: the share of the score change the row misses "
+                    "(null when the two scores are equal).")
+    within_tolerance: bool = Field(description="relative_delta <= tolerance: whether the row can be read as complete.")
     path_scores: list[float] | None = Field(None, description="F_t at each path point.")
 
 
@@ -295,9 +339,28 @@ class GenerationBaseline(Response):
     seed: int | None
 
 
+class ContinuationAttributions(Response):
+    """The whole continuation's: F = Σ_t F_t, so each value is the sum of the rows' values."""
+
+    attributions: Attributions = Field(description="Per token of prompt + continuation (a target's row is 0 past its prefix).")
+    sentences: list[UnitAttribution] | None = None
+    sources: list[UnitAttribution] | None = None
+    messages: list[MessageAttribution] | None = None
+
+
 class GenerationResponse(PathResponse):
     """The JSON summary of a continuation/generate request: one attribution row per target token."""
 
+    attribution: Literal["integrated_gradients"] = "integrated_gradients"
+    messages: list[MessageUsed] | None = Field(None, description="With `messages`: the conversation and its tokens.")
+    sentences: list[TextUnit] | None = Field(None, description='`aggregate: "sentence"`: the prompt\'s and the continuation\'s sentences.')
+    sources: list[TextUnit] | None = Field(None, description="With `sources`: each source where it was found.")
+    continuation_attributions: ContinuationAttributions | None = Field(
+        None, description="The whole continuation's attributions (when attributions are returned).")
+    within_tolerance: bool = Field(description="Every row within the tolerance.")
+    max_n_steps: int | None = Field(
+        None, description='n_steps "auto": the most points the refinement could use: the request\'s max_n_steps, or '
+                          "fewer so that it fits the archive's max_estimated_seconds on this worker.")
     tokens: list[GenerationToken]
     continuation: str = Field(description="The continuation explained (given, or generated).")
     generated: bool
@@ -308,6 +371,86 @@ class GenerationResponse(PathResponse):
     intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
 
 
+class AblationTarget(Response):
+    """One target token: its score after the whole prompt, and each unit's attribution."""
+
+    position: int = Field(description="Index into `tokens`.")
+    id: int
+    token: str
+    text: str
+    probability: float = Field(description="p(y_t | prompt, y_<t).")
+    entropy: float = Field(description="Entropy of that next-token distribution, in nats.")
+    alternatives: list[TokenChoice]
+    score: float = Field(description="F_t after the whole prompt (in `score`).")
+    attributions: list[UnitAttribution] = Field(
+        description="occlusion: F_t(prompt) − F_t(prompt without the unit). contextcite: the surrogate's weight "
+                    "(the change of log p/(1−p) when the unit is kept).")
+
+
+class SurrogateFit(Response):
+    r2: float | None = Field(description="R² of the surrogate's predictions on the held-out masks.")
+    spearman: float | None = Field(description="Spearman's ρ between predicted and actual outputs on the held-out "
+                                               "masks (ContextCite's LDS); null when undefined.")
+    mean_absolute_error: float | None
+
+
+class Surrogate(Response):
+    """contextcite: how the linear surrogate was made, and how well it predicts masks it was not fit on."""
+
+    n_ablations: int = Field(description="Masks the surrogate was fit on.")
+    n_holdout: int = Field(description="Further masks it was tested on.")
+    keep_probability: float
+    seed: int = Field(description="Mask k is numpy.random.RandomState(seed + k).choice([False, True], p=[1-p, p]).")
+    lasso_alpha: float
+    intercept: float = Field(description="The whole answer's predicted output with every unit left out.")
+    fit: SurrogateFit = Field(description="Of the whole answer's surrogate on the held-out masks.")
+    n_distinct_prompts: int = Field(description="Different prompts among all masks (each ran once).")
+
+
+class AblationResponse(Truncation):
+    """The answer of a forward-only method (occlusion, contextcite): one value per unit, per target
+    token and for the whole continuation."""
+
+    model: ModelDetails
+    attribution: Literal["occlusion", "contextcite"]
+    unit: Unit
+    ablation: Ablation = Field(description='"remove": the unit\'s text taken out (and the whitespace before it); '
+                                           '"baseline": its tokens replaced by the baseline token.')
+    baseline: Baseline | None = Field(description='ablation "baseline": the token that replaced them.')
+    score: Literal["probability", "logit", "log_probability", "logit_probability"] = Field(
+        description="F_t: occlusion uses the request's score; contextcite log p/(1-p) (ContextCite's).")
+    tokens: list[GenerationToken]
+    messages: list[MessageUsed] | None = None
+    continuation: str
+    generated: bool
+    units: list[TextUnit] = Field(description="What was left out, one at a time (occlusion) or at random (contextcite).")
+    targets: list[AblationTarget]
+    continuation_attributions: list[UnitAttribution] = Field(
+        description="The whole answer: occlusion: the change of log p(continuation); contextcite: the surrogate of "
+                    "the continuation's log p/(1-p).")
+    surrogate: Surrogate | None = Field(None, description="contextcite only.")
+    forwards: int = Field(description="Prompts the model ran (distinct versions, the whole prompt included).")
+
+
+class CostEstimate(Response):
+    """`dry_run: true`: what the request would run and cost on this worker, without running it."""
+
+    dry_run: Literal[True] = True
+    attribution: Literal["integrated_gradients", "occlusion", "contextcite"]
+    n_tokens_prompt: int
+    n_tokens_continuation: int = Field(description="The continuation's tokens (generate: max_new_tokens, at most).")
+    forwards: int = Field(description="Sequences run forward (path points, or versions of the prompt).")
+    backwards: int = Field(description="Backward passes (one per target per path point; 0 for forward-only methods).")
+    positions: int = Field(description="Token positions computed in all forwards.")
+    estimated_seconds: float = Field(description="From this worker's measured speed (see `measured_from`).")
+    estimated_peak_bytes: int = Field(description="Parameters + activations kept for the backward + gradients held.")
+    measured_from: str = Field(description="What the speed estimate rests on.")
+    max_estimated_seconds: float = Field(description="The archive's limit (a request estimated over it is refused).")
+    within_limits: bool
+    upper_bound: bool = Field(description='n_steps "auto" or generate: the figures are for the most it may run.')
+    cheaper: list[str] = Field(description="Cheaper requests, with their estimated seconds.")
+
+
 class ErrorResponse(Response):
     """Every 4xx/5xx we answer. `field` names what was wrong (4xx)."""
 
@@ -315,5 +458,6 @@ class ErrorResponse(Response):
     type: str
     message: str
     field: str | None = None
+    estimate: CostEstimate | None = Field(None, description="A request refused for its cost: what it would have cost.")
 
-__all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'relative_delta']
+__all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'TextUnit', 'UnitAttribution', 'MessageAttribution', 'MessageUsed', 'ContinuationAttributions', 'AblationTarget', 'SurrogateFit', 'Surrogate', 'AblationResponse', 'CostEstimate', 'relative_delta']

@@ -14,7 +14,9 @@ from pydantic.json_schema import models_json_schema
 from . import requests, responses
 from .requests import AttentionRequest, GradientsRequest
 from .responses import (
+    AblationResponse,
     AttentionResponse,
+    CostEstimate,
     ErrorResponse,
     GenerationResponse,
     GradientsResponse,
@@ -25,7 +27,7 @@ from .responses import (
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "exformer-v1.schema.json"
 CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelDetailsResponse,
-                   GradientsResponse, GenerationResponse, ErrorResponse,
+                   GradientsResponse, GenerationResponse, AblationResponse, CostEstimate, ErrorResponse,
                    SparseRows, PathResponse)  # bases the generated types extend
 
 

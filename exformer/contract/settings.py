@@ -28,6 +28,7 @@ class Settings(BaseModel):
     default_top_k: int = Field(5, ge=1, description="Predictions per token when a request gives no top_k; a continuation's alternatives.")
     max_n_steps: int = Field(500, ge=1, description="Gradients: the most path points a request may ask for (n_steps, or max_n_steps with \"auto\").")
     max_new_tokens: int = Field(64, ge=1, description="Gradients of a causal LM: the most tokens a `generate` request may ask for.")
+    max_estimated_seconds: float = Field(300.0, gt=0, description="Causal LMs: a continuation request estimated to take longer on this worker (`dry_run` shows the estimate) is refused with a 413 naming cheaper options; keep at most the model-config's responseTimeout.")
     internal_batch_size: int | None = Field(None, ge=1, description="Gradients: path points per forward and backward; null: by length (~16 at 128 tokens, 2 at 512 on CPU); halves out of memory.")
     torch_threads: int | None = Field(None, ge=1, description="Threads per worker; null: cores ÷ the model-config's maxWorkers, so that scaling up never oversubscribes the cores.")
     devices_per_worker: int = Field(1, ge=1, description="GPUs per worker; more than 1 splits the model's layers over them (Scaling).")

@@ -12,7 +12,12 @@ Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_midd
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit", "log_probability"]
-Aggregate = Literal["token", "word"]
+Aggregate = Literal["token", "word", "sentence"]
+Attribution = Literal["integrated_gradients", "occlusion", "contextcite"]
+FORWARD_ATTRIBUTIONS = ("occlusion", "contextcite")  # forward-only: exformer.core.ablation
+Unit = Literal["token", "word", "sentence", "source"]  # what a forward-only method leaves out
+Ablation = Literal["remove", "baseline"]  # a unit left out of the text, or its tokens replaced by the baseline token
+Role = Literal["system", "user", "assistant"]
 
 BASELINES, GRADIENT_METHODS = get_args(Baseline), get_args(Method)
 FIXED_METHODS = GRADIENT_METHODS[:-2]  # captum's: a given number of points
@@ -29,6 +34,7 @@ Index = Annotated[int, Field(ge=0)]
 HeadAggregate = Literal["mean", "max"]
 HEAD_AGGREGATES = get_args(HeadAggregate)
 SCORES, FORMATS, RETURNS = get_args(Score), get_args(Format), get_args(Returned)
+DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, DEFAULT_KEEP_PROBABILITY = 64, 16, 0.5  # ContextCite's 64 and ½
 KRONROD_POINTS = 15  # one Gauss–Kronrod G7/K15 rule: the fewest points n_steps "auto" can use
 
-__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS']
+__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'Attribution', 'FORWARD_ATTRIBUTIONS', 'Unit', 'Ablation', 'Role', 'DEFAULT_ABLATIONS', 'DEFAULT_HOLDOUT', 'DEFAULT_KEEP_PROBABILITY', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS']

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..contract.settings import Settings
+from .cost import Speed
 from .options import PassCounters, PassOptions
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class LoadedModel:
     native_bfloat16: bool = False  # the device computes bf16 natively (probed at load)
     options: PassOptions = field(default_factory=PassOptions)  # the passes' speed-ups (benchmarks switch them)
     counters: PassCounters = field(default_factory=PassCounters)  # what the passes did (metrics read it)
+    speed: Speed = field(default_factory=Speed)  # this worker's measured speed (cost estimates: core.cost)
 
     @property
     def config(self):

@@ -15,32 +15,40 @@ token. Specials belong to no word. The same rule serves every tokenizer that giv
 import torch
 
 
-def word_rows(tokens: list[dict], texts: dict[int, str]) -> list[dict]:
-    """The contract's `words`: text, start, end (in its segment's text), segment, token indices."""
+def text_key(row: dict):
+    """Which text a token row's offsets are in: its segment, or (0, message) in a conversation."""
+    return (0, row["message"]) if row.get("message") is not None and row["segment"] == 0 else row["segment"]
+
+
+def word_rows(tokens: list[dict], texts: dict) -> list[dict]:
+    """The contract's `words`: text, start, end (in its text), segment (and message), token
+    indices. `texts` by `text_key`: a segment, or (0, message) for a message's content."""
     words: list[dict] = []
-    previous = None  # (segment, end) of the previous content token
+    previous = None  # (text, end) of the previous content token
     for index, row in enumerate(tokens):
         if row["special"] or row["start"] is None:
             previous = None
             continue
-        segment, start, end = row["segment"], row["start"], row["end"]
-        piece = texts[segment][start:end]
-        joins = previous == (segment, start) and not piece[:1].isspace()
+        key, start, end = text_key(row), row["start"], row["end"]
+        piece = texts[key][start:end]
+        joins = previous == (key, start) and not piece[:1].isspace()
         if joins:
             words[-1]["end"] = end
             words[-1]["tokens"].append(index)
         else:
-            words.append({"start": start, "end": end, "segment": segment, "tokens": [index]})
-        previous = (segment, end)
+            words.append({"start": start, "end": end, "key": key, "segment": row["segment"],
+                          "message": row.get("message"), "tokens": [index]})
+        previous = (key, end)
     for word in words:
-        text = texts[word["segment"]][word["start"] : word["end"]]
+        text = texts[word["key"]][word["start"] : word["end"]]
         stripped = text.lstrip()
         if stripped:  # a word's span starts at its first visible character
             word["start"] += len(text) - len(stripped)
             text = stripped
         word["text"] = text
     return [{"text": w["text"], "start": w["start"], "end": w["end"], "segment": w["segment"],
-             "tokens": w["tokens"]} for w in words]
+             **({"message": w["message"]} if w["message"] is not None else {}), "tokens": w["tokens"]}
+            for w in words]
 
 
 def word_sums(words: list[dict], raw: torch.Tensor) -> torch.Tensor:

@@ -58,17 +58,19 @@ def explain_gradients(model, request: Any, **fields) -> GradientsResult | dict |
     a dict of numpy arrays with the summary under "summary", "torch-gzip" the old server's
     dict of tensors; an empty request, the model block."""
     requests, one = _requests(model, GradientsRequest, request, fields)
-    results = iter(gradients.explain_batch(model, [r for r in requests if r.text is not None]))
+    results = iter(gradients.explain_batch(model, [r for r in requests if not r.details_only]))
     answers = []
     for r in requests:
-        result = details_response(model) if r.text is None else next(results)
+        result = details_response(model) if r.details_only else next(results)
         if isinstance(result, RequestError):
             raise result
-        answers.append(result if r.text is None else _decoded(result))
+        answers.append(result if r.details_only else _decoded(result))
     return answers[0] if one else answers
 
 
-def _decoded(result: GradientsAnswer) -> GradientsResult | dict:
+def _decoded(result: GradientsAnswer | dict) -> GradientsResult | dict:
+    if isinstance(result, dict):  # a forward-only method's answer, or a dry run's estimate
+        return GradientsResult(result)
     fmt = result.request.format
     if fmt == "json":
         return GradientsResult(result.to_json())

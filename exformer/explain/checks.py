@@ -93,7 +93,21 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     if request.foil is not None:
         for foil in request.foil if isinstance(request.foil, list) else [request.foil]:
             resolve_target(loaded, foil, "foil")
+    if request.messages is not None:
+        _conversation(loaded, request)
+    if request.ablation == "baseline" and request.attribution != "integrated_gradients" and baseline not in TOKEN_BASELINES:
+        raise RequestError("baseline", f'ablation "baseline" puts one token in place of each left-out token: '
+                                       f'{", ".join(TOKEN_BASELINES)}, not {baseline}')
     return request.model_copy(update=resolved)
+
+
+def _conversation(loaded, request: GradientsRequest) -> None:
+    if not getattr(loaded.tokenizer, "chat_template", None):
+        raise RequestError("messages", f"{loaded.name}'s tokenizer has no chat template; send the prompt as \"text\"")
+    limit = loaded.settings.max_text_chars
+    total = sum(len(m.content) for m in request.messages)
+    if total > limit:
+        raise RequestError("messages", f"have {total} characters; this model accepts at most {limit}", code=413)
 
 
 def resolve_target(model, value: int | str, field: str = "target") -> int:

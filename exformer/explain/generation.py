@@ -9,10 +9,14 @@ probability, entropy, alternatives, foil) and its row summed per word when asked
 [5]
 """
 
+import time
+
 import torch
 
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
+from ..contract.responses import relative_delta
+from ..contract.vocabulary import DEFAULT_TOLERANCE
 from ..core.baselines import baseline_embeddings
 from ..core.continuation import (
     ContinuationGradients,
@@ -23,59 +27,88 @@ from ..core.continuation import (
     integrate_targets,
     refine_targets,
 )
-from ..core.tokens import encode, token_table
+from ..core.prompts import Prompt, prompt_of
+from ..core.units import sentence_units, source_units
 from ..core.words import word_rows, word_sums
+from . import ablations, cost
+from .rows import choice, message_values, messages_used, text_units, token_rows, token_spans, unit_values
 from .checks import resolve_target
 from .encoding import check_gradients_size
 from .responses import GradientsAnswer, attribution_values
 
 
-def explain(loaded, request: GradientsRequest) -> GradientsAnswer:
-    """One continuation/generate request, answered (RequestError naming the field if it cannot be)."""
-    settings = loaded.settings
-    encoded = encode(loaded, request.text)
-    prompt = encoded.ids
-    field = "continuation" if request.continuation is not None else "generate"
-    device = loaded.device
+def explain(loaded, request: GradientsRequest) -> GradientsAnswer | dict:
+    """One continuation/generate request, answered (RequestError naming the field if it cannot
+    be): integrated gradients (a GradientsAnswer), a forward-only method's answer or a dry
+    run's estimate (checked dicts)."""
+    prompt = prompt_of(loaded, request)
+    if request.sources is not None:
+        source_units(request.sources, prompt.texts, prompt.spans)  # a source not found: refused before any cost
+    if request.dry_run:
+        return cost.dry_run(loaded, request, prompt)
+    if request.generate is not None:
+        limit = loaded.max_tokens - len(prompt)
+        if limit < 1:
+            raise RequestError("text", f"has {len(prompt)} tokens, the model's max_tokens ({loaded.max_tokens}): "
+                                       "no room to generate", code=413)
+        cost.refuse_over_limit(loaded, request, prompt, request.generate.max_new_tokens)
+    targets, offsets, text = _continuation(loaded, request, prompt)
+    n_t, length = len(targets), len(prompt) + len(targets)
+    if length > loaded.max_tokens:
+        field = "continuation" if request.continuation is not None else "generate"
+        raise RequestError(field, f"prompt ({len(prompt)} tokens) + continuation ({n_t} tokens) is over the "
+                                  f"model's max_tokens ({loaded.max_tokens})", code=413)
+    estimate = cost.refuse_over_limit(loaded, request, prompt, n_t)
+    started = time.perf_counter()
+    tokens = token_rows(loaded, prompt, targets, offsets, text)
+    if request.attribution != "integrated_gradients":
+        answer = ablations.explain(loaded, request, prompt, targets, text, tokens)
+    else:
+        answer = _integrated(loaded, request, prompt, targets, text, tokens)
+    loaded.speed.learn("forward_only" if isinstance(answer, dict) else "integrated_gradients",
+                       estimate["estimated_seconds"], time.perf_counter() - started)
+    return answer
+
+
+def _continuation(loaded, request, prompt: Prompt) -> tuple[list[int], list[tuple[int, int]], str]:
+    """The target ids, their offsets in the continuation's text, and that text."""
     if request.continuation is not None:
         cont = loaded.tokenizer(request.continuation, add_special_tokens=False, return_offsets_mapping=True)
         targets, offsets = list(cont["input_ids"]), [tuple(o) for o in cont["offset_mapping"]]
         if not targets:
             raise RequestError("continuation", "produced no tokens")
-        text = request.continuation
-    else:
-        limit = loaded.max_tokens - len(prompt)
-        if limit < 1:
-            raise RequestError("text", f"has {len(prompt)} tokens, the model's max_tokens ({loaded.max_tokens}): "
-                                       "no room to generate", code=413)
-        _check_size(loaded, request, len(prompt) + request.generate.max_new_tokens, request.generate.max_new_tokens)
-        targets = greedy(loaded, torch.tensor(prompt, device=device), min(request.generate.max_new_tokens, limit))
-        text, offsets = _decoded_offsets(loaded.tokenizer, targets)
-    n_t, length = len(targets), len(prompt) + len(targets)
-    if length > loaded.max_tokens:
-        raise RequestError(field, f"prompt ({len(prompt)} tokens) + continuation ({n_t} tokens) is over the "
-                                  f"model's max_tokens ({loaded.max_tokens})", code=413)
-    _check_size(loaded, request, length, n_t)
+        return targets, offsets, request.continuation
+    limit = loaded.max_tokens - len(prompt)
+    _check_size(loaded, request, len(prompt) + request.generate.max_new_tokens, request.generate.max_new_tokens)
+    targets = greedy(loaded, torch.tensor(prompt.ids, device=loaded.device), min(request.generate.max_new_tokens, limit))
+    text, offsets = _decoded_offsets(loaded.tokenizer, targets)
+    return targets, offsets, text
+
+
+def _integrated(loaded, request, prompt: Prompt, targets: list[int], text: str, tokens: list[dict]) -> GradientsAnswer:
+    settings, device, n_t = loaded.settings, loaded.device, len(targets)
+    _check_size(loaded, request, len(prompt) + n_t, n_t)
     foils = _foils(loaded, request.foil, n_t)
-    ids = torch.tensor(prompt + targets, device=device)
+    ids = torch.tensor(prompt.ids + targets, device=device)
     embed = loaded.model.get_input_embeddings()
-    special = encoded.special + [False] * n_t
+    fixed = prompt.fixed + [False] * n_t  # special and template tokens stay themselves ("keep")
     with torch.no_grad():
         x = embed(ids[None])[0].float()
-    baseline = baseline_embeddings(loaded, ids, special, request.baseline, request.baseline_specials, request.seed)
+    baseline = baseline_embeddings(loaded, ids, fixed, request.baseline, request.baseline_specials, request.seed)
     if request.continuation_baseline == "keep":
         baseline[len(prompt):] = x[len(prompt):]
     path = ContinuationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score)
     logits_x, logits_b = continuation_endpoint_logits(loaded, path, loaded.dtype)
+    most = None
     if request.n_steps == "auto":
+        most = cost.affordable_points(loaded, request, prompt, n_t)
         ends = tuple(continuation_scores(logits[None], targets, foils, request.score)[0].double().numpy()
                      for logits in (logits_x, logits_b))
-        gradients = refine_targets(loaded, path, ends, request.tolerance, request.most_steps(settings),
-                                   settings.internal_batch_size, loaded.dtype)
+        gradients = refine_targets(loaded, path, ends, request.tolerance, most, settings.internal_batch_size, loaded.dtype)
     else:
         gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
-    tokens = _token_rows(loaded, encoded, request.text, targets, offsets, text)
-    summary = _summary(loaded, request, path, gradients, logits_x, logits_b, tokens, encoded, text)
+    summary = _summary(loaded, request, prompt, path, gradients, logits_x, logits_b, tokens, text)
+    summary["max_n_steps"] = most
     return GradientsAnswer(request=request, summary=summary, path=gradients)
 
 
@@ -96,24 +129,8 @@ def _decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, in
     return tokenizer.decode(ids), [(a, max(a, b)) for a, b in zip([0] + ends[:-1], ends)]
 
 
-def _token_rows(loaded, encoded, prompt: str, targets, offsets, text: str) -> list[dict]:
-    rows = [{**row, "target": False} for row in token_table(loaded, encoded, prompt, None)]
-    strings = loaded.tokenizer.convert_ids_to_tokens(targets)
-    specials = set(loaded.tokenizer.all_special_ids)
-    for i, (tid, tok, (a, b)) in enumerate(zip(targets, strings, offsets)):
-        rows.append({"index": len(rows), "text": tok, "id": tid, "start": a, "end": b, "surface": text[a:b],
-                     "segment": 1, "special": tid in specials, "target": True})
-    return rows
-
-
-def _choice(loaded, token_id: int, probs: torch.Tensor) -> dict:
-    tok = loaded.tokenizer
-    return {"id": token_id, "token": tok.convert_ids_to_tokens(token_id), "text": tok.decode([token_id]),
-            "probability": float(probs[token_id])}
-
-
-def _summary(loaded, request, path: ContinuationPath, gradients: ContinuationGradients, logits_x, logits_b,
-             tokens, encoded, text: str) -> dict:
+def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients: ContinuationGradients, logits_x,
+             logits_b, tokens, text: str) -> dict:
     n_t, n_prompt = len(path.targets), path.n_prompt
     score_x = continuation_scores(logits_x[None], path.targets, path.foils, path.score)[0]  # [n_t]
     score_b = continuation_scores(logits_b[None], path.targets, path.foils, path.score)[0]
@@ -122,38 +139,52 @@ def _summary(loaded, request, path: ContinuationPath, gradients: ContinuationGra
     top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
     ig = gradients.integrated_gradients.sum(-1)  # [n_t, L]
     returned = request.returned
-    words = word_rows(tokens, {0: request.text, 1: text}) if request.aggregate == "word" else None
+    tolerance = request.tolerance or DEFAULT_TOLERANCE
+    spans = token_spans(tokens)
+    texts = {**dict(enumerate(prompt.texts)), "c": text}
+    word_texts = {1: text, **({0: prompt.texts[0]} if prompt.roles is None else
+                              {(0, k): t for k, t in enumerate(prompt.texts)})}
+    words = word_rows(tokens, word_texts) if request.aggregate == "word" else None
+    sentences = sentence_units(texts, spans) if request.aggregate == "sentence" else None
+    sources = source_units(request.sources, prompt.texts, spans) if request.sources is not None else None
     targets = []
     for t in range(n_t):
         position = n_prompt + t
         raw = ig[t, :position]
+        delta = float(raw.sum()) - float(score_x[t] - score_b[t])
+        share = relative_delta(delta, float(score_x[t]), float(score_b[t]))
         entry = {
             "position": position,
-            **{k: v for k, v in _choice(loaded, path.targets[t], probs[t]).items() if k != "probability"},
+            **{k: v for k, v in choice(loaded, path.targets[t], probs[t]).items() if k != "probability"},
             "probability": float(probs[t, path.targets[t]]),
             "entropy": float(entropy[t]),
-            "alternatives": [_choice(loaded, i, probs[t]) for i in top[t]],
-            "foil": _choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
+            "alternatives": [choice(loaded, i, probs[t]) for i in top[t]],
+            "foil": choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
             "score": float(score_x[t]),
             "baseline_score": float(score_b[t]),
-            "convergence_delta": float(raw.sum()) - float(score_x[t] - score_b[t]),
+            "convergence_delta": delta,
+            "relative_delta": share,
+            "within_tolerance": share <= tolerance if share is not None else abs(delta) <= 1e-6,
         }
         if "attributions" in returned:
             entry["attributions"] = attribution_values(raw)
             if words is not None:
                 entry["word_attributions"] = attribution_values(word_sums(words, raw))
+            _unit_sums(entry, raw, sentences, sources, tokens, prompt)
         if "path_scores" in returned:
             entry["path_scores"] = gradients.path_scores[:, t].tolist()
         targets.append(entry)
     summary = {
         "model": loaded.details(),
+        "attribution": "integrated_gradients",
         "tokens": tokens,
-        "truncated": encoded.truncated,
-        "n_tokens_input": encoded.n_tokens_input,
-        "n_tokens_dropped": encoded.n_tokens_dropped,
+        "truncated": prompt.truncated,
+        "n_tokens_input": prompt.n_tokens_input,
+        "n_tokens_dropped": prompt.n_tokens_dropped,
         "continuation": text,
         "generated": request.generate is not None,
         "targets": targets,
+        "within_tolerance": all(t["within_tolerance"] for t in targets),
         "score": request.score,
         "contrastive": path.foils is not None,
         "baseline": {
@@ -164,16 +195,40 @@ def _summary(loaded, request, path: ContinuationPath, gradients: ContinuationGra
         },
         "method": request.method,
         "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
-        "tolerance": request.tolerance,
+        "tolerance": tolerance,
         "converged": gradients.converged,
         "dtype": loaded.dtype,
     }
+    if "attributions" in returned:
+        whole = ig[:, : n_prompt + n_t].clone()
+        for t in range(n_t):
+            whole[t, n_prompt + t:] = 0  # a row covers its own prefix only
+        total = whole.sum(0)
+        summary["continuation_attributions"] = {"attributions": attribution_values(total)}
+        _unit_sums(summary["continuation_attributions"], total, sentences, sources, tokens, prompt, plural=True)
+    if prompt.roles is not None:
+        summary["messages"] = messages_used(prompt, tokens)
     if "step_sizes" in returned:
         summary["alphas"] = list(gradients.alphas)
         summary["step_sizes"] = gradients.step_sizes.tolist()
     if words is not None:
         summary["words"] = words
+    if sentences is not None:
+        summary["sentences"] = text_units(sentences, prompt)
+    if sources is not None:
+        summary["sources"] = text_units(sources, prompt)
     return summary
+
+
+def _unit_sums(entry: dict, raw, sentences, sources, tokens, prompt: Prompt, plural: bool = False) -> None:
+    """A row's (or the whole continuation's) sums per sentence, source and message."""
+    name = (lambda k: k) if plural else (lambda k: k[:-1] + "_attributions")  # noqa: E731
+    if sentences is not None:
+        entry[name("sentences")] = unit_values(sentences, raw)
+    if sources is not None:
+        entry[name("sources")] = unit_values(sources, raw)
+    if prompt.roles is not None:
+        entry[name("messages")] = message_values(tokens, raw, prompt.roles)
 
 
 def explain_each(loaded, requests: list[GradientsRequest]) -> list[GradientsAnswer | RequestError]:

@@ -32,7 +32,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsAns
     still answered.
     """
     settings = loaded.settings
-    if any(request.text is None for request in requests):
+    if any(request.details_only for request in requests):
         raise ValueError("a details request (no text) has no gradients; answer it with loaded.details()")
     if any(request.generation for request in requests):  # continuations: one path each
         continued = iter(generation.explain_each(loaded, [r for r in requests if r.generation]))

@@ -5,8 +5,10 @@
  * The wire contract (v1) of exformer-serve, generated from exformer.contract.
  */
 export interface ExformerContract {
+  AblationResponse?: AblationResponse;
   AttentionRequest?: AttentionRequest;
   AttentionResponse?: AttentionResponse;
+  CostEstimate?: CostEstimate;
   ErrorResponse?: ErrorResponse;
   GenerationResponse?: GenerationResponse;
   GradientsRequest?: GradientsRequest;
@@ -14,6 +16,299 @@ export interface ExformerContract {
   ModelDetailsResponse?: ModelDetailsResponse;
   PathResponse?: PathResponse;
   SparseRows?: SparseRows;
+}
+/**
+ * The answer of a forward-only method (occlusion, contextcite): one value per unit, per target
+ * token and for the whole continuation.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "AblationResponse".
+ */
+export interface AblationResponse {
+  /**
+   * "remove": the unit's text taken out (and the whitespace before it); "baseline": its tokens replaced by the baseline token.
+   */
+  ablation: "remove" | "baseline";
+  attribution: "occlusion" | "contextcite";
+  /**
+   * ablation "baseline": the token that replaced them.
+   */
+  baseline: Baseline | null;
+  continuation: string;
+  /**
+   * The whole answer: occlusion: the change of log p(continuation); contextcite: the surrogate of the continuation's log p/(1-p).
+   */
+  continuation_attributions: UnitAttribution[];
+  /**
+   * Prompts the model ran (distinct versions, the whole prompt included).
+   */
+  forwards: number;
+  generated: boolean;
+  messages?: MessageUsed[] | null;
+  model: ModelDetails;
+  n_tokens_dropped: number;
+  /**
+   * Tokens before truncation.
+   */
+  n_tokens_input: number;
+  /**
+   * F_t: occlusion uses the request's score; contextcite log p/(1-p) (ContextCite's).
+   */
+  score: "probability" | "logit" | "log_probability" | "logit_probability";
+  /**
+   * contextcite only.
+   */
+  surrogate?: Surrogate | null;
+  targets: AblationTarget[];
+  tokens: GenerationToken[];
+  /**
+   * True when the input was cut to the model's max_tokens.
+   */
+  truncated: boolean;
+  unit: "token" | "word" | "sentence" | "source";
+  /**
+   * What was left out, one at a time (occlusion) or at random (contextcite).
+   */
+  units: TextUnit[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "UnitAttribution".
+ */
+export interface UnitAttribution {
+  attribution: number;
+  /**
+   * The unit's (source's, sentence's) id.
+   */
+  id: string;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "MessageUsed".
+ */
+export interface MessageUsed {
+  content: string;
+  role: "system" | "user" | "assistant";
+  /**
+   * Indices into `tokens`: the message's own tokens, then the template's of its turn.
+   */
+  tokens: number[];
+}
+/**
+ * The `model` block of every response (and the whole answer to an empty attention body).
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ModelDetails".
+ */
+export interface ModelDetails {
+  architecture: string;
+  head: ModelHead | null;
+  kind: "bidirectional" | "autoregressive";
+  labels: string[] | null;
+  mask_token: string | null;
+  max_tokens: number;
+  n_heads: number;
+  n_layers: number;
+  name: string;
+  predictions: ("masked-token" | "next-token") | null;
+  type: string;
+  vocab_size: number;
+}
+/**
+ * contextcite: how the linear surrogate was made, and how well it predicts masks it was not fit on.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Surrogate".
+ */
+export interface Surrogate {
+  fit: SurrogateFit;
+  /**
+   * The whole answer's predicted output with every unit left out.
+   */
+  intercept: number;
+  keep_probability: number;
+  lasso_alpha: number;
+  /**
+   * Masks the surrogate was fit on.
+   */
+  n_ablations: number;
+  /**
+   * Different prompts among all masks (each ran once).
+   */
+  n_distinct_prompts: number;
+  /**
+   * Further masks it was tested on.
+   */
+  n_holdout: number;
+  /**
+   * Mask k is numpy.random.RandomState(seed + k).choice([False, True], p=[1-p, p]).
+   */
+  seed: number;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "SurrogateFit".
+ */
+export interface SurrogateFit {
+  mean_absolute_error: number | null;
+  /**
+   * R² of the surrogate's predictions on the held-out masks.
+   */
+  r2: number | null;
+  /**
+   * Spearman's ρ between predicted and actual outputs on the held-out masks (ContextCite's LDS); null when undefined.
+   */
+  spearman: number | null;
+}
+/**
+ * One target token: its score after the whole prompt, and each unit's attribution.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "AblationTarget".
+ */
+export interface AblationTarget {
+  alternatives: TokenChoice[];
+  /**
+   * occlusion: F_t(prompt) − F_t(prompt without the unit). contextcite: the surrogate's weight (the change of log p/(1−p) when the unit is kept).
+   */
+  attributions: UnitAttribution[];
+  /**
+   * Entropy of that next-token distribution, in nats.
+   */
+  entropy: number;
+  id: number;
+  /**
+   * Index into `tokens`.
+   */
+  position: number;
+  /**
+   * p(y_t | prompt, y_<t).
+   */
+  probability: number;
+  /**
+   * F_t after the whole prompt (in `score`).
+   */
+  score: number;
+  text: string;
+  token: string;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "TokenChoice".
+ */
+export interface TokenChoice {
+  id: number;
+  /**
+   * p(token | prefix) at the input.
+   */
+  probability: number;
+  /**
+   * The token decoded.
+   */
+  text: string;
+  /**
+   * The tokenizer's token string.
+   */
+  token: string;
+}
+/**
+ * A prompt token, or (`target: true`) a token of the continuation; a target token's start/end
+ * are offsets in the continuation and its segment is 1.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "GenerationToken".
+ */
+export interface GenerationToken extends Token {
+  /**
+   * With `messages`: the message it belongs to (null: the generation prompt); start/end are offsets in that message's content.
+   */
+  message?: number | null;
+  /**
+   * With `messages`: its message's role.
+   */
+  role?: ("system" | "user" | "assistant") | null;
+  target: boolean;
+  /**
+   * With `messages`: added by the chat template (role markers, separators); held fixed along the path like special tokens.
+   */
+  template?: boolean | null;
+}
+/**
+ * One token: what the tokenizer made of the input, and where it came from.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Token".
+ */
+export interface Token {
+  end: number | null;
+  id: number;
+  index: number;
+  /**
+   * Attention only: replaced by the mask token.
+   */
+  masked?: boolean | null;
+  /**
+   * Attention only: top-k tokens at this position (masked LM) or after it (causal LM).
+   */
+  predictions?: TokenPrediction[] | null;
+  /**
+   * 0: text, 1: text_pair, null: special token.
+   */
+  segment: (0 | 1) | null;
+  special: boolean;
+  /**
+   * Character offset in its segment's text; null for special tokens.
+   */
+  start: number | null;
+  /**
+   * The characters of the input it covers.
+   */
+  surface: string | null;
+  /**
+   * The tokenizer's token string.
+   */
+  text: string;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "TokenPrediction".
+ */
+export interface TokenPrediction {
+  id: number;
+  prob: number;
+  text: string;
+  token: string;
+}
+/**
+ * A sentence, a source, a word or a token of the prompt (or a sentence of the continuation):
+ * what a value is summed over, or what a forward-only method leaves out.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "TextUnit".
+ */
+export interface TextUnit {
+  end: number;
+  /**
+   * A source's own id; "s0", "s1" … for sentences, "w0" … words, "t<index>" tokens.
+   */
+  id: string;
+  /**
+   * With `messages`: the message whose content holds it (offsets are in it).
+   */
+  message: number | null;
+  /**
+   * 0: the prompt, 1: the continuation.
+   */
+  segment: 0 | 1;
+  /**
+   * Character offset in its text: the message's content, `text`, or the continuation.
+   */
+  start: number;
+  text: string;
+  /**
+   * Indices into `tokens` of the tokens whose first visible character it holds.
+   */
+  tokens: number[];
 }
 /**
  * `POST /predictions/<model>-attention`. An empty body asks for the model's details only.
@@ -218,26 +513,6 @@ export interface Base64IndexArray {
   shape: number[];
 }
 /**
- * The `model` block of every response (and the whole answer to an empty attention body).
- *
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "ModelDetails".
- */
-export interface ModelDetails {
-  architecture: string;
-  head: ModelHead | null;
-  kind: "bidirectional" | "autoregressive";
-  labels: string[] | null;
-  mask_token: string | null;
-  max_tokens: number;
-  n_heads: number;
-  n_layers: number;
-  name: string;
-  predictions: ("masked-token" | "next-token") | null;
-  type: string;
-  vocab_size: number;
-}
-/**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
  * via the `definition` "ClassPrediction".
  */
@@ -278,50 +553,56 @@ export interface SparseRollout extends SparseRows {
   layers: number[];
 }
 /**
- * One token: what the tokenizer made of the input, and where it came from.
+ * `dry_run: true`: what the request would run and cost on this worker, without running it.
  *
  * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "Token".
+ * via the `definition` "CostEstimate".
  */
-export interface Token {
-  end: number | null;
-  id: number;
-  index: number;
+export interface CostEstimate {
+  attribution: "integrated_gradients" | "occlusion" | "contextcite";
   /**
-   * Attention only: replaced by the mask token.
+   * Backward passes (one per target per path point; 0 for forward-only methods).
    */
-  masked?: boolean | null;
+  backwards: number;
   /**
-   * Attention only: top-k tokens at this position (masked LM) or after it (causal LM).
+   * Cheaper requests, with their estimated seconds.
    */
-  predictions?: TokenPrediction[] | null;
+  cheaper: string[];
+  dry_run?: true;
   /**
-   * 0: text, 1: text_pair, null: special token.
+   * Parameters + activations kept for the backward + gradients held.
    */
-  segment: (0 | 1) | null;
-  special: boolean;
+  estimated_peak_bytes: number;
   /**
-   * Character offset in its segment's text; null for special tokens.
+   * From this worker's measured speed (see `measured_from`).
    */
-  start: number | null;
+  estimated_seconds: number;
   /**
-   * The characters of the input it covers.
+   * Sequences run forward (path points, or versions of the prompt).
    */
-  surface: string | null;
+  forwards: number;
   /**
-   * The tokenizer's token string.
+   * The archive's limit (a request estimated over it is refused).
    */
-  text: string;
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "TokenPrediction".
- */
-export interface TokenPrediction {
-  id: number;
-  prob: number;
-  text: string;
-  token: string;
+  max_estimated_seconds: number;
+  /**
+   * What the speed estimate rests on.
+   */
+  measured_from: string;
+  /**
+   * The continuation's tokens (generate: max_new_tokens, at most).
+   */
+  n_tokens_continuation: number;
+  n_tokens_prompt: number;
+  /**
+   * Token positions computed in all forwards.
+   */
+  positions: number;
+  /**
+   * n_steps "auto" or generate: the figures are for the most it may run.
+   */
+  upper_bound: boolean;
+  within_limits: boolean;
 }
 /**
  * Every 4xx/5xx we answer. `field` names what was wrong (4xx).
@@ -331,6 +612,10 @@ export interface TokenPrediction {
  */
 export interface ErrorResponse {
   code: number;
+  /**
+   * A request refused for its cost: what it would have cost.
+   */
+  estimate?: CostEstimate | null;
   field?: string | null;
   message: string;
   type: string;
@@ -342,11 +627,16 @@ export interface ErrorResponse {
  * via the `definition` "GenerationResponse".
  */
 export interface GenerationResponse extends PathResponse {
+  attribution?: "integrated_gradients";
   baseline: GenerationBaseline;
   /**
    * The continuation explained (given, or generated).
    */
   continuation: string;
+  /**
+   * The whole continuation's attributions (when attributions are returned).
+   */
+  continuation_attributions?: ContinuationAttributions | null;
   /**
    * Whether F is a difference against foils.
    */
@@ -356,8 +646,28 @@ export interface GenerationResponse extends PathResponse {
    * [targets, n_steps, tokens, hidden], when asked.
    */
   intermediate_gradients?: JsonArray | null;
+  /**
+   * n_steps "auto": the most points the refinement could use: the request's max_n_steps, or fewer so that it fits the archive's max_estimated_seconds on this worker.
+   */
+  max_n_steps?: number | null;
+  /**
+   * With `messages`: the conversation and its tokens.
+   */
+  messages?: MessageUsed[] | null;
+  /**
+   * `aggregate: "sentence"`: the prompt's and the continuation's sentences.
+   */
+  sentences?: TextUnit[] | null;
+  /**
+   * With `sources`: each source where it was found.
+   */
+  sources?: TextUnit[] | null;
   targets: GenerationTarget[];
   tokens: GenerationToken[];
+  /**
+   * Every row within the tolerance.
+   */
+  within_tolerance: boolean;
   /**
    * `aggregate: "word"`: the words of the prompt, then of the continuation.
    */
@@ -375,6 +685,47 @@ export interface GenerationBaseline {
   name: Baseline;
   seed: number | null;
   specials: BaselineSpecials;
+}
+/**
+ * The whole continuation's: F = Σ_t F_t, so each value is the sum of the rows' values.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "ContinuationAttributions".
+ */
+export interface ContinuationAttributions {
+  attributions: Attributions;
+  messages?: MessageAttribution[] | null;
+  sentences?: UnitAttribution[] | null;
+  sources?: UnitAttribution[] | null;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Attributions".
+ */
+export interface Attributions {
+  /**
+   * raw / its L2 norm.
+   */
+  normalized: number[];
+  /**
+   * Per token: the integrated gradients summed over the hidden size.
+   */
+  raw: number[];
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "MessageAttribution".
+ */
+export interface MessageAttribution {
+  /**
+   * The sum over the message's tokens, the template's included (0 when held fixed).
+   */
+  attribution: number;
+  /**
+   * Index into `messages`; null: the generation prompt the template adds.
+   */
+  message: number | null;
+  role: "system" | "user" | "assistant";
 }
 /**
  * One target token: what the model made of its prefix, and the prefix's attributions.
@@ -406,6 +757,10 @@ export interface GenerationTarget {
   foil: TokenChoice | null;
   id: number;
   /**
+   * With `messages`: per message, the sum over its tokens.
+   */
+  message_attributions?: MessageAttribution[] | null;
+  /**
    * F_t at each path point.
    */
   path_scores?: number[] | null;
@@ -418,58 +773,31 @@ export interface GenerationTarget {
    */
   probability: number;
   /**
+   * |convergence_delta| / |score − baseline_score|: the share of the score change the row misses (null when the two scores are equal).
+   */
+  relative_delta: number | null;
+  /**
    * F_t(x): the score attributed.
    */
   score: number;
+  /**
+   * `aggregate: "sentence"`: per sentence the row covers, the sum over its tokens.
+   */
+  sentence_attributions?: UnitAttribution[] | null;
+  /**
+   * With `sources`: per source, the sum over its tokens.
+   */
+  source_attributions?: UnitAttribution[] | null;
   text: string;
   token: string;
+  /**
+   * relative_delta <= tolerance: whether the row can be read as complete.
+   */
+  within_tolerance: boolean;
   /**
    * `aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).
    */
   word_attributions?: Attributions | null;
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "TokenChoice".
- */
-export interface TokenChoice {
-  id: number;
-  /**
-   * p(token | prefix) at the input.
-   */
-  probability: number;
-  /**
-   * The token decoded.
-   */
-  text: string;
-  /**
-   * The tokenizer's token string.
-   */
-  token: string;
-}
-/**
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "Attributions".
- */
-export interface Attributions {
-  /**
-   * raw / its L2 norm.
-   */
-  normalized: number[];
-  /**
-   * Per token: the integrated gradients summed over the hidden size.
-   */
-  raw: number[];
-}
-/**
- * A prompt token, or (`target: true`) a token of the continuation; a target token's start/end
- * are offsets in the continuation and its segment is 1.
- *
- * This interface was referenced by `ExformerContract`'s JSON-Schema
- * via the `definition` "GenerationToken".
- */
-export interface GenerationToken extends Token {
-  target: boolean;
 }
 /**
  * A whitespace-separated word of one segment, and the tokens that make it up (from the offsets).
@@ -479,6 +807,10 @@ export interface GenerationToken extends Token {
  */
 export interface Word {
   end: number;
+  /**
+   * With `messages`: the message (of segment 0) whose content holds it.
+   */
+  message?: number | null;
   /**
    * Classifier: 0 text, 1 text_pair. Generation: 0 prompt, 1 continuation.
    */
@@ -543,9 +875,17 @@ export interface PathResponse {
  */
 export interface GradientsRequest {
   /**
-   * "word": also sum the attributions over each word's tokens (whitespace-separated, from the tokenizer's offsets); the token values stay.
+   * occlusion/contextcite: "remove" the unit from the text (re-tokenized, as ContextCite) or replace its tokens by the "baseline" token.
    */
-  aggregate?: "token" | "word";
+  ablation?: "remove" | "baseline";
+  /**
+   * "word" / "sentence": also sum the attributions over each word's or sentence's tokens (from the tokenizer's offsets; the rules: docs/api/generations.md); the token values stay.
+   */
+  aggregate?: "token" | "word" | "sentence";
+  /**
+   * "occlusion" (leave one unit out, one forward each) or "contextcite" (random ablations and a Lasso surrogate): forward-only, causal LM continuations only.
+   */
+  attribution?: "integrated_gradients" | "occlusion" | "contextcite";
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
@@ -563,6 +903,10 @@ export interface GradientsRequest {
    */
   continuation_baseline?: "replace" | "keep";
   /**
+   * Answer with what the request would cost (forwards, backwards, tokens, estimated seconds and peak memory) instead of running it.
+   */
+  dry_run?: boolean;
+  /**
    * Contrastive targets (with continuation/generate): one token (text or id) for every target, or one per target token; F = p(target) - p(foil) (logit difference with score "logit" or "log_probability").
    */
   foil?: number | string | (number | string)[];
@@ -572,13 +916,29 @@ export interface GradientsRequest {
   format?: GradientsFormat;
   generate?: Generate;
   /**
+   * contextcite: chance that a unit is kept in a mask, 0 < p < 1 (default 0.5).
+   */
+  keep_probability?: number;
+  /**
    * n_steps "auto": the most gradients to compute (default and ceiling: the archive's max_n_steps).
    */
   max_n_steps?: number | null;
   /**
+   * Chat models: the conversation instead of `text`, rendered by the tokenizer's chat template with the generation prompt; needs continuation (the assistant's reply) or generate.
+   */
+  messages?: Message[];
+  /**
    * captum's approximation method; with n_steps "auto": "fejer" (the default there) or "gausskronrod" (the default with continuation/generate).
    */
   method?: Method;
+  /**
+   * contextcite: random masks the surrogate is fit on (default 64).
+   */
+  n_ablations?: number;
+  /**
+   * contextcite: further masks the surrogate's fit is measured on (default 16).
+   */
+  n_holdout?: number;
   /**
    * Points along the path (at most the archive's max_n_steps), or "auto": refine until |convergence_delta| <= tolerance x |F(x) - F(x')|.
    */
@@ -596,6 +956,10 @@ export interface GradientsRequest {
    */
   seed?: number;
   /**
+   * Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} found exactly once), e.g. the retrieved documents of a RAG prompt; answers sum per source.
+   */
+  sources?: Source[];
+  /**
    * Classifier: class index or label. Causal LM: next token (text of one token, or id). Default: the model's own prediction.
    */
   target?: number | string | null;
@@ -608,9 +972,13 @@ export interface GradientsRequest {
    */
   text_pair?: string | null;
   /**
-   * n_steps "auto": the relative convergence delta to reach, 0 < tolerance < 1 (default 0.01).
+   * The relative convergence delta to reach with n_steps "auto"; with a continuation also what a row must be within to be marked complete (`within_tolerance`); 0 < tolerance < 1 (default 0.01).
    */
   tolerance?: number | null;
+  /**
+   * occlusion/contextcite: what is left out: token, word, sentence or source (default: "source" with sources, else "sentence").
+   */
+  unit?: "token" | "word" | "sentence" | "source";
 }
 /**
  * `generate`: greedy decoding of the continuation to explain.
@@ -623,6 +991,48 @@ export interface Generate {
    * Tokens to generate (at most the archive's max_new_tokens).
    */
   max_new_tokens: number;
+}
+/**
+ * One turn of a conversation, rendered by the tokenizer's chat template.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Message".
+ */
+export interface Message {
+  /**
+   * What was written; attributions go to its tokens.
+   */
+  content: string;
+  role: "system" | "user" | "assistant";
+}
+/**
+ * A named span of the prompt, e.g. one retrieved document: characters [start, end) of message
+ * `message` (or of `text`), or a `text` found exactly once in the prompt.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Source".
+ */
+export interface Source {
+  /**
+   * One past the last character.
+   */
+  end?: number | null;
+  /**
+   * The name answers carry for it (a document id, a URL).
+   */
+  id: string;
+  /**
+   * Index into `messages` (with start/end); leave out with `text`.
+   */
+  message?: number | null;
+  /**
+   * First character, in its message's content (or in `text`).
+   */
+  start?: number | null;
+  /**
+   * Instead of start/end: characters found exactly once in the prompt.
+   */
+  text?: string | null;
 }
 /**
  * The JSON summary (`format: json`, and the `summary` entry of an npz).

@@ -1,0 +1,112 @@
+"""What a continuation request will cost on this worker, before it runs (`dry_run`, and the
+refusal of a request over the archive's `max_estimated_seconds`).
+
+Seconds come from this worker's own speed: the first estimate times one inference forward and
+one forward + backward of four 128-token sequences (well under a second at 135M parameters on a CPU);
+every request run afterwards corrects the figure by the ratio of its measured to its estimated
+seconds (a running mean), so estimates follow the machine and the load it is under. Memory is
+counted, not measured: parameters, the activations a chunk of path points keeps for its
+backward, and the gradients a continuation holds.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .batching import default_chunk_points
+
+CALIBRATION_TOKENS = 128
+
+
+@dataclass
+class Speed:
+    """Seconds per token position: inference forward, and forward + backward with gradients."""
+
+    forward: float | None = None
+    gradient: float | None = None
+    corrections: dict = field(default_factory=lambda: {"integrated_gradients": 1.0, "forward_only": 1.0})
+    measured: dict = field(default_factory=lambda: {"integrated_gradients": 0, "forward_only": 0})
+
+    def calibrated(self, loaded) -> "Speed":
+        if self.forward is None:
+            self.forward, self.gradient = _time_passes(loaded)
+        return self
+
+    def learn(self, kind: str, estimated: float, seconds: float) -> None:
+        """A request of `kind` estimated at `estimated` s took `seconds`: move the correction."""
+        if estimated <= 0:
+            return
+        n = self.measured[kind] = self.measured[kind] + 1
+        weight = max(1 / n, 0.2)  # the mean of the first few, then a running mean of the last ~5
+        self.corrections[kind] += weight * (seconds / estimated * self.corrections[kind] - self.corrections[kind])
+
+    def source(self, kind: str) -> str:
+        n = self.measured[kind]
+        return (f"a {CALIBRATION_TOKENS}-token calibration pass on this worker" if not n else
+                f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {min(n, 5)} "
+                f"request(s) of this kind")
+
+
+def _time_passes(loaded) -> tuple[float, float]:
+    model, device = loaded.model, loaded.device
+    ids = (torch.arange(CALIBRATION_TOKENS, device=device)[None] % max(2, model.config.vocab_size)).expand(4, -1)
+    with torch.inference_mode():
+        model(input_ids=ids, logits_to_keep=1)  # warm
+        start = time.perf_counter()
+        model(input_ids=ids, logits_to_keep=1)
+        forward = (time.perf_counter() - start) / ids.numel()
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_()
+    start = time.perf_counter()
+    with torch.enable_grad():
+        out = model(inputs_embeds=embeds, logits_to_keep=1).logits[:, -1].log_softmax(-1)[:, 0].sum()
+        torch.autograd.grad(out, embeds)
+    gradient = (time.perf_counter() - start) / ids.numel()
+    return forward, gradient
+
+
+def parameter_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def activation_bytes(config, length: int) -> int:
+    """Bytes one sequence position keeps for a backward through every layer (float32): the inputs
+    of each layer's linear maps, norms and activations (~6 hidden + 4 intermediate widths) and
+    its attention probabilities (heads × length)."""
+    text = config.get_text_config()
+    hidden = text.hidden_size
+    intermediate = getattr(text, "intermediate_size", None) or 4 * hidden
+    per_layer = 6 * hidden + 4 * intermediate + 2 * text.num_attention_heads * length
+    return 4 * text.num_hidden_layers * per_layer
+
+
+def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
+    """Integrated gradients of a continuation: one forward per path point over prompt + targets,
+    one backward per target per point over its own prefix."""
+    fed = n_prompt + n_targets - 1
+    width = loaded.model.get_input_embeddings().embedding_dim
+    chunk = min(points, chunk or default_chunk_points(fed, loaded.device))
+    backward_positions = points * sum(n_prompt + t for t in range(n_targets))
+    speed = loaded.speed.calibrated(loaded)
+    seconds = (points * fed * speed.forward + backward_positions * (speed.gradient - speed.forward))
+    vocabulary = loaded.config.get_text_config().vocab_size
+    peak = (parameter_bytes(loaded.model) + chunk * fed * activation_bytes(loaded.config, fed)
+            + n_targets * points * (fed + 1) * width * 4  # the intermediate gradients held
+            + chunk * n_targets * vocabulary * 4 * 2)  # the scored rows' logits and their softmax
+    return {"forwards": points, "backwards": points * n_targets, "positions": points * fed,
+            "estimated_seconds": seconds * speed.corrections["integrated_gradients"], "estimated_peak_bytes": int(peak),
+            "measured_from": speed.source("integrated_gradients")}
+
+
+def forward_cost(loaded, lengths: list[int], shared: int, n_targets: int, rows: int) -> dict:
+    """Forward-only versions of a prompt: each runs past the shared prefix, under inference mode."""
+    speed = loaded.speed.calibrated(loaded)
+    text = loaded.config.get_text_config()
+    positions = shared + sum(length + n_targets - 1 - shared for length in lengths)
+    width = max(lengths) + n_targets - shared
+    peak = (parameter_bytes(loaded.model)
+            + rows * width * 4 * (4 * text.hidden_size + 2 * text.num_attention_heads * (width + shared))
+            + rows * n_targets * text.vocab_size * 8 * 3)
+    return {"forwards": len(lengths), "backwards": 0, "positions": positions,
+            "estimated_seconds": positions * speed.forward * speed.corrections["forward_only"],
+            "estimated_peak_bytes": int(peak), "measured_from": speed.source("forward_only")}

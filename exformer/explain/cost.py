@@ -1,0 +1,103 @@
+"""Cost before running: a continuation request's forwards, backwards, tokens, estimated seconds
+and peak memory on this worker (`dry_run: true` answers with them; a request estimated over the
+archive's `max_estimated_seconds` is refused with them and the cheaper requests named). The
+figures: exformer.core.cost."""
+
+from ..contract.errors import RequestError
+from ..contract.responses import CostEstimate
+from ..contract.vocabulary import DEFAULT_ABLATIONS, KRONROD_POINTS
+from ..core.ablation import default_rows, shared_prefix
+from ..core.cost import forward_cost, gradients_cost
+from ..core.prompts import Prompt
+from . import ablations
+from .responses import checked
+from .rows import token_rows
+
+
+def estimate(loaded, request, prompt: Prompt, n_targets: int, points: int | None = None) -> dict:
+    """The figures of running `request` on `prompt` with `n_targets` target tokens (integrated
+    gradients: at `points` path points, by default the most the request may use)."""
+    if request.attribution == "integrated_gradients":
+        points = points or request.most_steps(loaded.settings)
+        return gradients_cost(loaded, len(prompt), n_targets, points, loaded.settings.internal_batch_size)
+    units = ablations.units_of(request, prompt, token_rows(loaded, prompt, [], [], ""))
+    _, distinct, _ = ablations.plan(loaded, request, prompt, units)
+    lengths = [len(d) for d in distinct]
+    shared = min(shared_prefix([list(d) for d in distinct]), min(lengths) - 1)
+    return forward_cost(loaded, lengths, shared, n_targets, default_rows(max(lengths) + n_targets - shared, loaded.device))
+
+
+def _alternatives(request) -> list[tuple[str, dict]]:
+    """Cheaper variants of a request: (how a user says it, the fields that change)."""
+    fields = request.model_dump(by_alias=True, exclude_unset=True)
+    forward = {k: v for k, v in fields.items() if k in ("text", "messages", "continuation", "generate", "sources", "seed")}
+    unit = "source" if request.sources is not None else "sentence"
+    options = []
+    if request.attribution == "integrated_gradients":
+        if request.n_steps == "auto" or request.n_steps > 16:
+            options.append(('"n_steps": 16', {k: v for k, v in fields.items() if k not in ("tolerance", "max_n_steps")}
+                            | {"n_steps": 16, "method": "gausslegendre"}))
+        options.append((f'"attribution": "occlusion" (unit "{unit}")', forward | {"attribution": "occlusion"}))
+        options.append((f'"attribution": "contextcite" (unit "{unit}")', forward | {"attribution": "contextcite"}))
+    elif request.attribution == "contextcite":
+        n = request.n_ablations or DEFAULT_ABLATIONS
+        if n > 16:
+            options.append((f'"n_ablations": {n // 2}', fields | {"n_ablations": n // 2}))
+        options.append((f'"attribution": "occlusion" (unit "{request.units}")',
+                        forward | {"attribution": "occlusion", "unit": request.units}))
+    if request.attribution != "integrated_gradients" and request.units in ("token", "word"):
+        options.append((f'"unit": "{unit}"', fields | {"unit": unit}))
+    return options
+
+
+def cost_estimate(loaded, request, prompt: Prompt, n_targets: int) -> dict:
+    """The contract's CostEstimate, cheaper requests included."""
+    figures = estimate(loaded, request, prompt, n_targets)
+    limit = loaded.settings.max_estimated_seconds
+    cheaper = []
+    for said, fields in _alternatives(request):
+        other = type(request).model_validate({**fields, "dry_run": False})
+        seconds = estimate(loaded, other, prompt, n_targets)["estimated_seconds"]
+        if seconds < figures["estimated_seconds"]:
+            cheaper.append(f"{said}: ~{seconds:.1f} s")
+    return checked(CostEstimate, {
+        "attribution": request.attribution, "n_tokens_prompt": len(prompt), "n_tokens_continuation": n_targets,
+        **figures, "max_estimated_seconds": limit, "within_limits": figures["estimated_seconds"] <= limit,
+        "upper_bound": request.generate is not None or request.n_steps == "auto", "cheaper": cheaper,
+    })
+
+
+def dry_run(loaded, request, prompt: Prompt) -> dict:
+    """`dry_run: true`: the estimate, nothing run (generate: for max_new_tokens targets)."""
+    return cost_estimate(loaded, request, prompt, _n_targets(loaded, request))
+
+
+def _n_targets(loaded, request) -> int:
+    if request.continuation is not None:
+        return len(loaded.tokenizer(request.continuation, add_special_tokens=False)["input_ids"])
+    return request.generate.max_new_tokens
+
+
+def affordable_points(loaded, request, prompt: Prompt, n_targets: int) -> int:
+    """n_steps "auto": the most points that fit the archive's max_estimated_seconds (at most the
+    request's max_n_steps); the refinement stops there, unconverged if it must, and says so."""
+    per_point = estimate(loaded, request, prompt, n_targets, points=1)["estimated_seconds"]
+    fit = int(loaded.settings.max_estimated_seconds / per_point) if per_point > 0 else request.most_steps(loaded.settings)
+    return max(KRONROD_POINTS, min(request.most_steps(loaded.settings), fit))
+
+
+def refuse_over_limit(loaded, request, prompt: Prompt, n_targets: int) -> dict:
+    """The request's figures; a 413 carrying them (and the cheaper requests) when its estimated
+    seconds pass the archive's max_estimated_seconds (n_steps "auto": at its first rule, since
+    the refinement stops within the limit: `affordable_points`)."""
+    first = KRONROD_POINTS if request.attribution == "integrated_gradients" and request.n_steps == "auto" else None
+    figures = estimate(loaded, request, prompt, n_targets, points=first)
+    limit = loaded.settings.max_estimated_seconds
+    if figures["estimated_seconds"] <= limit:
+        return figures
+    full = cost_estimate(loaded, request, prompt, n_targets)
+    field = {"integrated_gradients": "n_steps", "contextcite": "n_ablations", "occlusion": "unit"}[request.attribution]
+    options = "; ".join(full["cheaper"]) or "a shorter prompt or continuation"
+    raise RequestError(field, f"this request would take ~{figures['estimated_seconds']:.0f} s on this worker, over "
+                              f"the archive's max_estimated_seconds ({limit:.0f}); cheaper: {options}",
+                       code=413, estimate=full)
