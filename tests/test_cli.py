@@ -281,6 +281,106 @@ def test_attention_model_with_mean_over_heads(torchserve, heldout, tmp_path):
     assert_rows_close(pq.read_table(local).to_pylist(), table.to_pylist(), 1e-5)
 
 
+# --- chat answers with sources: a causal LM in process (--local) -------------------------------------------
+
+SMOLLM2 = ROOT / "build/models/smollm2"
+DOCUMENTS = {"eiffel": "The Eiffel Tower is in Paris. It was built in 1889.",
+             "fuji": "Mount Fuji is the highest mountain in Japan."}
+QUESTION = "When was the Eiffel Tower built?"
+ANSWER = "It was built in 1889."
+RAG_ARGS = ["--messages-column", "messages", "--sources-column", "sources", "--continuation-column", "answer",
+            "--id-column", "id", "--attribution", "occlusion", "--no-progress", "--json"]
+
+
+def rag_conversation() -> tuple[list[dict], list[dict]]:
+    """A two-document RAG conversation and its sources: one by its text, one by its span."""
+    context = f"Doc A: {DOCUMENTS['eiffel']}\nDoc B: {DOCUMENTS['fuji']}\n\nQuestion: {QUESTION}"
+    messages = [{"role": "system", "content": "Answer from the documents."}, {"role": "user", "content": context}]
+    start = context.index(DOCUMENTS["fuji"])
+    sources = [{"id": "eiffel", "text": DOCUMENTS["eiffel"]},
+               {"id": "fuji", "message": 1, "start": start, "end": start + len(DOCUMENTS["fuji"])}]
+    return messages, sources
+
+
+def rag_rows(as_arrays: bool) -> list[dict]:
+    """Row 0 answerable; 1: messages not JSON; 2: a text beside the messages; 3: sources not an
+    array. as_arrays: the good cells as JSON arrays themselves (JSONL), else as JSON text (CSV)."""
+    messages, sources = rag_conversation()
+    cell = (lambda value: value) if as_arrays else (lambda value: json.dumps(value))
+    return [
+        {"id": "q0", "text": "", "messages": cell(messages), "sources": cell(sources), "answer": ANSWER},
+        {"id": "q1", "text": "", "messages": '[{"role": "user", "content": "hi"', "sources": "", "answer": ANSWER},
+        {"id": "q2", "text": QUESTION, "messages": cell(messages), "sources": "", "answer": ANSWER},
+        {"id": "q3", "text": "", "messages": cell(messages), "sources": '{"id": "eiffel"}', "answer": ANSWER},
+    ]
+
+
+@pytest.fixture(scope="module")
+def rag_csv(tmp_path_factory):
+    """One --local occlusion run over the RAG conversation in a CSV: (out dir, summary)."""
+    work = tmp_path_factory.mktemp("rag")
+    source = write_csv(work / "rag.csv", rag_rows(as_arrays=False))
+    out = work / "results"
+    return out, summary(explain("smollm2-gradients", source, "--out", out, "--local", SMOLLM2, *RAG_ARGS))
+
+
+def test_chat_rows_with_sources_are_explained_per_source(rag_csv, one_thread):
+    out, stats = rag_csv
+    assert (stats["rows_ok"], stats["rows_failed"], stats["rows_not_written"]) == (1, 3, 0)
+    got = {r["id"]: r for r in pq.read_table(out).to_pylist()}
+    answered = got["q0"]
+    messages, sources = rag_conversation()
+    assert answered["error"] is None and answered["text"] is None  # the conversation replaced it
+    assert json.loads(answered["messages"]) == messages and json.loads(answered["sources"]) == sources
+    assert (answered["attribution"], answered["unit"], answered["continuation"], answered["generated"]) == (
+        "occlusion", "source", ANSWER, False)
+    assert "".join(answered["target_tokens"]) == ANSWER
+    per_source = json.loads(answered["source_attributions"])
+    assert [(s["id"], s["text"]) for s in per_source] == list(DOCUMENTS.items())  # the span's text found
+    assert answered["unit_attributions"] == answered["source_attributions"]
+    values = {s["id"]: s["attribution"] for s in per_source}
+    assert values["eiffel"] > 0 > values["fuji"]  # the answer is in the Eiffel document, not Fuji's
+    # the same request made in process: the same numbers
+    from exformer import explain_gradients, load_model
+
+    direct = explain_gradients(load_model(SMOLLM2), {"messages": messages, "sources": sources, "continuation": ANSWER,
+                                                      "attribution": "occlusion"})
+    assert values == pytest.approx({s["id"]: s["attribution"] for s in direct["continuation_attributions"]},
+                                   rel=1e-4, abs=1e-6)
+    assert answered["target_scores"] == pytest.approx([t["score"] for t in direct["targets"]], rel=1e-4, abs=1e-7)
+    assert answered["tokens"] == [t["text"] for t in direct["tokens"]]
+    # bad cells: a per-row error naming the row and the column; a text beside messages: the server's refusal
+    assert (got["q1"]["error_field"], got["q1"]["error_code"]) == ("input", None)
+    assert got["q1"]["error"].startswith("row 1: column 'messages' is not JSON (")
+    assert got["q3"]["error"] == 'row 3: column \'sources\' is not a JSON array: {"id":"eiffel"}'
+    assert (got["q2"]["error_field"], got["q2"]["error_code"], got["q2"]["error"]) == (
+        "messages", 400, 'messages: give "text" or "messages", not both')
+    assert leftovers(out) == []
+
+
+def test_chat_rows_from_jsonl_give_the_same_rows(rag_csv, tmp_path):
+    csv_out, _ = rag_csv
+    source = write_jsonl(tmp_path / "rag.jsonl", rag_rows(as_arrays=True))  # the conversations as arrays
+    out = tmp_path / "results"
+    explain("smollm2-gradients", source, "--out", out, "--local", SMOLLM2, *RAG_ARGS)
+    assert pq.read_table(out).equals(pq.read_table(csv_out))
+
+
+def test_chat_options_are_refused_where_they_cannot_apply(tmp_path):
+    source = write_csv(tmp_path / "rag.csv", rag_rows(as_arrays=False))
+    attention = explain("smollm2-attention", source, "--out", tmp_path / "a", "--messages-column", "messages",
+                        "--attribution", "occlusion", check=False)
+    assert attention.returncode == 2
+    assert "--attribution, --messages-column: not for a attention model" in unboxed(attention.stderr)
+    tensors = explain("smollm2-gradients", source, "--out", tmp_path / "g", *RAG_ARGS, "--tensors", check=False)
+    assert tensors.returncode == 2 and "occlusion answers one value per unit: no tensors" in unboxed(tensors.stderr)
+
+
+def unboxed(stderr: str) -> str:
+    """A usage error's message without the box and line breaks rich draws around it."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", stderr).split())
+
+
 # --- in process: readers, records, shards ---------------------------------------------------------------
 
 
@@ -323,6 +423,20 @@ def test_missing_columns_and_odd_values(tmp_path):
     assert rows[3].text == ""  # null: sent as empty, refused by the model as "text: must not be empty"
 
 
+def test_json_cells_are_read_as_arrays_and_a_conversation_needs_no_text_column(tmp_path):
+    rows = [{k: v for k, v in row.items() if k != "text"} for row in rag_rows(as_arrays=False)]
+    columns = Columns(messages="messages", sources="sources", continuation="answer")
+    messages, sources = rag_conversation()
+    for path in (write_csv(tmp_path / "r.csv", rows), write_parquet(tmp_path / "r.parquet", rows),
+                 write_jsonl(tmp_path / "r.jsonl", rag_rows(as_arrays=True))):
+        got = next(dataset.read_rows(path, columns))
+        assert (got[0].text, got[0].messages, got[0].sources, got[0].continuation) == (None, messages, sources, ANSWER)
+        assert got[1].messages is None and got[1].text == "" and "column 'messages' is not JSON" in got[1].problem
+        assert got[3].problem == 'row 3: column \'sources\' is not a JSON array: {"id":"eiffel"}'
+    with pytest.raises(DatasetError, match="no column 'text'"):  # no conversations: the text is required
+        next(dataset.read_rows(tmp_path / "r.csv", Columns(continuation="answer")))
+
+
 def test_shards_are_complete_or_absent_and_resume_reads_the_rows_back(tmp_path):
     settings = {"model": "m", "kind": "gradients"}
     schema = dataset.schema("gradients", settings=settings)
@@ -359,9 +473,11 @@ def test_nested_attention_lists_round_trip():
 
 
 def test_the_help_lists_every_method_score_and_baseline_the_contract_accepts():
-    from exformer.contract.vocabulary import BASELINES, GRADIENT_METHODS, SCORES
+    from typing import get_args
+
+    from exformer.contract.vocabulary import BASELINES, GRADIENT_METHODS, SCORES, Ablation, Attribution, Unit
 
     out = subprocess.run([str(Path(sys.executable).with_name("exformer")), "explain", "--help"], capture_output=True,
                          text=True, env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}, check=True).stdout
-    for name in (*GRADIENT_METHODS, *SCORES, *BASELINES):
+    for name in (*GRADIENT_METHODS, *SCORES, *BASELINES, *get_args(Attribution), *get_args(Unit), *get_args(Ablation)):
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), name

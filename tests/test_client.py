@@ -149,7 +149,7 @@ def test_token_goes_as_bearer_and_python_names_map_to_the_contract():
             result = client.gradients("m-gradients", "a", returns=["attributions"], text_pair="b")
     path, headers, body = server.seen[0]
     assert path == "/predictions/m-gradients" and headers["Authorization"] == "Bearer s3cret"
-    assert body == {"text": "a", "text_pair": "b", "return": ["attributions"], "format": "json"}
+    assert body == {"text": "a", "text_pair": "b", "return": ["attributions"]}  # json: the server's default format
     assert isinstance(result, GradientsResult) and result.relative_delta == 0.0
     with pytest.raises(AttributeError, match="tensors=True"):
         result.tensors

@@ -4,7 +4,9 @@
   Parquet (ParquetFile.iter_batches) in batches, never the whole file; `count_rows` is the
   cheap pass for a progress bar's total (Parquet metadata, counting lines otherwise).
 - **Records**: one answer (or one refusal) per input row → one output row
-  (`gradients_record`, `attention_record`, `error_record`), with a fixed Arrow schema per run.
+  (`gradients_record`, `attention_record`, `error_record`), with a fixed Arrow schema per run;
+  a causal LM's continuation (a chat answer, its sources) is one row too, its per-source,
+  per-sentence and per-message values as JSON lists.
 - **Output**: a directory of Parquet shards `part-NNNNN.parquet`, each complete or absent
   (written to a hidden temporary name in the same directory, fsynced, then `os.replace`d),
   optional per-row tensors in `_tensors/` (written the same way), and the resume index: the
@@ -34,7 +36,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..contract.errors import json_excerpt
 from ..contract.responses import relative_delta
+from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -56,15 +60,29 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Columns:
-    """Which input columns hold what; only `text` is required."""
+    """Which input columns hold what; only `text` is required, and not even that with
+    `messages` (a row's conversation replaces its text). `messages` and `sources` hold JSON
+    arrays (as text, or the arrays themselves in JSONL and Parquet)."""
 
     text: str = "text"
     pair: str | None = None
     target: str | None = None
     id: str | None = None
+    messages: str | None = None
+    sources: str | None = None
+    continuation: str | None = None
 
     def names(self) -> list[str]:
-        return list(dict.fromkeys(c for c in (self.text, self.pair, self.target, self.id) if c))
+        return list(dict.fromkeys(c for c in (self.text, self.pair, self.target, self.id, self.messages,
+                                              self.sources, self.continuation) if c))
+
+    def optional(self) -> set[str]:
+        """Columns a file may lack: the text, when conversations can replace it."""
+        return {self.text} if self.messages else set()
+
+    def continuations(self) -> bool:
+        """Whether rows can explain a continuation (and the output needs its columns)."""
+        return bool(self.messages or self.sources or self.continuation)
 
 
 @dataclass
@@ -72,11 +90,14 @@ class Row:
     """One input row, numbered from 0 in file order (data rows; a CSV header is not a row)."""
 
     number: int
-    text: str
+    text: str | None  # None: not sent (the row's messages replace it)
     pair: str | None = None
     target: int | str | None = None
     id: str | None = None
-    problem: str | None = None  # the input row itself is unreadable (a JSONL line that is not an object)
+    problem: str | None = None  # the input row is unreadable (a JSONL line that is not an object, a bad JSON cell)
+    messages: list | None = None
+    sources: list | None = None
+    continuation: str | None = None
 
 
 def detect_format(path: str | Path, given: str | None = None) -> str:
@@ -143,7 +164,7 @@ def read_rows(path: str | Path, columns: Columns, fmt: str | None = None,
     batches = _parquet_batches(path, columns, batch_rows) if fmt == "parquet" else _csv_batches(path, columns, fmt)
     number = 0
     for batch in batches:
-        values = {name: batch.column(name).to_pylist() for name in columns.names()}
+        values = {name: batch.column(name).to_pylist() for name in batch.schema.names}
         for start in range(0, batch.num_rows, batch_rows):
             rows = []
             for i in range(start, min(start + batch_rows, batch.num_rows)):
@@ -152,10 +173,12 @@ def read_rows(path: str | Path, columns: Columns, fmt: str | None = None,
             yield rows
 
 
-def _check_columns(path: Path, have: list[str], columns: Columns) -> None:
-    missing = [c for c in columns.names() if c not in have]
+def _check_columns(path: Path, have: list[str], columns: Columns) -> list[str]:
+    """The columns to read (raises DatasetError naming a required one the file lacks)."""
+    missing = [c for c in columns.names() if c not in have and c not in columns.optional()]
     if missing:
         raise DatasetError(f"{path}: no column {', '.join(map(repr, missing))}; its columns: {', '.join(have)}")
+    return [c for c in columns.names() if c in have]
 
 
 def _csv_batches(path: Path, columns: Columns, fmt: str) -> Iterator[pa.RecordBatch]:
@@ -167,11 +190,10 @@ def _csv_batches(path: Path, columns: Columns, fmt: str) -> Iterator[pa.RecordBa
         probe.close()
     except pa.ArrowInvalid as error:
         raise DatasetError(f"{path}: not readable as {fmt.upper()}: {error}") from None
-    _check_columns(path, have, columns)
+    names = _check_columns(path, have, columns)
     # Every column we use is read as text (no type inference per block, so a column that looks
     # numeric in the first block cannot fail later); empty cells are empty strings.
-    convert = pacsv.ConvertOptions(include_columns=columns.names(),
-                                   column_types={c: pa.string() for c in columns.names()},
+    convert = pacsv.ConvertOptions(include_columns=names, column_types={c: pa.string() for c in names},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     try:
@@ -188,13 +210,15 @@ def _csv_batches(path: Path, columns: Columns, fmt: str) -> Iterator[pa.RecordBa
 
 def _parquet_batches(path: Path, columns: Columns, batch_rows: int) -> Iterator[pa.RecordBatch]:
     file = pq.ParquetFile(path)
-    _check_columns(path, file.schema_arrow.names, columns)
-    yield from file.iter_batches(batch_size=batch_rows, columns=columns.names())
+    names = _check_columns(path, file.schema_arrow.names, columns)
+    yield from file.iter_batches(batch_size=batch_rows, columns=names)
 
 
 def _read_jsonl(path: Path, columns: Columns, batch_rows: int) -> Iterator[list[Row]]:
     rows, number = [], 0
     seen_text = False
+    keys = [k for k in (columns.text, columns.messages) if k]  # what a row needs one of
+    wanted = " or ".join(map(repr, keys))
     with _open_binary(path) as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
@@ -207,31 +231,56 @@ def _read_jsonl(path: Path, columns: Columns, batch_rows: int) -> Iterator[list[
             if problem:
                 rows.append(Row(number, "", problem=problem))
             else:
-                seen_text = seen_text or columns.text in obj
+                seen_text = seen_text or any(k in obj for k in keys)
                 rows.append(_row(number, {name: obj.get(name) for name in columns.names()}, columns, "jsonl"))
             number += 1
             if len(rows) == batch_rows:
                 if not seen_text:
-                    raise DatasetError(f"{path}: no row of the first {number} has the key {columns.text!r}")
+                    raise DatasetError(f"{path}: no row of the first {number} has the key {wanted}")
                 yield rows
                 rows = []
     if number and not seen_text:
-        raise DatasetError(f"{path}: no row has the key {columns.text!r}")
+        raise DatasetError(f"{path}: no row has the key {wanted}")
     if rows:
         yield rows
 
 
 def _row(number: int, values: dict, columns: Columns, fmt: str) -> Row:
-    text = values[columns.text]
+    text = values.get(columns.text)
     pair = values[columns.pair] if columns.pair else None
+    messages, bad_messages = _json_array(values.get(columns.messages), columns.messages)
+    sources, bad_sources = _json_array(values.get(columns.sources), columns.sources)
+    continuation = values.get(columns.continuation) if columns.continuation else None
+    problems = [f"row {number}: {p}" for p in (bad_messages, bad_sources) if p]
     return Row(
         number=number,
-        # a missing text is sent as "" so that the model's own validation names it ("text: must not be empty")
-        text="" if text is None else text if isinstance(text, str) else str(text),
+        # a missing text is sent as "" so that the model's own validation names it ("text: must not be empty");
+        # beside messages it is not sent (a text there too is sent, and refused as the server refuses both)
+        text=(None if messages is not None and text in (None, "") else "" if text is None
+              else text if isinstance(text, str) else str(text)),
         pair=None if pair in (None, "") else pair if isinstance(pair, str) else str(pair),
         target=_target(values[columns.target], fmt) if columns.target else None,
         id=None if not columns.id or values[columns.id] is None else str(values[columns.id]),
+        problem="; ".join(problems) or None,
+        messages=messages,
+        sources=sources,
+        continuation=None if continuation in (None, "") else str(continuation),
     )
+
+
+def _json_array(value: Any, column: str | None) -> tuple[list | None, str | None]:
+    """A cell holding a JSON array, as text (CSV) or the array itself (JSONL, Parquet lists):
+    (the list, None), or (None, why not) naming the column. Empty or absent: (None, None)."""
+    if column is None or value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            return None, f"column {column!r} is not JSON ({error})"
+    if not isinstance(value, list):
+        return None, f"column {column!r} is not a JSON array: {json_excerpt(value)}"
+    return value, None
 
 
 def _target(value: Any, fmt: str) -> int | str | None:
@@ -267,6 +316,15 @@ _GRADIENTS = [
     ("n_steps", pa.int32()), ("converged", pa.bool_()),  # the points used; n_steps "auto": tolerance reached
     ("attributions", pa.list_(pa.float64())),
 ]
+_CONTINUATION = [  # a continuation's target_score etc. are the sums over its target tokens (F = Σ_t F_t)
+    ("messages", pa.string()), ("sources", pa.string()),  # the row's, as JSON
+    ("continuation", pa.string()), ("generated", pa.bool_()), ("attribution", pa.string()), ("unit", pa.string()),
+    ("target_tokens", pa.list_(pa.string())), ("target_scores", pa.list_(pa.float64())),
+    ("within_tolerance", pa.bool_()),
+    # the whole continuation's, as JSON lists: [{"id", "text", "attribution"}] ([{"message", "role", "attribution"}])
+    ("source_attributions", pa.string()), ("sentence_attributions", pa.string()),
+    ("message_attributions", pa.string()), ("unit_attributions", pa.string()),
+]
 _TAIL = [("tensors", pa.string()), ("error", pa.string()), ("error_field", pa.string()), ("error_code", pa.int32())]
 REDUCES = ("mean", "max", "none")
 
@@ -279,10 +337,11 @@ def _attention_type(reduce: str) -> pa.DataType:
     return kind
 
 
-def schema(kind: str, reduce: str = "mean", settings: dict | None = None) -> pa.Schema:
-    """The output schema of a run: the same for every shard (and every resumed run)."""
+def schema(kind: str, reduce: str = "mean", settings: dict | None = None, continuations: bool = False) -> pa.Schema:
+    """The output schema of a run: the same for every shard (and every resumed run); the
+    continuation columns only where rows can have continuations (a classifier's stays as it was)."""
     if kind == "gradients":
-        fields = _COMMON + _TOKENS + _GRADIENTS + _TAIL
+        fields = _COMMON + _TOKENS + _GRADIENTS + (_CONTINUATION if continuations else []) + _TAIL
     elif kind == "attention":
         fields = _COMMON + _TOKENS + [("layers", pa.list_(pa.int32())), ("heads", pa.list_(pa.int32())),
                                       ("reduce", pa.string()), ("attention", _attention_type(reduce))] + _TAIL
@@ -293,7 +352,13 @@ def schema(kind: str, reduce: str = "mean", settings: dict | None = None) -> pa.
 
 
 def _input_columns(row: Row) -> dict:
-    return {"row": row.number, "id": row.id, "text": row.text, "text_pair": row.pair}
+    return {"row": row.number, "id": row.id, "text": row.text, "text_pair": row.pair,
+            "messages": _json_text(row.messages), "sources": _json_text(row.sources),
+            "continuation": row.continuation}
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def _token_columns(response: dict) -> dict:
@@ -325,6 +390,9 @@ def _prediction_columns(prediction: dict | None) -> dict:
 
 def gradients_record(row: Row, response: dict, tensors: str | None = None) -> dict:
     """An answered gradients row: the JSON summary (`format: json`, or an npz's `summary`)."""
+    if "targets" in response:  # a continuation: one target per token
+        return {**_input_columns(row), **_token_columns(response), **_continuation_columns(response),
+                "tensors": tensors}
     target = response["target"]
     attributions = response.get("attributions")
     return {
@@ -342,6 +410,56 @@ def gradients_record(row: Row, response: dict, tensors: str | None = None) -> di
         "attributions": list(attributions["raw"]) if attributions else None,
         "tensors": tensors,
     }
+
+
+def _continuation_columns(response: dict) -> dict:
+    """A continuation's answer (integrated gradients, or a forward-only method's) as one row:
+    each target token's score, and the whole continuation's attributions: per token (integrated
+    gradients, in `attributions`), per source, sentence and message, and per unit left out
+    (occlusion, contextcite), each a JSON list with the unit's text beside its id."""
+    targets, whole = response["targets"], response.get("continuation_attributions")
+    record = {
+        "continuation": response["continuation"],
+        "generated": response["generated"],
+        "attribution": response["attribution"],
+        "unit": response.get("unit"),
+        "target_tokens": [t["text"] for t in targets],
+        "target_scores": [t["score"] for t in targets],
+    }
+    if response["attribution"] in FORWARD_ATTRIBUTIONS:
+        units = _with_texts(whole, response["units"])
+        record["unit_attributions"] = units
+        if response["unit"] in ("source", "sentence"):
+            record[f"{response['unit']}_attributions"] = units
+        return record
+    score = sum(t["score"] for t in targets)
+    baseline = sum(t["baseline_score"] for t in targets)
+    delta = sum(t["convergence_delta"] for t in targets)
+    record.update({
+        "target_score": score,
+        "baseline_score": baseline,
+        "convergence_delta": delta,
+        "relative_delta": relative_delta(delta, score, baseline),
+        "n_steps": response["n_steps"],
+        "converged": response.get("converged"),
+        "within_tolerance": response["within_tolerance"],
+    })
+    if whole:
+        record.update({
+            "attributions": list(whole["attributions"]["raw"]),
+            "source_attributions": _with_texts(whole.get("sources"), response.get("sources")),
+            "sentence_attributions": _with_texts(whole.get("sentences"), response.get("sentences")),
+            "message_attributions": _json_text(whole.get("messages")),
+        })
+    return record
+
+
+def _with_texts(values: list[dict] | None, units: list[dict] | None) -> str | None:
+    """[{"id", "attribution"}] as JSON, with each unit's text (an id alone, "s3", says little)."""
+    if values is None:
+        return None
+    texts = {u["id"]: u["text"] for u in units or ()}
+    return _json_text([{"id": v["id"], "text": texts.get(v["id"]), "attribution": v["attribution"]} for v in values])
 
 
 def reduce_heads(attention: np.ndarray, reduce: str) -> np.ndarray:
@@ -457,10 +575,11 @@ class Output:
         out.shards = existing_shards(directory)
         want = (schema.metadata or {}).get(METADATA_KEY)
         for shard in out.shards:
-            have = pq.read_schema(shard)
-            if want is not None and (have.metadata or {}).get(METADATA_KEY) != want:
-                raise DatasetError(f"{directory} holds results of other settings ({shard.name}): "
-                                   f"{_differences((have.metadata or {}).get(METADATA_KEY), want)}; "
+            have = (pq.read_schema(shard).metadata or {}).get(METADATA_KEY)
+            # by meaning, not bytes: a setting added since (a column option left unset) is the same run
+            differences = _differences(have, want) if want is not None and have != want else ""
+            if differences:
+                raise DatasetError(f"{directory} holds results of other settings ({shard.name}): {differences}; "
                                    "give another --out (or rerun with the same settings to resume)")
             out.done.update(pq.read_table(shard, columns=["row"]).column("row").to_pylist())
         return out
@@ -535,7 +654,7 @@ class ShardWriter:
 
 def _record_bytes(record: dict) -> int:
     """Roughly what a buffered record holds (attention matrices dominate when present)."""
-    size = 200 + len(record.get("text") or "") + len(record.get("text_pair") or "")
+    size = 200 + sum(len(record.get(name) or "") for name in ("text", "text_pair", "messages", "sources"))
     size += 120 * len(record.get("tokens") or ())
     attention = record.get("attention")
     return size + (attention.nbytes if isinstance(attention, pa.Array) else 0)

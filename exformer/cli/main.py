@@ -3,6 +3,8 @@
     exformer explain sentiment-gradients reviews.csv --text-column review --out results/
     exformer explain sentiment-attention reviews.jsonl --out att/ --layers 0,5 --reduce mean
     exformer explain sentiment-gradients reviews.csv --out results/ --local build/models/sentiment
+    exformer explain smollm2-gradients rag.jsonl --messages-column messages --sources-column sources \
+        --continuation-column answer --attribution occlusion --out rag/
 
 `explain` streams a CSV/TSV/JSONL/Parquet file through a served model (TorchServe, many
 requests in flight) or a model loaded in this process (`--local`), and writes one output row
@@ -17,12 +19,13 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Optional, get_args
 
 import orjson
 import typer
 
-from ..contract.vocabulary import BASELINES, FIXED_METHODS, NESTED_METHODS, SCORES
+from ..contract.vocabulary import (BASELINES, FIXED_METHODS, FORWARD_ATTRIBUTIONS, NESTED_METHODS, SCORES, Ablation,
+                                   Aggregate, Attribution, Unit)
 from . import dataset
 from .dataset import Columns, DatasetError, Row
 
@@ -104,13 +107,15 @@ class Served:
 
         if row.problem:
             return dataset.error_record(row, "input", row.problem, None)
-        fields = _row_fields(row, self.options)
         try:
             if self.kind == "gradients":
-                result = await self.client.gradients(self.model, row.text, tensors=self.tensors, **fields)
+                # the body as the row makes it: a conversation has no text, and "format" goes only
+                # with --tensors (forward-only attributions refuse it)
+                body = {**_row_body(row, self.options), **({"format": "npz"} if self.tensors else {})}
+                result = await self.client.explain(self.model, body)
                 name = await self._save(row, _gradients_npz, result) if self.tensors else None
                 return dataset.gradients_record(row, result, name)
-            result = await self.client.attention(self.model, row.text, **fields)
+            result = await self.client.attention(self.model, row.text, **_row_fields(row, self.options))
             attention = result.attention
             name = await self._save(row, _attention_npz, result, attention) if self.tensors else None
             return dataset.attention_record(row, result, attention, self.reduce, name)
@@ -141,7 +146,7 @@ class Local:
 
         if row.problem:
             return dataset.error_record(row, "input", row.problem, None)
-        body = {"text": row.text, **_row_fields(row, self.options)}
+        body = _row_body(row, self.options)
         try:
             return self._gradients(row, body) if self.kind == "gradients" else self._attention(row, body)
         except RequestError as error:
@@ -152,12 +157,15 @@ class Local:
         from ..explain.checks import parse_request
         from ..explain.gradients import explain_batch
 
-        request = parse_request(self.loaded, GradientsRequest, {**body, "format": "npz" if self.tensors else "json"})
+        request = parse_request(self.loaded, GradientsRequest,
+                                {**body, **({"format": "npz"} if self.tensors else {})})
         if not isinstance(request, GradientsRequest):
             raise request
         (result,) = explain_batch(self.loaded, [request])
-        if not hasattr(result, "summary"):
+        if isinstance(result, Exception):
             raise result
+        if isinstance(result, dict):  # a forward-only method's answer: no tensors (--tensors is refused)
+            return dataset.gradients_record(row, result)
         name = None
         if self.tensors:  # the server's npz, byte for byte what the handler would send
             name = dataset.tensors_name(row.number)
@@ -185,7 +193,19 @@ def _row_fields(row: Row, options: dict) -> dict:
         fields["text_pair"] = row.pair
     if row.target is not None:
         fields["target"] = row.target
+    if row.messages is not None:
+        fields["messages"] = row.messages
+    if row.sources is not None:
+        fields["sources"] = row.sources
+    if row.continuation is not None:  # the row's own continuation; --max-new-tokens generates the others
+        fields.pop("generate", None)
+        fields["continuation"] = row.continuation
     return fields
+
+
+def _row_body(row: Row, options: dict) -> dict:
+    """A gradients row's request: its text (none where its messages replace it) and fields."""
+    return {**({} if row.text is None else {"text": row.text}), **_row_fields(row, options)}
 
 
 def _npz(arrays: dict) -> bytes:
@@ -442,6 +462,16 @@ def explain(
         help="Gradients: column of the target (label or class index; causal LMs: next token). "
              "Empty: the model's prediction.")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Column copied to the output's `id` (as text).")] = None,
+    messages_column: Annotated[Optional[str], typer.Option(
+        help='Gradients, chat models: column of the conversation, a JSON array of {"role", "content"} (JSONL, '
+             "Parquet: or the array itself); it replaces the text (whose column is then optional). Needs a "
+             "continuation (--continuation-column) or --max-new-tokens.")] = None,
+    sources_column: Annotated[Optional[str], typer.Option(
+        help='Gradients, causal LMs: column of the named spans of the prompt (e.g. RAG documents), a JSON array of '
+             '{"id", "message", "start", "end"} or {"id", "text"}; answers sum per source.')] = None,
+    continuation_column: Annotated[Optional[str], typer.Option(
+        help="Gradients, causal LMs: column of the text that follows the prompt (an answer); each of its "
+             "tokens is a target. Empty: generated with --max-new-tokens.")] = None,
     format: Annotated[Optional[str], typer.Option(help="csv, tsv, jsonl or parquet (default: from the name).")] = None,
     kind: Annotated[Optional[Kind], typer.Option(help="Default: from the model name's -gradients/-attention.")] = None,
     n_steps: Annotated[Optional[str], typer.Option(
@@ -456,6 +486,28 @@ def explain(
              f"{' or '.join(NESTED_METHODS)} (default {NESTED_METHODS[0]}).")] = None,
     score: Annotated[Optional[str], typer.Option(
         help=f"Gradients: the F attributed: {', '.join(SCORES)} (default {SCORES[0]}).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="Gradients, causal LMs: generate each row's continuation greedily, at most this many tokens "
+                    "(rows without one in --continuation-column).")] = None,
+    attribution: Annotated[Optional[str], typer.Option(
+        help=f"Gradients of a continuation: {', '.join(get_args(Attribution))} (default "
+             f"{get_args(Attribution)[0]}); the forward-only ones leave out one --unit at a time (occlusion) "
+             "or at random (contextcite).")] = None,
+    unit: Annotated[Optional[str], typer.Option(
+        help=f"occlusion/contextcite: what is left out: {', '.join(get_args(Unit))} (default source with "
+             "--sources-column, else sentence).")] = None,
+    ablation: Annotated[Optional[str], typer.Option(
+        help=f"occlusion/contextcite: {', '.join(get_args(Ablation))} (default {get_args(Ablation)[0]}): "
+             "the unit's text taken out, or its tokens replaced by the baseline token.")] = None,
+    n_ablations: Annotated[Optional[int], typer.Option(
+        help="contextcite: random masks the surrogate is fit on.")] = None,
+    keep_probability: Annotated[Optional[float], typer.Option(
+        help="contextcite: the chance that a unit is kept in a mask.")] = None,
+    n_holdout: Annotated[Optional[int], typer.Option(
+        help="contextcite: masks the surrogate's fit is measured on.")] = None,
+    aggregate: Annotated[Optional[str], typer.Option(
+        help=f"Gradients: {', '.join(get_args(Aggregate))}: also sum integrated gradients per word or (with a "
+             "continuation) per sentence.")] = None,
     layers: Annotated[Optional[str], typer.Option(help='Attention: "all" or indices, e.g. 0,5.')] = None,
     heads: Annotated[Optional[str], typer.Option(help='Attention: "all" or indices.')] = None,
     reduce: Annotated[Reduce, typer.Option(help="Attention: over heads, stored as per-layer [T, T] lists; "
@@ -489,9 +541,13 @@ def explain(
     written.
     """
     kind_name = _kind_of(model, kind)
-    columns = Columns(text=text_column, pair=pair_column, target=target_column, id=id_column)
+    columns = Columns(text=text_column, pair=pair_column, target=target_column, id=id_column,
+                      messages=messages_column, sources=sources_column, continuation=continuation_column)
     gradient_options = {"n_steps": n_steps, "tolerance": tolerance, "baseline": baseline, "method": method,
-                        "score": score}
+                        "score": score, "attribution": attribution, "unit": unit, "ablation": ablation,
+                        "n_ablations": n_ablations, "keep_probability": keep_probability, "n_holdout": n_holdout,
+                        "aggregate": aggregate,
+                        "generate": None if max_new_tokens is None else {"max_new_tokens": max_new_tokens}}
     attention_given = {"--layers": layers, "--heads": heads}
     if kind_name == "gradients":
         wrong = [name for name, value in attention_given.items() if value is not None]
@@ -501,13 +557,16 @@ def explain(
         reduce_name = None
     else:
         wrong = [f"--{k.replace('_', '-')}" for k, v in gradient_options.items() if v is not None]
-        if target_column:
-            wrong.append("--target-column")
+        wrong = ["--max-new-tokens" if w == "--generate" else w for w in wrong]
+        wrong += [f"--{k}-column" for k in ("target", "messages", "sources", "continuation") if getattr(columns, k)]
         options = {"layers": _indices(layers, "--layers"), "heads": _indices(heads, "--heads"),
                    "encoding": encoding.value}
         reduce_name = reduce.value
     if wrong:
         raise typer.BadParameter(f"{', '.join(wrong)}: not for a {kind_name} model", param_hint="options")
+    if tensors and attribution in FORWARD_ATTRIBUTIONS:
+        raise typer.BadParameter(f"{attribution} answers one value per unit: no tensors (integrated gradients "
+                                 "only)", param_hint="--tensors")
     if tensors and Protocol(protocol) is Protocol.kserve_v1 and not local:
         raise typer.BadParameter("KServe's v1 protocol answers JSON: the full tensors come from TorchServe's "
                                  "/predictions (--protocol torchserve)", param_hint="--tensors")
@@ -520,7 +579,8 @@ def explain(
         settings = {"version": 1, "model": model, "kind": kind_name, "input": input.name,
                     "columns": vars(columns), "reduce": reduce_name,
                     "request": {k: v for k, v in options.items() if k != "encoding" or v != "json"}}
-        schema = dataset.schema(kind_name, reduce_name or "mean", settings)
+        schema = dataset.schema(kind_name, reduce_name or "mean", settings,
+                                continuations=columns.continuations() or max_new_tokens is not None)
         output = dataset.Output.open(out, schema, tensors=tensors)
     except DatasetError as error:
         console_err.print(f"[red]error:[/] {error}", highlight=False)

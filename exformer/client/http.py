@@ -272,7 +272,7 @@ class _Calls:
 
     def _gradients_call(self, model, text, tensors, timeout, options) -> Call:
         fmt = _gradients_format(tensors, options)  # takes "format" out of options
-        body = _request_body(text, options, {"format": fmt})
+        body = _request_body(text, options, {} if fmt == "json" else {"format": fmt})  # json: the server's default
         return self._explain_call(model, body, timeout, GradientsResult)
 
     def _listing_call(self, page: str | None) -> Call:
@@ -312,7 +312,8 @@ class Client(_Calls):
                   **options) -> GradientsResult:
         """Integrated gradients of `text` (`options`: target=, baseline=, n_steps=, method=,
         score=, returns=[…] for `return`, text_pair=…; causal LMs: continuation=…,
-        generate={"max_new_tokens": n}, foil=…; aggregate="word"). The JSON summary, or with
+        generate={"max_new_tokens": n}, foil=…, messages=[…] instead of text, sources=[…],
+        attribution="occlusion"/"contextcite"; aggregate="word"/"sentence"). The JSON summary, or with
         tensors=True every tensor too (npz, read by numpy without pickle) in `.tensors`.
         No text: the model's details."""
         return self._send(self._gradients_call(model, text, tensors, timeout, options))

@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from .errors import RequestError, json_excerpt
 from .requests import AttentionRequest, GradientsRequest, Request  # noqa: F401  (doctest names)
 
+_ITEMS = ("messages", "sources")  # lists of objects: an error names the item, sources[1].end
+
 _PHRASES = {
     "string_type": "must be a string",
     "int_type": "must be an integer",
@@ -60,7 +62,7 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
     kind, value = first["type"], first.get("input")
-    if kind == "extra_forbidden" and len(first["loc"]) > 1:  # inside a list item (messages, sources)
+    if kind == "extra_forbidden" and len(first["loc"]) > 1 and loc[0] in _ITEMS:  # inside a message or source
         return RequestError(_path(first["loc"]), "unknown field")
     if kind == "extra_forbidden":
         field = loc[0]
@@ -68,7 +70,7 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
         hint = difflib.get_close_matches(field, known, n=1)
         return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}")
     field = _field_name(loc, model_class, first)
-    if len(first["loc"]) > 1 and loc and loc[0] in ("messages", "sources"):  # name the item: sources[1].end
+    if len(first["loc"]) > 1 and loc and loc[0] in _ITEMS:  # name the item: sources[1].end
         field = _path(first["loc"])
     if kind in ("exformer", "too_large"):
         return RequestError(field, first["msg"], code=413 if kind == "too_large" else 400)

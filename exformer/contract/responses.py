@@ -358,9 +358,6 @@ class GenerationResponse(PathResponse):
     continuation_attributions: ContinuationAttributions | None = Field(
         None, description="The whole continuation's attributions (when attributions are returned).")
     within_tolerance: bool = Field(description="Every row within the tolerance.")
-    max_n_steps: int | None = Field(
-        None, description='n_steps "auto": the most points the refinement could use: the request\'s max_n_steps, or '
-                          "fewer so that it fits the archive's max_estimated_seconds on this worker.")
     tokens: list[GenerationToken]
     continuation: str = Field(description="The continuation explained (given, or generated).")
     generated: bool

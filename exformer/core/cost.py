@@ -2,7 +2,7 @@
 refusal of a request over the archive's `max_estimated_seconds`).
 
 Seconds come from this worker's own speed: the first estimate times one inference forward and
-one forward + backward of four 128-token sequences (well under a second at 135M parameters on a CPU);
+one forward + backward of two 64-token sequences, after a warm-up call (~1-2 s at 135M parameters on one CPU thread);
 every request run afterwards corrects the figure by the ratio of its measured to its estimated
 seconds (a running mean), so estimates follow the machine and the load it is under. Memory is
 counted, not measured: parameters, the activations a chunk of path points keeps for its
@@ -16,7 +16,7 @@ import torch
 
 from .batching import default_chunk_points
 
-CALIBRATION_TOKENS = 128
+CALIBRATION_TOKENS = 64
 
 
 @dataclass
@@ -50,9 +50,9 @@ class Speed:
 
 def _time_passes(loaded) -> tuple[float, float]:
     model, device = loaded.model, loaded.device
-    ids = (torch.arange(CALIBRATION_TOKENS, device=device)[None] % max(2, model.config.vocab_size)).expand(4, -1)
+    ids = (torch.arange(CALIBRATION_TOKENS, device=device)[None] % max(2, model.config.vocab_size)).expand(2, -1)
     with torch.inference_mode():
-        model(input_ids=ids, logits_to_keep=1)  # warm
+        model(input_ids=ids[:1, :8], logits_to_keep=1)  # the first call's one-off set-up is not speed
         start = time.perf_counter()
         model(input_ids=ids, logits_to_keep=1)
         forward = (time.perf_counter() - start) / ids.numel()

@@ -121,8 +121,14 @@ def prompt_of(loaded, request) -> Prompt:
 
 
 def prompt_ids(loaded, request, texts: list[str]) -> list[int]:
-    """The ids of the same prompt with other texts in place of `texts` (an ablation)."""
+    """The ids of the same prompt with other texts in place of `texts` (an ablation). A text
+    with nothing left is the tokenizer's BOS token (else its EOS, GPT-2's document separator):
+    a causal LM needs one token to predict the first target from."""
     if request.messages is None:
+        if not texts[0].strip():
+            tokenizer = loaded.tokenizer
+            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+            return [start] if start is not None else text_prompt(loaded, " ").ids
         return text_prompt(loaded, texts[0]).ids
     messages = [{"role": m.role, "content": t} for m, t in zip(request.messages, texts)]
     rendered = loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -78,18 +78,10 @@ def _n_targets(loaded, request) -> int:
     return request.generate.max_new_tokens
 
 
-def affordable_points(loaded, request, prompt: Prompt, n_targets: int) -> int:
-    """n_steps "auto": the most points that fit the archive's max_estimated_seconds (at most the
-    request's max_n_steps); the refinement stops there, unconverged if it must, and says so."""
-    per_point = estimate(loaded, request, prompt, n_targets, points=1)["estimated_seconds"]
-    fit = int(loaded.settings.max_estimated_seconds / per_point) if per_point > 0 else request.most_steps(loaded.settings)
-    return max(KRONROD_POINTS, min(request.most_steps(loaded.settings), fit))
-
-
 def refuse_over_limit(loaded, request, prompt: Prompt, n_targets: int) -> dict:
     """The request's figures; a 413 carrying them (and the cheaper requests) when its estimated
-    seconds pass the archive's max_estimated_seconds (n_steps "auto": at its first rule, since
-    the refinement stops within the limit: `affordable_points`)."""
+    seconds pass the archive's max_estimated_seconds (n_steps "auto": at its first rule, the
+    least it runs; its max_n_steps bounds the rest, and a dry run shows that upper bound)."""
     first = KRONROD_POINTS if request.attribution == "integrated_gradients" and request.n_steps == "auto" else None
     figures = estimate(loaded, request, prompt, n_targets, points=first)
     limit = loaded.settings.max_estimated_seconds

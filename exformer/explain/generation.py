@@ -99,16 +99,14 @@ def _integrated(loaded, request, prompt: Prompt, targets: list[int], text: str, 
         baseline[len(prompt):] = x[len(prompt):]
     path = ContinuationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score)
     logits_x, logits_b = continuation_endpoint_logits(loaded, path, loaded.dtype)
-    most = None
     if request.n_steps == "auto":
-        most = cost.affordable_points(loaded, request, prompt, n_t)
         ends = tuple(continuation_scores(logits[None], targets, foils, request.score)[0].double().numpy()
                      for logits in (logits_x, logits_b))
-        gradients = refine_targets(loaded, path, ends, request.tolerance, most, settings.internal_batch_size, loaded.dtype)
+        gradients = refine_targets(loaded, path, ends, request.tolerance, request.most_steps(settings),
+                                   settings.internal_batch_size, loaded.dtype)
     else:
         gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
     summary = _summary(loaded, request, prompt, path, gradients, logits_x, logits_b, tokens, text)
-    summary["max_n_steps"] = most
     return GradientsAnswer(request=request, summary=summary, path=gradients)
 
 

@@ -647,10 +647,6 @@ export interface GenerationResponse extends PathResponse {
    */
   intermediate_gradients?: JsonArray | null;
   /**
-   * n_steps "auto": the most points the refinement could use: the request's max_n_steps, or fewer so that it fits the archive's max_estimated_seconds on this worker.
-   */
-  max_n_steps?: number | null;
-  /**
    * With `messages`: the conversation and its tokens.
    */
   messages?: MessageUsed[] | null;
