@@ -263,3 +263,26 @@ def test_a_request_over_the_archives_time_limit_is_refused_with_its_estimate(lm)
     assert error.value.code == 413 and error.value.field == "n_steps"
     assert error.value.estimate["within_limits"] is False and error.value.estimate["cheaper"]
     assert "occlusion" in error.value.message
+
+
+# --- served -------------------------------------------------------------------------------------
+
+
+def test_served_chat_answer_on_smollm2_gradients(torchserve):
+    from exformer.contract.responses import AblationResponse, CostEstimate, ErrorResponse
+
+    occluded = torchserve.post("smollm2-gradients", rag(attribution="occlusion"))
+    assert occluded.status == 200, occluded.body[:300]
+    answer = AblationResponse.model_validate_json(occluded.body)
+    whole = {a.id: a.attribution for a in answer.continuation_attributions}
+    assert whole["A"] > whole["B"] and answer.forwards == 3
+    cited = torchserve.post("smollm2-gradients", rag(attribution="contextcite", n_ablations=16, n_holdout=8))
+    assert cited.status == 200, cited.body[:300]
+    assert AblationResponse.model_validate_json(cited.body).surrogate.n_ablations == 16
+    estimate = torchserve.post("smollm2-gradients", rag(n_steps=16, dry_run=True))
+    assert estimate.status == 200 and CostEstimate.model_validate_json(estimate.body).backwards > 0
+    for body, field in [(rag(sources=[{"id": "A", "text": "nowhere"}]), "sources[0]"),
+                        ({"messages": [{"role": "robot", "content": "hi"}], "continuation": "x"}, "messages[0].role"),
+                        (rag(attribution="occlusion", n_steps=8), "n_steps")]:
+        bad = torchserve.post("smollm2-gradients", body)
+        assert bad.status == 400 and ErrorResponse.model_validate_json(bad.body).field == field, bad.body
