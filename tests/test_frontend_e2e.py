@@ -7,8 +7,12 @@ rollout toggle, the URL state, errors, attribution (when a gradients model is se
 classifier's label, a causal LM's typed next token, a result cleared when the model changes),
 a long prompt (heads combined on the server, then top-k rows, said on the page), the Generation
 view on the causal LM's gradients archive (a continuation; 2 generated tokens against a foil, a
-click on a token showing its row; words; a refused foil; the JSON download), and the render time
-of 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots.
+click on a token showing its row; words; a refused foil; the JSON download), a two-document RAG
+conversation (a system and a user turn, the answer as a continuation, the documents as sources)
+under occlusion and ContextCite (turns, source blocks, the surrogate's fit, restored from the URL)
+and under integrated gradients with 4 steps (the rows outside the tolerance marked), and the render
+time of 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots
+(the RAG view: generation-rag.png).
 """
 
 import re

@@ -443,7 +443,8 @@ class CostEstimate(Response):
     estimated_peak_bytes: int = Field(description="Parameters + activations kept for the backward + gradients held.")
     measured_from: str = Field(description="What the speed estimate rests on.")
     max_estimated_seconds: float = Field(description="The archive's limit (a request estimated over it is refused).")
-    within_limits: bool
+    within_limits: bool = Field(description="Whether it would run: refused only when over the limit even at the "
+                                            "fastest this worker has run requests of its kind.")
     upper_bound: bool = Field(description='n_steps "auto" or generate: the figures are for the most it may run.')
     cheaper: list[str] = Field(description="Cheaper requests, with their estimated seconds.")
 

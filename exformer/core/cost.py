@@ -21,31 +21,39 @@ CALIBRATION_TOKENS = 64
 
 @dataclass
 class Speed:
-    """Seconds per token position: inference forward, and forward + backward with gradients."""
+    """Seconds per token position (inference forward; forward + backward with gradients), and
+    how the requests run since compared with what those figures predicted."""
 
     forward: float | None = None
     gradient: float | None = None
-    corrections: dict = field(default_factory=lambda: {"integrated_gradients": 1.0, "forward_only": 1.0})
-    measured: dict = field(default_factory=lambda: {"integrated_gradients": 0, "forward_only": 0})
+    ratios: dict = field(default_factory=lambda: {"integrated_gradients": [], "forward_only": []})
 
     def calibrated(self, loaded) -> "Speed":
         if self.forward is None:
             self.forward, self.gradient = _time_passes(loaded)
         return self
 
-    def learn(self, kind: str, estimated: float, seconds: float) -> None:
-        """A request of `kind` estimated at `estimated` s took `seconds`: move the correction."""
-        if estimated <= 0:
-            return
-        n = self.measured[kind] = self.measured[kind] + 1
-        weight = max(1 / n, 0.2)  # the mean of the first few, then a running mean of the last ~5
-        self.corrections[kind] += weight * (seconds / estimated * self.corrections[kind] - self.corrections[kind])
+    def learn(self, kind: str, predicted: float, seconds: float) -> None:
+        """A request of `kind` predicted (uncorrected) at `predicted` s took `seconds`."""
+        if predicted > 0:
+            self.ratios[kind] = (self.ratios[kind] + [seconds / predicted])[-5:]
+
+    def correction(self, kind: str, optimistic: bool = False) -> float:
+        """The factor on the calibrated figure: the median of the last 5 requests' ratios (within
+        ¼–4×); `optimistic`: the fastest they have shown, at most 1 — what a refusal uses, so a
+        worker slowed by a busy machine or a cold start does not refuse what it can run."""
+        ratios = self.ratios[kind]
+        if not ratios:
+            return 1.0
+        if optimistic:
+            return min(1.0, min(ratios))
+        return min(4.0, max(0.25, sorted(ratios)[len(ratios) // 2]))
 
     def source(self, kind: str) -> str:
-        n = self.measured[kind]
+        n = len(self.ratios[kind])
         return (f"a {CALIBRATION_TOKENS}-token calibration pass on this worker" if not n else
-                f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {min(n, 5)} "
-                f"request(s) of this kind")
+                f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {n} request(s) "
+                "of this kind")
 
 
 def _time_passes(loaded) -> tuple[float, float]:
@@ -94,8 +102,7 @@ def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: in
             + n_targets * points * (fed + 1) * width * 4  # the intermediate gradients held
             + chunk * n_targets * vocabulary * 4 * 2)  # the scored rows' logits and their softmax
     return {"forwards": points, "backwards": points * n_targets, "positions": points * fed,
-            "estimated_seconds": seconds * speed.corrections["integrated_gradients"], "estimated_peak_bytes": int(peak),
-            "measured_from": speed.source("integrated_gradients")}
+            "calibrated_seconds": seconds, "estimated_peak_bytes": int(peak), "kind": "integrated_gradients"}
 
 
 def forward_cost(loaded, lengths: list[int], shared: int, n_targets: int, rows: int) -> dict:
@@ -108,5 +115,4 @@ def forward_cost(loaded, lengths: list[int], shared: int, n_targets: int, rows: 
             + rows * width * 4 * (4 * text.hidden_size + 2 * text.num_attention_heads * (width + shared))
             + rows * n_targets * text.vocab_size * 8 * 3)
     return {"forwards": len(lengths), "backwards": 0, "positions": positions,
-            "estimated_seconds": positions * speed.forward * speed.corrections["forward_only"],
-            "estimated_peak_bytes": int(peak), "measured_from": speed.source("forward_only")}
+            "calibrated_seconds": positions * speed.forward, "estimated_peak_bytes": int(peak), "kind": "forward_only"}

@@ -65,8 +65,9 @@ def explain(loaded, request: GradientsRequest) -> GradientsAnswer | dict:
         answer = ablations.explain(loaded, request, prompt, targets, text, tokens)
     else:
         answer = _integrated(loaded, request, prompt, targets, text, tokens)
-    loaded.speed.learn("forward_only" if isinstance(answer, dict) else "integrated_gradients",
-                       estimate["estimated_seconds"], time.perf_counter() - started)
+    if request.n_steps != "auto" or request.attribution != "integrated_gradients":  # "auto" ran an unknown count
+        loaded.speed.learn("forward_only" if isinstance(answer, dict) else "integrated_gradients",
+                           estimate["calibrated_seconds"], time.perf_counter() - started)
     return answer
 
 

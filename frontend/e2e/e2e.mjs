@@ -515,6 +515,179 @@ await step("generation: the result downloads as JSON", async () => {
   return path;
 });
 
+// --- a RAG conversation: two documents as sources, under occlusion, ContextCite and integrated gradients ---
+
+const RAG = {
+  system: "Answer from the documents.",
+  docA: "The Eiffel Tower is in Paris. It was completed in 1889.",
+  docB: "The Colosseum is in Rome. It was completed in 80 AD.",
+  continuation: " In Paris.", // 3 target tokens: integrated gradients run a backward per target per point
+};
+RAG.user = `Document A: ${RAG.docA}\nDocument B: ${RAG.docB}\nQuestion: Where is the Eiffel Tower?`;
+// Few path points, to leave rows outside the tolerance (and to stay within the archive's
+// max_estimated_seconds: this worker's estimate is corrected by the slow, short requests above).
+const RAG_STEPS = 2;
+const ragMessages = [{ role: "system", content: RAG.system }, { role: "user", content: RAG.user }];
+const ragSources = [{ id: "A", text: RAG.docA }, { id: "B", text: RAG.docB }];
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+/** Switch the Generation view's method (which asks again); the response. */
+async function viaMethod(method) {
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalLm}`) && r.request().method() === "POST"),
+    page.click(`#gen-method label:has(input[value="${method}"])`),
+  ]);
+  await idle();
+  check(response.ok(), `${causalLm} answered ${response.status()} to ${method}: ${await page.textContent("#error .message").catch(() => "")}`);
+  return response.json();
+}
+const blocks = () => page.$$eval("#generation .gen-units[data-kind] .gen-source", (bs) =>
+  bs.map((b) => ({ id: b.dataset.id, value: b.dataset.value === undefined ? null : Number(b.dataset.value), text: b.querySelector(".source-text").textContent })));
+const close = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+/** The source blocks show `expected` ([{id, attribution}]) with the documents' texts. */
+async function checkBlocks(expected, what) {
+  const shown = await blocks();
+  check(same(shown.map((b) => [b.id, b.text]), [["A", RAG.docA], ["B", RAG.docB]]), `source blocks ${JSON.stringify(shown)}`);
+  check(expected.length === 2 && expected.every((e, k) => e.id === shown[k].id && close(shown[k].value, e.attribution)),
+    `${what}: blocks ${JSON.stringify(shown.map((b) => b.value))} ≠ ${JSON.stringify(expected)}`);
+  return shown.map((b) => `${b.id} ${b.value.toPrecision(3)}`).join(", ");
+}
+/** The turns drawn: each with its role and its tokens (the template's muted). */
+async function checkTurns(result) {
+  const turns = await page.$$eval("#generation .gen-turn", (ts) => ts.map((t) => [t.dataset.role, t.dataset.message, t.querySelectorAll(".gen-token").length]));
+  const answerTokens = result.tokens.filter((t) => t.message === null || t.message === undefined || t.target).length;
+  const expected = [["system", "0", result.messages[0].tokens.length], ["user", "1", result.messages[1].tokens.length], ["assistant", "answer", answerTokens]];
+  check(same(turns, expected), `turns ${JSON.stringify(turns)}, expected ${JSON.stringify(expected)}`);
+  const template = result.tokens.filter((t) => t.template && !t.target).length;
+  const muted = await page.locator("#generation .gen-token.template").count();
+  check(template > 0 && muted === template, `${muted} template tokens muted, the answer marks ${template}`);
+  return `${turns.map(([role, , n]) => `${role} ${n}`).join(", ")} tokens (${template} of the template)`;
+}
+
+await step(`generation: a two-document RAG conversation; integrated gradients with ${RAG_STEPS} steps mark the rows outside the tolerance`, async () => {
+  check(causalLm, "no causal LM's gradients archive is served");
+  await page.fill("#generate", "");
+  await page.fill("#foil", "");
+  await page.uncheck("#words");
+  await page.click("#clear-turns");
+  await page.click("#add-turn");
+  await page.click("#add-turn");
+  const roles = await page.$$eval("#turns .turn-row select", (ss) => ss.map((s) => s.value));
+  check(same(roles, ["system", "user"]), `new turns' roles ${roles}`);
+  await page.fill('#turns .turn-row[data-turn="0"] textarea', RAG.system);
+  await page.fill('#turns .turn-row[data-turn="1"] textarea', RAG.user);
+  check(await page.isHidden("#text"), "the text is still offered beside the conversation");
+  for (let k = 0; k < 2; k++) await page.click("#add-source");
+  const ids = await page.$$eval("#source-rows .source-row input.source-id", (is) => is.map((i) => i.value));
+  check(same(ids, ["A", "B"]), `new sources' ids ${ids}`);
+  await page.fill('#source-rows .source-row[data-source="0"] textarea', RAG.docA);
+  await page.fill('#source-rows .source-row[data-source="1"] textarea', RAG.docB);
+  check((await page.locator('#source-rows .source-row[data-found="true"]').count()) === 2, "the sources are not found once in the conversation");
+  await page.fill("#continuation", RAG.continuation);
+  await page.click('#gen-method label:has(input[value="integrated_gradients"])');
+  await page.fill("#gen-steps", String(RAG_STEPS));
+  const response = await explain();
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message").catch(() => "")}`);
+  const result = await response.json();
+  const sent = posted.at(-1).body;
+  check(sent.n_steps === RAG_STEPS && sent.continuation === RAG.continuation && !("attribution" in sent) && same(sent.sources, ragSources) && same(sent.messages, ragMessages), `sent ${JSON.stringify(sent)}`);
+  check(result.attribution === "integrated_gradients" && result.targets.every((t) => typeof t.within_tolerance === "boolean" && "relative_delta" in t),
+    "the answer does not say which rows are within the tolerance");
+  const off = result.targets.map((t, k) => [t, k]).filter(([t]) => !t.within_tolerance).map(([, k]) => k);
+  check(off.length > 0 && result.within_tolerance === false, `${RAG_STEPS} steps left every row within ${result.tolerance}: nothing to mark (relative δ ${result.targets.map((t) => t.relative_delta)})`);
+  await page.waitForSelector('#generation[data-method="integrated_gradients"][data-within="false"]');
+  const banner = await page.textContent("#generation .gen-tolerance.warn");
+  check(banner.includes(`${off.length} of ${result.targets.length} row`) && banner.includes("outside the tolerance"), `banner: ${banner}`);
+  const rowsOff = await page.$$eval("#generation svg.gen-heatmap g.hm-row.off", (gs) => gs.map((g) => [Number(g.dataset.row), g.querySelector("text.row-label").textContent]));
+  check(same(rowsOff.map(([r]) => r), off) && rowsOff.every(([, label]) => /^⚠ [\d,.]+% /.test(label)), `rows marked ${JSON.stringify(rowsOff)}, off ${off}`);
+  const chipsOff = await page.$$eval("#generation .gen-token.target.off", (bs) => bs.map((b) => [Number(b.dataset.target), b.querySelector(".off-badge")?.textContent ?? ""]));
+  check(same(chipsOff.map(([k]) => k), off) && chipsOff.every(([, badge]) => /^⚠ [\d,.]+%$/.test(badge)), `chips marked ${JSON.stringify(chipsOff)}`);
+  check(await page.locator("#generation .gen-whole.off").count(), "the whole answer is not marked");
+  // An off row selected: its own warning, its δ, and its sources.
+  const k = off.at(-1);
+  await page.click(`#generation .gen-token.target[data-target="${k}"]`);
+  await page.waitForSelector(`#generation .gen-details[data-row="${k}"]`);
+  check(await page.locator("#generation .gen-row-off").isVisible(), "no warning over the selected off row");
+  check(await page.locator("#generation .gen-details .convergence.warn").count(), "no convergence warning for the off row");
+  const relative = await page.textContent("#generation .gen-relative.off");
+  await checkBlocks(result.targets[k].source_attributions, `row ${k}`);
+  const template = result.tokens.filter((t) => t.template && !t.target).length;
+  const shaded = await page.locator("#generation .gen-token.prompt[data-value]").count();
+  const nPrompt = result.tokens.filter((t) => !t.target).length;
+  check(shaded === nPrompt - template, `${shaded} prompt tokens shaded, not the ${nPrompt - template} outside the template`);
+  check((await page.locator('#generation .gen-turn[data-message="1"] .turn-value').count()) === 1, "no sum for the user message");
+  const turns = await checkTurns(result);
+  await shot("generation-rag-integrated-gradients");
+  return `${turns}; ${off.length} of ${result.targets.length} rows outside ${result.tolerance * 100}% (row ${k}: ${relative}); banner: ${banner.slice(0, 70)}…`;
+});
+
+await step("generation: the method switch asks again: occlusion of each source", async () => {
+  const result = await viaMethod("occlusion");
+  const sent = posted.at(-1).body;
+  check(same(sent.messages, ragMessages) && same(sent.sources, ragSources) && sent.continuation === RAG.continuation && sent.attribution === "occlusion" &&
+    !["text", "n_steps", "baseline", "foil", "aggregate"].some((k) => k in sent), `sent ${JSON.stringify(sent)}`);
+  check(result.attribution === "occlusion" && result.unit === "source" && result.units.length === 2, `answer: ${result.attribution}, ${result.unit}, ${result.units?.length} units`);
+  await page.waitForSelector('#generation[data-method="occlusion"]');
+  const turns = await checkTurns(result);
+  check((await page.locator("#generation .gen-token[data-value]").count()) === 0, "occlusion's answer shaded tokens: it has no per-token values");
+  check(Number(await page.getAttribute("#generation svg.gen-heatmap", "data-columns")) === 2 &&
+    Number(await page.getAttribute("#generation svg.gen-heatmap", "data-rows")) === result.targets.length, "the heatmap is not targets × sources");
+  const row = Number(await page.getAttribute("#generation", "data-row"));
+  await checkBlocks(result.targets[row].attributions, `row ${row}`);
+  await page.click("#generation .gen-whole");
+  await page.waitForSelector('#generation[data-whole="true"]');
+  const whole = await checkBlocks(result.continuation_attributions, "the whole answer");
+  await shot("generation-rag-occlusion");
+  return `${turns}; whole answer: ${whole}; ${result.forwards} prompts run`;
+});
+
+await step("generation: ContextCite shows the sources and the surrogate's fit", async () => {
+  const result = await viaMethod("contextcite");
+  const sent = posted.at(-1).body;
+  check(sent.attribution === "contextcite" && same(sent.sources, ragSources) && same(sent.messages, ragMessages), `sent ${JSON.stringify(sent)}`);
+  check(result.attribution === "contextcite" && result.surrogate, "no surrogate in the answer");
+  await page.waitForSelector('#generation[data-method="contextcite"] .gen-surrogate');
+  await checkTurns(result);
+  const whole = await checkBlocks(result.continuation_attributions, "the whole answer"); // still selected
+  const s = result.surrogate;
+  const fixed = (v) => (v === null ? "undefined" : v.toFixed(3));
+  const fit = {
+    r2: await page.textContent("#generation .gen-surrogate .gen-r2"),
+    spearman: await page.textContent("#generation .gen-surrogate .gen-spearman"),
+    ablations: await page.textContent("#generation .gen-surrogate .gen-ablations"),
+    distinct: await page.textContent("#generation .gen-surrogate .gen-distinct"),
+  };
+  check(fit.r2 === fixed(s.fit.r2) && fit.spearman === fixed(s.fit.spearman), `fit shown ${JSON.stringify(fit)}, answer ${JSON.stringify(s.fit)}`);
+  check(fit.ablations === `${s.n_ablations} fit + ${s.n_holdout} held out` && fit.distinct === String(s.n_distinct_prompts), `surrogate shown ${JSON.stringify(fit)}`);
+  const hash = new URL(page.url()).hash;
+  check(hash.includes("attr=contextcite") && hash.includes("msgs=") && hash.includes("src="), `the conversation is not in the URL: ${hash.slice(0, 120)}`);
+  await page.screenshot({ path: `${shots}/generation-rag.png`, fullPage: true });
+  return `whole answer: ${whole}; R² ${fit.r2}, Spearman ${fit.spearman} on ${s.n_holdout} held-out masks; ${fit.ablations}, ${fit.distinct} distinct prompts; ${shots}/generation-rag.png`;
+});
+
+await step("generation: a reload restores the conversation, the sources and the method", async () => {
+  await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalLm}`) && r.request().method() === "POST"),
+    page.reload(),
+  ]);
+  await page.waitForSelector('#generation[data-method="contextcite"] .gen-surrogate');
+  const turns = await page.$$eval("#turns .turn-row", (rs) => rs.map((r) => [r.querySelector("select").value, r.querySelector("textarea").value]));
+  check(same(turns, ragMessages.map((m) => [m.role, m.content])), `turns restored: ${JSON.stringify(turns)}`);
+  const sources = await page.$$eval("#source-rows .source-row", (rs) => rs.map((r) => ({ id: r.querySelector("input").value, text: r.querySelector("textarea").value })));
+  check(same(sources, ragSources), `sources restored: ${JSON.stringify(sources)}`);
+  check(await page.isChecked('#gen-method input[value="contextcite"]'), "the method is not restored");
+  check(same(posted.at(-1).body.messages, ragMessages), "the restored conversation was not the one asked");
+  return "2 turns, 2 sources, ContextCite";
+});
+
+await step("generation: clearing the conversation gives the text back", async () => {
+  await page.click("#clear-turns");
+  while (await page.locator("#source-rows .source-row").count()) await page.click("#source-rows .source-row button.remove");
+  check(await page.isVisible("#text"), "the text is not offered again");
+  const hash = new URL(page.url()).hash;
+  check(!hash.includes("msgs=") && !hash.includes("src="), `the URL still holds them: ${hash.slice(0, 120)}`);
+  return "text mode";
+});
+
 // --- render time: reported, not asserted ----------------------------------------------------
 
 let timing = "not measured";

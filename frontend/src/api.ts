@@ -1,12 +1,12 @@
 // Talking to the static server (/config.json) and to TorchServe's inference API.
 // Every failure becomes an ApiError whose message says what to do about it.
 
+import type { GenerationAnswer } from "./conversation";
 import type { AppState } from "./state";
 import { targetValue } from "./gradients";
 import type {
   AppConfig,
   GenerationRequest,
-  GenerationResponse,
   AttentionResponse,
   ErrorResponse,
   GradientsRequest,
@@ -132,7 +132,7 @@ export class InferenceApi {
     return this.post(model, body, signal);
   }
 
-  generation(model: string, body: GenerationRequest, signal?: AbortSignal): Promise<GenerationResponse> {
+  generation(model: string, body: GenerationRequest, signal?: AbortSignal): Promise<GenerationAnswer> {
     return this.post(model, body, signal);
   }
 
@@ -204,7 +204,10 @@ export function attributionRequest(s: AppState): GradientsRequest {
   return body;
 }
 
-export type GenerationInputs = Pick<AppState, "text" | "continuation" | "generate" | "foil" | "words" | "baseline" | "steps">;
+export type GenerationInputs = Pick<
+  AppState,
+  "text" | "continuation" | "generate" | "foil" | "words" | "baseline" | "steps" | "method" | "unit" | "messages" | "sources"
+>;
 
 /** "#123" → token id 123; other text as typed (not trimmed: " London" ≠ "London"). */
 export function tokenValue(value: string): string | number {
@@ -213,15 +216,29 @@ export function tokenValue(value: string): string | number {
 }
 
 /**
- * The request for `inputs`. An empty continuation is sent as it is (the server's 400 names the
- * field: one source of truth); a foil only when one is typed; `aggregate` only for words.
+ * The request for `inputs`. The prompt is the conversation when it has turns, else the text;
+ * sources go as {id, text} (a row left blank is dropped). Integrated gradients (the default,
+ * not named) take the baseline, steps, a foil when one is typed and `aggregate` for words;
+ * occlusion and contextcite take none of those (the server refuses them), only `attribution`
+ * and `unit` when one is chosen. An empty continuation is sent as it is (the server's 400
+ * names the field: one source of truth).
  */
 export function generationRequest(inputs: GenerationInputs): GenerationRequest {
-  const body: GenerationRequest = { text: inputs.text, baseline: inputs.baseline, n_steps: inputs.steps };
+  const body: GenerationRequest = inputs.messages.length
+    ? { messages: inputs.messages.map((m) => ({ role: m.role, content: m.content })) }
+    : { text: inputs.text };
   if (inputs.generate > 0) body.generate = { max_new_tokens: inputs.generate };
   else body.continuation = inputs.continuation;
-  if (inputs.foil.trim()) body.foil = tokenValue(inputs.foil);
-  if (inputs.words) body.aggregate = "word";
+  const sources = inputs.sources.filter((s) => s.id.trim() || s.text.trim());
+  if (sources.length) body.sources = sources.map((s) => ({ id: s.id, text: s.text }));
+  if (inputs.method === "integrated_gradients") {
+    body.baseline = inputs.baseline;
+    body.n_steps = inputs.steps;
+    if (inputs.foil.trim()) body.foil = tokenValue(inputs.foil);
+    if (inputs.words) body.aggregate = "word";
+  } else {
+    body.attribution = inputs.method;
+    if (inputs.unit) body.unit = inputs.unit;
+  }
   return body;
 }
-

@@ -602,6 +602,9 @@ export interface CostEstimate {
    * n_steps "auto" or generate: the figures are for the most it may run.
    */
   upper_bound: boolean;
+  /**
+   * Whether it would run: refused only when over the limit even at the fastest this worker has run requests of its kind.
+   */
   within_limits: boolean;
 }
 /**

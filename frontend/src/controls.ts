@@ -3,11 +3,13 @@
 // baseline and steps appear in both the Attribution and the Generation view).
 
 import { BASELINES, type Baseline } from "./contract";
+import { ROLES, freeSourceId, nextRole, promptTexts, sourceHint, type AttributionMethod, type SourceInput, type Unit } from "./conversation";
 import { causalLms } from "./generation";
 import { gradientsModelDetails, targetControl, TARGET_PLACEHOLDER } from "./gradients";
 import { modelsOf, type App, type AppStore } from "./session";
 import { parseSteps, type AppState, type View } from "./state";
 import { headColor } from "./transforms";
+import type { Message } from "./types";
 
 export const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -17,6 +19,7 @@ export interface Actions {
   downloadJson(): void;
   downloadNpz(): void;
   downloadGeneration(): void;
+  methodChanged(): void; // the Generation view's method switch: ask again with it
 }
 
 export function fillSelect(select: HTMLSelectElement, options: [string, string][]) {
@@ -35,6 +38,17 @@ export function fillSelect(select: HTMLSelectElement, options: [string, string][
 /** Set an input's value only when it differs (else the caret jumps while typing). */
 function show(input: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement, value: string) {
   if (input.value !== value) input.value = value;
+}
+
+function removeButton(label: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "link remove";
+  b.textContent = "×";
+  b.title = label;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 const positiveInt = (value: string) => {
@@ -122,6 +136,139 @@ export class Controls {
     $("foil").addEventListener("input", () => this.set({ foil: $<HTMLInputElement>("foil").value }));
     $("words").addEventListener("change", () => this.set({ words: $<HTMLInputElement>("words").checked }));
     $("gen-download-json").addEventListener("click", () => this.actions.downloadGeneration());
+    document.querySelectorAll<HTMLInputElement>('input[name="gen-method"]').forEach((radio) =>
+      radio.addEventListener("change", () => {
+        if (!radio.checked) return;
+        this.set({ method: radio.value as AttributionMethod });
+        this.actions.methodChanged();
+      }),
+    );
+    $("gen-unit").addEventListener("change", () => this.set({ unit: $<HTMLSelectElement>("gen-unit").value as Unit | "" }));
+    // the conversation and the sources
+    $("add-turn").addEventListener("click", () => {
+      const messages = s().messages;
+      this.set({ messages: [...messages, { role: nextRole(messages), content: "" }] });
+      $("turns").querySelector<HTMLTextAreaElement>(".turn-row:last-child textarea")?.focus();
+    });
+    $("turns-from-text").addEventListener("click", () => this.set({ messages: [...s().messages, { role: "user", content: s().text }] }));
+    for (const id of ["clear-turns", "chat-clear-top"]) $(id).addEventListener("click", () => this.set({ messages: [] }));
+    $("add-source").addEventListener("click", () => {
+      const sources = s().sources;
+      this.set({ sources: [...sources, { id: freeSourceId(sources), text: "" }] });
+      $("source-rows").querySelector<HTMLTextAreaElement>(".source-row:last-child textarea")?.focus();
+    });
+  }
+
+  private setMessage(k: number, change: Partial<Message>) {
+    this.set({ messages: this.store.state.messages.map((m, j) => (j === k ? { ...m, ...change } : m)) });
+  }
+
+  private setSource(k: number, change: Partial<SourceInput>) {
+    this.set({ sources: this.store.state.sources.map((x, j) => (j === k ? { ...x, ...change } : x)) });
+  }
+
+  /** One editor row per turn: its role, its content, a remove button. Rows are made when their
+   * number changes, and otherwise only their values follow the state (the caret stays). */
+  private syncTurns() {
+    const s = this.store.state;
+    const box = $("turns");
+    if (box.children.length !== s.messages.length) {
+      box.replaceChildren(
+        ...s.messages.map((_, k) => {
+          const row = document.createElement("div");
+          row.className = "turn-row";
+          row.dataset.turn = String(k);
+          row.dataset.field = `messages[${k}]`;
+          const role = document.createElement("select");
+          role.className = "turn-role";
+          role.setAttribute("aria-label", `turn ${k + 1}: role`);
+          fillSelect(role, ROLES.map((r) => [r, r]));
+          role.addEventListener("change", () => this.setMessage(k, { role: role.value as Message["role"] }));
+          const content = document.createElement("textarea");
+          content.className = "turn-content";
+          content.rows = 2;
+          content.setAttribute("aria-label", `turn ${k + 1}: content`);
+          content.placeholder = "what this turn says";
+          content.addEventListener("input", () => this.setMessage(k, { content: content.value }));
+          content.addEventListener("keydown", (e) => {
+            if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+              e.preventDefault();
+              this.actions.run();
+            }
+          });
+          row.append(role, content, removeButton(`remove turn ${k + 1}`, () => this.set({ messages: this.store.state.messages.filter((_, j) => j !== k) })));
+          return row;
+        }),
+      );
+    }
+    s.messages.forEach((m, k) => {
+      const row = box.children[k] as HTMLElement;
+      show(row.querySelector<HTMLSelectElement>("select")!, m.role);
+      const content = row.querySelector<HTMLTextAreaElement>("textarea")!;
+      show(content, m.content);
+      content.rows = Math.min(8, Math.max(2, m.content.split("\n").length)); // a document or two in view
+      row.dataset.role = m.role;
+    });
+    document.body.toggleAttribute("data-chat", s.messages.length > 0);
+    $("turns-editor").classList.toggle("empty", !s.messages.length);
+  }
+
+  /** One editor row per source: its id, its text, whether the text occurs once in the prompt. */
+  private syncSources() {
+    const s = this.store.state;
+    const box = $("source-rows");
+    if (box.children.length !== s.sources.length) {
+      box.replaceChildren(
+        ...s.sources.map((_, k) => {
+          const row = document.createElement("div");
+          row.className = "source-row";
+          row.dataset.source = String(k);
+          row.dataset.field = `sources[${k}]`;
+          const id = document.createElement("input");
+          id.type = "text";
+          id.className = "source-id";
+          id.size = 8;
+          id.placeholder = "id";
+          id.setAttribute("aria-label", `source ${k + 1}: id`);
+          id.addEventListener("input", () => this.setSource(k, { id: id.value }));
+          const text = document.createElement("textarea");
+          text.className = "source-text";
+          text.rows = 2;
+          text.placeholder = "its text, as it appears in the prompt";
+          text.setAttribute("aria-label", `source ${k + 1}: text`);
+          text.addEventListener("input", () => this.setSource(k, { text: text.value }));
+          const hint = document.createElement("span");
+          hint.className = "source-hint";
+          row.append(id, text, removeButton(`remove source ${k + 1}`, () => this.set({ sources: this.store.state.sources.filter((_, j) => j !== k) })), hint);
+          return row;
+        }),
+      );
+    }
+    const texts = promptTexts(s);
+    s.sources.forEach((x, k) => {
+      const row = box.children[k] as HTMLElement;
+      show(row.querySelector<HTMLInputElement>("input")!, x.id);
+      show(row.querySelector<HTMLTextAreaElement>("textarea")!, x.text);
+      const hint = sourceHint(texts, x.text);
+      const span = row.querySelector<HTMLElement>(".source-hint")!;
+      span.textContent = hint.text;
+      span.classList.toggle("ok", hint.ok);
+      row.dataset.found = String(hint.ok);
+    });
+  }
+
+  /** The method switch; what only integrated gradients take is disabled for the others. */
+  private syncMethod() {
+    const s = this.store.state;
+    document.querySelectorAll<HTMLInputElement>('input[name="gen-method"]').forEach((r) => (r.checked = r.value === s.method));
+    const ig = s.method === "integrated_gradients";
+    $("view-generation").dataset.method = s.method;
+    document.querySelectorAll<HTMLElement>("#view-generation .ig-only").forEach((label) => {
+      label.classList.toggle("off", !ig);
+      label.querySelectorAll<HTMLInputElement | HTMLSelectElement>("input, select").forEach((i) => (i.disabled = !ig));
+    });
+    document.querySelectorAll<HTMLElement>("#view-generation .forward-only").forEach((label) => (label.hidden = ig));
+    show($<HTMLSelectElement>("gen-unit"), s.unit);
   }
 
   private setHeads(heads: number[] | null) {
@@ -174,6 +321,9 @@ export class Controls {
     }
     this.drawHeadToggles();
     this.syncTargets();
+    this.syncMethod();
+    this.syncTurns();
+    this.syncSources();
   }
 
   private drawHeadToggles() {

@@ -1,6 +1,7 @@
 // Explaining a causal LM's generation: whose result is shown, and the attribution matrix of its answer (row t: target token t over the prompt and the t targets
 // before it). Pure functions, unit-tested on answers of the real backend (test/fixtures).
 
+import type { GenerationAnswer } from "./conversation";
 import { gradientsModelDetails } from "./gradients";
 import type { AppConfig, GenerationRequest, GenerationResponse, GenerationTarget, ModelDetails } from "./types";
 
@@ -22,11 +23,12 @@ export function causalLms(
     });
 }
 
-/** A result and the model and request it was computed for. */
+/** A result (integrated gradients', or a forward-only method's) and the model and request it
+ * was computed for. */
 export interface HeldGeneration {
   model: string;
   body: GenerationRequest;
-  result: GenerationResponse;
+  result: GenerationAnswer;
 }
 
 /** The result to show for the selected model: only its own. */
@@ -82,7 +84,7 @@ export function attributionMatrix(result: GenerationResponse, words: boolean): M
 }
 
 /** The prompt's token count: row t has promptLength + t values. */
-export const promptLength = (result: GenerationResponse) => result.tokens.filter((t) => !t.target).length;
+export const promptLength = (result: { tokens: { target: boolean }[] }) => result.tokens.filter((t) => !t.target).length;
 
 /** The prompt token with the largest attribution in row t (what "leads" the row). */
 export function leadingToken(result: GenerationResponse, t: number): { index: number; value: number } | null {

@@ -5,6 +5,7 @@
 import "./style.css";
 import { ApiError, InferenceApi, attentionRequest, longPrompt, attributionRequest, generationRequest, loadConfig } from "./api";
 import { $, Controls } from "./controls";
+import { ATTRIBUTION_NAMES } from "./conversation";
 import { downloadJson, downloadNpz } from "./download";
 import { causalLms, generationFor } from "./generation";
 import { resultFor } from "./gradients";
@@ -40,7 +41,16 @@ new Controls(store, {
   downloadJson: () => downloadJson(resultFor(store.state.gradients, store.state.gmodel)),
   downloadNpz: () => downloadNpz(api, status, resultFor(store.state.gradients, store.state.gmodel)),
   downloadGeneration: () => downloadJson(generationFor(store.state.generation, store.state.lm)),
+  // The method switch asks again, where there is a prompt to explain.
+  methodChanged: () => {
+    if (store.state.view === "generation" && hasPrompt(store.state)) runGeneration();
+  },
 });
+
+/** Whether there is something to run: a text, or (Generation view) a conversation. */
+function hasPrompt(s: App): boolean {
+  return Boolean(s.text.trim() || (s.view === "generation" && s.messages.length));
+}
 
 store.subscribe(["view", "agg", "rollout"], (s) => {
   if ((s.view === "attention" || s.view === "overview") && stale(s)) runAttention();
@@ -93,7 +103,7 @@ async function boot() {
   if (failed) status.showError(failed.reason);
   pickLm();
   const t = store.state;
-  if (t.text.trim() && (t.view === "attribution" ? t.gmodel : t.view === "generation" ? t.lm : t.details.has(t.model))) run();
+  if (hasPrompt(t) && (t.view === "attribution" ? t.gmodel : t.view === "generation" ? t.lm : t.details.has(t.model))) run();
 }
 
 /** The generation model: the URL's if it is a causal LM, else the first one. */
@@ -107,7 +117,7 @@ window.addEventListener("hashchange", () => {
   if (location.hash.replace(/^#/, "") === serializeState(urlState(store.state))) return;
   // A pasted link: take it over whole.
   store.batch(() => store.set({ ...parseState(location.hash), loaded: null }));
-  if (store.state.text.trim()) run();
+  if (hasPrompt(store.state)) run();
 });
 
 // --- requests -----------------------------------------------------------------------
@@ -175,7 +185,10 @@ async function runGeneration() {
   }
   const body = generationRequest(store.state);
   const what = body.generate ? `${body.generate.max_new_tokens} generated tokens` : "the continuation";
-  const result = await status.track(`Explaining ${what} on ${model} (${body.n_steps} steps)`, (signal) => api.generation(model, body, signal));
+  const how = body.attribution && body.attribution !== "integrated_gradients"
+    ? ATTRIBUTION_NAMES[body.attribution]
+    : `integrated gradients, ${body.n_steps} steps`;
+  const result = await status.track(`Explaining ${what} on ${model} (${how})`, (signal) => api.generation(model, body, signal));
   if (!result) return;
   const row = store.state.row;
   store.set({

@@ -2,6 +2,8 @@
 // so a reload or a pasted link shows the same thing. Defaults are left out of the URL.
 
 import { BASELINES, type Baseline } from "./contract";
+import { ATTRIBUTIONS, ROLES, UNITS, type AttributionMethod, type SourceInput, type Unit } from "./conversation";
+import type { Message } from "./types";
 import type { Aggregation } from "./transforms";
 
 export type View = "attention" | "overview" | "attribution" | "generation";
@@ -29,6 +31,11 @@ export interface AppState {
   foil: string; // generation: a contrast token ("" = none)
   words: boolean; // generation: aggregate attributions over words
   row: number | null; // generation: the selected target token
+  whole: boolean; // generation: the whole answer's values shown instead of a row's
+  method: AttributionMethod; // generation: integrated gradients, occlusion or contextcite
+  unit: Unit | ""; // generation, occlusion/contextcite: what is left out ("" = the server's default)
+  messages: Message[]; // generation: a conversation (the prompt instead of `text` when not empty)
+  sources: SourceInput[]; // generation: named spans of the prompt (RAG documents)
 }
 
 export const DEFAULTS: AppState = {
@@ -53,6 +60,11 @@ export const DEFAULTS: AppState = {
   foil: "",
   words: false,
   row: null,
+  whole: false,
+  method: "integrated_gradients",
+  unit: "",
+  messages: [],
+  sources: [],
 };
 
 function intList(value: string): number[] {
@@ -102,7 +114,39 @@ export function parseState(hash: string): AppState {
     foil: get("foil") ?? DEFAULTS.foil,
     words: get("words") === "on",
     row: optionalIndex(get("row")),
+    whole: get("whole") === "on",
+    method: oneOf(ATTRIBUTIONS, get("attr")) ?? DEFAULTS.method,
+    unit: oneOf(UNITS, get("unit")) ?? DEFAULTS.unit,
+    messages: parseMessages(get("msgs")),
+    sources: parseSources(get("src")),
   };
+}
+
+/** JSON from the URL, or undefined when it is not JSON. */
+function json(value: string | null): unknown {
+  if (value === null) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+const pairs = (value: string | null): unknown[][] =>
+  (Array.isArray(json(value)) ? (json(value) as unknown[]) : []).filter(
+    (p): p is unknown[] => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === "string"),
+  );
+
+/** The URL's conversation: [[role, content], …]; a turn of another role, or anything else, is dropped. */
+export function parseMessages(value: string | null): Message[] {
+  return pairs(value)
+    .filter(([role]) => ROLES.includes(role as Message["role"]))
+    .map(([role, content]) => ({ role: role as Message["role"], content: content as string }));
+}
+
+/** The URL's sources: [[id, text], …]. */
+export function parseSources(value: string | null): SourceInput[] {
+  return pairs(value).map(([id, text]) => ({ id: id as string, text: text as string }));
 }
 
 /** "auto", or a positive integer, from an input or the URL; null for anything else. */
@@ -143,6 +187,11 @@ export function serializeState(s: AppState): string {
   put("foil", s.foil, DEFAULTS.foil);
   put("words", s.words ? "on" : "off", "off");
   put("row", s.row === null ? "" : String(s.row), "");
+  put("whole", s.whole ? "on" : "off", "off");
+  put("attr", s.method, DEFAULTS.method);
+  put("unit", s.unit, DEFAULTS.unit);
+  put("msgs", s.messages.length ? JSON.stringify(s.messages.map((m) => [m.role, m.content])) : "", "");
+  put("src", s.sources.length ? JSON.stringify(s.sources.map((x) => [x.id, x.text])) : "", "");
   return p.toString();
 }
 

@@ -41,18 +41,30 @@ export type EncodedArray = JsonArray | Pick<Float16Attention, "encoding" | "shap
 // --- explaining a generation (issue 14): the contract's own ------------------------------------
 
 export type {
+  AblationResponse,
+  AblationTarget,
   Attributions,
+  ContinuationAttributions,
   Generate,
   GenerationBaseline,
   GenerationResponse,
   GenerationTarget,
   GenerationToken,
+  Message,
+  MessageAttribution,
+  MessageUsed,
+  Source,
+  Surrogate,
+  SurrogateFit,
+  TextUnit,
   TokenChoice,
+  UnitAttribution,
   Word,
 } from "./contract";
 
-/** A generation request: the gradients request with `continuation` or `generate` (and a prompt). */
-export type GenerationRequest = import("./contract").GradientsRequest & { text: string };
+/** A generation request: the gradients request with `continuation` or `generate`, and a prompt
+ * (`text`, or a conversation as `messages`). */
+export type GenerationRequest = import("./contract").GradientsRequest;
 
 // --- long prompts and rollout (issue 14) -------------------------------------------------------
 // What the page reads of the rollout branch's attention additions (heads "mean"/"max",

@@ -151,7 +151,8 @@ export function legend(m: number): HTMLElement {
   const g = svg.append("g").attr("transform", "translate(20,4)");
   g.append("rect").attr("width", width).attr("height", 12).attr("fill", "url(#attr-gradient)").attr("stroke", "#ccc");
   const x = scaleLinear().domain([-m, m]).range([0, width]);
-  g.append("g").attr("transform", "translate(0,12)").call(axisBottom(x).ticks(5).tickFormat(format(".2~f")));
+  // Sums in score units can be tiny (a source's share of p = 1e-7): no ticks all "0".
+  g.append("g").attr("transform", "translate(0,12)").call(axisBottom(x).ticks(5).tickFormat(format(m >= 0.05 ? ".2~f" : ".1~e")));
   const wrap = el("div", "legend-box");
   wrap.append(el("span", "legend-end", "against target"), svg.node()!, el("span", "legend-end", "for target"));
   return wrap;
