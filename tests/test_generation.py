@@ -517,7 +517,7 @@ def test_smollm2_every_row_is_complete_within_the_tolerance_with_auto(smollm2):
     torch.set_num_threads(2)
     try:
         out = explain_gradients(model, {"text": PROMPT, "continuation": CONTINUATION, "baseline": "unk",
-                                        "n_steps": "auto", "max_n_steps": 2000})
+                                        "n_steps": "auto", "max_n_steps": 2000, "continuation_baseline": "replace"})
     finally:
         torch.set_num_threads(threads)
     assert out["method"] == "gausskronrod" and out["tolerance"] == 0.01 and out["converged"] is True

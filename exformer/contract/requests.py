@@ -258,10 +258,11 @@ class GradientsRequest(TextRequest):
         None, description="Contrastive targets (with continuation/generate): one token (text or id) for every "
                           "target, or one per target token; F = p(target) - p(foil) (logit difference with "
                           'score "logit" or "log_probability").')
-    continuation_baseline: Literal["replace", "keep"] = Field(
-        "replace", description='With continuation/generate: "replace": earlier target tokens start from the baseline '
-                               'like the prompt; "keep": they stay themselves along the path (captum\'s '
-                               "LLMGradientAttribution), so only the prompt is explained.")
+    continuation_baseline: Literal["keep", "replace"] = Field(
+        "keep", description='With continuation/generate: "keep": earlier target tokens stay themselves along the path '
+                            "(captum's LLMGradientAttribution), so each row explains its token by the prompt, as "
+                            'occlusion and ContextCite do; "replace": they start from the baseline like the prompt '
+                            "(docs/api/chat.md: why keep is the default).")
     aggregate: Aggregate = Field(
         "token", description='"word" / "sentence": also sum the attributions over each word\'s or sentence\'s tokens '
                              "(from the tokenizer's offsets; the rules: docs/api/generations.md); the token values stay.")

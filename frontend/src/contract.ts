@@ -898,9 +898,9 @@ export interface GradientsRequest {
    */
   continuation?: string;
   /**
-   * With continuation/generate: "replace": earlier target tokens start from the baseline like the prompt; "keep": they stay themselves along the path (captum's LLMGradientAttribution), so only the prompt is explained.
+   * With continuation/generate: "keep": earlier target tokens stay themselves along the path (captum's LLMGradientAttribution), so each row explains its token by the prompt, as occlusion and ContextCite do; "replace": they start from the baseline like the prompt (docs/api/chat.md: why keep is the default).
    */
-  continuation_baseline?: "replace" | "keep";
+  continuation_baseline?: BaselineSpecials;
   /**
    * Answer with what the request would cost (forwards, backwards, tokens, estimated seconds and peak memory) instead of running it.
    */
