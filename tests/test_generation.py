@@ -456,7 +456,8 @@ def test_auto_refines_until_every_row_is_within_the_tolerance(load, method):
         lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True)
     try:
         result = run(loaded, continuation=CONTINUATION, baseline="unk", score="logit", n_steps="auto",
-                     tolerance=1e-4, method=method, **{"return": ["attributions", "step_sizes"]})
+                     tolerance=1e-4, method=method, continuation_baseline="replace",  # the harder path: refined
+                     **{"return": ["attributions", "step_sizes"]})
     finally:
         handle.remove()
     summary, path = result.summary, result.path
