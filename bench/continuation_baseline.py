@@ -32,7 +32,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,10 +41,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from exformer import explain_gradients, load_model  # noqa: E402
 from exformer.contract.responses import relative_delta  # noqa: E402
 from exformer.contract.settings import Settings  # noqa: E402
+from table import code_version  # noqa: E402
 
 PROMPTS = [  # (kind, prompt): 5–16 tokens each; continuations are the model's greedy 4 tokens
     ("fact", "The capital of France is"),
@@ -187,17 +188,6 @@ def main():
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
 
-
-def code_version() -> str:
-    """HEAD, and whether exformer/ had uncommitted changes when the run began (read at import)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "exformer"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    return f"{head}" + (f" + uncommitted changes in {len(dirty.splitlines())} exformer/ files" if dirty else "")
 
 
 def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str]:

@@ -72,7 +72,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table import header  # noqa: E402
+from table import code_version, header  # noqa: E402
 
 MODEL_DIR = ROOT / "build" / "models" / "smollm2"
 INSEQ_SITE = ROOT / "build" / "inseq-site"
@@ -487,16 +487,6 @@ def report_case(case: str, spec: dict, rows: dict) -> None:
             print(f"- {method}: {r['note']}")
     print(flush=True)
 
-
-def code_version() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "exformer"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    return head + (f" + uncommitted changes in {len(dirty.splitlines())} exformer/ files" if dirty else "")
 
 
 def versions() -> str:

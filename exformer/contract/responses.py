@@ -303,8 +303,8 @@ class TokenChoice(Response):
     probability: float = Field(description="p(token | prefix) at the input.")
 
 
-class GenerationTarget(Response):
-    """One target token: what the model made of its prefix, and the prefix's attributions."""
+class TargetToken(Response):
+    """One target token of a continuation: what the model made of its prefix (the whole prompt)."""
 
     position: int = Field(description="Index into `tokens`.")
     id: int
@@ -313,6 +313,11 @@ class GenerationTarget(Response):
     probability: float = Field(description="p(y_t | prompt, y_<t) at the input.")
     entropy: float = Field(description="Entropy of that next-token distribution, in nats.")
     alternatives: list[TokenChoice] = Field(description="The top-k next tokens at the input (the archive's default_top_k).")
+
+
+class GenerationTarget(TargetToken):
+    """One target token: what the model made of its prefix, and the prefix's attributions."""
+
     foil: TokenChoice | None
     score: float = Field(description="F_t(x): the score attributed.")
     baseline_score: float = Field(description="F_t(x').")
@@ -368,16 +373,9 @@ class GenerationResponse(PathResponse):
     intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
 
 
-class AblationTarget(Response):
+class AblationTarget(TargetToken):
     """One target token: its score after the whole prompt, and each unit's attribution."""
 
-    position: int = Field(description="Index into `tokens`.")
-    id: int
-    token: str
-    text: str
-    probability: float = Field(description="p(y_t | prompt, y_<t).")
-    entropy: float = Field(description="Entropy of that next-token distribution, in nats.")
-    alternatives: list[TokenChoice]
     score: float = Field(description="F_t after the whole prompt (in `score`).")
     attributions: list[UnitAttribution] = Field(
         description="occlusion: F_t(prompt) − F_t(prompt without the unit). contextcite: the surrogate's weight "
@@ -458,4 +456,4 @@ class ErrorResponse(Response):
     field: str | None = None
     estimate: CostEstimate | None = Field(None, description="A request refused for its cost: what it would have cost.")
 
-__all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'TextUnit', 'UnitAttribution', 'MessageAttribution', 'MessageUsed', 'ContinuationAttributions', 'AblationTarget', 'SurrogateFit', 'Surrogate', 'AblationResponse', 'CostEstimate', 'relative_delta']
+__all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'TargetToken', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'TextUnit', 'UnitAttribution', 'MessageAttribution', 'MessageUsed', 'ContinuationAttributions', 'AblationTarget', 'SurrogateFit', 'Surrogate', 'AblationResponse', 'CostEstimate', 'relative_delta']

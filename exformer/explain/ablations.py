@@ -21,7 +21,7 @@ from ..core.prompts import Prompt, prompt_ids
 from ..core.units import ablate_text, sentence_units, source_units
 from ..core.words import word_rows
 from .responses import checked
-from .rows import choice, messages_used, text_units, token_spans
+from .rows import continuation_answer, described_targets, text_units, token_spans
 
 
 def units_of(request, prompt: Prompt, tokens: list[dict]) -> list[dict]:
@@ -86,10 +86,7 @@ def explain(loaded, request, prompt: Prompt, targets: list[int], text: str, toke
     versions, distinct, masks = plan(loaded, request, prompt, units)
     scores = score_versions(loaded, [list(d) for d in distinct], targets)
     n_t = len(targets)
-    logits = scores.full_logits  # [n_t, V] after the whole prompt
-    probs = torch.from_numpy(logits).softmax(-1)
-    entropy = -(probs * torch.from_numpy(logits).log_softmax(-1)).sum(-1)
-    top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
+    described = described_targets(loaded, targets, len(prompt), torch.from_numpy(scores.full_logits))
     ids = [u["id"] for u in units]
     surrogate = None
     if request.attribution == "occlusion":
@@ -111,34 +108,20 @@ def explain(loaded, request, prompt: Prompt, targets: list[int], text: str, toke
                      "lasso_alpha": LASSO_ALPHA, "intercept": intercept,
                      "fit": surrogate_fit(whole, intercept, masks[n_fit:], answer[n_fit:]),
                      "n_distinct_prompts": len(distinct)}
-    described = []
-    for t in range(n_t):
-        chosen = choice(loaded, targets[t], probs[t])
-        described.append({
-            "position": len(prompt) + t, "id": targets[t], "token": chosen["token"], "text": chosen["text"],
-            "probability": chosen["probability"], "entropy": float(entropy[t]),
-            "alternatives": [choice(loaded, i, probs[t]) for i in top[t]], "score": float(full[t]),
-            "attributions": [{"id": i, "attribution": float(v)} for i, v in zip(ids, per_target[:, t])],
-        })
+    for t, target in enumerate(described):
+        target["score"] = float(full[t])
+        target["attributions"] = [{"id": i, "attribution": float(v)} for i, v in zip(ids, per_target[:, t])]
     response = {
-        "model": loaded.details(),
+        **continuation_answer(loaded, request, prompt, tokens, text),
         "attribution": request.attribution,
         "unit": request.units,
         "ablation": request.ablation,
         "baseline": request.baseline if request.ablation == "baseline" else None,
         "score": score,
-        "tokens": tokens,
-        "truncated": prompt.truncated,
-        "n_tokens_input": prompt.n_tokens_input,
-        "n_tokens_dropped": prompt.n_tokens_dropped,
-        "continuation": text,
-        "generated": request.generate is not None,
         "units": text_units(units, prompt),
         "targets": described,
         "continuation_attributions": [{"id": i, "attribution": float(v)} for i, v in zip(ids, whole)],
         "surrogate": surrogate,
         "forwards": len(distinct),
     }
-    if prompt.roles is not None:
-        response["messages"] = messages_used(prompt, tokens)
     return checked(AblationResponse, response)

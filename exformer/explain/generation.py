@@ -31,7 +31,16 @@ from ..core.prompts import Prompt, prompt_of
 from ..core.units import sentence_units, source_units
 from ..core.words import word_rows, word_sums
 from . import ablations, cost
-from .rows import choice, message_values, messages_used, text_units, token_rows, token_spans, unit_values
+from .rows import (
+    choice,
+    continuation_answer,
+    described_targets,
+    message_values,
+    text_units,
+    token_rows,
+    token_spans,
+    unit_values,
+)
 from .checks import resolve_target
 from .encoding import check_gradients_size
 from .responses import GradientsAnswer, attribution_values
@@ -134,8 +143,7 @@ def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients:
     score_x = continuation_scores(logits_x[None], path.targets, path.foils, path.score)[0]  # [n_t]
     score_b = continuation_scores(logits_b[None], path.targets, path.foils, path.score)[0]
     probs = logits_x.softmax(-1)  # [n_t, V]
-    entropy = -(probs * logits_x.log_softmax(-1)).sum(-1)
-    top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
+    described = described_targets(loaded, path.targets, n_prompt, logits_x)
     ig = gradients.integrated_gradients.sum(-1)  # [n_t, L]
     returned = request.returned
     tolerance = request.tolerance or DEFAULT_TOLERANCE
@@ -153,11 +161,7 @@ def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients:
         delta = float(raw.sum()) - float(score_x[t] - score_b[t])
         share = relative_delta(delta, float(score_x[t]), float(score_b[t]))
         entry = {
-            "position": position,
-            **{k: v for k, v in choice(loaded, path.targets[t], probs[t]).items() if k != "probability"},
-            "probability": float(probs[t, path.targets[t]]),
-            "entropy": float(entropy[t]),
-            "alternatives": [choice(loaded, i, probs[t]) for i in top[t]],
+            **described[t],
             "foil": choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
             "score": float(score_x[t]),
             "baseline_score": float(score_b[t]),
@@ -174,14 +178,8 @@ def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients:
             entry["path_scores"] = gradients.path_scores[:, t].tolist()
         targets.append(entry)
     summary = {
-        "model": loaded.details(),
+        **continuation_answer(loaded, request, prompt, tokens, text),
         "attribution": "integrated_gradients",
-        "tokens": tokens,
-        "truncated": prompt.truncated,
-        "n_tokens_input": prompt.n_tokens_input,
-        "n_tokens_dropped": prompt.n_tokens_dropped,
-        "continuation": text,
-        "generated": request.generate is not None,
         "targets": targets,
         "within_tolerance": all(t["within_tolerance"] for t in targets),
         "score": request.score,
@@ -205,8 +203,6 @@ def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients:
         total = whole.sum(0)
         summary["continuation_attributions"] = {"attributions": attribution_values(total)}
         _unit_sums(summary["continuation_attributions"], total, sentences, sources, tokens, prompt, plural=True)
-    if prompt.roles is not None:
-        summary["messages"] = messages_used(prompt, tokens)
     if "step_sizes" in returned:
         summary["alphas"] = list(gradients.alphas)
         summary["step_sizes"] = gradients.step_sizes.tolist()

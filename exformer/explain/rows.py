@@ -79,3 +79,23 @@ def messages_used(prompt: Prompt, tokens: list[dict]) -> list[dict]:
     return [{"role": role, "content": content,
              "tokens": [r["index"] for r in tokens if not r["target"] and r.get("message") == k]}
             for k, (role, content) in enumerate(zip(prompt.roles, prompt.texts))]
+
+
+def described_targets(loaded, targets: list[int], n_prompt: int, logits: torch.Tensor) -> list[dict]:
+    """The contract's TargetToken of each target, from its next-token logits [n_t, V] at the input."""
+    probs = logits.softmax(-1)
+    entropy = -(probs * logits.log_softmax(-1)).sum(-1)
+    top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
+    return [{"position": n_prompt + t, **choice(loaded, y, probs[t]), "entropy": float(entropy[t]),
+             "alternatives": [choice(loaded, i, probs[t]) for i in top[t]]} for t, y in enumerate(targets)]
+
+
+def continuation_answer(loaded, request, prompt: Prompt, tokens: list[dict], text: str) -> dict:
+    """What every continuation answer opens with, whatever computed it: the model, the tokens (and
+    the conversation), truncation, the continuation."""
+    answer = {"model": loaded.details(), "tokens": tokens, "truncated": prompt.truncated,
+              "n_tokens_input": prompt.n_tokens_input, "n_tokens_dropped": prompt.n_tokens_dropped,
+              "continuation": text, "generated": request.generate is not None}
+    if prompt.roles is not None:
+        answer["messages"] = messages_used(prompt, tokens)
+    return answer

@@ -167,6 +167,9 @@ export interface SurrogateFit {
  * via the `definition` "AblationTarget".
  */
 export interface AblationTarget {
+  /**
+   * The top-k next tokens at the input (the archive's default_top_k).
+   */
   alternatives: TokenChoice[];
   /**
    * occlusion: F_t(prompt) − F_t(prompt without the unit). contextcite: the surrogate's weight (the change of log p/(1−p) when the unit is kept).
@@ -182,7 +185,7 @@ export interface AblationTarget {
    */
   position: number;
   /**
-   * p(y_t | prompt, y_<t).
+   * p(y_t | prompt, y_<t) at the input.
    */
   probability: number;
   /**
