@@ -246,6 +246,10 @@ class GradientsRequest(TextRequest):
     max_n_steps: int | None = Field(
         None, description='n_steps "auto": the most gradients to compute (default and ceiling: the archive\'s max_n_steps).')
     score: Score = Field("probability", description="F: softmax probability of the target, or its raw logit (the old server).")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        None, description='What the gradients are computed in (default: the archive\'s dtype setting, float32 unless it '
+                          'says bfloat16); "bfloat16" where the worker computes bf16 natively, faster and less '
+                          "faithful (the answer's convergence delta shows how much).")
     returns: list[Returned] | None = Field(
         None, alias="return", description="What to return; default by format (json: the summary).")
     format: Format = Field("json", description="json summary, npz (numpy), or torch-gzip (the old server's file).")
@@ -322,7 +326,8 @@ class GradientsRequest(TextRequest):
     def _check_forward(self):
         if not self.generation:
             raise RequestError("attribution", f'{self.attribution} explains a continuation: give "continuation" or "generate"')
-        ig_only = ("n_steps", "method", "tolerance", "max_n_steps", "continuation_baseline", "foil", "returns", "format")
+        ig_only = ("n_steps", "method", "tolerance", "max_n_steps", "continuation_baseline", "foil", "returns", "format",
+                   "dtype")
         for name in ig_only:
             if name in self.model_fields_set:
                 shown = "return" if name == "returns" else name
