@@ -52,6 +52,12 @@ class Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
+    def list_directory(self, path):
+        """No directory listings (GET /assets/ would list the build): a directory without an
+        index.html is not found."""
+        self.send_error(404, "Not Found")
+        return None
+
     def end_headers(self):
         # index.html names hashed assets: it must never be stale; the assets may be cached.
         if not self.path.startswith("/assets/"):

@@ -103,7 +103,8 @@ BAD = [
     ("non-ASCII value echoed", {"text": "a", "heads": "tête"}, "application/json", 400, "heads"),
     ("long value echoed (cut with an ellipsis)", {"text": "a", "layers": "x" * 200}, "application/json", 400, "layers"),
     ("absurd text", {"text": "a" * 100_001}, "application/json", 413, "text"),
-    ("form-encoded", b'{"text": "salt & pepper"}', "application/x-www-form-urlencoded", 400, "body"),
+    ("form-encoded", b'{"text": "salt & pepper"}', "application/x-www-form-urlencoded", 415, "Content-Type"),
+    ("text/plain (a browser's simple request)", {"text": "a"}, "text/plain", 415, "Content-Type"),
 ]
 
 
@@ -151,7 +152,8 @@ def test_the_same_worker_survives_the_bad_input_table(torchserve):
 def test_curl_d_without_content_type_is_refused_with_the_fix(torchserve):
     r = torchserve.post("minilm-attention", b'{"text": "The cat sat."}',
                         content_type="application/x-www-form-urlencoded")
-    assert r.status == 400 and "Content-Type: application/json" in r.json()["message"]
+    assert r.status == 415 and r.json()["type"] == "UnsupportedMediaType"
+    assert "-H 'Content-Type: application/json'" in r.json()["message"]
 
 
 def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve):

@@ -38,7 +38,8 @@ class RequestError(Exception):
     def type(self) -> str:
         if self._type:
             return self._type
-        return {400: "BadRequest", 413: "PayloadTooLarge", 503: "ServiceUnavailable"}.get(self.code, "Error")
+        return {400: "BadRequest", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+                503: "ServiceUnavailable"}.get(self.code, "Error")
 
     def to_json(self) -> dict:
         body = {"code": self.code, "type": self.type, "message": self.message, "field": self.field}

@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import time
 import traceback
 from pathlib import Path
@@ -30,20 +31,45 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 
 
-def request_body(row: dict):
-    """The request body TorchServe hands over.
+JSON_MEDIA_TYPE = re.compile(r"application/json\s*(;.*)?", re.IGNORECASE | re.DOTALL)
 
-    TorchServe URL-decodes an `application/x-www-form-urlencoded` body (curl -d's default)
-    into form fields and drops a field without '=': a JSON body sent that way is lost or
-    mangled ('+' → ' '), so we refuse it rather than guess.
+
+def request_content_type(headers: dict) -> str | None:
+    """The request's Content-Type header, as `context.get_all_request_header(idx)` holds it.
+
+    TorchServe 0.12 hands over the HTTP headers spelled as the client sent them (`Content-Type`
+    or `content-type`), beside one entry per body part that maps the part's name ("body", or a
+    form field's) to `{"content-type": its media type}`; only the header, a string, counts.
+    Its gRPC API passes no headers: None."""
+    for name, value in (headers or {}).items():
+        if isinstance(value, str) and name.lower() == "content-type":
+            return value
+    return None
+
+
+def require_json(content_type: str | None) -> None:
+    """Refuse (415) a request that does not say `application/json` (parameters allowed), before
+    its body is read.
+
+    Any web page can make a browser POST a text/plain, form or multipart body to another origin
+    without asking first (a CORS "simple" request): CORS hides the answer, not the work. A JSON
+    body makes the browser ask first (a preflight), which only config.properties'
+    cors_allowed_origin passes. And curl -d without a header sends a form, which TorchServe
+    splits into fields and URL-decodes ('+' → ' '), so the JSON would be lost or mangled.
     """
+    if content_type is not None and JSON_MEDIA_TYPE.fullmatch(content_type.strip()):
+        return
+    media_type = (content_type or "").split(";")[0].strip()[:80]
+    sent = f"{media_type} is not accepted" if media_type else "missing"
+    raise RequestError("Content-Type", f"{sent}; send the body as JSON with -H 'Content-Type: application/json' "
+                       "(curl -d without it sends application/x-www-form-urlencoded)", code=415)
+
+
+def request_body(row: dict):
+    """The request body TorchServe hands over (once `require_json` passed it): the row's "body"."""
     if "body" in row or "data" in row:
         return row.get("body", row.get("data"))
-    raise RequestError(
-        "body",
-        "arrived form-encoded (curl -d without a content type), which TorchServe splits and "
-        "URL-decodes; send JSON with -H 'Content-Type: application/json'",
-    )
+    raise RequestError("body", "missing; send JSON with -H 'Content-Type: application/json'")
 
 
 def worker_devices(properties: dict, per_worker: int) -> list:
@@ -157,7 +183,8 @@ class ExplainerHandler:
         rows: list = []  # per row: a RequestError, or (its requests/errors, row details)
         for idx, row in enumerate(data):
             explain = context.get_request_header(idx, "explain") == "True"  # TorchServe sends "False" too
-            try:
+            try:  # not JSON: refused before the body is read (a 415: see require_json)
+                require_json(request_content_type(context.get_all_request_header(idx)))
                 bodies, extra = self._unpack(protocol, request_body(row))
                 rows.append(([self._parse(body, explain) for body in bodies], extra))
             except RequestError as error:

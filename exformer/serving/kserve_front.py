@@ -13,7 +13,9 @@ container runs this front (as KServe's stock runtime runs its wrapper before Tor
   the body, the status and the content type, so the envelopes' per-instance errors and the
   tensors reach the client exactly as TorchServe made them (and TorchServe's worker pool does
   the work); `/predictions/…` and `/explanations/…` too, so `exformer.Client` and `exformer
-  explain` work against the InferenceService's URL as against a TorchServe.
+  explain` work against the InferenceService's URL as against a TorchServe. A body over
+  TorchServe's `max_request_size` is answered here, a JSON 413 naming `body` and the limit,
+  and never forwarded (TorchServe itself would answer an empty-bodied 413).
 
 Token authorization is TorchServe's: a client's `Authorization: Bearer <inference key>` is
 passed on, and the metadata paths here ask for the same key (from TorchServe's key_file.json).
@@ -45,6 +47,7 @@ import httpx
 
 PLATFORM = "exformer-torchserve"
 PASSED_HEADERS = ("content-type", "authorization", "accept")
+TORCHSERVE_MAX_REQUEST_SIZE = 6553500  # bytes: TorchServe's default max_request_size
 
 
 # --- TorchServe's side: where it listens, its keys, its models ---------------------------------
@@ -74,6 +77,7 @@ class TorchServeBehind:
         self.management = loopback(torchserve_setting(config, "management_address", "http://127.0.0.1:8081"))
         disabled = torchserve_setting(config, "disable_token_authorization", "false")
         self.tokens = str(disabled).strip().lower() != "true"
+        self.max_request_size = int(torchserve_setting(config, "max_request_size", str(TORCHSERVE_MAX_REQUEST_SIZE)))
         self.key_file = workdir / "key_file.json"
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0))
 
@@ -125,6 +129,27 @@ def app(behind: TorchServeBehind):
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
+
+    def too_large(size: int | None) -> JSONResponse:
+        """The contract's 413 (with KServe's `error` key), where TorchServe would answer an empty one."""
+        sent = f"{size} bytes, " if size is not None else ""
+        message = (f"body: {sent}over this server's max_request_size ({behind.max_request_size} bytes, "
+                   "config.properties); send a shorter text, or fewer instances per call")
+        return JSONResponse({"error": message, "code": 413, "type": "PayloadTooLarge", "message": message,
+                             "field": "body"}, status_code=413)
+
+    async def bounded_body(request: Request) -> bytes | JSONResponse:
+        """The body, or the 413 as soon as it passes max_request_size (declared or read)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > behind.max_request_size:
+            return too_large(int(declared))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > behind.max_request_size:
+                return too_large(None)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def authorized(request: Request) -> bool:
         key = behind.key("inference")
@@ -187,10 +212,12 @@ def app(behind: TorchServeBehind):
     async def passed_through(request: Request) -> Response:
         """The call as TorchServe answers it: status, body and content type unchanged."""
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
+        body = await bounded_body(request)
+        if isinstance(body, Response):
+            return body
         try:
             answer = await behind.http.request(request.method, f"{behind.inference}{request.url.path}",
-                                               params=request.query_params, content=await request.body(),
-                                               headers=headers)
+                                               params=request.query_params, content=body, headers=headers)
         except httpx.ConnectError:
             return error(503, "TorchServe is not accepting connections yet")
         kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type",)}
