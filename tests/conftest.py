@@ -2,11 +2,6 @@ import os
 import sys
 from pathlib import Path
 
-# dtype "auto" computes in bf16 where the CPU has it natively (AMX / AVX512-BF16), and CI machines
-# differ: torch's AVX2 kernels (here and in every TorchServe the tests start) make "auto" float32,
-# so the numeric bounds below are float32's on every machine. tests/test_dtype.py mocks the probe.
-os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,11 +51,18 @@ def torchserve(tmp_path_factory, tiny_model_dir):
         "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
     archives["tiny-batch-gradients"] = ts.archive(
         "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work)
+    # The real sentiment model with a 2 s deadline (tests/test_limits.py makes a request overrun it).
+    tight = work / "deadline.yaml"
+    tight.write_text(f"minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: {DEADLINE_TIMEOUT}\n"
+                     f"handler:\n  torch_threads: 1\n  deadline_seconds: {DEADLINE_SECONDS}\n")
+    archives["deadline-gradients"] = ts.archive("deadline-gradients", "gradients", ROOT / "build/models/sentiment",
+                                                tight, work)
     # Another test session on this machine (a clean-clone CI run) can take the default ports.
     offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))
     with ts.serving(work / "server", archives, port_offset=offset) as server:
         yield server
 
 
+DEADLINE_SECONDS, DEADLINE_TIMEOUT = 2, 30  # the deadline-gradients archive's
 DEFAULT_ARCHIVES = [line.split()[0] for line in (ROOT / "deploy/models.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#")]

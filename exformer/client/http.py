@@ -71,8 +71,8 @@ def resendable(answer: httpx.Response | httpx.TransportError, sends: int = 1) ->
     if isinstance(answer, httpx.TransportError):
         return isinstance(answer, httpx.ConnectError)  # nothing reached the server
     status = answer.status_code
-    if status == 503:
-        return True
+    if status == 503:  # busy, out of memory; not a request stopped at its deadline, which would stop again
+        return _json_object(answer.content).get("type") != "Timeout"
     if status == 500 or (status == 507 and sends == 1):
         return _json_object(answer.content).get("message") == WORKER_LOST
     return False

@@ -2,12 +2,15 @@
 and from a server), and a server that failed in a way no change to the request fixes."""
 
 
+import json
+
 import orjson
 
 
 def json_excerpt(value, limit: int = 80) -> str:
-    """A value as the client sent it, in JSON, cut to `limit` characters for an error message."""
-    text = orjson.dumps(value, default=repr).decode()
+    """A value as the client sent it, in JSON, cut to `limit` characters for an error message
+    (NaN and Infinity as written, not as the null that strict JSON would make of them)."""
+    text = json.dumps(value, default=repr, ensure_ascii=False, separators=(",", ":"))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -28,7 +31,10 @@ class RequestError(Exception):
         exception a local call raises. Its message already starts with the field, so it is
         kept as sent; answers that are not ours (TorchServe's own 404, a bare 413) lack
         `field` and keep their own `type`."""
-        error = cls(None, str(body.get("message") or f"HTTP {status}"), int(body.get("code") or status or 400))
+        if body.get("type") == "Timeout" and "progress" in body:
+            return DeadlineError(body.get("seconds") or 0.0, body.get("deadline_seconds") or 0.0, body["progress"],
+                                 body.get("cheaper"))
+        error = RequestError(None, str(body.get("message") or f"HTTP {status}"), int(body.get("code") or status or 400))
         error.field = body.get("field")
         error.estimate = body.get("estimate")
         error._type = body.get("type")
@@ -51,6 +57,29 @@ class RequestError(Exception):
 
 def _rebuild(cls, body: dict) -> RequestError:
     return cls.from_json(body)
+
+
+class DeadlineError(RequestError):
+    """A request stopped at the worker's deadline (`deadline_seconds`), before TorchServe's
+    `responseTimeout` would kill the worker: 503, type "Timeout". Not resent: it would stop again.
+    `progress` says how far it got; `cheaper` names requests that would fit."""
+
+    def __init__(self, seconds: float, deadline: float, progress: str, cheaper: list[str] | None = None):
+        self.seconds, self.deadline, self.progress, self.cheaper = seconds, deadline, progress, list(cheaper or [])
+        options = f"; cheaper: {'; '.join(self.cheaper)}" if self.cheaper else ""
+        super().__init__(None, f"stopped after {seconds:.1f} s at this worker's deadline ({deadline:g} s, the archive's "
+                               f"deadline_seconds) with {progress}{options}", code=503)
+        self._type = "Timeout"
+
+    def with_cheaper(self, cheaper: list[str]) -> "DeadlineError":
+        return DeadlineError(self.seconds, self.deadline, self.progress, cheaper)
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "seconds": self.seconds, "deadline_seconds": self.deadline,
+                "progress": self.progress, "cheaper": self.cheaper}
+
+    def __reduce__(self):
+        return type(self), (self.seconds, self.deadline, self.progress, self.cheaper)
 
 
 class ServerError(Exception):

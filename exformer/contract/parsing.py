@@ -7,6 +7,7 @@
 """
 
 import difflib
+import re
 
 import orjson
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from .errors import RequestError, json_excerpt
 from .requests import AttentionRequest, GradientsRequest, Request  # noqa: F401  (doctest names)
 
-_ITEMS = ("messages", "sources")  # lists of objects: an error names the item, sources[1].end
+_NESTED = ("messages", "sources", "generate")  # objects in a request: an error names the path, sources[1].end
 
 _PHRASES = {
     "string_type": "must be a string",
@@ -33,13 +34,26 @@ def decode_body(body) -> dict:
         try:
             body = orjson.loads(body)
         except orjson.JSONDecodeError as error:
-            reason = "is not UTF-8 text" if "utf-8" in str(error).lower() else f"is not JSON ({error})"
-            raise RequestError("body", reason) from None
+            raise _not_json(body.encode() if isinstance(body, str) else bytes(body), error) from None
     if body is None:
         return {}
     if not isinstance(body, dict):
         raise RequestError("body", f"must be a JSON object, got {type(body).__name__}")
     return body
+
+
+_NON_FINITE = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*(NaN|-?Infinity)\b')
+
+
+def _not_json(body: bytes, error: orjson.JSONDecodeError) -> RequestError:
+    """Why a body is not JSON; a NaN or an Infinity (which JSON has no number for) by its field."""
+    if "utf-8" in str(error).lower():
+        return RequestError("body", "is not UTF-8 text")
+    found = _NON_FINITE.search(body)
+    if found:
+        return RequestError(found[1].decode(errors="replace"),
+                            f"is {found[2].decode()}, which is not a JSON number; send a finite number")
+    return RequestError("body", f"is not JSON ({error})")
 
 
 def parse(model_class: type[Request], body) -> Request | RequestError:
@@ -62,26 +76,44 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
     kind, value = first["type"], first.get("input")
-    if kind == "extra_forbidden" and len(first["loc"]) > 1 and loc[0] in _ITEMS:  # inside a message or source
-        return RequestError(_path(first["loc"]), "unknown field")
+    if kind == "extra_forbidden" and len(first["loc"]) > 1 and loc[0] in _NESTED:  # inside a message, source, generate
+        known = _nested_fields(model_class, loc[0])
+        hint = difflib.get_close_matches(loc[-1], known, n=1)
+        return RequestError(_path(first["loc"]), f"unknown field; did you mean '{hint[0]}'?" if hint
+                            else f"unknown field; known fields: {known}")
     if kind == "extra_forbidden":
         field = loc[0]
         known = sorted(f.alias or name for name, f in model_class.model_fields.items())
         hint = difflib.get_close_matches(field, known, n=1)
         return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}")
     field = _field_name(loc, model_class, first)
-    if len(first["loc"]) > 1 and loc and loc[0] in _ITEMS:  # name the item: sources[1].end
+    if len(first["loc"]) > 1 and loc and loc[0] in _NESTED:  # name the path: sources[1].end, generate.max_new_tokens
         field = _path(first["loc"])
     if kind in ("exformer", "too_large"):
         return RequestError(field, first["msg"], code=413 if kind == "too_large" else 400)
     if kind == "missing":
         return RequestError(field, "is required")
+    if kind == "too_long":
+        ctx = first.get("ctx", {})
+        return RequestError(field, f"has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} "
+                                   "(a fixed limit of the contract)")
     if value is None:  # a client's unset variable: say so rather than answer something else
         hint = "leave every field out for the model's details" if field in ("text", "sequence") else \
             "leave it out for its default"
         return RequestError(field, f"must not be null ({hint})")
     phrase = _PHRASES.get(kind) or first["msg"][0].lower() + first["msg"][1:]
     return RequestError(field, f"{phrase}, got {json_excerpt(value)}")
+
+
+def _nested_fields(model_class, name: str) -> list[str]:
+    """The fields of the object (or of each item) a request field holds."""
+    from typing import get_args
+
+    annotation = model_class.model_fields[name].annotation
+    for candidate in (annotation, *get_args(annotation), *(a for arg in get_args(annotation) for a in get_args(arg))):
+        if isinstance(candidate, type) and hasattr(candidate, "model_fields"):
+            return sorted(candidate.model_fields)
+    return []
 
 
 def _path(loc) -> str:

@@ -20,6 +20,9 @@ from .vocabulary import (
     DEFAULT_TOLERANCE,
     HEAD_AGGREGATES,
     KRONROD_POINTS,
+    MAX_INDICES,
+    MAX_MESSAGES,
+    MAX_SOURCES,
     NESTED_METHODS,
     DEFAULT_ABLATIONS,
     DEFAULT_HOLDOUT,
@@ -56,7 +59,14 @@ def _check_indices(value: Any, what: str, words: tuple[str, ...] = ("all",)) -> 
         raise _fail(f"must be {' or '.join(json_excerpt(w) for w in words)} or a list of integers, got {json_excerpt(value)}")
     if not value:
         raise _fail('must not be empty (use "all")')
+    _at_most(value, MAX_INDICES)
     return _distinct_from_zero(value, f"{what} are numbered from 0")
+
+
+def _at_most(items: list, limit: int) -> None:
+    """A list longer than one of the contract's fixed limits: refused before anything else is read."""
+    if len(items) > limit:
+        raise _fail(f"has {len(items)} entries; at most {limit} (a fixed limit of the contract)")
 
 
 def _distinct_from_zero(value: list[int], numbering: str) -> list[int]:
@@ -147,6 +157,7 @@ class AttentionRequest(TextRequest):
             return value
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise _fail(f"must be a list of token indices, got {json_excerpt(value)}")
+        _at_most(value, MAX_INDICES)
         return _distinct_from_zero(value, "token indices count from 0")
 
 
@@ -204,10 +215,10 @@ class GradientsRequest(TextRequest):
                       description='The text to explain ("sequence" is accepted, the old server\'s name); '
                                          "omit (with every other field) for the model's details.")
     messages: list[Message] = Field(
-        None, description="Chat models: the conversation instead of `text`, rendered by the tokenizer's chat "
+        None, max_length=MAX_MESSAGES, description="Chat models: the conversation instead of `text`, rendered by the tokenizer's chat "
                           "template with the generation prompt; needs continuation (the assistant's reply) or generate.")
     sources: list[Source] = Field(
-        None, description='Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} '
+        None, max_length=MAX_SOURCES, description='Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} '
                           "found exactly once), e.g. the retrieved documents of a RAG prompt; answers sum per source.")
     attribution: Attribution = Field(
         "integrated_gradients", description='"occlusion" (leave one unit out, one forward each) or "contextcite" '
@@ -219,10 +230,12 @@ class GradientsRequest(TextRequest):
     ablation: Ablation = Field(
         "remove", description='occlusion/contextcite: "remove" the unit from the text (re-tokenized, as ContextCite) '
                               'or replace its tokens by the "baseline" token.')
-    n_ablations: int = Field(None, ge=2, description=f"contextcite: random masks the surrogate is fit on (default {DEFAULT_ABLATIONS}).")
+    n_ablations: int = Field(None, ge=2, description=f"contextcite: random masks the surrogate is fit on (default {DEFAULT_ABLATIONS}; "
+                                                     "with n_holdout at most the archive's max_ablations).")
     keep_probability: float = Field(
         None, description=f"contextcite: chance that a unit is kept in a mask, 0 < p < 1 (default {DEFAULT_KEEP_PROBABILITY}).")
-    n_holdout: int = Field(None, ge=0, description=f"contextcite: further masks the surrogate's fit is measured on (default {DEFAULT_HOLDOUT}).")
+    n_holdout: int = Field(None, ge=0, description=f"contextcite: further masks the surrogate's fit is measured on (default {DEFAULT_HOLDOUT}; "
+                                                   "with n_ablations at most the archive's max_ablations).")
     dry_run: bool = Field(False, description="Answer with what the request would cost (forwards, backwards, tokens, "
                                              "estimated seconds and peak memory) instead of running it.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
@@ -378,6 +391,9 @@ class GradientsRequest(TextRequest):
             raise RequestError("aggregate", '"sentence" sums a continuation\'s rows: give "continuation" or "generate"')
         elif self.foil is not None:
             raise RequestError("foil", 'needs "continuation" or "generate" (the targets to contrast)')
+        elif self.dry_run:
+            raise RequestError("dry_run", 'estimates continuation requests ("continuation" or "generate"); one target '
+                                          "costs n_steps forwards and backwards of the text")
         if self.continuation is not None and not self.continuation:
             raise RequestError("continuation", "must not be empty")
         if isinstance(self.foil, list) and not self.foil:
@@ -388,6 +404,13 @@ class GradientsRequest(TextRequest):
     def generation(self) -> bool:
         """Whether this request explains a continuation (several targets) rather than one score."""
         return self.continuation is not None or self.generate is not None
+
+    @field_validator("foil", mode="before")
+    @classmethod
+    def _foil_count(cls, value):
+        if isinstance(value, list):
+            _at_most(value, MAX_INDICES)
+        return value
 
     @field_validator("returns", mode="before")
     @classmethod

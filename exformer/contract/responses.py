@@ -443,7 +443,9 @@ class CostEstimate(Response):
     max_estimated_seconds: float = Field(description="The archive's limit (a request estimated over it is refused).")
     within_limits: bool = Field(description="Whether it would run: refused only when over the limit even at the "
                                             "fastest this worker has run requests of its kind.")
-    upper_bound: bool = Field(description='n_steps "auto" or generate: the figures are for the most it may run.')
+    upper_bound: bool = Field(description='n_steps "auto", generate, occlusion or contextcite: the figures are for the '
+                                          "most it may run (forward-only: every ablated prompt as long as the whole, "
+                                          "none alike).")
     cheaper: list[str] = Field(description="Cheaper requests, with their estimated seconds.")
 
 
@@ -455,5 +457,9 @@ class ErrorResponse(Response):
     message: str
     field: str | None = None
     estimate: CostEstimate | None = Field(None, description="A request refused for its cost: what it would have cost.")
+    seconds: float | None = Field(None, description="Timeout (503): the seconds the request ran before it stopped.")
+    deadline_seconds: float | None = Field(None, description="Timeout (503): the worker's deadline (the archive's deadline_seconds).")
+    progress: str | None = Field(None, description="Timeout (503): how far the request got.")
+    cheaper: list[str] | None = Field(None, description="Timeout (503): requests that would take less.")
 
 __all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'TargetToken', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'TextUnit', 'UnitAttribution', 'MessageAttribution', 'MessageUsed', 'ContinuationAttributions', 'AblationTarget', 'SurrogateFit', 'Surrogate', 'AblationResponse', 'CostEstimate', 'relative_delta']

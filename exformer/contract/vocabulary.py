@@ -36,5 +36,9 @@ HEAD_AGGREGATES = get_args(HeadAggregate)
 SCORES, FORMATS, RETURNS = get_args(Score), get_args(Format), get_args(Returned)
 DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, DEFAULT_KEEP_PROBABILITY = 64, 16, 0.5  # ContextCite's 64 and ½
 KRONROD_POINTS = 15  # one Gauss–Kronrod G7/K15 rule: the fewest points n_steps "auto" can use
+# Fixed limits of the contract (those that depend on the archive are its settings: exformer.contract.settings).
+MAX_MESSAGES = 256  # turns of a conversation
+MAX_SOURCES = 256  # named spans of a prompt
+MAX_INDICES = 8192  # entries of an index list: layers, heads, mask, foil (the longest prompt an archive may serve)
 
-__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'Attribution', 'FORWARD_ATTRIBUTIONS', 'Unit', 'Ablation', 'Role', 'DEFAULT_ABLATIONS', 'DEFAULT_HOLDOUT', 'DEFAULT_KEEP_PROBABILITY', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS']
+__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'Attribution', 'FORWARD_ATTRIBUTIONS', 'Unit', 'Ablation', 'Role', 'DEFAULT_ABLATIONS', 'DEFAULT_HOLDOUT', 'DEFAULT_KEEP_PROBABILITY', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS', 'MAX_MESSAGES', 'MAX_SOURCES', 'MAX_INDICES']

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .deadline import check as check_deadline
+
 LASSO_ALPHA = 0.01  # ContextCite's
 
 
@@ -72,6 +74,7 @@ def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_pe
     out = {name: np.empty((len(prompts), n_t)) for name in ("logit", "log_probability", "logit_probability")}
     target_index = torch.tensor(targets, device=device)
     for first in range(0, len(sequences), rows):
+        check_deadline("prompt versions", first, len(sequences))
         chunk = sequences[first:first + rows]
         fed = [s[prefix:-1] for s in chunk]  # the last target is scored, never read
         width = max(len(f) for f in fed)
@@ -119,12 +122,17 @@ def continuation_logit_probability(logit_probability: np.ndarray) -> np.ndarray:
     return log_p - np.log(-np.expm1(log_p))
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds up to this
+
+
 def contextcite_masks(n_units: int, n_masks: int, keep_probability: float, seed: int) -> np.ndarray:
-    """[n_masks, n_units] bool, True: kept; mask k from RandomState(seed + k), as the package."""
+    """[n_masks, n_units] bool, True: kept; mask k from RandomState(seed + k), as the package,
+    while seed + k is a seed RandomState takes; past 2³² − 1 (where the package fails) from
+    RandomState([seed, k]), a seed of two words that never overflows."""
     masks = np.zeros((n_masks, n_units), dtype=bool)
     for k in range(n_masks):
-        masks[k] = np.random.RandomState(seed + k).choice([False, True], size=n_units,
-                                                         p=[1 - keep_probability, keep_probability])
+        state = np.random.RandomState(seed + k if seed + k <= MAX_SEED else [seed, k])
+        masks[k] = state.choice([False, True], size=n_units, p=[1 - keep_probability, keep_probability])
     return masks
 
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import torch
 
 from ..contract.errors import RequestError
+from .deadline import check as check_deadline
 from .options import PassCounters
 
 # Default chunk size, per device type: at most this many tokens (points x length) and this
@@ -37,15 +38,18 @@ def is_out_of_memory(error: BaseException) -> bool:
 TOO_LARGE = "too long to explain within this worker's memory"
 
 
-def for_each_chunk(items: list, size: int, run, give_up=None, counters: PassCounters | None = None) -> None:
+def for_each_chunk(items: list, size: int, run, give_up=None, counters: PassCounters | None = None,
+                   what: str = "path points") -> None:
     """run(items[i:i+size]) over all items; out of memory, halve the size and retry (counted
-    in `counters.oom_halvings`).
+    in `counters.oom_halvings`). Before each chunk the request's deadline is checked
+    (exformer.core.deadline: `what` names the items in how far it got).
 
     An item that does not fit even alone is handed to `give_up(item)` (which lets the caller
     drop what it belongs to and go on with the rest); without `give_up` it is a 413.
     """
     start = 0
     while start < len(items):
+        check_deadline(what, start, len(items))
         chunk = items[start : start + size]
         try:
             run(chunk)

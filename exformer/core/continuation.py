@@ -27,6 +27,7 @@ import torch
 
 from .adaptive import RULES
 from .batching import _accepts, attention_for_gradients, default_chunk_points, embedding_output, for_each_chunk
+from .deadline import check as check_deadline
 from .integrated import path_point
 from .quadrature import fixed_rule
 
@@ -200,6 +201,7 @@ def targets_at(loaded, path: ContinuationPath, alphas: list[float], chunk_points
         with torch.enable_grad():
             logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype, split=True)  # n_t × [B, 1, V]
             for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
+                check_deadline(f"target backwards of a chunk of {len(chunk)} path points", t, n_t)
                 foil = None if path.foils is None else path.foils[t : t + 1]
                 f = continuation_scores(logits[t], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
                 (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
@@ -262,7 +264,8 @@ def greedy(loaded, ids: torch.Tensor, max_new_tokens: int) -> list[int]:
     eos = loaded.tokenizer.eos_token_id
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     past, step, new = None, ids[None], []
-    for _ in range(max_new_tokens):
+    for k in range(max_new_tokens):
+        check_deadline("generated tokens", k, max_new_tokens)
         out = model(input_ids=step, past_key_values=past, use_cache=True, **extra)
         past = out.past_key_values
         token = int(out.logits[0, -1].argmax())

@@ -105,14 +105,15 @@ def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: in
             "calibrated_seconds": seconds, "estimated_peak_bytes": int(peak), "kind": "integrated_gradients"}
 
 
-def forward_cost(loaded, lengths: list[int], shared: int, n_targets: int, rows: int) -> dict:
-    """Forward-only versions of a prompt: each runs past the shared prefix, under inference mode."""
+def forward_cost(loaded, n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
+    """`n_versions` forward-only versions of a prompt of at most `length` tokens: each runs past
+    the `shared` prefix, under inference mode. Counts only: nothing is built."""
     speed = loaded.speed.calibrated(loaded)
     text = loaded.config.get_text_config()
-    positions = shared + sum(length + n_targets - 1 - shared for length in lengths)
-    width = max(lengths) + n_targets - shared
+    positions = shared + n_versions * (length + n_targets - 1 - shared)
+    width = length + n_targets - shared
     peak = (parameter_bytes(loaded.model)
             + rows * width * 4 * (4 * text.hidden_size + 2 * text.num_attention_heads * (width + shared))
             + rows * n_targets * text.vocab_size * 8 * 3)
-    return {"forwards": len(lengths), "backwards": 0, "positions": positions,
+    return {"forwards": n_versions, "backwards": 0, "positions": positions,
             "calibrated_seconds": positions * speed.forward, "estimated_peak_bytes": int(peak), "kind": "forward_only"}

@@ -223,5 +223,6 @@ def endpoint_logits(loaded, paths: list[StraightPath], chunk_points: int, dtype:
             too_large(row[0])
 
     with attention_for_gradients(loaded):
-        for_each_chunk(rows, chunk_points, run, give_up if too_large is not None else None, loaded.counters)
+        for_each_chunk(rows, chunk_points, run, give_up if too_large is not None else None, loaded.counters,
+                       what="endpoint forwards")
     return [None if i in dropped else (out[i, "input"], out[i, "baseline"]) for i in range(len(paths))]

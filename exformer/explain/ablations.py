@@ -68,7 +68,7 @@ def plan(loaded, request, prompt: Prompt, units: list[dict]) -> tuple[list[int],
     if request.attribution == "occlusion":
         removals, masks = [[u] for u in range(n)], None
     else:
-        count = (request.n_ablations or DEFAULT_ABLATIONS) + _holdout(request)
+        count = (request.n_ablations or DEFAULT_ABLATIONS) + n_holdout(request)
         masks = contextcite_masks(n, count, request.keep_probability or DEFAULT_KEEP_PROBABILITY, request.seed)
         removals = [list(np.flatnonzero(~mask)) for mask in masks]
     versions = [version_ids(loaded, request, prompt, units, r) for r in removals]
@@ -77,7 +77,7 @@ def plan(loaded, request, prompt: Prompt, units: list[dict]) -> tuple[list[int],
     return [row[v] for v in versions], distinct, masks
 
 
-def _holdout(request) -> int:
+def n_holdout(request) -> int:
     return DEFAULT_HOLDOUT if request.n_holdout is None else request.n_holdout
 
 
@@ -103,7 +103,7 @@ def explain(loaded, request, prompt: Prompt, targets: list[int], text: str, toke
         answer = continuation_logit_probability(outputs)  # [masks]
         whole, intercept = fit_surrogate(masks[:n_fit], answer[:n_fit], n_tokens=n_t)
         full = scores.logit_probability[0]
-        surrogate = {"n_ablations": n_fit, "n_holdout": _holdout(request),
+        surrogate = {"n_ablations": n_fit, "n_holdout": n_holdout(request),
                      "keep_probability": request.keep_probability or DEFAULT_KEEP_PROBABILITY, "seed": request.seed,
                      "lasso_alpha": LASSO_ALPHA, "intercept": intercept,
                      "fit": surrogate_fit(whole, intercept, masks[n_fit:], answer[n_fit:]),

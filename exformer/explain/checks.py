@@ -10,8 +10,9 @@ the model resolved filled in (a gradients request's `target` as an index or id, 
 from ..contract.errors import RequestError, json_excerpt
 from ..contract.parsing import parse
 from ..contract.requests import AttentionRequest, GradientsRequest, TextRequest
-from ..contract.vocabulary import GRADIENT_HEADS, TOKEN_BASELINES
+from ..contract.vocabulary import DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, GRADIENT_HEADS, TOKEN_BASELINES
 from ..core.baselines import baseline_token_id, default_baseline
+from ..core.loading import bfloat16_not_native
 
 
 def parse_request(loaded, model_class: type[TextRequest], body) -> TextRequest | RequestError:
@@ -37,10 +38,11 @@ def check(loaded, request: TextRequest) -> TextRequest:
 
 def _text(loaded, request: TextRequest) -> None:
     limit = loaded.settings.max_text_chars
-    for field in ("text", "text_pair"):
-        value = getattr(request, field)
+    for field in ("text", "text_pair", "continuation"):
+        value = getattr(request, field, None)
         if value is not None and len(value) > limit:
-            raise RequestError(field, f"has {len(value)} characters; this model accepts at most {limit}", code=413)
+            raise RequestError(field, f"has {len(value)} characters; this archive accepts at most {limit} "
+                                      "(its max_text_chars)", code=413)
 
 
 def _within(values, size: int, what: str) -> None:
@@ -71,6 +73,8 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     settings = loaded.settings
     if loaded.head not in GRADIENT_HEADS:
         raise RequestError("model", f"{loaded.name} has no classification or causal-LM head, so no score to attribute")
+    if request.messages is not None:
+        _conversation(loaded, request)
     _text(loaded, request)
     resolved = {}
     if request.target is not None:
@@ -88,20 +92,41 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     if asked and loaded.head != "causal-lm":
         raise RequestError(asked[0], f"{loaded.name} is not a causal LM; only causal LMs continue a text")
     if request.generate is not None and request.generate.max_new_tokens > settings.max_new_tokens:
-        raise RequestError("generate", f"max_new_tokens must be between 1 and {settings.max_new_tokens} "
-                                       f"(this archive's max_new_tokens), got {request.generate.max_new_tokens}")
+        raise RequestError("generate.max_new_tokens", f"must be between 1 and {settings.max_new_tokens} (this "
+                                                      f"archive's max_new_tokens), got {request.generate.max_new_tokens}")
+    _ablations(loaded, request)
     if request.foil is not None:
         for foil in request.foil if isinstance(request.foil, list) else [request.foil]:
             resolve_target(loaded, foil, "foil")
-    if request.messages is not None:
-        _conversation(loaded, request)
+    if request.dtype == "bfloat16" and not loaded.native_bfloat16:
+        why = bfloat16_not_native(loaded.device) or "bf16 was not native when the model loaded"
+        raise RequestError("dtype", f'"bfloat16" needs native bf16, but {why}: emulated bf16 autocast measured '
+                                    '~34x slower than float32; leave dtype out (float32)')
     if request.ablation == "baseline" and request.attribution != "integrated_gradients" and baseline not in TOKEN_BASELINES:
         raise RequestError("baseline", f'ablation "baseline" puts one token in place of each left-out token: '
                                        f'{", ".join(TOKEN_BASELINES)}, not {baseline}')
     return request.model_copy(update=resolved)
 
 
+def _ablations(loaded, request: GradientsRequest) -> None:
+    """contextcite's masks, fitted and held out, within the archive's max_ablations (occlusion's
+    count is its units': exformer.explain.cost.check_ablations)."""
+    if request.attribution != "contextcite":
+        return
+    limit = loaded.settings.max_ablations
+    fitted = request.n_ablations or DEFAULT_ABLATIONS
+    held = DEFAULT_HOLDOUT if request.n_holdout is None else request.n_holdout
+    if fitted + held > limit:
+        given_holdout = request.n_holdout is not None and (request.n_ablations is None or held >= fitted)
+        field = "n_holdout" if given_holdout else "n_ablations"  # the larger of those the client gave
+        raise RequestError(field, f"n_ablations + n_holdout = {fitted} + {held} is over this archive's max_ablations "
+                                  f"({limit}); ask for fewer, or raise max_ablations in the model-config")
+
+
 def _conversation(loaded, request: GradientsRequest) -> None:
+    if loaded.head != "causal-lm":
+        raise RequestError("messages", f"{loaded.name} is not a causal LM (its head: {loaded.head}); a conversation "
+                                       "is explained by a chat model's answer")
     if not getattr(loaded.tokenizer, "chat_template", None):
         raise RequestError("messages", f"{loaded.name}'s tokenizer has no chat template; send the prompt as \"text\"")
     limit = loaded.settings.max_text_chars

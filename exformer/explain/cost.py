@@ -1,12 +1,15 @@
 """Cost before running: a continuation request's forwards, backwards, tokens, estimated seconds
 and peak memory on this worker (`dry_run: true` answers with them; a request estimated over the
 archive's `max_estimated_seconds` is refused with them and the cheaper requests named). The
-figures: exformer.core.cost."""
+figures: exformer.core.cost, from counts alone (closed form): an estimate never builds the work
+it estimates, so a dry run answers at once whatever it is asked.
+"""
 
 from ..contract.errors import RequestError
+from ..contract.requests import GradientsRequest
 from ..contract.responses import CostEstimate
 from ..contract.vocabulary import DEFAULT_ABLATIONS, KRONROD_POINTS
-from ..core.ablation import default_rows, shared_prefix
+from ..core.ablation import default_rows
 from ..core.cost import forward_cost, gradients_cost
 from ..core.prompts import Prompt
 from . import ablations
@@ -23,14 +26,42 @@ def estimate(loaded, request, prompt: Prompt, n_targets: int, points: int | None
         figures = gradients_cost(loaded, len(prompt), n_targets, points, loaded.settings.internal_batch_size)
     else:
         units = ablations.units_of(request, prompt, token_rows(loaded, prompt, [], [], ""))
-        _, distinct, _ = ablations.plan(loaded, request, prompt, units)
-        lengths = [len(d) for d in distinct]
-        shared = min(shared_prefix([list(d) for d in distinct]), min(lengths) - 1)
-        rows = default_rows(max(lengths) + n_targets - shared, loaded.device)
-        figures = forward_cost(loaded, lengths, shared, n_targets, rows)
+        # Upper bounds: every version as long as the prompt (a removed unit shortens it), sharing
+        # the tokens before the first unit, none of the masks alike (identical prompts run once).
+        check_ablations(loaded, request, len(units))
+        first = min((i for unit in units for i in unit["tokens"]), default=len(prompt) - 1)
+        shared = min(first, len(prompt) - 1)
+        rows = default_rows(len(prompt) + n_targets - shared, loaded.device)
+        figures = forward_cost(loaded, n_prompts(request, len(units)), len(prompt), shared, n_targets, rows)
     speed, kind, seconds = loaded.speed, figures.pop("kind"), figures["calibrated_seconds"]
     return {**figures, "estimated_seconds": seconds * speed.correction(kind),
             "best_seconds": seconds * speed.correction(kind, optimistic=True), "measured_from": speed.source(kind)}
+
+
+def n_prompts(request, n_units: int) -> int:
+    """The most distinct prompts a forward-only request runs: the whole prompt and one per
+    ablation (contextcite: at most the 2^units distinct masks)."""
+    if request.attribution == "occlusion":
+        return n_units + 1
+    masks = (request.n_ablations or DEFAULT_ABLATIONS) + ablations.n_holdout(request)
+    return min(masks + 1, 2 ** min(n_units, 62))
+
+
+def check_ablations(loaded, request, n_units: int) -> None:
+    """Occlusion runs one prompt per unit: refused (413, naming `unit`) past the archive's
+    max_ablations, before anything runs (contextcite's counts are checked with the request)."""
+    limit = loaded.settings.max_ablations
+    if request.attribution == "occlusion" and n_units > limit:
+        raise RequestError("unit", f'"{request.units}" makes {n_units} units, one ablated prompt each, over this '
+                                   f"archive's max_ablations ({limit}); choose a coarser unit (sentence, source)",
+                           code=413)
+
+
+def cheaper_requests(request) -> list[str]:
+    """How a user would say each cheaper variant of a request (a stopped request's hint)."""
+    if not isinstance(request, GradientsRequest):
+        return []
+    return [said for said, _ in _alternatives(request)]
 
 
 def _alternatives(request) -> list[tuple[str, dict]]:
@@ -43,8 +74,9 @@ def _alternatives(request) -> list[tuple[str, dict]]:
         if request.n_steps == "auto" or request.n_steps > 16:
             options.append(('"n_steps": 16', {k: v for k, v in fields.items() if k not in ("tolerance", "max_n_steps")}
                             | {"n_steps": 16, "method": "gausslegendre"}))
-        options.append((f'"attribution": "occlusion" (unit "{unit}")', forward | {"attribution": "occlusion"}))
-        options.append((f'"attribution": "contextcite" (unit "{unit}")', forward | {"attribution": "contextcite"}))
+        if request.generation:  # the forward-only methods explain continuations
+            options.append((f'"attribution": "occlusion" (unit "{unit}")', forward | {"attribution": "occlusion"}))
+            options.append((f'"attribution": "contextcite" (unit "{unit}")', forward | {"attribution": "contextcite"}))
     elif request.attribution == "contextcite":
         n = request.n_ablations or DEFAULT_ABLATIONS
         if n > 16:
@@ -53,6 +85,9 @@ def _alternatives(request) -> list[tuple[str, dict]]:
                         forward | {"attribution": "occlusion", "unit": request.units}))
     if request.attribution != "integrated_gradients" and request.units in ("token", "word"):
         options.append((f'"unit": "{unit}"', fields | {"unit": unit}))
+    if request.generate is not None and request.generate.max_new_tokens > 1:
+        half = request.generate.max_new_tokens // 2
+        options.append((f'"generate": {{"max_new_tokens": {half}}}', fields | {"generate": {"max_new_tokens": half}}))
     return options
 
 
@@ -65,13 +100,18 @@ def cost_estimate(loaded, request, prompt: Prompt, n_targets: int) -> dict:
     cheaper = []
     for said, fields in _alternatives(request):
         other = type(request).model_validate({**fields, "dry_run": False})
-        seconds = estimate(loaded, other, prompt, n_targets)["estimated_seconds"]
+        try:
+            seconds = estimate(loaded, other, prompt, n_targets)["estimated_seconds"]
+        except RequestError:  # over one of the archive's limits itself
+            continue
         if seconds < figures["estimated_seconds"]:
             cheaper.append(f"{said}: ~{seconds:.1f} s")
     return checked(CostEstimate, {
         "attribution": request.attribution, "n_tokens_prompt": len(prompt), "n_tokens_continuation": n_targets,
         **figures, "max_estimated_seconds": limit, "within_limits": best <= limit,
-        "upper_bound": request.generate is not None or request.n_steps == "auto", "cheaper": cheaper,
+        "upper_bound": request.generate is not None or request.n_steps == "auto"
+                       or request.attribution != "integrated_gradients",  # forward-only: identical prompts run once
+        "cheaper": cheaper,
     })
 
 

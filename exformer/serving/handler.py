@@ -17,12 +17,14 @@ from pathlib import Path
 
 import torch
 
-from ..contract.errors import RequestError
-from ..contract.requests import TextRequest
+from ..contract.errors import DeadlineError, RequestError
+from ..contract.requests import GradientsRequest, TextRequest
 from ..contract.settings import Settings
+from ..core.deadline import deadline
 from ..core.loading import load_model
 from ..core.sharding import plan_device_map
 from ..explain.checks import parse_request
+from ..explain.cost import cheaper_requests
 from ..explain.encoding import json_bytes
 from . import kserve
 from .metrics import Metrics
@@ -129,6 +131,23 @@ def ascii_phrase(message: str) -> str:
     return message.encode("ascii", "backslashreplace").decode("ascii")
 
 
+DEFAULT_RESPONSE_TIMEOUT = 120  # s: TorchServe's, for a model-config without responseTimeout
+DEADLINE_SHARE = 0.8  # deadline_seconds unset: this share of responseTimeout, the rest for the chunk in flight
+
+
+def worker_settings(settings: Settings, model_config: dict) -> Settings:
+    """The settings a worker runs with: its deadline below TorchServe's responseTimeout (which
+    kills a worker whose request runs past it), and no request estimated past that deadline
+    started. ValueError for a deadline TorchServe would overrun."""
+    timeout = float(model_config.get("responseTimeout", DEFAULT_RESPONSE_TIMEOUT))
+    seconds = settings.deadline_seconds or round(DEADLINE_SHARE * timeout, 1)
+    if seconds >= timeout:
+        raise ValueError(f"handler setting 'deadline_seconds' ({seconds:g}) must be below the model-config's "
+                         f"responseTimeout ({timeout:g}), or TorchServe kills the worker before the request stops")
+    return settings.model_copy(update={"deadline_seconds": seconds,
+                                       "max_estimated_seconds": min(settings.max_estimated_seconds, seconds)})
+
+
 class BadHandlerSettings(Exception):
     """A model-config's `handler:` block TorchServe cannot be served with; fails the worker's load."""
 
@@ -141,7 +160,7 @@ class ExplainerHandler:
         model_config = context.model_yaml_config or {}
         name = context.manifest["model"]["modelName"]
         try:
-            self.settings = Settings.from_mapping(model_config.get("handler"))
+            self.settings = worker_settings(Settings.from_mapping(model_config.get("handler")), model_config)
         except ValueError as error:
             logger.error("archive %s: %s (model-config.yaml, handler:)", name, error)
             raise BadHandlerSettings(f"archive {name}: {error}") from None
@@ -155,6 +174,9 @@ class ExplainerHandler:
             logger.error("archive %s: %s", name, error)
             raise BadHandlerSettings(f"archive {name}: {error}") from None
         logger.info("loaded %s on %s (pid %d)", name, devices, os.getpid())
+        if self.request_model is GradientsRequest and self.loaded.head == "causal-lm":
+            self.loaded.speed.calibrated(self.loaded)  # now, so that the first dry run or refusal answers at once
+            release_freed_heap(self.settings.trim_heap_mb)
         self.metrics = Metrics(context, name, self.loaded.counters)
         self.context_model = {"name": name, "version": str(context.manifest["model"].get("modelVersion", ""))}
         self.request_fields = {f.alias or n for n, f in self.request_model.model_fields.items()}
@@ -218,11 +240,16 @@ class ExplainerHandler:
             return error
 
     def _explain(self, requests: list) -> list:
+        """The batch's results, under the worker's deadline: a request stopped at it gets its
+        DeadlineError (a 503) with the cheaper requests named."""
         started = time.perf_counter()
         try:
-            results = self.explain_batch(requests)
+            with deadline(self.settings.deadline_seconds):
+                results = self.explain_batch(requests)
         except Exception as error:  # one broken batch must not kill the worker
             results = [error] * len(requests)
+        results = [r.with_cheaper(cheaper_requests(q)) if isinstance(r, DeadlineError) and not r.cheaper else r
+                   for r, q in zip(results, requests)]
         self.metrics.batch([r for r in results if not isinstance(r, Exception)], time.perf_counter() - started)
         return results
 

@@ -602,7 +602,7 @@ export interface CostEstimate {
    */
   positions: number;
   /**
-   * n_steps "auto" or generate: the figures are for the most it may run.
+   * n_steps "auto", generate, occlusion or contextcite: the figures are for the most it may run (forward-only: every ablated prompt as long as the whole, none alike).
    */
   upper_bound: boolean;
   /**
@@ -617,13 +617,29 @@ export interface CostEstimate {
  * via the `definition` "ErrorResponse".
  */
 export interface ErrorResponse {
+  /**
+   * Timeout (503): requests that would take less.
+   */
+  cheaper?: string[] | null;
   code: number;
+  /**
+   * Timeout (503): the worker's deadline (the archive's deadline_seconds).
+   */
+  deadline_seconds?: number | null;
   /**
    * A request refused for its cost: what it would have cost.
    */
   estimate?: CostEstimate | null;
   field?: string | null;
   message: string;
+  /**
+   * Timeout (503): how far the request got.
+   */
+  progress?: string | null;
+  /**
+   * Timeout (503): the seconds the request ran before it stopped.
+   */
+  seconds?: number | null;
   type: string;
 }
 /**
@@ -909,6 +925,10 @@ export interface GradientsRequest {
    */
   dry_run?: boolean;
   /**
+   * What the gradients are computed in (default: the archive's dtype setting, float32 unless it says bfloat16); "bfloat16" where the worker computes bf16 natively, faster and less faithful (the answer's convergence delta shows how much).
+   */
+  dtype?: "float32" | "bfloat16";
+  /**
    * Contrastive targets (with continuation/generate): one token (text or id) for every target, or one per target token; F = p(target) - p(foil) (logit difference with score "logit" or "log_probability").
    */
   foil?: number | string | (number | string)[];
@@ -927,6 +947,8 @@ export interface GradientsRequest {
   max_n_steps?: number | null;
   /**
    * Chat models: the conversation instead of `text`, rendered by the tokenizer's chat template with the generation prompt; needs continuation (the assistant's reply) or generate.
+   *
+   * @maxItems 256
    */
   messages?: Message[];
   /**
@@ -934,11 +956,11 @@ export interface GradientsRequest {
    */
   method?: Method;
   /**
-   * contextcite: random masks the surrogate is fit on (default 64).
+   * contextcite: random masks the surrogate is fit on (default 64; with n_holdout at most the archive's max_ablations).
    */
   n_ablations?: number;
   /**
-   * contextcite: further masks the surrogate's fit is measured on (default 16).
+   * contextcite: further masks the surrogate's fit is measured on (default 16; with n_ablations at most the archive's max_ablations).
    */
   n_holdout?: number;
   /**
@@ -959,6 +981,8 @@ export interface GradientsRequest {
   seed?: number;
   /**
    * Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} found exactly once), e.g. the retrieved documents of a RAG prompt; answers sum per source.
+   *
+   * @maxItems 256
    */
   sources?: Source[];
   /**
