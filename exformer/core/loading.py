@@ -45,11 +45,14 @@ class LoadedModel:
         return self.model.config
 
     @property
-    def dtype(self) -> str:
-        """What the gradients are computed in: the `dtype` setting, "auto" resolved for the device."""
-        if self.settings.dtype == "auto":
-            return "bfloat16" if self.native_bfloat16 else "float32"
-        return self.settings.dtype
+    def default_dtype(self) -> str:
+        """What a gradients request computes in unless it asks: the `dtype` setting, "auto" being
+        float32 on every device (bf16 autocast only where the archive or the request asks for it)."""
+        return "float32" if self.settings.dtype == "auto" else self.settings.dtype
+
+    def dtype_for(self, asked: str | None = None) -> str:
+        """What a gradients request that asks for `asked` (its `dtype`, None: the default) computes in."""
+        return asked or self.default_dtype
 
     @property
     def labels(self) -> list[str] | None:

@@ -108,14 +108,15 @@ def _integrated(loaded, request, prompt: Prompt, targets: list[int], text: str, 
     if request.continuation_baseline == "keep":
         baseline[len(prompt):] = x[len(prompt):]
     path = ContinuationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score)
-    logits_x, logits_b = continuation_endpoint_logits(loaded, path, loaded.dtype)
+    dtype = loaded.dtype_for(request.dtype)
+    logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype)
     if request.n_steps == "auto":
         ends = tuple(continuation_scores(logits[None], targets, foils, request.score)[0].double().numpy()
                      for logits in (logits_x, logits_b))
         gradients = refine_targets(loaded, path, ends, request.tolerance, request.most_steps(settings),
-                                   settings.internal_batch_size, loaded.dtype)
+                                   settings.internal_batch_size, dtype)
     else:
-        gradients = integrate_targets(loaded, path, settings.internal_batch_size, loaded.dtype)
+        gradients = integrate_targets(loaded, path, settings.internal_batch_size, dtype)
     summary = _summary(loaded, request, prompt, path, gradients, logits_x, logits_b, tokens, text)
     return GradientsAnswer(request=request, summary=summary, path=gradients)
 
@@ -194,7 +195,7 @@ def _summary(loaded, request, prompt: Prompt, path: ContinuationPath, gradients:
         "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
         "tolerance": tolerance,
         "converged": gradients.converged,
-        "dtype": loaded.dtype,
+        "dtype": loaded.dtype_for(request.dtype),
     }
     if "attributions" in returned:
         whole = ig[:, : n_prompt + n_t].clone()

@@ -25,7 +25,8 @@ from .responses import GradientsAnswer, attribution_values
 
 
 def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsAnswer | RequestError]:
-    """One result per request, computed together: the requests' path points share chunks.
+    """One result per request, computed together: the requests' path points share chunks (one
+    pass per dtype where the requests ask for different ones).
 
     A request that cannot be prepared (its response would be too large, its text tokenizes
     to nothing) or does not fit in memory gets its RequestError in its place; the others are
@@ -38,6 +39,13 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsAns
         continued = iter(generation.explain_each(loaded, [r for r in requests if r.generation]))
         single = iter(explain_batch(loaded, [r for r in requests if not r.generation]))
         return [next(continued) if r.generation else next(single) for r in requests]
+    if not requests:
+        return []
+    dtypes = [loaded.dtype_for(request.dtype) for request in requests]
+    if len(set(dtypes)) > 1:  # one pass per dtype: a pass computes in one
+        groups = {d: iter(explain_batch(loaded, [r for r, rd in zip(requests, dtypes) if rd == d])) for d in set(dtypes)}
+        return [next(groups[d]) for d in dtypes]
+    dtype = dtypes[0]
     prepared: list = []
     for request in requests:
         try:
@@ -50,7 +58,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsAns
     paths = [path for _, path, _ in todo]
     failed: set[int] = set()
     chunk = settings.internal_batch_size or default_chunk_points(max(len(p) for p in paths), loaded.device)
-    ends = endpoint_logits(loaded, paths, chunk, loaded.dtype, too_large=failed.add)
+    ends = endpoint_logits(loaded, paths, chunk, dtype, too_large=failed.add)
     for path, end in zip(paths, ends):  # the default target is the model's own choice at x
         if end is None:
             continue
@@ -58,7 +66,7 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list[GradientsAns
             path.target = int(end[0].argmax())
         path.ends = tuple(target_scores(torch.stack(end), [path.target] * 2, [path.score] * 2).tolist())
     live = [i for i in range(len(paths)) if i not in failed]
-    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, loaded.dtype,
+    gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, dtype,
                           too_large=lambda j: failed.add(live[j]))
     by_path = dict(zip(live, gradients))
     results = iter(
@@ -106,7 +114,7 @@ def _result(loaded, request, path: StraightPath, encoded, gradients: PathGradien
         "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
         "tolerance": request.tolerance,
         "converged": gradients.converged,
-        "dtype": loaded.dtype,
+        "dtype": loaded.dtype_for(request.dtype),
         "convergence_delta": float(ig.sum()) - (score_x - score_b),
     }
     returned = request.returned
