@@ -210,7 +210,8 @@ def test_v1_all_instances_bad_is_a_4xx_and_the_sdk_raises_with_the_message(v1):
 
 
 @pytest.mark.parametrize("body, field", [
-    (b"not json", "body"), (b'{"inputs": []}', "instances"), (b'{"instances": {"text": "x"}}', "instances")])
+    (b"not json", "body"), (b'{"inputs": []}', "instances"), (b'{"instances": {"text": "x"}}', "instances"),
+    (b'{"instances": [' + b",".join([b'"x"'] * 65) + b"]}", "instances")])  # over MAX_INSTANCES
 def test_v1_a_bad_body_is_a_400_naming_the_field(v1, body, field):
     r = v1.post("v1/models/tiny-attention:predict", body)
     assert r.status == 400 and r.json()["field"] == field and r.json()["error"].startswith(field)

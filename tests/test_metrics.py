@@ -2,41 +2,26 @@
 requests (the repository's config.properties: metrics_mode=prometheus), each labelled by model."""
 
 import re
-import urllib.request
 
 import torch
 
 from exformer.contract import relative_delta
 from exformer.core import batching
 from exformer.core.options import PassCounters
+from support.torchserve import metric_value
 
 REVIEW = "A warm, funny and quietly moving film."
 
 
-def scrape(torchserve) -> str:
-    url = torchserve.inference.rsplit(":", 1)[0] + ":" + str(int(torchserve.inference.rsplit(":", 1)[1]) + 2)
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
-        return r.read().decode()
-
-
-def value(text: str, series: str, **labels) -> float:
-    """The value of `series` whose labels include `labels` (0 if absent)."""
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
-        if name == series and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_each_handler_metric_is_scraped_with_its_model_label(torchserve):
-    before = scrape(torchserve)
+    before = torchserve.metrics()
     g = torchserve.post("sentiment-gradients", {"text": REVIEW, "n_steps": 12}).json()
     a = torchserve.post("minilm-attention", {"text": "The cat sat."}).json()
     assert torchserve.post("sentiment-gradients", {"text": REVIEW, "baseline": "ones"}).status == 400
-    after = scrape(torchserve)
+    after = torchserve.metrics()
 
     def grew(series, by=None, **labels):
-        delta = value(after, series, **labels) - value(before, series, **labels)
+        delta = metric_value(after, series, **labels) - metric_value(before, series, **labels)
         assert delta > 0 if by is None else abs(delta - by) < 1e-9 * max(1, by), (series, labels, delta)
 
     gradients = {"ModelName": "sentiment-gradients"}

@@ -25,6 +25,7 @@ import pytest
 
 from browser import CHROMIUM, FRONTEND, require
 from support import torchserve as ts
+from support.torchserve import metric_value
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "tiny-origin-gradients"
@@ -84,28 +85,13 @@ def pages(server, tmp_path_factory):
 
 # --- what the server did -----------------------------------------------------------------------
 
-def scrape(torchserve) -> str:
-    port = urlparse(torchserve.inference).port + 2  # PORTS: the metrics address
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
-        return r.read().decode()
-
-
-def value(text: str, series: str, **labels) -> float:
-    """The value of `series` whose labels include `labels` (0 if absent)."""
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
-        if name == series and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def explained(metrics: str) -> float:
     """Requests the model explained (each answered request adds one observation)."""
-    return value(metrics, "exformer_tokens_per_request_count", ModelName=MODEL)
+    return metric_value(metrics, "exformer_tokens_per_request_count", ModelName=MODEL)
 
 
 def refused_for_content_type(metrics: str) -> float:
-    return value(metrics, "exformer_requests_refused_total", ModelName=MODEL, Field="Content-Type")
+    return metric_value(metrics, "exformer_requests_refused_total", ModelName=MODEL, Field="Content-Type")
 
 
 def batches(torchserve) -> int:
@@ -117,7 +103,7 @@ def settled(torchserve, check, timeout=15.0) -> str:
     """The metrics once `check(metrics)` holds (a worker's metrics reach the port through its log)."""
     deadline = time.time() + timeout
     while True:
-        metrics = scrape(torchserve)
+        metrics = torchserve.metrics()
         if check(metrics) or time.time() > deadline:
             return metrics
         time.sleep(0.25)
@@ -161,7 +147,7 @@ try {
 def test_another_origin_cannot_make_the_server_explain_and_the_visualizers_origin_can(server, pages):
     require()
     url = f"{server.inference}/predictions/{MODEL}"
-    before, batches_before = scrape(server), batches(server)
+    before, batches_before = server.metrics(), batches(server)
     assert explained(before) == 0 and refused_for_content_type(before) == 0
 
     # 1. A simple request: the browser sends it without asking; the page cannot read the answer.

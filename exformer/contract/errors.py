@@ -1,10 +1,7 @@
 """The errors a caller sees: a 4xx naming the field that was wrong (the same exception locally
 and from a server), and a server that failed in a way no change to the request fixes."""
 
-
 import json
-
-import orjson
 
 
 def json_excerpt(value, limit: int = 80) -> str:

@@ -73,6 +73,9 @@ def error_json(error: RequestError) -> dict:
 
 # --- v1 -----------------------------------------------------------------------------------------
 
+MAX_INSTANCES = 64  # requests in one v1 body: each is explained in the same batch, under one deadline
+
+
 def v1_instances(body) -> list:
     """The request bodies of a v1 `{"instances": [...]}` body."""
     body = decode_body(body)
@@ -80,6 +83,9 @@ def v1_instances(body) -> list:
     if not isinstance(instances, list) or not instances:
         got = "nothing" if instances is None else orjson.dumps(instances).decode()[:80]
         raise RequestError("instances", f"must be a non-empty list of requests, got {got}")
+    if len(instances) > MAX_INSTANCES:
+        raise RequestError("instances", f"has {len(instances)} requests; at most {MAX_INSTANCES} in one body (a fixed "
+                                        "limit: they share one batch and one deadline); send several bodies")
     return [{"text": item} if isinstance(item, str) else item for item in instances]
 
 

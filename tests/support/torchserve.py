@@ -70,8 +70,23 @@ class TorchServe:
             time.sleep(0.5)
         raise TimeoutError(f"{model}: fewer than {n} ready workers after {timeout} s; see {self.workdir}/logs")
 
+    def metrics(self) -> str:
+        """The Prometheus text of the metrics address (PORTS: the inference port + 2)."""
+        port = int(self.inference.rsplit(":", 1)[1]) + PORTS["metrics"] - PORTS["inference"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            return r.read().decode()
+
     def model_log(self) -> str:
         return (self.workdir / "logs" / "model_log.log").read_text(errors="replace")
+
+
+def metric_value(text: str, series: str, **labels) -> float:
+    """The value of `series` whose labels include `labels` in Prometheus text (0 if absent)."""
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name == series and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _send(request, timeout) -> Response:
