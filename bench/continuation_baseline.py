@@ -6,7 +6,7 @@ continuation) at tolerance 0.01, capped at --max-n-steps gradients computed: the
 rule returned (`n_steps`; computed = 2 · points − 15), whether every row converged, seconds
 (time.perf_counter around the call, greedy generation included: 4 cached forwards) and the
 largest relative delta over rows, |δ_t| / |F_t(x) − F_t(x′)|. Gradients in float32 unless
---dtype: bf16 autocast ("auto" on a CPU with avx512_bf16) left keep's worst row 12% and 58% off
+--dtype bfloat16: bf16 autocast (native on a CPU with avx512_bf16) left keep's worst row 12% and 58% off
 in a 2-prompt pilot at 495 gradients, where float32 reached 1.5% and 2.7%. Then how far the modes agree on
 the prompt: per row t ≥ 1 (row 0 reads the prompt only, so both modes explain the same
 function there), the Pearson correlation of the first n_prompt values and whether the prompt
@@ -149,8 +149,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=str(ROOT / "build/models/smollm2"))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
-                        help='the handler setting (default float32: "auto" is bf16 autocast on a CPU with '
-                             'avx512_bf16/amx_bf16, whose gradient noise keeps 1%% out of reach)')
+                        help='the handler setting (default float32, as "auto"; bfloat16\'s gradient noise keeps '
+                             '1%% out of reach)')
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

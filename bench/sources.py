@@ -34,10 +34,11 @@ too: with our baseline they stay themselves ("keep"); with its default they move
 our "replace"). captum: pad on the content tokens
 (the template tokens left out of TextTokenInput's interpretable mask, by position).
 
-dtype: exformer's gradients run under its `dtype` setting, "auto" by default: bf16 autocast on a CPU
-with native bf16 (AVX-512 with avx512_bf16 or amx_bf16), else float32; inseq, captum and
-context-cite run float32. `--dtype float32` runs exformer's in float32 too, where its IG (keep)
-equals inseq's and captum's per prompt token (~1e-4; the script prints the gap).
+dtype: exformer's gradients run under its `dtype` setting, "auto" by default (float32 on every
+machine); inseq, captum and context-cite run float32 too, where our IG (keep) equals inseq's and
+captum's per prompt token (~1e-4; the script prints the gap). `--dtype bfloat16` runs ours under
+bf16 autocast where the CPU has it natively. The figures on the benchmarks page were measured when
+"auto" still meant bf16 on such a CPU.
 
 Models: exformer's `load_model` (eager attention, SDPA for gradients); the others
 `AutoModelForCausalLM.from_pretrained` (SDPA), `eval().requires_grad_(False)` as exformer does.
@@ -514,7 +515,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every child")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="exformer's gradients dtype setting (auto: bf16 autocast where the CPU has native bf16); "
+                        help="exformer's gradients dtype setting (auto: float32); "
                              "inseq, captum and context-cite run float32")
     parser.add_argument("--inseq-baseline", choices=["ours", "default"], default="ours",
                         help="ours: pad on the prompt's content tokens; default: inseq's unk on all but EOS")
