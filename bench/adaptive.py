@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from exformer import load_model  # noqa: E402
 from exformer.contract import GradientsRequest  # noqa: E402
 from exformer.explain import parse_request  # noqa: E402
-from exformer.explain.gradients import explain_batch  # noqa: E402
+from exformer.explain.dispatch import explain_batch  # noqa: E402
 
 
 def held_out(n: int) -> list[str]:

@@ -41,7 +41,7 @@ from exformer import GradientsRequest, LoadedModel, RequestError, Settings
 from exformer.core.batching import default_chunk_points
 from exformer.core.options import PassOptions
 from exformer.explain import parse_request
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from exformer.core.loading import head_of, kind_of
 from exformer.core.tokens import encode
 

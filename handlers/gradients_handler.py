@@ -7,7 +7,7 @@
 from exformer.contract.errors import RequestError
 from exformer.contract.parsing import decode_body
 from exformer.contract.requests import GradientsRequest
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from exformer.explain.responses import GradientsAnswer, details_response
 from exformer.serving.handler import ExplainerHandler
 

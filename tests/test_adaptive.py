@@ -21,7 +21,7 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from exformer.contract import FIXED_METHODS, NESTED_METHODS, GradientsRequest
 from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from exformer.core.loading import load_model
 from exformer.core.quadrature import fejer_rule, fixed_rule, kronrod_rule
 from exformer.contract.settings import Settings
@@ -59,7 +59,7 @@ def test_fixed_rules_are_captums_float_for_float(method, n_steps):
 
 
 def test_the_runtime_imports_neither_captum_attr_nor_matplotlib():
-    code = ("import sys, exformer.explain.gradients, exformer.serving.handler; "
+    code = ("import sys, exformer.explain.dispatch, exformer.serving.handler; "
             "print(sorted(m for m in sys.modules if m.startswith(('captum.attr', 'matplotlib'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

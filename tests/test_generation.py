@@ -22,7 +22,7 @@ from exformer.contract import GenerationResponse, GradientsRequest
 from exformer.core.options import PassOptions
 from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from support.matmul_work import MatmulWork
 from exformer.contract.settings import Settings
 from tiny_models import ROOT

@@ -20,7 +20,7 @@ from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 from exformer.contract import BASELINES, FIXED_METHODS, GradientsRequest
 from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from exformer.core.loading import load_model
 from exformer.contract.settings import Settings
 from exformer.core.tokens import encode

@@ -11,7 +11,7 @@ import exformer.core.batching
 from exformer import GradientsRequest, Settings, load_model
 from exformer.core.options import PassOptions
 from exformer.explain import parse_request
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -28,7 +28,7 @@ from exformer import explain_attention, load_model
 from exformer.contract import GradientsRequest
 from exformer.core.options import PassOptions
 from exformer.explain import parse_request
-from exformer.explain.gradients import explain_batch
+from exformer.explain.dispatch import explain_batch
 from exformer.core.sharding import balanced_cuts, plan_device_map, tied_to, unit_bytes, units
 from tiny_models import FAMILIES
 

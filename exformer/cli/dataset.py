@@ -434,7 +434,8 @@ def _continuation_columns(response: dict) -> dict:
         return record
     score = sum(t["score"] for t in targets)
     baseline = sum(t["baseline_score"] for t in targets)
-    delta = sum(t["convergence_delta"] for t in targets)
+    deltas = [t["convergence_delta"] for t in targets]
+    delta = None if None in deltas else sum(deltas)  # saliency: no completeness
     record.update({
         "target_score": score,
         "baseline_score": baseline,

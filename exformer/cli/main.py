@@ -155,7 +155,7 @@ class Local:
     def _gradients(self, row: Row, body: dict) -> dict:
         from ..contract.requests import GradientsRequest
         from ..explain.checks import parse_request
-        from ..explain.gradients import explain_batch
+        from ..explain.dispatch import explain_batch
 
         request = parse_request(self.loaded, GradientsRequest,
                                 {**body, **({"format": "npz"} if self.tensors else {})})

@@ -248,7 +248,7 @@ class GradientsResult(_Result):
             parts.append(f"target={target.get('label') or target.get('text')!r}")
         if "targets" in self:
             parts.append(f"continuation={self.get('continuation')!r} targets={len(self['targets'])}")
-        if "convergence_delta" in self:
+        if self.get("convergence_delta") is not None:
             parts.append(f"convergence_delta={self['convergence_delta']:.3g}")
         if getattr(self, "_tensors", None) is not None:
             parts.append(f"tensors={sorted(self._tensors)}")

@@ -28,6 +28,8 @@ from .vocabulary import (
     DEFAULT_HOLDOUT,
     DEFAULT_KEEP_PROBABILITY,
     FORWARD_ATTRIBUTIONS,
+    METHOD_OPTIONS,
+    METHOD_SPECIFIC,
     Ablation,
     Aggregate,
     Attribution,
@@ -80,7 +82,7 @@ def _distinct_from_zero(value: list[int], numbering: str) -> list[int]:
 
 def _given_with_auto(value: Any, info: ValidationInfo, hint: str) -> bool:
     """Whether an n_steps "auto" option was given; refused (rather than dropped) beside a fixed n_steps."""
-    if value is None:
+    if value is None or info.data.get("attribution", "integrated_gradients") != "integrated_gradients":
         return False
     if info.data.get("n_steps") != "auto":
         raise _fail(f'applies only to "n_steps": "auto" ({hint})')
@@ -221,9 +223,12 @@ class GradientsRequest(TextRequest):
         None, max_length=MAX_SOURCES, description='Causal LM: named spans of the prompt ({"id", "message", "start", "end"}, or {"id", "text"} '
                           "found exactly once), e.g. the retrieved documents of a RAG prompt; answers sum per source.")
     attribution: Attribution = Field(
-        "integrated_gradients", description='"occlusion" (leave one unit out, one forward each) or "contextcite" '
+        "integrated_gradients", description='The method: "integrated_gradients"; "gradient_x_input" (the embedding '
+                                            "gradient at the input times input minus baseline: one forward and one "
+                                            'backward per target); "saliency" (that gradient\'s norm per token); '
+                                            '"occlusion" (leave one unit out, one forward each) or "contextcite" '
                                             "(random ablations and a Lasso surrogate): forward-only, causal LM "
-                                            "continuations only.")
+                                            "continuations only. Which other fields each reads: docs/api/methods.md.")
     unit: Unit = Field(
         None, description='occlusion/contextcite: what is left out: token, word, sentence or source (default: '
                           '"source" with sources, else "sentence").')
@@ -305,17 +310,22 @@ class GradientsRequest(TextRequest):
                 raise RequestError("text_pair", 'a conversation has no text pair; leave "text_pair" out')
         if self.sources is not None:
             self._check_sources()
-        forward = self.attribution in FORWARD_ATTRIBUTIONS
-        if forward:
+        self._method_options()
+        if self.attribution in FORWARD_ATTRIBUTIONS:
             self._check_forward()
-        else:
-            for name in ("unit", "n_ablations", "keep_probability", "n_holdout"):
-                if name in self.model_fields_set:
-                    raise RequestError(name, f'applies only to "attribution": "occlusion" or "contextcite", '
-                                             f"not {self.attribution}")
-            if "ablation" in self.model_fields_set:
-                raise RequestError("ablation", 'applies only to "attribution": "occlusion" or "contextcite"')
         return self
+
+    def _method_options(self):
+        """A field that only some methods read (METHOD_OPTIONS), given to another, is refused naming it."""
+        for name in sorted(self.model_fields_set & METHOD_SPECIFIC):
+            shown = type(self).model_fields[name].alias or name
+            if name not in METHOD_OPTIONS[self.attribution]:
+                readers = [m for m, fields in METHOD_OPTIONS.items() if name in fields]
+                if name == "score" and self.attribution == "contextcite":
+                    raise RequestError("score", "contextcite fits the answer's log-probability logit (log p/(1-p), "
+                                                "as ContextCite); leave score out")
+                said = " or ".join(f'"{m}"' for m in readers)
+                raise RequestError(shown, f'applies to "attribution": {said}, not "{self.attribution}"; leave it out')
 
     def _check_sources(self):
         if not self.sources:
@@ -339,21 +349,6 @@ class GradientsRequest(TextRequest):
     def _check_forward(self):
         if not self.generation:
             raise RequestError("attribution", f'{self.attribution} explains a continuation: give "continuation" or "generate"')
-        ig_only = ("n_steps", "method", "tolerance", "max_n_steps", "continuation_baseline", "foil", "returns", "format",
-                   "dtype")
-        for name in ig_only:
-            if name in self.model_fields_set:
-                shown = "return" if name == "returns" else name
-                raise RequestError(shown, f'applies to integrated gradients only, not "attribution": "{self.attribution}"; '
-                                          "leave it out")
-        if self.attribution == "contextcite":
-            if "score" in self.model_fields_set:
-                raise RequestError("score", "contextcite fits the answer's log-probability logit (log p/(1-p), as "
-                                            "ContextCite); leave score out")
-        else:
-            for name in ("n_ablations", "keep_probability", "n_holdout"):
-                if name in self.model_fields_set:
-                    raise RequestError(name, 'applies only to "attribution": "contextcite"')
         if self.unit == "source" and self.sources is None:
             raise RequestError("unit", '"source" needs "sources"')
         if self.aggregate != "token":
@@ -424,7 +419,8 @@ class GradientsRequest(TextRequest):
         one target; Gauss–Kronrod for a continuation, whose later rows have narrow spikes that
         only local refinement reaches (SmolLM2 " Paris, the": converged at 915 points where Fejér
         had not at 2047; docs/api/generations.md)."""
-        if isinstance(body, dict) and body.get("n_steps") == "auto":
+        integrated = isinstance(body, dict) and body.get("attribution", "integrated_gradients") == "integrated_gradients"
+        if integrated and body.get("n_steps") == "auto":
             several = body.get("continuation") is not None or body.get("generate") is not None
             body = {"method": "gausskronrod" if several else NESTED_METHODS[0], "tolerance": DEFAULT_TOLERANCE, **body}
         return body
@@ -439,6 +435,8 @@ class GradientsRequest(TextRequest):
     @field_validator("n_steps")
     @classmethod
     def _n_steps(cls, value, info: ValidationInfo):
+        if info.data.get("attribution", "integrated_gradients") != "integrated_gradients":
+            return value  # another method's request: refused as not its field (_method_options)
         method = info.data.get("method", "gausslegendre")
         if value == "auto":
             if method not in NESTED_METHODS:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
-from .vocabulary import Ablation, Baseline, HeadAggregate, Method, Role, Score, Unit
+from .vocabulary import Ablation, Attribution, Baseline, HeadAggregate, Method, Role, Score, Unit
 
 
 def _numpy_or_list(value, handler):
@@ -21,10 +21,12 @@ def _numpy_or_list(value, handler):
 Nested = Annotated[list[Any], WrapValidator(_numpy_or_list)]
 
 
-def relative_delta(convergence_delta: float, score: float, baseline_score: float) -> float | None:
+def relative_delta(convergence_delta: float | None, score: float, baseline_score: float) -> float | None:
     """|convergence delta| / |F(x) − F(x′)|: the share of what IG should explain that it misses;
-    None when F(x) = F(x′) (nothing to explain, so no share). The one definition: results,
-    metrics and the dataset command all use it."""
+    None when F(x) = F(x′) (nothing to explain, so no share) or the method has no completeness
+    (saliency). The one definition: results, metrics and the dataset command all use it."""
+    if convergence_delta is None:
+        return None
     explained = abs(score - baseline_score)
     return abs(convergence_delta) / explained if explained > 0 else None
 
@@ -268,14 +270,19 @@ class PathResponse(Truncation):
                           'continuation; null for a fixed n_steps.')
 
 
+GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency"]
+
+
 class GradientsResponse(PathResponse):
     """The JSON summary (`format: json`, and the `summary` entry of an npz)."""
 
+    attribution: GradientAttribution = Field("integrated_gradients", description="The method that answered.")
     tokens: list[Token]
     prediction: ClassPrediction | NextTokenPrediction
     target: Target
     baseline: BaselineUsed
-    convergence_delta: float = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error.")
+    convergence_delta: float | None = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error "
+                                                        "(null for saliency, which has no completeness).")
     attributions: Attributions | None = None
     path_scores: list[float] | None = Field(None, description="F at each path point.")
     gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
@@ -321,7 +328,7 @@ class GenerationTarget(TargetToken):
     foil: TokenChoice | None
     score: float = Field(description="F_t(x): the score attributed.")
     baseline_score: float = Field(description="F_t(x').")
-    convergence_delta: float = Field(description="Σ attributions − (F_t(x) − F_t(x')).")
+    convergence_delta: float | None = Field(description="Σ attributions − (F_t(x) − F_t(x')) (null for saliency).")
     attributions: Attributions | None = Field(
         None, description="One value per preceding token: len(prompt) + t values for the t-th target.")
     word_attributions: Attributions | None = Field(
@@ -333,7 +340,8 @@ class GenerationTarget(TargetToken):
     relative_delta: float | None = Field(
         description="|convergence_delta| / |score − baseline_score|: the share of the score change the row misses "
                     "(null when the two scores are equal).")
-    within_tolerance: bool = Field(description="relative_delta <= tolerance: whether the row can be read as complete.")
+    within_tolerance: bool | None = Field(
+        description="relative_delta <= tolerance: whether the row can be read as complete (null for saliency).")
     path_scores: list[float] | None = Field(None, description="F_t at each path point.")
 
 
@@ -356,13 +364,13 @@ class ContinuationAttributions(Response):
 class GenerationResponse(PathResponse):
     """The JSON summary of a continuation/generate request: one attribution row per target token."""
 
-    attribution: Literal["integrated_gradients"] = "integrated_gradients"
+    attribution: GradientAttribution = Field("integrated_gradients", description="The method that answered.")
     messages: list[MessageUsed] | None = Field(None, description="With `messages`: the conversation and its tokens.")
     sentences: list[TextUnit] | None = Field(None, description='`aggregate: "sentence"`: the prompt\'s and the continuation\'s sentences.')
     sources: list[TextUnit] | None = Field(None, description="With `sources`: each source where it was found.")
     continuation_attributions: ContinuationAttributions | None = Field(
         None, description="The whole continuation's attributions (when attributions are returned).")
-    within_tolerance: bool = Field(description="Every row within the tolerance.")
+    within_tolerance: bool | None = Field(description="Every row within the tolerance (null for saliency).")
     tokens: list[GenerationToken]
     continuation: str = Field(description="The continuation explained (given, or generated).")
     generated: bool
@@ -431,7 +439,7 @@ class CostEstimate(Response):
     """`dry_run: true`: what the request would run and cost on this worker, without running it."""
 
     dry_run: Literal[True] = True
-    attribution: Literal["integrated_gradients", "occlusion", "contextcite"]
+    attribution: Attribution
     n_tokens_prompt: int
     n_tokens_continuation: int = Field(description="The continuation's tokens (generate: max_new_tokens, at most).")
     forwards: int = Field(description="Sequences run forward (path points, or versions of the prompt).")

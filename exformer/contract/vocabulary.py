@@ -13,8 +13,22 @@ Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit", "log_probability"]
 Aggregate = Literal["token", "word", "sentence"]
-Attribution = Literal["integrated_gradients", "occlusion", "contextcite"]
-FORWARD_ATTRIBUTIONS = ("occlusion", "contextcite")  # forward-only: exformer.core.ablation
+Attribution = Literal["integrated_gradients", "gradient_x_input", "saliency", "occlusion", "contextcite"]  # methods
+FORWARD_ATTRIBUTIONS = ("occlusion", "contextcite")  # forward-only: continuations only
+GRADIENT_ATTRIBUTIONS = ("integrated_gradients", "gradient_x_input", "saliency")  # any target
+# The request fields that only some methods read, by method (their field names); any other method
+# given one refuses it, naming it. The rest (text, messages, sources, continuation, generate,
+# target, dry_run, evaluate, ...) every method reads.
+_BASELINE = frozenset({"baseline", "baseline_specials", "seed"})
+METHOD_OPTIONS = {
+    "integrated_gradients": _BASELINE | {"n_steps", "method", "tolerance", "max_n_steps", "returns", "format",
+                                         "continuation_baseline", "foil", "dtype", "score"},
+    "gradient_x_input": _BASELINE | {"continuation_baseline", "foil", "dtype", "score"},
+    "saliency": frozenset({"foil", "dtype", "score"}),
+    "occlusion": _BASELINE | {"unit", "ablation", "score"},
+    "contextcite": _BASELINE | {"unit", "ablation", "n_ablations", "keep_probability", "n_holdout"},
+}
+METHOD_SPECIFIC = frozenset().union(*METHOD_OPTIONS.values())
 Unit = Literal["token", "word", "sentence", "source"]  # what a forward-only method leaves out
 Ablation = Literal["remove", "baseline"]  # a unit left out of the text, or its tokens replaced by the baseline token
 Role = Literal["system", "user", "assistant"]
@@ -41,4 +55,4 @@ MAX_MESSAGES = 256  # turns of a conversation
 MAX_SOURCES = 256  # named spans of a prompt
 MAX_INDICES = 8192  # entries of an index list: layers, heads, mask, foil (the longest prompt an archive may serve)
 
-__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'Attribution', 'FORWARD_ATTRIBUTIONS', 'Unit', 'Ablation', 'Role', 'DEFAULT_ABLATIONS', 'DEFAULT_HOLDOUT', 'DEFAULT_KEEP_PROBABILITY', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS', 'MAX_MESSAGES', 'MAX_SOURCES', 'MAX_INDICES']
+__all__ = ['BASELINES', 'GRADIENT_METHODS', 'SCORES', 'FORMATS', 'RETURNS', 'Encoding', 'Baseline', 'Method', 'Format', 'Returned', 'Score', 'Aggregate', 'Attribution', 'FORWARD_ATTRIBUTIONS', 'GRADIENT_ATTRIBUTIONS', 'METHOD_OPTIONS', 'METHOD_SPECIFIC', 'Unit', 'Ablation', 'Role', 'DEFAULT_ABLATIONS', 'DEFAULT_HOLDOUT', 'DEFAULT_KEEP_PROBABILITY', 'FIXED_METHODS', 'NESTED_METHODS', 'DEFAULT_TOLERANCE', 'TOKEN_BASELINES', 'DEFAULT_RETURNS', 'GRADIENT_HEADS', 'Index', 'HeadAggregate', 'HEAD_AGGREGATES', 'KRONROD_POINTS', 'MAX_MESSAGES', 'MAX_SOURCES', 'MAX_INDICES']

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .deadline import check as check_deadline
+from .scores import head, score
 
 LASSO_ALPHA = 0.01  # ContextCite's
 
@@ -37,8 +38,8 @@ class TargetScores:
     logit_probability: np.ndarray  # log p − log(1 − p), computed as ContextCite does: logit − logsumexp(others)
     full_logits: np.ndarray | None = None  # [n_t, V] after the first prompt (what describes the targets)
 
-    def of(self, score: str) -> np.ndarray:
-        return np.exp(self.log_probability) if score == "probability" else getattr(self, score)
+    def of(self, name: str) -> np.ndarray:
+        return np.exp(self.log_probability) if name == "probability" else getattr(self, name)
 
 
 def shared_prefix(sequences: list[list[int]]) -> int:
@@ -50,15 +51,6 @@ def shared_prefix(sequences: list[list[int]]) -> int:
     return n
 
 
-def _head(model):
-    """The vocabulary projection and the transformation after it (Gemma's soft-capping)."""
-    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    head = model.get_output_embeddings()
-    if not cap:
-        return head
-    return lambda h: torch.tanh(head(h) / cap) * cap
-
-
 @torch.inference_mode()
 def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_per_forward: int | None = None) -> TargetScores:
     """The targets' scores after each prompt in `prompts` (each followed by the targets), and
@@ -66,7 +58,7 @@ def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_pe
     model, device, n_t = loaded.model, loaded.device, len(targets)
     sequences = [p + targets for p in prompts]
     prefix = min(shared_prefix(sequences), min(len(p) for p in prompts) - 1)  # every version feeds ≥ 1 token
-    base, head = model.base_model, _head(model)
+    base, project = model.base_model, head(model)
     past = None
     if prefix > 0:
         past = base(input_ids=torch.tensor([sequences[0][:prefix]], device=device), use_cache=True).past_key_values
@@ -85,15 +77,12 @@ def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_pe
         hidden = base(input_ids=ids, use_cache=past is not None, **extra).last_hidden_state  # [B, width, H]
         at = torch.tensor([[len(f) - n_t + t for t in range(n_t)] for f in fed], device=device)  # scored positions
         picked = hidden.gather(1, at[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, n_t, H]
-        logits = head(picked).double()  # [B, n_t, V]
-        correct = logits.gather(-1, target_index.view(1, -1, 1).expand(len(chunk), -1, 1))[..., 0]
-        others = logits.scatter(-1, target_index.view(1, -1, 1).expand(len(chunk), -1, 1), -torch.inf).logsumexp(-1)
+        logits = project(picked).double()  # [B, n_t, V]
         if first == 0:
             full_logits = logits[0].float().cpu().numpy()
         rows_out = slice(first, first + len(chunk))
-        out["logit"][rows_out] = correct.cpu().numpy()
-        out["log_probability"][rows_out] = (correct - logits.logsumexp(-1)).cpu().numpy()
-        out["logit_probability"][rows_out] = (correct - others).cpu().numpy()
+        for name, values in out.items():
+            values[rows_out] = score(name, logits, target_index).cpu().numpy()
     return TargetScores(**out, full_logits=full_logits)
 
 

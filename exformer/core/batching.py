@@ -218,18 +218,3 @@ def head_logits(loaded, kwargs: dict, embeddings: torch.Tensor, spans, dtype: st
         rows = torch.arange(len(spans), device=logits.device)
         logits = logits[rows, 0] if "logits_to_keep" in extra else logits[rows, last.to(logits.device)]
     return logits.float()
-
-
-def target_scores(logits: torch.Tensor, targets: list[int], scores: list[str]) -> torch.Tensor:
-    """F per row [B]: the softmax probability of the row's target, its log-probability, or its raw logit."""
-    index = torch.tensor(targets, device=logits.device).view(-1, 1)
-    logit = logits.gather(-1, index)[:, 0]
-    if all(s == "logit" for s in scores):
-        return logit
-    probability = logits.softmax(-1).gather(-1, index)[:, 0]
-    use_logit = torch.tensor([s == "logit" for s in scores], device=logits.device)
-    out = torch.where(use_logit, logit, probability)
-    if "log_probability" in scores:
-        use_log = torch.tensor([s == "log_probability" for s in scores], device=logits.device)
-        out = torch.where(use_log, logits.log_softmax(-1).gather(-1, index)[:, 0], out)
-    return out

@@ -17,7 +17,7 @@ positions), and each target's gradient is one backward on that retained graph, c
 its own prefix (`prefix_backward`); captum pays a forward and a backward per target instead.
 (A forward segment by segment on the KV cache, the other way to bound each backward, was 4x
 slower on CPU: one-token segments make weight-bound matmuls.) `n_steps: "auto"` refines one
-nested rule for all targets (`refine_targets`). Requests and responses: exformer.explain.generation.
+nested rule for all targets (`refine_targets`). Requests and responses: exformer.explain.methods.integrated_gradients.
 """
 
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ from .batching import _accepts, attention_for_gradients, default_chunk_points, e
 from .deadline import check as check_deadline
 from .integrated import path_point
 from .quadrature import fixed_rule
+from .scores import contrast
 
 
 @dataclass
@@ -139,20 +140,6 @@ def prefix_backward(model: torch.nn.Module, enabled: bool = True):
                 setattr(module, slot, previous)
 
 
-def continuation_scores(logits: torch.Tensor, targets: list[int], foils: list[int] | None, score: str) -> torch.Tensor:
-    """F [B, n_t] from next-token logits [B, n_t, V]: p, log p or the logit of each target,
-    minus the foil's."""
-    if score == "probability":
-        values = logits.softmax(-1)
-    elif score == "log_probability":
-        values = logits.log_softmax(-1)
-    else:
-        values = logits
-    pick = lambda ids: values.gather(-1, torch.tensor(ids, device=values.device).view(1, -1, 1)  # noqa: E731
-                                     .expand(values.shape[0], -1, 1))[..., 0]
-    return pick(targets) - pick(foils) if foils is not None else pick(targets)
-
-
 def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32",
                   split: bool = False):
     """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
@@ -203,7 +190,7 @@ def targets_at(loaded, path: ContinuationPath, alphas: list[float], chunk_points
             for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
                 check_deadline(f"target backwards of a chunk of {len(chunk)} path points", t, n_t)
                 foil = None if path.foils is None else path.foils[t : t + 1]
-                f = continuation_scores(logits[t], path.targets[t : t + 1], foil, path.score)[:, 0]  # [B]
+                f = contrast(path.score, logits[t], path.targets[t : t + 1], foil)[:, 0]  # [B]
                 (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
                 grads[t, index, :fed] = g.detach().float().cpu()
                 scores[index, t] = f.detach().float().cpu()

@@ -32,9 +32,9 @@ from .batching import (
     for_each_chunk,
     head_logits,
     pad_batch,
-    target_scores,
 )
 from .quadrature import fixed_rule
+from .scores import per_row
 
 
 @dataclass
@@ -193,7 +193,7 @@ def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "f
     padded.requires_grad_()
     with torch.enable_grad():
         logits = head_logits(loaded, kwargs, padded, spans, dtype)  # [B, C]
-        score = target_scores(logits, [p.target for p, _ in rows], [p.score for p, _ in rows])  # [B]
+        score = per_row(logits, [p.target for p, _ in rows], [p.score for p, _ in rows])  # [B]
         (grad,) = torch.autograd.grad(score.sum(), padded)  # [B, T, E]
     grad = grad.detach().float().cpu()
     return [grad[b, a:e] for b, (a, e) in enumerate(spans)], score.detach().cpu()

@@ -67,7 +67,7 @@ def fixed_rule(method: str, n_steps: int) -> tuple[list[float], list[float]]:
             "riemann_trapezoid": "trapezoid"}.get(method)
     if kind is None:
         raise ValueError(f"no fixed rule named {method!r}; known: {FIXED_METHODS}")
-    if n_steps < 2:
+    if n_steps < 2 and kind != "right":  # one right point, α = 1 and weight 1, is gradient × input
         raise ValueError(f"{method} needs at least 2 steps, got {n_steps}")
     n = n_steps
     steps = [1 / n] * n

@@ -1,22 +1,18 @@
-"""Forward-only requests (`attribution`: "occlusion" or "contextcite") → the contract's
-AblationResponse: the units of the prompt, the versions of the prompt each method runs, and
-one value per unit per target token and for the whole continuation (exformer.core.ablation).
+"""What the forward-only methods (exformer.explain.methods.occlusion, .contextcite) share: the
+units of the prompt they leave out, the versions of the prompt without them, their closed-form
+cost, and the contract's AblationResponse (one value per unit per target token and for the
+whole continuation). The forwards: exformer.core.ablation.
 """
 
 import numpy as np
 import torch
 
+from ..contract.errors import RequestError
 from ..contract.responses import AblationResponse
-from ..contract.vocabulary import DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, DEFAULT_KEEP_PROBABILITY
-from ..core.ablation import (
-    LASSO_ALPHA,
-    contextcite_masks,
-    continuation_logit_probability,
-    fit_surrogate,
-    score_versions,
-    surrogate_fit,
-)
+from ..contract.vocabulary import DEFAULT_HOLDOUT
+from ..core.ablation import default_rows
 from ..core.baselines import baseline_token_id
+from ..core.cost import forward_cost
 from ..core.prompts import Prompt, prompt_ids
 from ..core.units import ablate_text, sentence_units, source_units
 from ..core.words import word_rows
@@ -61,67 +57,60 @@ def version_ids(loaded, request, prompt: Prompt, units: list[dict], removed: lis
     return tuple(prompt_ids(loaded, request, texts))
 
 
-def plan(loaded, request, prompt: Prompt, units: list[dict]) -> tuple[list[int], list[tuple[int, ...]], np.ndarray | None]:
-    """For each ablation the index of its prompt among the distinct prompts (the whole prompt
-    first; identical ones run once), those prompts, and contextcite's masks (True: kept)."""
-    n = len(units)
-    if request.attribution == "occlusion":
-        removals, masks = [[u] for u in range(n)], None
-    else:
-        count = (request.n_ablations or DEFAULT_ABLATIONS) + n_holdout(request)
-        masks = contextcite_masks(n, count, request.keep_probability or DEFAULT_KEEP_PROBABILITY, request.seed)
-        removals = [list(np.flatnonzero(~mask)) for mask in masks]
+def ablated_prompts(loaded, request, prompt: Prompt, units: list[dict],
+                    removals: list[list[int]]) -> tuple[list[int], list[tuple[int, ...]]]:
+    """For each removal (the units left out) the index of its prompt among the distinct prompts
+    (the whole prompt first; identical ones run once), and those prompts."""
     versions = [version_ids(loaded, request, prompt, units, r) for r in removals]
     distinct = list(dict.fromkeys([tuple(prompt.ids), *versions]))
     row = {d: k for k, d in enumerate(distinct)}
-    return [row[v] for v in versions], distinct, masks
+    return [row[v] for v in versions], distinct
+
+
+def check_count(loaded, request, n_units: int) -> None:
+    """Occlusion runs one prompt per unit: refused (413, naming `unit`) past the archive's
+    max_ablations, before anything runs (contextcite's counts are checked with the request)."""
+    limit = loaded.settings.max_ablations
+    if request.attribution == "occlusion" and n_units > limit:
+        raise RequestError("unit", f'"{request.units}" makes {n_units} units, one ablated prompt each, over this '
+                                   f"archive's max_ablations ({limit}); choose a coarser unit (sentence, source)",
+                           code=413)
 
 
 def n_holdout(request) -> int:
     return DEFAULT_HOLDOUT if request.n_holdout is None else request.n_holdout
 
 
-def explain(loaded, request, prompt: Prompt, targets: list[int], text: str, tokens: list[dict]) -> dict:
-    units = units_of(request, prompt, tokens)
-    versions, distinct, masks = plan(loaded, request, prompt, units)
-    scores = score_versions(loaded, [list(d) for d in distinct], targets)
-    n_t = len(targets)
-    described = described_targets(loaded, targets, len(prompt), torch.from_numpy(scores.full_logits))
+def forward_cost_of(loaded, plan, units: list[dict], n_prompts: int) -> dict:
+    """The closed-form cost of `n_prompts` ablated prompts (exformer.core.cost.forward_cost): every
+    version as long as the whole prompt, sharing the tokens before the first unit (upper bounds:
+    a removed unit shortens its version, identical prompts run once)."""
+    prompt, n_targets = plan.prompt, plan.n_targets
+    first = min((i for unit in units for i in unit["tokens"]), default=len(prompt) - 1)
+    shared = min(first, len(prompt) - 1)
+    rows = default_rows(len(prompt) + n_targets - shared, loaded.device)
+    return forward_cost(loaded, n_prompts, len(prompt), shared, n_targets, rows)
+
+
+def answer(loaded, request, plan, units: list[dict], scores, score: str, per_target: np.ndarray, whole: np.ndarray,
+           full: np.ndarray, n_prompts: int, surrogate: dict | None = None) -> dict:
+    """The contract's AblationResponse: per target and for the whole continuation, one value per unit."""
+    described = described_targets(loaded, plan.targets, len(plan.prompt), torch.from_numpy(scores.full_logits))
     ids = [u["id"] for u in units]
-    surrogate = None
-    if request.attribution == "occlusion":
-        score = request.score
-        per_target = scores.of(score)[0][None, :] - scores.of(score)[versions]  # [units, n_t]
-        whole = scores.log_probability[0].sum() - scores.log_probability[versions].sum(-1)  # Σ log p
-        full = scores.of(score)[0]
-    else:
-        score = "logit_probability"
-        n_fit = request.n_ablations or DEFAULT_ABLATIONS
-        outputs = scores.logit_probability[versions]  # [masks, n_t]
-        fitted = [fit_surrogate(masks[:n_fit], outputs[:n_fit, t]) for t in range(n_t)]
-        per_target = np.stack([w for w, _ in fitted], 1)
-        answer = continuation_logit_probability(outputs)  # [masks]
-        whole, intercept = fit_surrogate(masks[:n_fit], answer[:n_fit], n_tokens=n_t)
-        full = scores.logit_probability[0]
-        surrogate = {"n_ablations": n_fit, "n_holdout": n_holdout(request),
-                     "keep_probability": request.keep_probability or DEFAULT_KEEP_PROBABILITY, "seed": request.seed,
-                     "lasso_alpha": LASSO_ALPHA, "intercept": intercept,
-                     "fit": surrogate_fit(whole, intercept, masks[n_fit:], answer[n_fit:]),
-                     "n_distinct_prompts": len(distinct)}
     for t, target in enumerate(described):
         target["score"] = float(full[t])
         target["attributions"] = [{"id": i, "attribution": float(v)} for i, v in zip(ids, per_target[:, t])]
     response = {
-        **continuation_answer(loaded, request, prompt, tokens, text),
+        **continuation_answer(loaded, request, plan.prompt, plan.tokens, plan.text),
         "attribution": request.attribution,
         "unit": request.units,
         "ablation": request.ablation,
         "baseline": request.baseline if request.ablation == "baseline" else None,
         "score": score,
-        "units": text_units(units, prompt),
+        "units": text_units(units, plan.prompt),
         "targets": described,
         "continuation_attributions": [{"id": i, "attribution": float(v)} for i, v in zip(ids, whole)],
         "surrogate": surrogate,
-        "forwards": len(distinct),
+        "forwards": n_prompts,
     }
     return checked(AblationResponse, response)

@@ -22,7 +22,7 @@ from typing import Any
 from ..client.results import AttentionResult, GradientsResult
 from ..contract.errors import RequestError
 from ..contract.requests import AttentionRequest, GradientsRequest, Request
-from . import attention, gradients
+from . import attention, dispatch
 from .checks import parse_request
 from .responses import GradientsAnswer, details_response
 
@@ -58,7 +58,7 @@ def explain_gradients(model, request: Any, **fields) -> GradientsResult | dict |
     a dict of numpy arrays with the summary under "summary", "torch-gzip" the old server's
     dict of tensors; an empty request, the model block."""
     requests, one = _requests(model, GradientsRequest, request, fields)
-    results = iter(gradients.explain_batch(model, [r for r in requests if not r.details_only]))
+    results = iter(dispatch.explain_batch(model, [r for r in requests if not r.details_only]))
     answers = []
     for r in requests:
         result = details_response(model) if r.details_only else next(results)

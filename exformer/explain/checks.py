@@ -110,7 +110,7 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
 
 def _ablations(loaded, request: GradientsRequest) -> None:
     """contextcite's masks, fitted and held out, within the archive's max_ablations (occlusion's
-    count is its units': exformer.explain.cost.check_ablations)."""
+    count is its units': exformer.explain.ablations.check_count)."""
     if request.attribution != "contextcite":
         return
     limit = loaded.settings.max_ablations

@@ -46,8 +46,8 @@ LAUNCHER = Path(__file__).with_name("forkserver-python")
 PRELOAD = ("torch", "numpy", "orjson", "pydantic", "tokenizers", "safetensors.torch", "transformers",
            "transformers.modeling_utils", "accelerate", "ts.model_service_worker",
            "ts.torch_handler.base_handler")
-OUR_MODULES = ("exformer.serving.handler", "exformer.explain.gradients", "exformer.explain.attention",
-               "exformer.explain.generation")
+OUR_MODULES = ("exformer.serving.handler", "exformer.explain.dispatch", "exformer.explain.attention",
+               "exformer.explain.methods")
 CONNECT_SECONDS = 60.0
 
 

@@ -562,7 +562,7 @@ export interface SparseRollout extends SparseRows {
  * via the `definition` "CostEstimate".
  */
 export interface CostEstimate {
-  attribution: "integrated_gradients" | "occlusion" | "contextcite";
+  attribution: "integrated_gradients" | "gradient_x_input" | "saliency" | "occlusion" | "contextcite";
   /**
    * Backward passes (one per target per path point; 0 for forward-only methods).
    */
@@ -649,7 +649,10 @@ export interface ErrorResponse {
  * via the `definition` "GenerationResponse".
  */
 export interface GenerationResponse extends PathResponse {
-  attribution?: "integrated_gradients";
+  /**
+   * The method that answered.
+   */
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency";
   baseline: GenerationBaseline;
   /**
    * The continuation explained (given, or generated).
@@ -683,9 +686,9 @@ export interface GenerationResponse extends PathResponse {
   targets: GenerationTarget[];
   tokens: GenerationToken[];
   /**
-   * Every row within the tolerance.
+   * Every row within the tolerance (null for saliency).
    */
-  within_tolerance: boolean;
+  within_tolerance: boolean | null;
   /**
    * `aggregate: "word"`: the words of the prompt, then of the continuation.
    */
@@ -765,9 +768,9 @@ export interface GenerationTarget {
    */
   baseline_score: number;
   /**
-   * Σ attributions − (F_t(x) − F_t(x')).
+   * Σ attributions − (F_t(x) − F_t(x')) (null for saliency).
    */
-  convergence_delta: number;
+  convergence_delta: number | null;
   /**
    * Entropy of that next-token distribution, in nats.
    */
@@ -809,9 +812,9 @@ export interface GenerationTarget {
   text: string;
   token: string;
   /**
-   * relative_delta <= tolerance: whether the row can be read as complete.
+   * relative_delta <= tolerance: whether the row can be read as complete (null for saliency).
    */
-  within_tolerance: boolean;
+  within_tolerance: boolean | null;
   /**
    * `aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).
    */
@@ -901,9 +904,9 @@ export interface GradientsRequest {
    */
   aggregate?: "token" | "word" | "sentence";
   /**
-   * "occlusion" (leave one unit out, one forward each) or "contextcite" (random ablations and a Lasso surrogate): forward-only, causal LM continuations only.
+   * The method: "integrated_gradients"; "gradient_x_input" (the embedding gradient at the input times input minus baseline: one forward and one backward per target); "saliency" (that gradient's norm per token); "occlusion" (leave one unit out, one forward each) or "contextcite" (random ablations and a Lasso surrogate): forward-only, causal LM continuations only. Which other fields each reads: docs/api/methods.md.
    */
-  attribution?: "integrated_gradients" | "occlusion" | "contextcite";
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "occlusion" | "contextcite";
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
@@ -1067,12 +1070,16 @@ export interface Source {
  * via the `definition` "GradientsResponse".
  */
 export interface GradientsResponse extends PathResponse {
+  /**
+   * The method that answered.
+   */
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency";
   attributions?: Attributions | null;
   baseline: BaselineUsed;
   /**
-   * Σ attributions − (F(x) − F(x')): the quadrature's error.
+   * Σ attributions − (F(x) − F(x')): the quadrature's error (null for saliency, which has no completeness).
    */
-  convergence_delta: number;
+  convergence_delta: number | null;
   /**
    * ‖∂F/∂x‖ at each path point.
    */
