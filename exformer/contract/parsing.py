@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .errors import RequestError, json_excerpt
 from .requests import AttentionRequest, GradientsRequest, Request  # noqa: F401  (doctest names)
 
-_NESTED = ("messages", "sources", "generate")  # objects in a request: an error names the path, sources[1].end
+_NESTED = ("messages", "sources", "generate", "evaluate")  # objects in a request: an error names the path, sources[1].end
 
 _PHRASES = {
     "string_type": "must be a string",

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 from pydantic_core import PydanticCustomError
 
 from .errors import RequestError, json_excerpt
+from .evaluation import Evaluate
 from .vocabulary import (
     DEFAULT_RETURNS,
     DEFAULT_TOLERANCE,
@@ -241,6 +242,11 @@ class GradientsRequest(TextRequest):
         None, description=f"contextcite: chance that a unit is kept in a mask, 0 < p < 1 (default {DEFAULT_KEEP_PROBABILITY}).")
     n_holdout: int = Field(None, ge=0, description=f"contextcite: further masks the surrogate's fit is measured on (default {DEFAULT_HOLDOUT}; "
                                                    "with n_ablations at most the archive's max_ablations).")
+    evaluate: Evaluate = Field(
+        None, description="Measure the answer's faithfulness on the input itself: deletion and insertion curves "
+                          "over its units in the explanation's order, their areas (AOPC), ERASER's comprehensiveness "
+                          "and sufficiency, and the same against random orders (the answer's `evaluation`); "
+                          "docs/api/evaluate.md.")
     dry_run: bool = Field(False, description="Answer with what the request would cost (forwards, backwards, tokens, "
                                              "estimated seconds and peak memory) instead of running it.")
     text_pair: str | None = Field(None, description="A second segment (sentence pairs).")
@@ -313,7 +319,21 @@ class GradientsRequest(TextRequest):
         self._method_options()
         if self.attribution in FORWARD_ATTRIBUTIONS:
             self._check_forward()
+        if self.evaluate is not None:
+            self._check_evaluate()
         return self
+
+    def _check_evaluate(self):
+        unit = self.evaluate.unit
+        if self.foil is not None:
+            raise RequestError("evaluate", "measures the score of the targets themselves; leave out foil (or evaluate)")
+        if self.attribution in FORWARD_ATTRIBUTIONS and unit is not None and unit != self.units:
+            raise RequestError("evaluate.unit", f'{self.attribution} attributes to its unit "{self.units}": evaluate on '
+                                                "it (leave evaluate.unit out) or choose that unit with \"unit\"")
+        if unit == "source" and self.sources is None:
+            raise RequestError("evaluate.unit", '"source" needs "sources"')
+        if self.generation is False and unit == "source":
+            raise RequestError("evaluate.unit", "a classifier's units are tokens, words or sentences")
 
     def _method_options(self):
         """A field that only some methods read (METHOD_OPTIONS), given to another, is refused naming it."""

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
+from .evaluation import Evaluation
 from .vocabulary import Ablation, Attribution, Baseline, HeadAggregate, Method, Role, Score, Unit
 
 
@@ -288,6 +289,7 @@ class GradientsResponse(PathResponse):
     gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
     intermediate_gradients: JsonArray | None = Field(None, description="[n_steps, tokens, hidden], when asked in `return`.")
     words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the text.')
+    evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
     word_attributions: Attributions | None = Field(None, description='`aggregate: "word"`: per word, the sum over its tokens.')
 
 
@@ -378,6 +380,7 @@ class GenerationResponse(PathResponse):
     contrastive: bool = Field(description="Whether F is a difference against foils.")
     baseline: GenerationBaseline
     words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.')
+    evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
     intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
 
 
@@ -433,6 +436,7 @@ class AblationResponse(Truncation):
                     "the continuation's log p/(1-p).")
     surrogate: Surrogate | None = Field(None, description="contextcite only.")
     forwards: int = Field(description="Prompts the model ran (distinct versions, the whole prompt included).")
+    evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
 
 
 class CostEstimate(Response):

@@ -11,9 +11,11 @@ import dataclasses
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
 from ..contract.responses import CostEstimate
+from . import ablations, evaluation
 from .methods import METHODS
 from .plan import Plan
 from .responses import checked
+from .rows import token_rows
 
 FORWARD_ONLY = tuple(name for name, method in METHODS.items() if method.speed == "forward_only")
 
@@ -22,10 +24,36 @@ def estimate(loaded, plan: Plan, points: int | None = None) -> dict:
     """The figures of running the plan (integrated gradients: at `points` path points, by default
     the most the request may use), in seconds as this worker's recent requests ran
     (`estimated_seconds`) and at its best (`best_seconds`)."""
-    figures = METHODS[plan.request.attribution].cost(loaded, plan, points)
+    figures = _corrected(loaded, METHODS[plan.request.attribution].cost(loaded, plan, points))
+    if plan.request.evaluate is None:
+        return figures
+    measured = _corrected(loaded, _evaluation_cost(loaded, plan))  # its forwards come after the method's
+    for name in ("forwards", "positions", "calibrated_seconds", "estimated_seconds", "best_seconds"):
+        figures[name] += measured[name]
+    figures["estimated_peak_bytes"] = max(figures["estimated_peak_bytes"], measured["estimated_peak_bytes"])
+    return figures
+
+
+def _corrected(loaded, figures: dict) -> dict:
     speed, kind, seconds = loaded.speed, figures.pop("kind"), figures["calibrated_seconds"]
     return {**figures, "estimated_seconds": seconds * speed.correction(kind),
             "best_seconds": seconds * speed.correction(kind, optimistic=True), "measured_from": speed.source(kind)}
+
+
+def evaluation_units_of(loaded, plan: Plan) -> list[dict]:
+    """The units the answer's `evaluate` removes: the method's own (forward-only), else the kind asked."""
+    request = plan.request
+    if request.attribution in FORWARD_ONLY:
+        return METHODS[request.attribution].units(loaded, plan)
+    rows = token_rows(loaded, plan.prompt, [], [], "")
+    return evaluation.evaluation_units(request, plan.prompt, rows, evaluation.evaluation_kind(request))
+
+
+def _evaluation_cost(loaded, plan: Plan) -> dict:
+    """`evaluate`'s versions of the prompt, at most core.evaluate.versions_bound of them."""
+    units = evaluation_units_of(loaded, plan)
+    bound = evaluation.check_size(loaded, plan.request, plan.n_targets + 1, len(units))
+    return ablations.forward_cost_of(loaded, plan, units, bound)
 
 
 def cheaper_requests(request) -> list[str]:

@@ -12,8 +12,9 @@ import time
 
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
-from . import cost
+from . import cost, evaluation
 from .methods import METHODS
+from .responses import with_evaluation
 from .plan import complete, generation_room, plan
 
 
@@ -30,8 +31,16 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list:
             single.setdefault(request.attribution, []).append(k)
     for name, ks in single.items():
         for k, answer in zip(ks, METHODS[name].run_single(loaded, [requests[k] for k in ks])):
-            out[k] = answer
+            out[k] = answer if requests[k].evaluate is None else _answered(_evaluated, loaded, METHODS[name], requests[k],
+                                                                           answer)
     return out
+
+
+def _evaluated(loaded, method, request, answer):
+    """A single-target answer with its `evaluation` (exformer.explain.evaluation)."""
+    if isinstance(answer, RequestError):
+        return answer
+    return with_evaluation(answer, evaluation.classifier_evaluation(loaded, method, request, answer))
 
 
 def explain_continuation(loaded, request: GradientsRequest):
@@ -45,16 +54,21 @@ def explain_continuation(loaded, request: GradientsRequest):
         cost.refuse_over_limit(loaded, planned)  # before generating, for the most it may generate
     complete(loaded, planned)
     estimate = cost.refuse_over_limit(loaded, planned)
+    if request.evaluate is not None:  # its versions bounded before anything runs
+        units = cost.evaluation_units_of(loaded, planned)
+        evaluation.check_size(loaded, request, planned.n_targets + 1, len(units))
     started = time.perf_counter()
     answer = method.run(loaded, planned)
     if method.least_points(request) is None:  # an adaptive rule ran a count no estimate knew
         loaded.speed.learn(method.speed, estimate["calibrated_seconds"], time.perf_counter() - started)
+    if request.evaluate is not None:
+        answer = with_evaluation(answer, evaluation.continuation_evaluation(loaded, method, planned, answer))
     return answer
 
 
-def _answered(explain, loaded, request):
+def _answered(explain, *args):
     try:
-        return explain(loaded, request)
+        return explain(*args)
     except RequestError as error:
         return error
 

@@ -11,10 +11,11 @@ import numpy as np
 
 from ..contract.errors import RequestError
 from ..contract.evaluation import Evaluate, Evaluation
-from ..core.evaluate import evaluate
+from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
+from ..core.evaluate import evaluate, unit_attributions, versions_bound
 from ..core.prompts import Prompt
-from ..core.tokens import Encoded
-from ..core.versions import ClassifierScorer, ContinuationScorer, classifier_inputs
+from ..core.tokens import Encoded, encode
+from ..core.versions import ClassifierScorer, ContinuationScorer, classifier_inputs, classifier_units
 from .ablations import units_of, version_ids
 from .responses import checked
 
@@ -72,4 +73,66 @@ def evaluation_block(result: dict, options: Evaluate, targets: list, **fields) -
     return checked(Evaluation, block)
 
 
-__all__ = ["evaluation_units", "continuation_scorer", "evaluate_continuation", "evaluate_classifier", "evaluation_block"]
+
+
+# --- an answer's evaluation (the dispatcher's entry) ----------------------------------------------
+
+
+def evaluation_kind(request) -> str:
+    """The unit an answer is evaluated on: `evaluate.unit`, else the method's own (tokens for a gradient method)."""
+    if request.evaluate.unit is not None:
+        return request.evaluate.unit
+    return request.units if request.attribution in FORWARD_ATTRIBUTIONS else "token"
+
+
+def check_size(loaded, request, n_rows: int, n_units: int) -> int:
+    """The most versions the evaluation scores; a 413 naming `evaluate` past the archive's
+    max_ablations, before anything runs."""
+    options, limit = request.evaluate, loaded.settings.max_ablations
+    if n_units < 1:
+        raise RequestError("evaluate.unit", "the input has no such unit to remove")
+    bound = min(versions_bound(n_rows, n_units, options.steps, options.random_orders, options.top_fraction),
+                2 ** min(n_units, 62))  # distinct removal sets: at most every subset of the units
+    if bound > limit:
+        raise RequestError("evaluate", f"would score up to {bound} versions of the input ({n_rows} rows x "
+                                       f"{options.random_orders} random orders x {options.steps} steps over {n_units} "
+                                       f"units), over this archive's max_ablations ({limit}); ask fewer steps or "
+                                       "random_orders, or a coarser unit", code=413)
+    return bound
+
+
+def continuation_evaluation(loaded, method, plan, answer) -> dict:
+    """The `evaluation` of a continuation's answer (a gradient method's GradientsAnswer or a
+    forward-only method's dict), on the units `evaluation_kind` names."""
+    request, prompt, targets = plan.request, plan.prompt, plan.targets
+    kind = evaluation_kind(request)
+    if request.attribution in FORWARD_ATTRIBUTIONS:
+        units = plan.units
+        rows = [[a["attribution"] for a in target["attributions"]] for target in answer["targets"]]
+        rows.append([a["attribution"] for a in answer["continuation_attributions"]])
+        attributions = np.array(rows, dtype=np.float64)  # [n_t + 1, units]
+        score = answer["score"]
+    else:
+        units = evaluation_units(request, prompt, plan.tokens, kind)
+        values = method.token_values(answer.path)[:, : len(prompt)].double().numpy()  # [n_t, P]
+        attributions = unit_attributions(units, np.concatenate([values, values.sum(0, keepdims=True)]))
+        score = request.score
+    check_size(loaded, request, len(targets) + 1, len(units))
+    return evaluate_continuation(loaded, request, prompt, units, targets, attributions, request.evaluate, kind, score)
+
+
+def classifier_evaluation(loaded, method, request, answer) -> dict:
+    """The `evaluation` of a single-target gradient answer (a class, or a next token)."""
+    encoded = encode(loaded, request.text, request.text_pair)
+    kind = evaluation_kind(request)
+    units = classifier_units(loaded, encoded, request.text, request.text_pair, kind)
+    check_size(loaded, request, 1, len(units))
+    values = method.token_values(answer.path).double().numpy()  # [T]
+    attributions = unit_attributions(units, values[None])
+    target = answer.summary["target"]["index"]
+    return evaluate_classifier(loaded, encoded, request.text, request.text_pair, units, target, attributions,
+                               request.evaluate, kind, request.score, dtype=loaded.dtype_for(request.dtype))
+
+
+__all__ = ["evaluation_units", "continuation_scorer", "evaluate_continuation", "evaluate_classifier", "evaluation_block",
+           "evaluation_kind", "check_size", "continuation_evaluation", "classifier_evaluation"]

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from ..contract.requests import GradientsRequest
-from ..contract.responses import GenerationResponse, GradientsResponse, ModelDetailsResponse
+from ..contract.responses import AblationResponse, GenerationResponse, GradientsResponse, ModelDetailsResponse
 from .encoding import encode_array, json_bytes, npz_bytes, torch_gzip_bytes
 
 
@@ -25,6 +25,15 @@ def checked(model: type[BaseModel], response: dict) -> dict:
     except ValidationError as error:
         raise ContractBroken(f"{model.__name__}: {error}") from None
     return response
+
+
+def with_evaluation(answer, block: dict):
+    """An answer (a GradientsAnswer, or a forward-only method's dict) with its `evaluation`, checked again."""
+    if isinstance(answer, GradientsAnswer):
+        answer.summary["evaluation"] = block
+        answer.__post_init__()
+        return answer
+    return checked(AblationResponse, {**answer, "evaluation": block})
 
 
 def details_response(loaded) -> dict:

@@ -40,6 +40,10 @@ export interface AblationResponse {
    */
   continuation_attributions: UnitAttribution[];
   /**
+   * `evaluate`: the explanation's faithfulness, measured.
+   */
+  evaluation?: Evaluation | null;
+  /**
    * Prompts the model ran (distinct versions, the whole prompt included).
    */
   forwards: number;
@@ -81,6 +85,148 @@ export interface UnitAttribution {
    * The unit's (source's, sentence's) id.
    */
   id: string;
+}
+/**
+ * The answer's `evaluation` block.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Evaluation".
+ */
+export interface Evaluation {
+  /**
+   * "remove": the unit's text taken out and the input tokenized again; "baseline": its tokens replaced by the baseline token.
+   */
+  ablation: "remove" | "baseline";
+  /**
+   * ablation "baseline": the token that replaced them.
+   */
+  baseline: Baseline | null;
+  /**
+   * Units removed (deletion) or kept (insertion) at each curve point.
+   */
+  counts: number[];
+  /**
+   * Distinct inputs the model ran (sets that make the same input run once).
+   */
+  forwards: number;
+  /**
+   * counts / n_units.
+   */
+  fractions: number[];
+  /**
+   * Units the input has.
+   */
+  n_units: number;
+  random_orders: number;
+  rows: EvaluationRow[];
+  /**
+   * F of the target rows (the whole continuation's row: log p(continuation), or its log p/(1−p) with logit_probability).
+   */
+  score: "probability" | "logit" | "log_probability" | "logit_probability";
+  seed: number;
+  steps: number;
+  top_fraction: number;
+  /**
+   * Units ERASER's comprehensiveness removes and sufficiency keeps.
+   */
+  top_k: number;
+  /**
+   * What was removed.
+   */
+  unit: "token" | "word" | "sentence" | "source";
+  /**
+   * Distinct sets of removed units scored (shared by every row and order).
+   */
+  versions: number;
+}
+/**
+ * One score F the explanation explains, measured on versions of the input.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "EvaluationRow".
+ */
+export interface EvaluationRow {
+  /**
+   * ERASER: F(x) − F(x without the top k units); higher is better.
+   */
+  comprehensiveness: number;
+  /**
+   * F with the explanation's top j units removed, j = `counts` (the first point is F of the whole input).
+   */
+  deletion: number[];
+  /**
+   * Mean over the counts after 0 of F(x) − deletion; higher is better.
+   */
+  deletion_aopc: number;
+  /**
+   * F with only the top j units kept (the first point: none kept, the last: the whole input).
+   */
+  insertion: number[];
+  /**
+   * Mean over the counts after 0 of insertion − F(nothing kept); higher is better.
+   */
+  insertion_aopc: number;
+  /**
+   * The same over random orders; null without random orders.
+   */
+  random: RandomOrders | null;
+  /**
+   * ERASER: F(x) − F(only the top k units kept); lower is better.
+   */
+  sufficiency: number;
+  /**
+   * Which F: the position of the target token in `targets` (a continuation) or the class index (a classifier); null: the whole continuation.
+   */
+  target: number | null;
+  win_rate: WinRate;
+}
+/**
+ * The four numbers over the random orders, and their mean curves.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "RandomOrders".
+ */
+export interface RandomOrders {
+  comprehensiveness: Spread;
+  /**
+   * The mean deletion curve, at `fractions`.
+   */
+  deletion: number[];
+  deletion_aopc: Spread;
+  /**
+   * The mean insertion curve, at `fractions`.
+   */
+  insertion: number[];
+  insertion_aopc: Spread;
+  sufficiency: Spread;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Spread".
+ */
+export interface Spread {
+  /**
+   * Over the random orders.
+   */
+  mean: number;
+  /**
+   * Population standard deviation over the random orders.
+   */
+  std: number;
+}
+/**
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "WinRate".
+ */
+export interface WinRate {
+  /**
+   * Share of random orders whose deletion AOPC is below the explanation's (ties count half); null without random orders.
+   */
+  deletion: number | null;
+  /**
+   * The same for the insertion AOPC.
+   */
+  insertion: number | null;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -666,6 +812,10 @@ export interface GenerationResponse extends PathResponse {
    * Whether F is a difference against foils.
    */
   contrastive: boolean;
+  /**
+   * `evaluate`: the explanation's faithfulness, measured.
+   */
+  evaluation?: Evaluation | null;
   generated: boolean;
   /**
    * [targets, n_steps, tokens, hidden], when asked.
@@ -931,6 +1081,7 @@ export interface GradientsRequest {
    * What the gradients are computed in (default: the archive's dtype setting, float32 unless it says bfloat16); "bfloat16" where the worker computes bf16 natively, faster and less faithful (the answer's convergence delta shows how much).
    */
   dtype?: "float32" | "bfloat16";
+  evaluate?: Evaluate;
   /**
    * Contrastive targets (with continuation/generate): one token (text or id) for every target, or one per target token; F = p(target) - p(foil) (logit difference with score "logit" or "log_probability").
    */
@@ -1010,6 +1161,35 @@ export interface GradientsRequest {
   unit?: "token" | "word" | "sentence" | "source";
 }
 /**
+ * `evaluate`: measure the explanation's faithfulness by removing its units in its order
+ * (deletion), adding them back (insertion) and against random orders of the same units.
+ *
+ * This interface was referenced by `ExformerContract`'s JSON-Schema
+ * via the `definition` "Evaluate".
+ */
+export interface Evaluate {
+  /**
+   * Random orders of the units the explanation is compared with (0: none).
+   */
+  random_orders?: number;
+  /**
+   * Random order k is numpy.random.default_rng((seed, k)).permutation(units).
+   */
+  seed?: number;
+  /**
+   * Points of each curve after the first, at the fractions 1/steps, …, 1 of the units (rounded to unit counts; equal counts once).
+   */
+  steps?: number;
+  /**
+   * ERASER's top k: this fraction of the units, rounded, at least one.
+   */
+  top_fraction?: number;
+  /**
+   * What is removed: token, word, sentence or source (default: the method's own unit; token for gradient methods). A gradient method's token values are summed per unit.
+   */
+  unit?: ("token" | "word" | "sentence" | "source") | null;
+}
+/**
  * `generate`: greedy decoding of the continuation to explain.
  *
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -1080,6 +1260,10 @@ export interface GradientsResponse extends PathResponse {
    * Σ attributions − (F(x) − F(x')): the quadrature's error (null for saliency, which has no completeness).
    */
   convergence_delta: number | null;
+  /**
+   * `evaluate`: the explanation's faithfulness, measured.
+   */
+  evaluation?: Evaluation | null;
   /**
    * ‖∂F/∂x‖ at each path point.
    */
