@@ -41,8 +41,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SENTIMENT, SMOLLM2 = ROOT / "build" / "models" / "sentiment", ROOT / "build" / "models" / "smollm2"
 DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."  # tests/test_chat.py's RAG prompt
 DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
-RAG = [{"role": "system", "content": "Answer the question from the documents."},
-       {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: In which city is the Eiffel Tower?"}]
+RAG = [
+    {"role": "system", "content": "Answer the question from the documents."},
+    {
+        "role": "user",
+        "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: In which city is the Eiffel Tower?",
+    },
+]
 SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
 ANSWER = "The Eiffel Tower is in Paris."
 REVIEW = "The film was slow and the acting wooden, but the ending was wonderful. I left smiling."
@@ -109,6 +114,19 @@ def test_ties_with_a_random_order_count_half():
     row = evaluate(w[None], Linear(w), steps=2, random_orders=20, seed=3)["rows"][0]
     same = sum(list(o) == [0, 1] for o in random_permutations(2, 20, 3))
     assert row["win_rate"]["deletion"] == pytest.approx((20 - same + 0.5 * same) / 20)
+
+
+def test_the_random_curves_come_with_their_spread_at_every_point():
+    w = np.array([3.0, -2.0, 0.5, 5.0, 1.0])
+    result = evaluate(w[None], Linear(w), steps=5, random_orders=7, seed=4)
+    row, counts = result["rows"][0], result["counts"]
+    full = w.sum()
+    deletion = [[full - w[o[:j]].sum() for j in counts] for o in random_permutations(5, 7, 4)]
+    insertion = [[w[o[:j]].sum() for j in counts] for o in random_permutations(5, 7, 4)]
+    np.testing.assert_allclose(row["random"]["deletion"], np.mean(deletion, 0))
+    np.testing.assert_allclose(row["random"]["deletion_std"], np.std(deletion, 0), atol=1e-12)
+    np.testing.assert_allclose(row["random"]["insertion_std"], np.std(insertion, 0), atol=1e-12)
+    assert row["random"]["deletion_std"][0] == row["random"]["deletion_std"][-1] == 0  # all and none: no spread
 
 
 def test_random_orders_are_reproducible_by_seed_and_differ_for_another():
@@ -296,3 +314,96 @@ def test_continuation_units_by_evaluate_unit_and_source_needs_sources(lm):
     with pytest.raises(RequestError) as refused:
         evaluation_units(request, prompt, tokens, "source")
     assert refused.value.field == "evaluate.unit"
+
+
+# --- through a request: every method, the dry run, the limit, a real TorchServe ---------------------
+
+
+@pytest.mark.parametrize("attribution", ["integrated_gradients", "gradient_x_input", "saliency"])
+def test_a_classifier_answer_measures_its_own_explanation(sentiment, attribution):
+    from exformer import explain_gradients
+    from exformer.core.evaluate import unit_attributions
+
+    body = {"text": REVIEW, "attribution": attribution, "evaluate": {"unit": "word", "steps": 4, "random_orders": 3}}
+    if attribution == "integrated_gradients":
+        body["n_steps"] = 8
+    r = explain_gradients(sentiment, body)
+    e, target = r["evaluation"], r["target"]["index"]
+    encoded = encode(sentiment, REVIEW)
+    units = classifier_units(sentiment, encoded, REVIEW, None, "word")
+    values = unit_attributions(units, np.array([r["attributions"]["raw"]]))[0]  # the answer's own, summed per word
+    order = list(np.argsort(-values, kind="stable"))
+    F = lambda removed: _probability(sentiment, _removed_text(REVIEW, units, removed), target)  # noqa: E731
+    np.testing.assert_allclose(e["rows"][0]["deletion"], [F(order[:j]) for j in e["counts"]], atol=1e-4)
+    assert e["unit"] == "word" and e["n_units"] == len(units) and len(e["rows"]) == 1
+    again = explain_gradients(sentiment, body)["evaluation"]
+    assert again["rows"][0]["random"] == e["rows"][0]["random"]  # the random orders: the seed's
+
+
+@pytest.mark.parametrize("attribution, unit", [("occlusion", None), ("contextcite", None),
+                                               ("gradient_x_input", "source"), ("saliency", "sentence")])
+def test_a_continuation_answer_measures_every_row_and_the_whole_answer(lm, attribution, unit):
+    from exformer import explain_gradients
+
+    body = {"messages": RAG, "sources": SOURCES, "continuation": ANSWER, "attribution": attribution,
+            "evaluate": {"steps": 2, "random_orders": 2, **({"unit": unit} if unit else {})}}
+    if attribution == "contextcite":
+        body.update(n_ablations=8, n_holdout=2)
+    r = explain_gradients(lm, body)
+    e = r["evaluation"]
+    assert len(e["rows"]) == len(r["targets"]) + 1 and e["rows"][-1]["target"] is None
+    assert e["unit"] == (unit or "source") and e["n_units"] == (2 if (unit or "source") == "source" else e["n_units"])
+    for row in e["rows"]:
+        assert len(row["deletion"]) == len(e["counts"]) and 0 <= row["win_rate"]["deletion"] <= 1
+
+
+def test_a_dry_run_counts_the_evaluation(lm):
+    from exformer import explain_gradients
+
+    body = {"messages": RAG, "sources": SOURCES, "continuation": ANSWER, "attribution": "occlusion"}
+    plain = explain_gradients(lm, {**body, "dry_run": True})
+    measured = explain_gradients(lm, {**body, "evaluate": {}, "dry_run": True})
+    assert measured["forwards"] > plain["forwards"] and measured["estimated_seconds"] > plain["estimated_seconds"]
+
+
+def test_an_evaluation_over_the_archives_limit_is_refused_before_any_work(sentiment):
+    import dataclasses
+    import time
+
+    from exformer import explain_gradients
+    from exformer.contract.errors import RequestError
+    from exformer.contract.settings import Settings
+
+    few = dataclasses.replace(sentiment, settings=Settings(max_ablations=20))
+    started = time.perf_counter()
+    with pytest.raises(RequestError) as refused:
+        explain_gradients(few, {"text": REVIEW, "attribution": "saliency", "evaluate": {"steps": 10, "random_orders": 10}})
+    assert refused.value.code == 413 and refused.value.field == "evaluate" and "max_ablations (20)" in refused.value.message
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"text": "a", "continuation": " b", "foil": " c", "evaluate": {}}, "evaluate"),
+    ({"text": "a", "continuation": " b", "attribution": "occlusion", "unit": "sentence", "evaluate": {"unit": "word"}},
+     "evaluate.unit"),
+    ({"text": "a", "evaluate": {"unit": "source"}}, "evaluate.unit"),
+    ({"text": "a", "evaluate": {"steps": 0}}, "evaluate.steps"),
+    ({"text": "a", "evaluate": {"random_orders": 101}}, "evaluate.random_orders"),
+    ({"text": "a", "evaluate": {"orders": 3}}, "evaluate.orders"),
+])
+def test_a_bad_evaluate_block_names_its_field(body, field):
+    from exformer.contract.parsing import parse
+    from exformer.contract.requests import GradientsRequest
+
+    error = parse(GradientsRequest, body)
+    assert getattr(error, "field", None) == field, error
+
+
+def test_a_served_answer_carries_its_evaluation(torchserve):
+    from exformer.contract.responses import GradientsResponse
+
+    r = torchserve.post("sentiment-gradients", {"text": REVIEW, "attribution": "gradient_x_input",
+                                                "evaluate": {"unit": "word", "random_orders": 4}})
+    assert r.status == 200, r.body[:300]
+    answer = GradientsResponse.model_validate_json(r.body)
+    assert answer.attribution == "gradient_x_input" and answer.evaluation.rows[0].win_rate.deletion is not None
