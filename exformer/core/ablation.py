@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .deadline import check as check_deadline
+from .batching import for_each_chunk
 from .scores import head, score
 
 LASSO_ALPHA = 0.01  # ContextCite's
@@ -52,7 +52,9 @@ def shared_prefix(sequences: list[list[int]]) -> int:
 
 
 @torch.inference_mode()
-def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_per_forward: int | None = None) -> TargetScores:
+def score_versions(
+    loaded, prompts: list[list[int]], targets: list[int], rows_per_forward: int | None = None
+) -> TargetScores:
     """The targets' scores after each prompt in `prompts` (each followed by the targets), and
     the next-token logits after the first."""
     model, device, n_t = loaded.model, loaded.device, len(targets)
@@ -65,25 +67,27 @@ def score_versions(loaded, prompts: list[list[int]], targets: list[int], rows_pe
     rows = rows_per_forward or default_rows(max(len(s) for s in sequences) - prefix, device)
     out = {name: np.empty((len(prompts), n_t)) for name in ("logit", "log_probability", "logit_probability")}
     target_index = torch.tensor(targets, device=device)
-    for first in range(0, len(sequences), rows):
-        check_deadline("prompt versions", first, len(sequences))
-        chunk = sequences[first:first + rows]
-        fed = [s[prefix:-1] for s in chunk]  # the last target is scored, never read
+    full_logits: list = []
+
+    def run(chunk_rows: list[int]) -> None:
+        fed = [sequences[k][prefix:-1] for k in chunk_rows]  # the last target is scored, never read
         width = max(len(f) for f in fed)
         ids = torch.tensor([f + [f[-1]] * (width - len(f)) for f in fed], device=device)  # right-padded: causal
         extra = {}
         if past is not None:
-            extra["past_key_values"] = _repeated(past, len(chunk))
+            extra["past_key_values"] = _repeated(past, len(fed))
         hidden = base(input_ids=ids, use_cache=past is not None, **extra).last_hidden_state  # [B, width, H]
         at = torch.tensor([[len(f) - n_t + t for t in range(n_t)] for f in fed], device=device)  # scored positions
         picked = hidden.gather(1, at[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, n_t, H]
         logits = project(picked).double()  # [B, n_t, V]
-        if first == 0:
-            full_logits = logits[0].float().cpu().numpy()
-        rows_out = slice(first, first + len(chunk))
+        if chunk_rows[0] == 0:
+            full_logits.append(logits[0].float().cpu().numpy())
         for name, values in out.items():
-            values[rows_out] = score(name, logits, target_index).cpu().numpy()
-    return TargetScores(**out, full_logits=full_logits)
+            values[chunk_rows] = score(name, logits, target_index).cpu().numpy()
+
+    # Out of memory, a chunk halves (exformer.core.batching); the deadline is checked before each.
+    for_each_chunk(list(range(len(sequences))), rows, run, counters=loaded.counters, what="prompt versions")
+    return TargetScores(**out, full_logits=full_logits[0])
 
 
 def _repeated(past, n: int):
@@ -98,11 +102,6 @@ def default_rows(length: int, device) -> int:
     parameters), more on a GPU."""
     budget = 32_768 if getattr(device, "type", device) == "cuda" else 8_192
     return max(1, min(64, budget // max(1, length)))
-
-
-def occlusion(full: TargetScores, versions: TargetScores, score: str) -> np.ndarray:
-    """[units, n_t]: F_t(prompt) − F_t(prompt without unit u)."""
-    return full.of(score)[0][None, :] - versions.of(score)
 
 
 def continuation_logit_probability(logit_probability: np.ndarray) -> np.ndarray:
@@ -152,5 +151,5 @@ def surrogate_fit(weights: np.ndarray, intercept: float, masks: np.ndarray, outp
             "mean_absolute_error": float(np.abs(predicted - outputs).mean())}
 
 
-__all__ = ["TargetScores", "score_versions", "occlusion", "contextcite_masks", "fit_surrogate", "surrogate_fit",
+__all__ = ["TargetScores", "score_versions", "contextcite_masks", "fit_surrogate", "surrogate_fit",
            "continuation_logit_probability", "shared_prefix", "LASSO_ALPHA"]
