@@ -47,8 +47,10 @@ def held_out(n: int) -> list[str]:
 def run(model, texts: list[str], fields: dict):
     """(per-example rows, seconds) of one configuration on one batch of texts."""
     rows, start = [], time.perf_counter()
-    requests = [parse_request(model, GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields})
-                for t in texts]
+    requests = [
+        parse_request(model, GradientsRequest, {"text": t, "baseline": "pad", "return": ["attributions"], **fields})
+        for t in texts
+    ]
     for result in explain_batch(model, requests):
         s = result.summary
         gap = s["target"]["score"] - s["baseline"]["score"]
@@ -129,9 +131,12 @@ def report(results: dict, done: int, asked: int, args) -> None:
     results = {key: (rows, seconds / done, fields) for key, (rows, seconds, fields) in results.items()}
     fixed = results["gausslegendre", "50 fixed"][0]
     n = done
-    print(f"\n{n} of {asked} held-out reviews (--seconds {args.seconds:g}), sentiment model (MiniLM-L6), pad baseline, F = probability of the predicted class;"
-          f" {args.threads} threads, batches of {args.batch}; reference: 400-point Gauss-Legendre"
-          f" ({ref_seconds:.2f} s/example)\n")
+    print(
+        f"\n{n} of {asked} held-out reviews (--seconds {args.seconds:g}), sentiment model (MiniLM-L6), pad baseline,"
+        " F = probability of the predicted class;"
+        f" {args.threads} threads, batches of {args.batch}; reference: 400-point Gauss-Legendre"
+        f" ({ref_seconds:.2f} s/example)\n"
+    )
     print("| method | n_steps | gradients computed: median / p90 / max | points in the rule: median | "
           "rel δ: median / p90 / max | within tol or flagged | attribution error: median / p90 / max | "
           "error ≤ fixed-50's | s/example |")

@@ -75,7 +75,9 @@ def main():
     parser.add_argument("--model-dir", default=str(ROOT / "build/models/minilm"))
     parser.add_argument("--tokens", type=int, nargs="+", default=[16, 128, 512])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the raw forward: the worker's (cores // maxWorkers)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the raw forward: the worker's (cores // maxWorkers)"
+    )
     parser.add_argument("--compare", help="inference URL of a second TorchServe to time beside the first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,12 +106,14 @@ def main():
         encoded = encode(loaded, text)
         measured, raw = {}, []
         for label, server in servers.items():  # the raw forward again beside each server: the machine drifts
-            raw += timed(lambda: attention_forward(loaded, encoded.inputs), args.runs)[0]
-            as_json, body_json = timed_or_refused(lambda: post(server, {"text": text}), args.runs)
-            f16, body_f16 = timed_or_refused(lambda: post(server, {"text": text, "encoding": "float16-base64"}),
-                                             args.runs)
+            raw += timed(lambda encoded=encoded: attention_forward(loaded, encoded.inputs), args.runs)[0]
+            as_json, body_json = timed_or_refused(
+                lambda server=server, text=text: post(server, {"text": text}), args.runs
+            )
+            f16, body_f16 = timed_or_refused(
+                lambda server=server, text=text: post(server, {"text": text, "encoding": "float16-base64"}), args.runs)
             measured[label] = as_json, body_json, f16, body_f16
-        raw += timed(lambda: attention_forward(loaded, encoded.inputs), args.runs)[0]
+        raw += timed(lambda encoded=encoded: attention_forward(loaded, encoded.inputs), args.runs)[0]
         for label, (as_json, body_json, f16, body_f16) in measured.items():
             print(f"| {label} | {n} | {ms(raw)} | {ms(as_json)} | {ms(f16)} | {ratio(as_json, raw)} "
                   f"| {ratio(as_json, f16)} | {ratio(f16, raw)} | {size(as_json, body_json)} | {size(f16, body_f16)} |")

@@ -20,9 +20,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopback
 sys.path.insert(0, str(ROOT / "bench"))
-from support import torchserve as ts  # noqa: E402
 from load import run_cell  # noqa: E402
 from memory import rollup  # noqa: E402
+from support import torchserve as ts  # noqa: E402
 from table import header  # noqa: E402
 
 BODIES = {
@@ -91,7 +91,7 @@ def main():
     with ts.serving(work / "server", archives) as server:
         results = {}
         for c in args.concurrency:
-            for name, handler, label in rows:  # variants interleaved, so drift hits all alike
+            for name, handler, _label in rows:  # variants interleaved, so drift hits all alike
                 url = f"{server.inference}/predictions/{name}"
                 server.post(name, BODIES[handler])  # warm-up
                 results[name, c] = run_cell(url, BODIES[handler], c, args.requests, args.seconds)

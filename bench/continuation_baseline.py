@@ -165,7 +165,7 @@ def main():
     explain_gradients(lm, {"text": "Hello there", "continuation": " friend", "n_steps": 2})  # warm-up
     prompts = PROMPTS[: args.limit]
     auto, fixed = [], []
-    for i, (kind, prompt) in enumerate(prompts):
+    for i, (_kind, prompt) in enumerate(prompts):
         runs = {mode: run(lm, request(prompt, mode, args, args.score)) for mode in MODES}
         assert runs["replace"]["ids"] == runs["keep"]["ids"]
         auto.append(runs)
@@ -176,7 +176,7 @@ def main():
             file=sys.stderr, flush=True)
     other = "log_probability" if args.score == "probability" else "probability"
     scores = []
-    for kind, prompt in prompts[: args.compare_scores]:
+    for _kind, prompt in prompts[: args.compare_scores]:
         scores.append({mode: run(lm, request(prompt, mode, args, other)) for mode in MODES})
         print(f"{other}: {len(scores)}/{args.compare_scores} {time.perf_counter() - began:.0f} s", file=sys.stderr,
               flush=True)
@@ -194,15 +194,16 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     out = [
-        f"# continuation_baseline: replace vs keep (SmolLM2-135M-Instruct)",
+        "# continuation_baseline: replace vs keep (SmolLM2-135M-Instruct)",
         "",
         f"- command: `{command}`",
         f"- machine: {cpu}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, niceness {os.nice(0)}; torch {torch.__version__}; "
+        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, niceness {os.nice(0)}; "
+        f"torch {torch.__version__}; "
         f"gradients dtype {auto[0]['replace']['dtype']} (setting {args.dtype})",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; code: {args.code}",
         f"- {len(prompts)} prompts, greedy continuation of {args.new_tokens} tokens (`generate`), baseline pad "
-        f"(the default), score `{args.score}`, `n_steps: \"auto\"` gausskronrod, tolerance {args.tolerance}, "
+        f'(the default), score `{args.score}`, `n_steps: "auto"` gausskronrod, tolerance {args.tolerance}, '
         f"max_n_steps {args.max_n_steps} gradients computed; run wall time {wall / 60:.1f} min",
         f"- caps the answers report (`max_n_steps` in the summary, where the API gives one): "
         f"{sorted({str(r['cap']) for runs in auto for r in runs.values()})}",
@@ -223,11 +224,13 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
     for mode in MODES:
         rs = [r for m, r in all_auto if m == mode]
         rows = [x for r in rs for x in r["rel"]]
-        out.append(f"| {mode} | {median(r['points'] for r in rs):.0f} | {median(2 * r['points'] - 15 for r in rs):.0f} | "
-                   f"{max(r['points'] for r in rs)} | {sum(bool(r['converged']) for r in rs)}/{len(rs)} | "
-                   f"{fmt_rel(median(max(r['rel']) for r in rs))} | "
-                   f"{sum(x <= args.tolerance for x in rows)}/{len(rows)} | {sum(r['seconds'] for r in rs):.0f} | "
-                   f"{median(r['seconds'] for r in rs):.1f} |")
+        out.append(
+            f"| {mode} | {median(r['points'] for r in rs):.0f} | {median(2 * r['points'] - 15 for r in rs):.0f} | "
+            f"{max(r['points'] for r in rs)} | {sum(bool(r['converged']) for r in rs)}/{len(rs)} | "
+            f"{fmt_rel(median(max(r['rel']) for r in rs))} | "
+            f"{sum(x <= args.tolerance for x in rows)}/{len(rows)} | {sum(r['seconds'] for r in rs):.0f} | "
+            f"{median(r['seconds'] for r in rs):.1f} |"
+        )
     rs_all = [x for a in agree for x in a["r"]]
     same_all = [x for a in agree for x in a["same"]]
     earlier_all = [x for a in agree for x in a["earlier"]]
@@ -269,9 +272,11 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
                 "|---|---:|---:|---:|---:|---:|---:|"]
         for mode in MODES:
             rows = [x for runs in fixed for x in runs[mode]["rel"]]
-            out.append(f"| {mode} | {len(rows)} | {fmt_rel(median(rows))} | {fmt_rel(float(np.percentile(rows, 90)))} | "
-                       f"{fmt_rel(max(rows))} | {sum(x <= args.tolerance for x in rows)}/{len(rows)} | "
-                       f"{sum(runs[mode]['seconds'] for runs in fixed):.0f} |")
+            out.append(
+                f"| {mode} | {len(rows)} | {fmt_rel(median(rows))} | {fmt_rel(float(np.percentile(rows, 90)))} | "
+                f"{fmt_rel(max(rows))} | {sum(x <= args.tolerance for x in rows)}/{len(rows)} | "
+                f"{sum(runs[mode]['seconds'] for runs in fixed):.0f} |"
+            )
         for mode in MODES:
             row0 = [runs[mode]["rel"][0] for runs in fixed]
             later = [x for runs in fixed for x in runs[mode]["rel"][1:]]

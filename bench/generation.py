@@ -17,8 +17,8 @@ Not a test: prints Markdown tables (one run of each, side by side).
 
 import argparse
 import copy
-import sys
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from exformer.core.options import PassOptions
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from support.matmul_work import MatmulWork  # noqa: E402
+
 PROMPT = "The capital of France is"
 CONTINUATION = " Paris, the city of light, love and art."
 
@@ -96,16 +97,24 @@ def speed(model, args) -> None:
         _, rows_64 = captums(model, targets, args.n_steps, lm=lm64)
         rows["captum (float64)"] = rows_64
     if args.float64_reference:
-        print("| row | target | exformer vs captum (float32) | exformer (float32) vs float64 | captum (float32) vs float64 |")
+        print(
+            "| row | target | exformer vs captum (float32) | exformer (float32) vs float64 "
+            "| captum (float32) vs float64 |"
+        )
         print("|---:|---|---:|---:|---:|")
         gap = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
         for t, (a, b, c) in enumerate(zip(ours_rows, captum_rows, rows_64)):
-            print(f"| {t} | {model.tokenizer.decode(targets[t])!r} | {gap(a, b):.1e} | {gap(a, c):.1e} | {gap(b, c):.1e} |")
+            print(
+                f"| {t} | {model.tokenizer.decode(targets[t])!r} | {gap(a, b):.1e} | {gap(a, c):.1e} "
+                f"| {gap(b, c):.1e} |"
+            )
         print()
     print("| max abs difference / max abs value of | " + " | ".join(rows) + " |")
     print("|---" * (len(rows) + 1) + "|")
     for name, a in rows.items():
-        cells = [f"{float((a - b).abs().max() / b.abs().max()):.1e}" if name != other else "—" for other, b in rows.items()]
+        cells = [
+            f"{float((a - b).abs().max() / b.abs().max()):.1e}" if name != other else "—" for other, b in rows.items()
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from captum._utils.gradient import _forward_layer_eval
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
-from captum._utils.gradient import _forward_layer_eval
 from torch.utils import flop_counter
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 from transformers.utils import logging as hf_logging
@@ -39,11 +39,11 @@ import exformer
 import exformer.core.batching
 from exformer import GradientsRequest, LoadedModel, RequestError, Settings
 from exformer.core.batching import default_chunk_points
+from exformer.core.loading import head_of, kind_of
 from exformer.core.options import PassOptions
+from exformer.core.tokens import encode
 from exformer.explain import parse_request
 from exformer.explain.dispatch import explain_batch
-from exformer.core.loading import head_of, kind_of
-from exformer.core.tokens import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,15 +27,15 @@ import orjson
 import torch
 import transformers
 
-from exformer.core.attention import attention_forward
-from exformer.explain.attention import attention_response, top_k_predictions
 from exformer.contract import AttentionRequest
-from exformer.explain import parse_request
-from exformer.explain.encoding import encode_array, json_bytes
-from exformer.contract.errors import RequestError
-from exformer.core.loading import load_model
 from exformer.contract.arrays import decode_rows
+from exformer.contract.errors import RequestError
 from exformer.contract.settings import Settings
+from exformer.core.attention import attention_forward
+from exformer.core.loading import load_model
+from exformer.explain import parse_request
+from exformer.explain.attention import attention_response, top_k_predictions
+from exformer.explain.encoding import encode_array, json_bytes
 from table import header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,12 +118,22 @@ def main():
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} thread(s), one run each after a short warm-up; response limit "
           f"{Settings().max_response_bytes / 2**20:.0f} MiB")
-    header("model", "tokens", "request", "time s", "response bytes", "peak RSS + MiB", "kept: least, mean (attention / rollout)",
-           text_columns=3)
+    header(
+        "model",
+        "tokens",
+        "request",
+        "time s",
+        "response bytes",
+        "peak RSS + MiB",
+        "kept: least, mean (attention / rollout)",
+        text_columns=3,
+    )
     for name in args.models:
         loaded = load_model(MODELS[name], name, Settings(max_tokens=max(args.tokens)))
         parse_request(loaded, AttentionRequest, {"text": "warm up"})
-        attention_response(loaded, parse_request(loaded, AttentionRequest, {"text": "warm up", "heads": "mean", "rollout": True}))
+        attention_response(
+            loaded, parse_request(loaded, AttentionRequest, {"text": "warm up", "heads": "mean", "rollout": True})
+        )
         last = loaded.config.num_hidden_layers - 1
         for n in args.tokens:
             if n > loaded.max_tokens:
@@ -141,11 +151,15 @@ def main():
                     if need > args.before_limit_gib * 2**30 or _available() < 1.5 * need + 2**30:
                         print(f"| {name} | {n} | {label} | not run: it holds ~{need / 2**30:.1f} GiB | | | |")
                         continue
-                    body, seconds, peak = measured(lambda: before(loaded, request))
-                    print(f"| {name} | {n} | {label} | {seconds:.1f} | {len(body):,} | {peak / 2**20:,.0f} | |", flush=True)
+                    body, seconds, peak = measured(lambda loaded=loaded, request=request: before(loaded, request))
+                    print(
+                        f"| {name} | {n} | {label} | {seconds:.1f} | {len(body):,} | {peak / 2**20:,.0f} | |",
+                        flush=True,
+                    )
                     continue
                 try:
-                    body, seconds, peak = measured(lambda: json_bytes(attention_response(loaded, request)))
+                    body, seconds, peak = measured(
+                        lambda loaded=loaded, request=request: json_bytes(attention_response(loaded, request)))
                 except RequestError as error:
                     if error.code != 413:
                         raise

@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopba
 from support import torchserve as ts  # noqa: E402
 from table import header  # noqa: E402
 
-
 BODY = {"text": "A warm, funny and quietly moving film that earns every one of its quiet moments."}
 
 
@@ -78,7 +77,8 @@ import ts.model_service_worker  # TorchServe's worker, which imports torch
 import attention_handler, gradients_handler  # what TorchServe imports before it loads a model
 v = dict(l.split(":", 1) for l in open(f"/proc/{os.getpid()}/smaps_rollup").read().splitlines()[1:])
 kb = lambda k: int(v[k].split()[0])
-heavy = [m for m in ("transformers", "torch._dynamo", "sympy", "captum", "matplotlib", "accelerate") if m in sys.modules]
+heavy = [m for m in ("transformers", "torch._dynamo", "sympy", "captum", "matplotlib", "accelerate")
+         if m in sys.modules]
 print(kb("Rss"), kb("Pss"), kb("Private_Clean") + kb("Private_Dirty"), kb("Private_Dirty"), ",".join(heavy) or "-")
 """
 
@@ -108,7 +108,9 @@ def main():
     header("fork server", "workers", "RSS / worker", "PSS / worker", "USS / worker", "weights private / worker",
            "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker",
            "request p50 ms (1 client, 5)", "scale-up to this many, s")
-    floor = [measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]]
+    floor = [
+        measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]
+    ]
     rss, pss, uss, dirty, heavy = floor[0]
     print(f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
           f"imports, beside the workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB "
@@ -142,7 +144,10 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
             launcher_pss = sum(rollup(pid)["Pss"] for pid in launchers)
             server_pss = rollup(fork_server)["Pss"] if fork_server else 0
             private = sum(m["Private"] for m in mapped) / n
-            mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
+
+            def mean(key, stats=stats):
+                return sum(s[key] for s in stats) / len(stats)
+
             total = sum(s["Pss"] for s in stats) + launcher_pss + server_pss
             first_total = first_total if first_total is not None else total
             added = (total - first_total) / (n - 1) if n > 1 else 0

@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tests/support: a TorchServe on loopback
 sys.path.insert(0, str(ROOT / "bench"))
-from support import torchserve as ts  # noqa: E402
 from configs import archive_variant  # noqa: E402
+from support import torchserve as ts  # noqa: E402
 from support.torchserve import Stream, scale  # noqa: E402
 from table import header  # noqa: E402
 

@@ -272,9 +272,8 @@ def by_document(spec: dict, per_position) -> dict:
 def child_inseq(spec: dict, args) -> dict:
     sys.path.insert(0, str(INSEQ_SITE))  # first: inseq's pins (typeguard 2) before .venv's
     model, tok = load_transformers(args)
-    import torch
-
     import inseq
+    import torch
 
     am = inseq.load_model(model, "integrated_gradients", tokenizer=tok)
     loaded = status_kb("VmRSS")

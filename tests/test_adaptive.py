@@ -19,12 +19,12 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from exformer.contract import FIXED_METHODS, NESTED_METHODS, GradientsRequest
-from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.explain.dispatch import explain_batch
+from exformer.contract.settings import Settings
 from exformer.core.loading import load_model
 from exformer.core.quadrature import fejer_rule, fixed_rule, kronrod_rule
-from exformer.contract.settings import Settings
+from exformer.explain import parse_request
+from exformer.explain.dispatch import explain_batch
 from tiny_models import ROOT
 
 REVIEW = "A warm, funny and quietly moving film."

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from exformer.explain.attention import attention_response
 from exformer.contract import AttentionRequest
-from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.core.loading import load_model
 from exformer.contract.settings import Settings
+from exformer.core.loading import load_model
+from exformer.explain import parse_request
+from exformer.explain.attention import attention_response
 from tiny_models import FAMILIES
 
 SETTINGS = Settings()

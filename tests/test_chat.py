@@ -100,7 +100,9 @@ def test_messages_and_sources_are_refused_naming_the_field(lm):
         with pytest.raises(RequestError) as error:
             explain_gradients(lm, body)
         assert error.value.field == field, error.value.message
-    overlap = rag(sources=[{"id": "A", "message": 1, "start": 12, "end": 40}, {"id": "B", "message": 1, "start": 30, "end": 50}])
+    overlap = rag(
+        sources=[{"id": "A", "message": 1, "start": 12, "end": 40}, {"id": "B", "message": 1, "start": 30, "end": 50}]
+    )
     with pytest.raises(RequestError, match="overlaps"):
         explain_gradients(lm, overlap)
 
@@ -117,7 +119,13 @@ def test_messages_on_a_model_without_a_chat_template_is_refused(tiny_model_dir):
 
 
 def test_the_sentence_rule_and_the_ablation_rule():
-    assert sentence_spans("Hi. Is it “so”? Yes!\nNew line\n\n  Last one") == [(0, 3), (4, 15), (16, 20), (21, 29), (33, 41)]
+    assert sentence_spans("Hi. Is it “so”? Yes!\nNew line\n\n  Last one") == [
+        (0, 3),
+        (4, 15),
+        (16, 20),
+        (21, 29),
+        (33, 41),
+    ]
     assert sentence_spans("3.5 is a number.") == [(0, 16)]
     text = "A b. C d. E f."
     assert ablate_text(text, [(0, 4)]) == "C d. E f."
@@ -147,7 +155,10 @@ def test_occlusion_equals_a_direct_rerun_of_the_model_on_each_ablated_prompt(lm)
 def test_occlusion_by_baseline_token_and_by_sentence(lm):
     r = explain_gradients(lm, rag(attribution="occlusion", ablation="baseline", unit="sentence", score="logit"))
     assert r["baseline"] == "pad" and r["unit"] == "sentence"
-    assert [u["text"] for u in r["units"]][:2] == ["Answer the question from the documents.", "Document A: The Eiffel Tower stands in Paris."]
+    assert [u["text"] for u in r["units"]][:2] == [
+        "Answer the question from the documents.",
+        "Document A: The Eiffel Tower stands in Paris.",
+    ]
     targets = [t["id"] for t in r["targets"]]
     ids = list(lm.tokenizer.apply_chat_template(RAG, add_generation_prompt=True)["input_ids"])
     unit = r["units"][1]

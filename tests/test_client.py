@@ -16,8 +16,17 @@ import time
 import numpy as np
 import pytest
 
-from exformer import (AsyncClient, AttentionResult, Client, GradientsResult, RequestError, ServerError,
-                      explain_attention, explain_gradients, load_model)
+from exformer import (
+    AsyncClient,
+    AttentionResult,
+    Client,
+    GradientsResult,
+    RequestError,
+    ServerError,
+    explain_attention,
+    explain_gradients,
+    load_model,
+)
 from support.torchserve import WORKER_LOST, scale
 
 TEXT = "The cat sat on the mat."
@@ -32,7 +41,14 @@ TINY_ATTENTION = {"model": {"name": "m"}, "tokens": [{"text": "a"}],
                   "attention": {"layers": [0], "heads": [0], "encoding": "json", "shape": [1, 1, 1, 1],
                                 "data": [[[[1.0]]]]}}
 LOST = (500, {"code": 500, "type": "InternalServerException", "message": WORKER_LOST})
-BUSY = (503, {"code": 503, "type": "ServiceUnavailableException", "message": "Model \"m\" has no worker to serve inference request."})
+BUSY = (
+    503,
+    {
+        "code": 503,
+        "type": "ServiceUnavailableException",
+        "message": 'Model "m" has no worker to serve inference request.',
+    },
+)
 OK = (200, TINY_ATTENTION)
 
 
@@ -87,7 +103,14 @@ def test_worker_died_is_resent_but_no_other_500():
     with Scripted([LOST, OK]) as server, Client(server.url, backoff=0.01) as client:
         client.attention("m-attention", "a")
         assert client.last_sends == 2
-    other = (500, {"code": 500, "type": "InternalServerError", "message": "internal error (KeyError); the worker is still running, see its log"})
+    other = (
+        500,
+        {
+            "code": 500,
+            "type": "InternalServerError",
+            "message": "internal error (KeyError); the worker is still running, see its log",
+        },
+    )
     with Scripted([other, OK]) as server, Client(server.url, backoff=0.01) as client:
         with pytest.raises(ServerError, match=r"500 InternalServerError: internal error \(KeyError\)") as caught:
             client.attention("m-attention", "a")
@@ -107,7 +130,10 @@ def test_a_sigkilled_worker_507_is_resent_once_only():
 
 
 def test_a_4xx_is_never_resent_and_keeps_the_servers_message():
-    bad = (400, {"code": 400, "type": "BadRequest", "message": "n_steps: must be an integer, got true", "field": "n_steps"})
+    bad = (
+        400,
+        {"code": 400, "type": "BadRequest", "message": "n_steps: must be an integer, got true", "field": "n_steps"},
+    )
     with Scripted([bad, OK]) as server, Client(server.url, backoff=0.01) as client:
         with pytest.raises(RequestError) as caught:
             client.gradients("m-gradients", "a", n_steps=True)

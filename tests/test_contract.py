@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from support import torchserve as ts
 from exformer.contract import AttentionResponse, ErrorResponse, GradientsResponse, ModelDetailsResponse
 from exformer.contract.schema import SCHEMA_PATH, schema_text
+from support import torchserve as ts
 
 
 def test_committed_schema_is_what_the_models_generate():
@@ -24,27 +24,41 @@ def test_exformer_imports_from_any_directory_without_torchserve(tmp_path):
     assert out.stdout.strip().endswith(os.path.join("exformer", "__init__.py"))
 
 
-@pytest.mark.parametrize("model,body,response_model", [
-    ("minilm-attention", {"text": "The cat sat on the mat."}, AttentionResponse),
-    ("minilm-attention", {"text": "The cat sat.", "text_pair": "It sat.", "encoding": "float16-base64"},
-     AttentionResponse),
-    ("minilm-attention", {}, ModelDetailsResponse),
-    ("smollm2-attention", {"text": "The capital of France is", "layers": [0]}, AttentionResponse),
-    ("sentiment-attention", {"text": "A fine film.", "heads": [1, 2]}, AttentionResponse),
-    ("sentiment-gradients", {"text": "A fine film.", "n_steps": 8}, GradientsResponse),
-    ("smollm2-gradients", {}, ModelDetailsResponse),
-    ("sentiment-gradients", {"text": "A fine film.", "n_steps": 4, "return": ["intermediate_gradients", "intermediates"]},
-     GradientsResponse),
-    ("smollm2-gradients", {"text": "The capital of France is", "target": " Paris", "n_steps": 4}, GradientsResponse),
-    ("minilm-attention", {"text": "a", "layers": [99]}, ErrorResponse),
-    ("sentiment-gradients", {"text": "a", "n_steps": True}, ErrorResponse),
-])
+@pytest.mark.parametrize(
+    "model,body,response_model",
+    [
+        ("minilm-attention", {"text": "The cat sat on the mat."}, AttentionResponse),
+        (
+            "minilm-attention",
+            {"text": "The cat sat.", "text_pair": "It sat.", "encoding": "float16-base64"},
+            AttentionResponse,
+        ),
+        ("minilm-attention", {}, ModelDetailsResponse),
+        ("smollm2-attention", {"text": "The capital of France is", "layers": [0]}, AttentionResponse),
+        ("sentiment-attention", {"text": "A fine film.", "heads": [1, 2]}, AttentionResponse),
+        ("sentiment-gradients", {"text": "A fine film.", "n_steps": 8}, GradientsResponse),
+        ("smollm2-gradients", {}, ModelDetailsResponse),
+        (
+            "sentiment-gradients",
+            {"text": "A fine film.", "n_steps": 4, "return": ["intermediate_gradients", "intermediates"]},
+            GradientsResponse,
+        ),
+        (
+            "smollm2-gradients",
+            {"text": "The capital of France is", "target": " Paris", "n_steps": 4},
+            GradientsResponse,
+        ),
+        ("minilm-attention", {"text": "a", "layers": [99]}, ErrorResponse),
+        ("sentiment-gradients", {"text": "a", "n_steps": True}, ErrorResponse),
+    ],
+)
 def test_served_answers_validate_against_the_response_models(torchserve, model, body, response_model):
     r = torchserve.post(model, body)
     assert (r.status == 200) == (response_model is not ErrorResponse), r.body[:300]
     response_model.model_validate_json(r.body)
 
 
+@pytest.mark.served  # its own TorchServe
 def test_bad_handler_settings_fail_the_workers_load_naming_setting_and_archive(tmp_path, tiny_model_dir):
     config = tmp_path / "bad.yaml"
     config.write_text("minWorkers: 1\nmaxWorkers: 1\nhandler:\n  trim_heap_mb: 64MB\n")

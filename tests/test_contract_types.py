@@ -37,7 +37,9 @@ def test_committed_typescript_types_are_what_the_schema_generates(tmp_path):
 
     expected, committed = generated.read_bytes(), COMMITTED.read_bytes()
     if committed != expected:
-        first = next((i for i, (a, b) in enumerate(zip(committed, expected)) if a != b), min(len(committed), len(expected)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(committed, expected)) if a != b), min(len(committed), len(expected))
+        )
         line = committed[:first].count(b"\n") + 1
         pytest.fail(
             f"{COMMITTED.relative_to(ROOT)} is not what {SCHEMA.relative_to(ROOT)} generates "

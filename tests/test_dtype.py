@@ -19,10 +19,10 @@ import torch
 from captum.attr import LayerIntegratedGradients
 
 import exformer.core.loading
-from support import torchserve as ts
 from exformer import RequestError, explain_gradients, load_model
 from exformer.core.loading import bfloat16_not_native
 from exformer.core.tokens import encode
+from support import torchserve as ts
 
 ROOT = Path(__file__).resolve().parent.parent
 AMX = "fpu sse2 avx2 avx512f avx512bw amx_bf16 amx_tile"

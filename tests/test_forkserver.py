@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from exformer.serving import forkserver
 from support import torchserve as ts
 from support.torchserve import cmdline, fork_server_of, parent
-from exformer.serving import forkserver
 
 MODELS = ["minilm-attention", "sentiment-gradients"]
 

@@ -19,12 +19,12 @@ from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTo
 
 from exformer import explain_gradients, load_model
 from exformer.contract import GenerationResponse, GradientsRequest
+from exformer.contract.errors import RequestError
+from exformer.contract.settings import Settings
 from exformer.core.options import PassOptions
 from exformer.explain import parse_request
-from exformer.contract.errors import RequestError
 from exformer.explain.dispatch import explain_batch
 from support.matmul_work import MatmulWork
-from exformer.contract.settings import Settings
 from tiny_models import ROOT
 
 PROMPT, CONTINUATION = "The capital of France is", " Paris, the"
@@ -156,8 +156,11 @@ def captum_llm(loaded, result) -> torch.Tensor:
     targets = torch.tensor([t["id"] for t in result.summary["targets"]])
     with _ExtraRows(model.get_input_embeddings(), extra_rows(loaded, request, n_prompt)) as first_new:
         base = baseline_ids(loaded, request, n_prompt, first_new)
-        inp = (TextTokenInput(request.text, tok, baselines=int(base[0])) if request.baseline in ("pad", "unk", "period", "zero")
-               else _PerPositionBaseline(request.text, tok, base))
+        inp = (
+            TextTokenInput(request.text, tok, baselines=int(base[0]))
+            if request.baseline in ("pad", "unk", "period", "zero")
+            else _PerPositionBaseline(request.text, tok, base)
+        )
         llm = LLMGradientAttribution(LayerIntegratedGradients(model, model.get_input_embeddings()), tok)
         return llm.attribute(inp, target=targets, n_steps=request.n_steps, method=request.method).token_attr
 
@@ -176,7 +179,7 @@ def test_rows_equal_captum_layer_integrated_gradients_per_target(load, family, b
     result = run(loaded, continuation=CONTINUATION, baseline=baseline, n_steps=16, seed=5)
     expected = captum_rows(loaded, result)
     assert [len(r) for r in rows_of(result)] == [len(e) for e in expected] == [5, 6, 7]
-    for t, (row, want) in enumerate(zip(result.path.integrated_gradients, expected)):
+    for row, want in zip(result.path.integrated_gradients, expected):
         close(row[: len(want)].sum(-1), want)
 
 
@@ -524,7 +527,10 @@ def test_smollm2_every_row_is_complete_within_the_tolerance_with_auto(smollm2):
     assert out["method"] == "gausskronrod" and out["tolerance"] == 0.01 and out["converged"] is True
     for target in out["targets"]:
         gap = target["score"] - target["baseline_score"]
-        print(f"{target['text']!r}: F(x)-F(x')={gap:.4f} delta={target['convergence_delta']:.2e} ({out['n_steps']} points)")
+        print(
+            f"{target['text']!r}: F(x)-F(x')={gap:.4f} delta={target['convergence_delta']:.2e} "
+            f"({out['n_steps']} points)"
+        )
         assert abs(target["convergence_delta"]) <= 0.01 * abs(gap)
         assert target["convergence_delta"] == pytest.approx(sum(target["attributions"]["raw"]) - gap, abs=1e-6)
 
@@ -571,8 +577,17 @@ def test_served_continuation_on_smollm2_gradients(torchserve):
 
 
 def test_local_generation_answer_validates_against_the_response_model(load):
-    out = explain_gradients(load("llama"), {"text": PROMPT, "continuation": CONTINUATION, "foil": 7, "aggregate": "word",
-                                            "n_steps": 3, "return": ["attributions", "step_sizes", "path_scores"]})
+    out = explain_gradients(
+        load("llama"),
+        {
+            "text": PROMPT,
+            "continuation": CONTINUATION,
+            "foil": 7,
+            "aggregate": "word",
+            "n_steps": 3,
+            "return": ["attributions", "step_sizes", "path_scores"],
+        },
+    )
     GenerationResponse.model_validate(dict(out))
     assert out.rows.shape == (3, 8) and np.isnan(out.rows[0, 5:]).all()
     np.testing.assert_array_equal(out.rows[2, :7], out.targets[2]["attributions"]["raw"])

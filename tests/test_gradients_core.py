@@ -18,12 +18,12 @@ from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
 from exformer.contract import BASELINES, FIXED_METHODS, GradientsRequest
-from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.explain.dispatch import explain_batch
-from exformer.core.loading import load_model
 from exformer.contract.settings import Settings
+from exformer.core.loading import load_model
 from exformer.core.tokens import encode
+from exformer.explain import parse_request
+from exformer.explain.dispatch import explain_batch
 
 TEXT = "The cat sat on the mat."
 TEXTS = ["Short one.", "A somewhat longer sentence about a cat on a mat, indeed.", "Middle length text here."]
@@ -148,7 +148,9 @@ ORACLE_CASES = (
 
 
 @pytest.mark.parametrize("family,classifier,baseline,specials,method", ORACLE_CASES)
-def test_integrated_gradients_equal_captum_layer_integrated_gradients(load, family, classifier, baseline, specials, method):
+def test_integrated_gradients_equal_captum_layer_integrated_gradients(
+    load, family, classifier, baseline, specials, method
+):
     loaded = load(family, classifier)
     result = explain(loaded, baseline=baseline, baseline_specials=specials, method=method, n_steps=20, seed=3)
     close(result.path.integrated_gradients, captum_ig(loaded, result))
@@ -298,7 +300,10 @@ ALL = ["attributions", "intermediate_gradients", "step_sizes", "intermediates", 
 def test_npz_and_torch_gzip_round_trip_to_the_json_numbers(load):
     loaded = load("bert")
     result = explain(loaded, n_steps=6, **{"return": ALL})
-    as_format = lambda fmt: dataclasses.replace(result, request=result.request.model_copy(update={"format": fmt}))
+
+    def as_format(fmt):
+        return dataclasses.replace(result, request=result.request.model_copy(update={"format": fmt}))
+
     body, content_type = result.body()
     doc = json.loads(body)
     assert content_type == "application/json"
@@ -310,7 +315,9 @@ def test_npz_and_torch_gzip_round_trip_to_the_json_numbers(load):
         np.testing.assert_array_equal(npz[name], np.float32(doc[name]["data"]))
     for name in ("step_sizes", "path_scores", "alphas", "gradient_norms"):
         np.testing.assert_array_equal(npz[name], np.asarray(doc[name], dtype=npz[name].dtype))
-    np.testing.assert_allclose(npz["integrated_gradients"][0].sum(-1), doc["attributions"]["raw"], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        npz["integrated_gradients"][0].sum(-1), doc["attributions"]["raw"], rtol=1e-5, atol=1e-12
+    )
 
     old = torch.load(io.BytesIO(gzip.decompress(as_format("torch-gzip").body()[0])), weights_only=True)
     n, t, e = 6, len(doc["tokens"]), loaded.model.get_input_embeddings().embedding_dim
@@ -340,7 +347,9 @@ def test_json_summary_carries_the_contract_keys(load):
     assert summary["target"]["label"] == "negative" and summary["target"]["index"] == 0
     assert set(summary["prediction"]["probabilities"]) == {"negative", "positive"}
     norm = np.linalg.norm(summary["attributions"]["raw"])
-    np.testing.assert_allclose(summary["attributions"]["normalized"], np.array(summary["attributions"]["raw"]) / norm, rtol=1e-6)
+    np.testing.assert_allclose(
+        summary["attributions"]["normalized"], np.array(summary["attributions"]["raw"]) / norm, rtol=1e-6
+    )
 
 
 # --- causal LM: the next token -------------------------------------------------------------------------

@@ -48,7 +48,10 @@ def test_a_body_over_max_request_size_is_a_json_413_naming_body_and_the_limit_an
     assert r.status_code == 413 and r.headers["content-type"] == "application/json"
     error = r.json()
     assert error["code"] == 413 and error["type"] == "PayloadTooLarge" and error["field"] == "body"
-    assert error["message"].startswith(f"body: {LIMIT + 1} bytes") and f"max_request_size ({LIMIT} bytes" in error["message"]
+    assert (
+        error["message"].startswith(f"body: {LIMIT + 1} bytes")
+        and f"max_request_size ({LIMIT} bytes" in error["message"]
+    )
     assert error["error"] == error["message"]  # KServe's clients show `error`
     assert behind.forwarded == []
 

@@ -62,37 +62,102 @@ def classifier():
 MANY = 10**9
 # (archive, a request at the limit, the same over it, the field named, a word the message says)
 BOUNDS = [
-    ("smollm2-gradients", rag(attribution="contextcite", n_ablations=LIMITS.max_ablations - 16, dry_run=True),
-     rag(attribution="contextcite", n_ablations=MANY, dry_run=True), "n_ablations", "max_ablations"),
-    ("smollm2-gradients", rag(attribution="contextcite", n_ablations=16, n_holdout=LIMITS.max_ablations - 16, dry_run=True),
-     rag(attribution="contextcite", n_holdout=MANY), "n_holdout", "max_ablations"),
+    (
+        "smollm2-gradients",
+        rag(attribution="contextcite", n_ablations=LIMITS.max_ablations - 16, dry_run=True),
+        rag(attribution="contextcite", n_ablations=MANY, dry_run=True),
+        "n_ablations",
+        "max_ablations",
+    ),
+    (
+        "smollm2-gradients",
+        rag(attribution="contextcite", n_ablations=16, n_holdout=LIMITS.max_ablations - 16, dry_run=True),
+        rag(attribution="contextcite", n_holdout=MANY),
+        "n_holdout",
+        "max_ablations",
+    ),
     ("smollm2-gradients", rag(n_steps=200, dry_run=True), rag(n_steps=201), "n_steps", "max_n_steps"),
-    ("smollm2-gradients", rag(n_steps="auto", max_n_steps=200, dry_run=True), rag(n_steps="auto", max_n_steps=MANY),
-     "max_n_steps", "max_n_steps"),
-    ("smollm2-gradients", {"messages": RAG, "generate": {"max_new_tokens": LIMITS.max_new_tokens}, "dry_run": True},
-     {"messages": RAG, "generate": {"max_new_tokens": MANY}}, "generate.max_new_tokens", "max_new_tokens"),
-    ("smollm2-gradients", {"messages": RAG * 2, "continuation": "Hi.", "attribution": "occlusion", "dry_run": True},
-     {"messages": [{"role": "user", "content": "Hi."}] * (MAX_MESSAGES + 1), "continuation": "Hi."},
-     "messages", "fixed limit"),
-    ("smollm2-gradients", {"text": " ".join(["a"] * MAX_SOURCES), "continuation": " c", "attribution": "occlusion",
-                           "dry_run": True, "sources": [{"id": f"s{k}", "start": 2 * k, "end": 2 * k + 1}
-                                                        for k in range(MAX_SOURCES)]},
-     {"text": " ".join(["a"] * (MAX_SOURCES + 1)), "continuation": " c", "attribution": "occlusion",
-      "sources": [{"id": f"s{k}", "start": 2 * k, "end": 2 * k + 1} for k in range(MAX_SOURCES + 1)]},
-     "sources", "fixed limit"),
-    ("smollm2-gradients", {"text": "The capital of France is", "continuation": " Paris", "foil": " London", "n_steps": 2},
-     {"text": "The capital of France is", "continuation": " Paris", "foil": [" London"] * (MAX_INDICES + 1)},
-     "foil", "fixed limit"),
-    ("sentiment-gradients", {"text": REVIEW, "n_steps": 2}, {"text": "a" * (LIMITS.max_text_chars + 1), "n_steps": 2},
-     "text", "max_text_chars"),
-    ("smollm2-gradients", {"text": "Say", "continuation": " hi", "n_steps": 2},
-     {"text": "Say", "continuation": " hi" * (LIMITS.max_text_chars // 3 + 1)}, "continuation", "max_text_chars"),
-    ("minilm-attention", {"text": "The cat sat.", "layers": [0, 5], "heads": list(range(12)), "mask": [1, 2]},
-     {"text": "The cat sat.", "layers": list(range(MAX_INDICES + 1))}, "layers", "fixed limit"),
-    ("minilm-attention", {"text": "The cat sat.", "heads": list(range(12))},
-     {"text": "The cat sat.", "heads": list(range(12 + 1))}, "heads", "0..11"),
-    ("minilm-attention", {"text": "The cat sat.", "mask": [1]},
-     {"text": "The cat sat.", "mask": list(range(MAX_INDICES + 1))}, "mask", "fixed limit"),
+    (
+        "smollm2-gradients",
+        rag(n_steps="auto", max_n_steps=200, dry_run=True),
+        rag(n_steps="auto", max_n_steps=MANY),
+        "max_n_steps",
+        "max_n_steps",
+    ),
+    (
+        "smollm2-gradients",
+        {"messages": RAG, "generate": {"max_new_tokens": LIMITS.max_new_tokens}, "dry_run": True},
+        {"messages": RAG, "generate": {"max_new_tokens": MANY}},
+        "generate.max_new_tokens",
+        "max_new_tokens",
+    ),
+    (
+        "smollm2-gradients",
+        {"messages": RAG * 2, "continuation": "Hi.", "attribution": "occlusion", "dry_run": True},
+        {"messages": [{"role": "user", "content": "Hi."}] * (MAX_MESSAGES + 1), "continuation": "Hi."},
+        "messages",
+        "fixed limit",
+    ),
+    (
+        "smollm2-gradients",
+        {
+            "text": " ".join(["a"] * MAX_SOURCES),
+            "continuation": " c",
+            "attribution": "occlusion",
+            "dry_run": True,
+            "sources": [{"id": f"s{k}", "start": 2 * k, "end": 2 * k + 1} for k in range(MAX_SOURCES)],
+        },
+        {
+            "text": " ".join(["a"] * (MAX_SOURCES + 1)),
+            "continuation": " c",
+            "attribution": "occlusion",
+            "sources": [{"id": f"s{k}", "start": 2 * k, "end": 2 * k + 1} for k in range(MAX_SOURCES + 1)],
+        },
+        "sources",
+        "fixed limit",
+    ),
+    (
+        "smollm2-gradients",
+        {"text": "The capital of France is", "continuation": " Paris", "foil": " London", "n_steps": 2},
+        {"text": "The capital of France is", "continuation": " Paris", "foil": [" London"] * (MAX_INDICES + 1)},
+        "foil",
+        "fixed limit",
+    ),
+    (
+        "sentiment-gradients",
+        {"text": REVIEW, "n_steps": 2},
+        {"text": "a" * (LIMITS.max_text_chars + 1), "n_steps": 2},
+        "text",
+        "max_text_chars",
+    ),
+    (
+        "smollm2-gradients",
+        {"text": "Say", "continuation": " hi", "n_steps": 2},
+        {"text": "Say", "continuation": " hi" * (LIMITS.max_text_chars // 3 + 1)},
+        "continuation",
+        "max_text_chars",
+    ),
+    (
+        "minilm-attention",
+        {"text": "The cat sat.", "layers": [0, 5], "heads": list(range(12)), "mask": [1, 2]},
+        {"text": "The cat sat.", "layers": list(range(MAX_INDICES + 1))},
+        "layers",
+        "fixed limit",
+    ),
+    (
+        "minilm-attention",
+        {"text": "The cat sat.", "heads": list(range(12))},
+        {"text": "The cat sat.", "heads": list(range(12 + 1))},
+        "heads",
+        "0..11",
+    ),
+    (
+        "minilm-attention",
+        {"text": "The cat sat.", "mask": [1]},
+        {"text": "The cat sat.", "mask": list(range(MAX_INDICES + 1))},
+        "mask",
+        "fixed limit",
+    ),
 ]
 
 
@@ -111,10 +176,12 @@ def test_each_bound_answers_at_the_limit_and_refuses_over_it_within_a_second(tor
 
 
 def test_a_dry_run_with_the_largest_counts_answers_in_under_a_second(torchserve):
-    largest = [rag(attribution="contextcite", n_ablations=LIMITS.max_ablations - 16, dry_run=True),
-               rag(n_steps="auto", dry_run=True),
-               {"messages": RAG, "generate": {"max_new_tokens": LIMITS.max_new_tokens}, "n_steps": 200, "dry_run": True},
-               rag(attribution="occlusion", unit="token", dry_run=True)]
+    largest = [
+        rag(attribution="contextcite", n_ablations=LIMITS.max_ablations - 16, dry_run=True),
+        rag(n_steps="auto", dry_run=True),
+        {"messages": RAG, "generate": {"max_new_tokens": LIMITS.max_new_tokens}, "n_steps": 200, "dry_run": True},
+        rag(attribution="occlusion", unit="token", dry_run=True),
+    ]
     for body in largest:
         started = time.perf_counter()
         r = torchserve.post("smollm2-gradients", body)

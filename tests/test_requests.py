@@ -3,10 +3,10 @@
 import pytest
 
 from exformer.contract import AttentionRequest, GradientsRequest, decode_body
-from exformer.explain import parse_request
 from exformer.contract.errors import RequestError
-from exformer.core.loading import load_model
 from exformer.contract.settings import Settings
+from exformer.core.loading import load_model
+from exformer.explain import parse_request
 
 
 @pytest.fixture(scope="module")

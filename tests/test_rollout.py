@@ -6,25 +6,28 @@ import pytest
 import torch
 
 from exformer import explain_attention
-from exformer.core.attention import lower_triangular_matmul
-from exformer.explain.attention import SUGGESTED_TOP_K_PER_ROW, attention_response
-from exformer.contract import AttentionRequest, AttentionResponse
-from exformer.explain import parse_request
-from exformer.explain.encoding import json_bytes
-from exformer.contract.errors import RequestError
-from exformer.core.loading import load_model
 from exformer.client.results import AttentionResult
+from exformer.contract import AttentionRequest, AttentionResponse
+from exformer.contract.errors import RequestError
 from exformer.contract.settings import Settings
+from exformer.core.attention import lower_triangular_matmul
+from exformer.core.loading import load_model
+from exformer.explain import parse_request
+from exformer.explain.attention import SUGGESTED_TOP_K_PER_ROW, attention_response
+from exformer.explain.encoding import json_bytes
 from tiny_models import FAMILIES
 
 TEXT = "The cat sat on the mat, and the dog barked at the moon."
+
+
+DEFAULT_SETTINGS = Settings()
 
 
 @pytest.fixture(scope="module")
 def loaded_models(tiny_model_dir):
     cache = {}
 
-    def get(family, settings=Settings()):
+    def get(family, settings=DEFAULT_SETTINGS):
         if (family, settings) not in cache:
             cache[family, settings] = load_model(tiny_model_dir(family), family, settings)
         return cache[family, settings]

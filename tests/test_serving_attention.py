@@ -51,8 +51,8 @@ def test_a_long_prompt_is_answered_sparse_with_rollout_and_says_what_each_row_ke
     accounted for (kept + rest) and the response validates against the contract."""
     import numpy as np
 
-    from exformer.contract import AttentionResponse
     from exformer.client.results import AttentionResult
+    from exformer.contract import AttentionResponse
 
     body = {"text": long_prompt(640), "heads": "mean", "rollout": True, "top_k_per_row": 32,
             "encoding": "float16-base64", "layers": [0, 15, 29], "top_k": 1}
@@ -168,7 +168,10 @@ def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve)
             tokens = r.json()["tokens"]
             assert r.json()["attention"]["shape"][-1] == len(tokens)
             assert tokens[1]["surface"].lower() == body["text"].split()[0]
-    sizes = [int(n) for n in re.findall(r"-tiny-batch-attention_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())]
+    sizes = [
+        int(n)
+        for n in re.findall(r"-tiny-batch-attention_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())
+    ]
     assert max(sizes) > 1, "the requests were never batched together"
 
 

@@ -106,7 +106,10 @@ def test_a_batch_shares_passes_and_answers_each_request_as_if_alone(torchserve, 
         responses = list(pool.map(lambda b: torchserve.post("tiny-batch-gradients", b), bodies))
     assert [r.status for r in responses] == [200, 200, 400, 200]
     assert responses[2].json()["field"] == "n_steps"
-    sizes = [int(n) for n in re.findall(r"-tiny-batch-gradients_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())]
+    sizes = [
+        int(n)
+        for n in re.findall(r"-tiny-batch-gradients_[^ ]* MODEL_LOG - batch of (\d+) request", torchserve.model_log())
+    ]
     assert max(sizes) >= 3, "the requests were never batched together"
     loaded = load_model(tiny_model_dir("bert", classifier=True), "alone")
     for body, r in zip(bodies, responses):

@@ -23,13 +23,12 @@ import transformers
 from accelerate.hooks import AlignDevicesHook
 from accelerate.utils import offload_state_dict
 
-import exformer.core.batching
 from exformer import explain_attention, load_model
 from exformer.contract import GradientsRequest
 from exformer.core.options import PassOptions
+from exformer.core.sharding import balanced_cuts, plan_device_map, tied_to, unit_bytes, units
 from exformer.explain import parse_request
 from exformer.explain.dispatch import explain_batch
-from exformer.core.sharding import balanced_cuts, plan_device_map, tied_to, unit_bytes, units
 from tiny_models import FAMILIES
 
 TEXT = "Sharding must not change a single number."
@@ -194,14 +193,20 @@ def test_a_dispatched_lm_explains_a_continuation_identically(tiny_model_dir, tmp
     results, forwards = [], []
     for loaded in (load_model(model_dir, "whole"), dispatched(model_dir, SPLITS[split], tmp_path)[0]):
         before = [dict(m.__dict__) for m in loaded.model.modules()]
-        request = parse_request(loaded, GradientsRequest, {"text": "Split it", "continuation": " three ways.", "n_steps": 6})
+        request = parse_request(
+            loaded, GradientsRequest, {"text": "Split it", "continuation": " three ways.", "n_steps": 6}
+        )
         results.append(explain_batch(loaded, [request])[0])
-        forwards.append([{k: d.get(k) for k in ("forward", "_old_forward")} for d in before]
-                        == [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()])
+        forwards.append(
+            [{k: d.get(k) for k in ("forward", "_old_forward")} for d in before]
+            == [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()]
+        )
     assert forwards == [True, True]  # every swapped forward put back
     whole, split_result = results
     assert torch.equal(whole.path.intermediate_gradients, split_result.path.intermediate_gradients)
-    assert [t["attributions"] for t in whole.summary["targets"]] == [t["attributions"] for t in split_result.summary["targets"]]
+    assert [t["attributions"] for t in whole.summary["targets"]] == [
+        t["attributions"] for t in split_result.summary["targets"]
+    ]
 
 
 # --- broken splits are caught ----------------------------------------------------------------------

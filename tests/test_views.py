@@ -27,6 +27,7 @@ from exformer.client import views
 
 ROOT = Path(__file__).resolve().parent.parent
 from browser import ARTIFACTS, CHROMIUM, FRONTEND, require  # noqa: E402
+
 MODELS = ROOT / "build" / "models"
 DATA_SCRIPT = re.compile(r'<script type="application/json" id="exformer-data">(.*?)</script>', re.S)
 HOSTILE = 'x</script><script>document.title="pwned"</script><!--<b>bold</b>'
@@ -94,7 +95,9 @@ def test_json_attention_is_embedded_as_float16_base64(attention_response):
     as_lists = {**attention_response, "attention": {**attention_response["attention"], "data": original.tolist()}}
     assert embedded(views.document("attention", as_lists))["response"]["attention"] == attention
     # float16-base64 from the server stays as it is.
-    assert views.embedded_response("attention", {**attention_response, "attention": attention})["attention"] == attention
+    assert (
+        views.embedded_response("attention", {**attention_response, "attention": attention})["attention"] == attention
+    )
 
 
 def test_huge_attention_stays_small(attention_response):
@@ -109,7 +112,9 @@ def test_huge_attention_stays_small(attention_response):
     as_json = len(orjson.dumps(huge, option=orjson.OPT_SERIALIZE_NUMPY))
     size = len(views.document("attention", huge).encode())
     assert size < 3_300_000 < as_json / 4, (size, as_json)
-    assert np.allclose(decode_float16(embedded(views.document("attention", huge))["response"]["attention"]), weights, atol=5e-4)
+    assert np.allclose(
+        decode_float16(embedded(views.document("attention", huge))["response"]["attention"]), weights, atol=5e-4
+    )
 
 
 def test_gradients_embed_the_summary_without_per_step_tensors(gradients_response, tiny_model_dir):
@@ -200,6 +205,7 @@ def test_notebook_wraps_the_document_in_an_iframe_srcdoc(attention_response, gra
 # --- in Chromium, offline ---------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_the_saved_views_render_offline_in_chromium(attention_response, gradients_response, tmp_path):
     require()
     pages = {

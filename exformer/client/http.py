@@ -10,7 +10,8 @@ of exactly what is safe to send again.
 >>> g = client.gradients("sentiment-gradients", "A dull film.", n_steps=16)
 >>> g.target["label"], g.attributions.shape
 ('negative', (6,))
->>> client.gradients("sentiment-gradients", "A dull film.", n_steps=8, tensors=True).tensors["intermediate_gradients"].shape
+>>> tensors = client.gradients("sentiment-gradients", "A dull film.", n_steps=8, tensors=True).tensors
+>>> tensors["intermediate_gradients"].shape
 (8, 6, 384)
 
 `AsyncClient` has the same methods as coroutines. Resending: explanations are pure functions
@@ -25,9 +26,10 @@ not to repeat.
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -92,7 +94,9 @@ def _json_object(content: bytes) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def decode_explanation(response: httpx.Response, details: type = AttentionResult) -> AttentionResult | GradientsResult | dict:
+def decode_explanation(
+    response: httpx.Response, details: type = AttentionResult
+) -> AttentionResult | GradientsResult | dict:
     """A 200 answer by its format: JSON (attention or the gradients summary), npz (the summary
     with every tensor), torch-gzip (the old server's dict of tensors; needs torch). An answer
     to an empty body (the model's details only) becomes a `details`."""
@@ -111,7 +115,9 @@ def decode_explanation(response: httpx.Response, details: type = AttentionResult
     return kind(data)
 
 
-def decode_v1_explanation(response: httpx.Response, details: type = AttentionResult) -> AttentionResult | GradientsResult:
+def decode_v1_explanation(
+    response: httpx.Response, details: type = AttentionResult
+) -> AttentionResult | GradientsResult:
     """A KServe v1 answer to one instance: `{"predictions": [answer]}` (or "explanations"); an
     instance refused (`{"error": {...}}` in its place) raises its RequestError."""
     data = orjson.loads(response.content)
@@ -125,7 +131,12 @@ def decode_v1_explanation(response: httpx.Response, details: type = AttentionRes
 
 def _v1_error(body: dict) -> dict | None:
     answers = body.get("predictions") or body.get("explanations")
-    if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], dict) and set(answers[0]) == {"error"}:
+    if (
+        isinstance(answers, list)
+        and len(answers) == 1
+        and isinstance(answers[0], dict)
+        and set(answers[0]) == {"error"}
+    ):
         return answers[0]["error"]
     return None
 
@@ -166,7 +177,9 @@ class Call:
         answer, where = self.answer, f"{self.method} {self.url}"
         tries = f" (sent {self.sends} times)" if self.sends > 1 else ""
         if isinstance(answer, httpx.TimeoutException):
-            raise ServerError(f"{where}: no answer within {self.timeout} s; pass a longer timeout=", sends=self.sends) from answer
+            raise ServerError(
+                f"{where}: no answer within {self.timeout} s; pass a longer timeout=", sends=self.sends
+            ) from answer
         if isinstance(answer, httpx.TransportError):
             raise ServerError(f"{where}: {type(answer).__name__}: {answer}{tries}", sends=self.sends) from answer
         status = answer.status_code
@@ -365,8 +378,9 @@ class AsyncClient(_Calls):
         """See Client.attention."""
         return await self._send(self._attention_call(model, text, timeout, options))
 
-    async def gradients(self, model: str, text: str | None = None, *, tensors: bool = False, timeout: float | None = None,
-                        **options) -> GradientsResult:
+    async def gradients(
+        self, model: str, text: str | None = None, *, tensors: bool = False, timeout: float | None = None, **options
+    ) -> GradientsResult:
         """See Client.gradients."""
         return await self._send(self._gradients_call(model, text, tensors, timeout, options))
 

@@ -250,8 +250,8 @@ class GradientsResult(_Result):
             parts.append(f"continuation={self.get('continuation')!r} targets={len(self['targets'])}")
         if self.get("convergence_delta") is not None:
             parts.append(f"convergence_delta={self['convergence_delta']:.3g}")
-        if getattr(self, "_tensors", None) is not None:
-            parts.append(f"tensors={sorted(self._tensors)}")
+        if (tensors := getattr(self, "_tensors", None)) is not None:
+            parts.append(f"tensors={sorted(tensors)}")
         return parts
 
 

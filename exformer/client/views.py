@@ -3,7 +3,8 @@
 >>> from exformer import load_model, explain_attention
 >>> from exformer.client.views import document, notebook
 >>> html = document("attention", explain_attention(load_model("build/models/minilm"), "The cat sat."))
->>> open("view.html", "w", encoding="utf-8").write(html)  # opens offline, in any browser
+>>> with open("view.html", "w", encoding="utf-8") as f:  # opens offline, in any browser
+...     _ = f.write(html)
 
 `document(kind, response)` is a whole HTML page: the standalone build of frontend/
 (`src/standalone.ts`: the attention curves with head toggles and the model overview, or the
@@ -72,7 +73,9 @@ def _plain(response: Any) -> dict:
     if hasattr(response, "model_dump"):
         response = response.model_dump(by_alias=True, exclude_none=False)
     if not isinstance(response, Mapping):
-        raise TypeError(f"a response must be a dict (what explain_* and the server answer), got {type(response).__name__}")
+        raise TypeError(
+            f"a response must be a dict (what explain_* and the server answer), got {type(response).__name__}"
+        )
     return dict(response)
 
 
@@ -208,12 +211,13 @@ def notebook(kind: str, response: Any) -> str:
         f'  var frame = document.getElementById("{frame}");\n'
         '  window.addEventListener("message", function (e) {\n'
         '    if (!frame || e.source !== frame.contentWindow || !e.data || e.data.type !== "exformer:height") return;\n'
-        f'    var height = Math.min(Math.max(Number(e.data.height) || 0, 120) + 4, {MAX_FRAME_HEIGHT});\n'
+        f"    var height = Math.min(Math.max(Number(e.data.height) || 0, 120) + 4, {MAX_FRAME_HEIGHT});\n"
         '    frame.style.height = height + "px";\n'
         '    frame.setAttribute("data-sized", String(height));\n'
         "  });\n"
         "  // The page may have told its height before this ran: ask it (again once it loads).\n"
-        '  function ask() { if (frame && frame.contentWindow) frame.contentWindow.postMessage({ type: "exformer:height?" }, "*"); }\n'
+        "  function ask() { if (frame && frame.contentWindow) "
+        'frame.contentWindow.postMessage({ type: "exformer:height?" }, "*"); }\n'
         '  if (frame) frame.addEventListener("load", ask);\n'
         "  ask();\n"
         "})();</script>"

@@ -7,6 +7,7 @@ into a request or one `RequestError`, the archive settings, and the schema write
 TypeScript types from that file.
 """
 
+from . import responses, vocabulary
 from .arrays import decode_array, decode_index_array, decode_maps, decode_rows
 from .errors import RequestError, ServerError
 from .parsing import decode_body, parse, request_error
@@ -15,3 +16,7 @@ from .responses import *  # noqa: F403  every response model
 from .responses import relative_delta
 from .settings import MAX_RESPONSE_BYTES, Settings
 from .vocabulary import *  # noqa: F403  every name of the vocabulary
+
+__all__ = ["decode_array", "decode_index_array", "decode_maps", "decode_rows", "RequestError", "ServerError",
+           "decode_body", "parse", "request_error", "AttentionRequest", "Generate", "GradientsRequest", "Request",
+           "TextRequest", "relative_delta", "MAX_RESPONSE_BYTES", "Settings", *responses.__all__, *vocabulary.__all__]

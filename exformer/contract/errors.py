@@ -64,8 +64,12 @@ class DeadlineError(RequestError):
     def __init__(self, seconds: float, deadline: float, progress: str, cheaper: list[str] | None = None):
         self.seconds, self.deadline, self.progress, self.cheaper = seconds, deadline, progress, list(cheaper or [])
         options = f"; cheaper: {'; '.join(self.cheaper)}" if self.cheaper else ""
-        super().__init__(None, f"stopped after {seconds:.1f} s at this worker's deadline ({deadline:g} s, the archive's "
-                               f"deadline_seconds) with {progress}{options}", code=503)
+        super().__init__(
+            None,
+            f"stopped after {seconds:.1f} s at this worker's deadline ({deadline:g} s, the archive's "
+            f"deadline_seconds) with {progress}{options}",
+            code=503,
+        )
         self._type = "Timeout"
 
     def with_cheaper(self, cheaper: list[str]) -> "DeadlineError":

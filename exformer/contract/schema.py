@@ -7,8 +7,10 @@ types`). A test fails when either committed file differs from what the models ge
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import orjson
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import requests, responses
@@ -34,8 +36,8 @@ CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelD
 def contract_schema() -> dict:
     """One schema: every request (as a client writes it) and response (as the server sends it)
     under $defs, and a top-level object naming them, so generated types keep their names."""
-    modes = [(model, "validation" if model.__name__.endswith("Request") else "serialization")
-             for model in CONTRACT_MODELS]
+    modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (model, "validation" if model.__name__.endswith("Request") else "serialization") for model in CONTRACT_MODELS]
     refs, schema = models_json_schema(modes, ref_template="#/$defs/{model}")
     schema.update({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

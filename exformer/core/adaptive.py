@@ -58,6 +58,9 @@ holds for each target, and the estimates sum over all of them.
 (True, 15, 15)
 """
 
+from collections.abc import Callable
+from typing import Protocol, cast
+
 import numpy as np
 
 from .quadrature import KRONROD_POINTS, fejer_rule, kronrod_rule
@@ -79,7 +82,8 @@ class Interval:
     def __init__(self, a: float, b: float):
         self.a, self.b = a, b
         self.nodes, self.kronrod_weights, self.gauss_weights = kronrod_rule(a, b)
-        self.kronrod = self.gauss = None  # [..., T] per-token integrals over [a, b]
+        self.kronrod: np.ndarray | None = None  # [..., T] per-token integrals over [a, b], once estimated
+        self.gauss: np.ndarray | None = None
         self.error = np.inf  # estimated error of `kronrod`, summed over tokens
 
     def estimate(self, values: dict[float, np.ndarray]) -> None:
@@ -87,10 +91,16 @@ class Interval:
         self.kronrod = np.tensordot(self.kronrod_weights, f, axes=1)  # [..., T]
         self.gauss = np.tensordot(self.gauss_weights, f, axes=1)
 
+    def integrals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K15, G7) [..., T], once `estimate` has run."""
+        assert self.kronrod is not None and self.gauss is not None, "estimate() first"
+        return self.kronrod, self.gauss
+
     @property
     def spread(self) -> float:
         """Σ over tokens (and targets) of |Kₜ − Gₜ|: no cancellation between tokens."""
-        return float(np.abs(self.kronrod - self.gauss).sum())
+        kronrod, gauss = self.integrals()
+        return float(np.abs(kronrod - gauss).sum())
 
 
 class KronrodRule:
@@ -121,7 +131,8 @@ class KronrodRule:
             self.converged = True
             return
         budget = float(np.min(bound))
-        split, left = [], self.error(gain)
+        split: list[Interval] = []
+        left = self.error(gain)
         for iv in sorted(self.intervals, key=lambda iv: iv.spread, reverse=True):
             if split and left <= budget / 2:
                 break
@@ -138,8 +149,8 @@ class KronrodRule:
 
     def delta(self, kronrod: bool) -> np.ndarray:
         """[...] |Σ attributions − (F(x) − F(x′))| of the K15 (or the G7) estimates: exact."""
-        parts = [iv.kronrod if kronrod else iv.gauss for iv in self.intervals]
-        return np.abs(sum(parts).sum(-1) - self.total)
+        parts = [iv.integrals()[0 if kronrod else 1] for iv in self.intervals]
+        return np.abs(cast(np.ndarray, sum(parts)).sum(-1) - self.total)  # a sum of arrays: an array
 
     def gain(self) -> float:
         """How much better K15 is than G7 on this path, measured: |δ_K| / |δ_G|."""
@@ -212,4 +223,20 @@ class FejerRule:
         return [float(w) for w in fejer_rule(self.level)[1]]
 
 
-RULES = {"gausskronrod": KronrodRule, "fejer": FejerRule}  # the nested methods, by name
+class Rule(Protocol):
+    """What a path's driver uses of a nested rule (`KronrodRule`, `FejerRule`)."""
+
+    n_computed: int
+    converged: bool
+
+    def wanted(self) -> list[float]: ...
+
+    def update(self, values: dict[float, np.ndarray]) -> None: ...
+
+    def alphas(self) -> list[float]: ...
+
+    def weights(self) -> list[float]: ...
+
+
+# the nested methods, by name: (ends, tolerance, max_points) → a rule
+RULES: dict[str, Callable[[tuple, float, int], Rule]] = {"gausskronrod": KronrodRule, "fejer": FejerRule}

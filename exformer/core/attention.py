@@ -80,7 +80,7 @@ class LayerByLayer:
                 "kept": torch.empty(lead), "rest": torch.empty(lead)}
 
     def _store(self, buffers: dict, slot: int, maps: torch.Tensor) -> None:
-        if "dense" in buffers:
+        if self.plan.k is None:  # dense buffers
             buffers["dense"][slot] = maps
         else:
             for key, value in top_k_rows(maps, self.plan.k).items():
@@ -111,7 +111,7 @@ class LayerByLayer:
             self.R = m
         else:
             self.R = lower_triangular_matmul(m, self.R) if self.lower else m @ self.R
-        if slot is not None:
+        if slot is not None and self.rollout is not None:
             self._store(self.rollout, slot, self.R)
 
     def results(self) -> tuple[dict | None, dict | None]:
@@ -139,7 +139,9 @@ def attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
         specs = (getattr(type(sub), "_can_record_outputs", None) or {}).get("attentions")
         for spec in specs if isinstance(specs, list) else [specs] if specs else []:
             if isinstance(spec, (type, str)):
-                cls, index, layer_name, class_name = (spec, 1, None, None) if isinstance(spec, type) else (None, 1, None, spec)
+                cls, index, layer_name, class_name = (
+                    (spec, 1, None, None) if isinstance(spec, type) else (None, 1, None, spec)
+                )
             else:
                 cls, index, layer_name, class_name = spec.target_class, spec.index, spec.layer_name, spec.class_name
             for name, module in sub.named_modules():

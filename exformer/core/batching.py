@@ -6,6 +6,7 @@ calls these to run them (as captum's `_batch_attribution` serves its algorithms)
 
 import inspect
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -151,7 +152,7 @@ class FirstPositionLayer(torch.nn.Module):
 
     def __init__(self, layer: torch.nn.Module):
         super().__init__()
-        self.layer = layer
+        self.layer: Any = layer  # duck-typed: a BertLayer's attention.self.query/key/value, output, intermediate
 
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
         attention = self.layer.attention.self
@@ -161,7 +162,11 @@ class FirstPositionLayer(torch.nn.Module):
         def heads(x):  # [B, t, E] → [B, H, t, d]
             return x.view(b, x.shape[1], -1, attention.attention_head_size).transpose(1, 2)
 
-        q, k, v = heads(attention.query(first)), heads(attention.key(hidden_states)), heads(attention.value(hidden_states))
+        q, k, v = (
+            heads(attention.query(first)),
+            heads(attention.key(hidden_states)),
+            heads(attention.value(hidden_states)),
+        )
         if attention_mask is not None and attention_mask.shape[-2] != 1:
             attention_mask = attention_mask[..., :1, :]  # [B, 1, 1, T]: the first position's row
         context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask,
@@ -173,12 +178,16 @@ class FirstPositionLayer(torch.nn.Module):
 def _first_position_layers(loaded):
     """The encoder's layer list, if its last layer may run at position 0 alone; else None."""
     model, config = loaded.model, loaded.config
-    if not loaded.options.head_position_only or loaded.head != "sequence-classification" or config.model_type not in FIRST_POSITION_HEADS:
+    if (
+        not loaded.options.head_position_only
+        or loaded.head != "sequence-classification"
+        or config.model_type not in FIRST_POSITION_HEADS
+    ):
         return None
     if getattr(config, "is_decoder", False) or getattr(model, "hf_device_map", None):  # sharded: hooks move inputs
         return None
     layers = getattr(getattr(getattr(model, model.base_model_prefix, None), "encoder", None), "layer", None)
-    last = layers[-1] if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
+    last: Any = layers[-1] if isinstance(layers, torch.nn.ModuleList) and len(layers) else None  # duck-typed
     shaped = last is not None and all(hasattr(last, name) for name in ("attention", "intermediate", "output")) and \
         all(hasattr(last.attention.self, name) for name in ("query", "key", "value", "scaling", "attention_head_size"))
     return layers if shaped and not isinstance(last, FirstPositionLayer) else None
@@ -206,7 +215,7 @@ def _accepts(model, name: str) -> bool:
 def head_logits(loaded, kwargs: dict, embeddings: torch.Tensor, spans, dtype: str = "float32") -> torch.Tensor:
     """Logits [B, C] of the classifier, or [B, V] of the next token after each row's last token."""
     model = loaded.model
-    extra = {"use_cache": False} if _accepts(model, "use_cache") else {}
+    extra: dict[str, Any] = {"use_cache": False} if _accepts(model, "use_cache") else {}
     last = torch.tensor([end - 1 for _, end in spans], device=kwargs["input_ids"].device)
     if loaded.head == "causal-lm" and _accepts(model, "logits_to_keep"):
         extra["logits_to_keep"] = last[:, None]  # project only the positions we score

@@ -123,7 +123,8 @@ def prefix_backward(model: torch.nn.Module, enabled: bool = True):
     for module in model.modules() if enabled else ():
         if type(module) is torch.nn.Linear:
             forward = lambda x, m=module: _PrefixLinear.apply(x, m.weight, m.bias)  # noqa: E731
-        elif type(module).__name__ == "Conv1D" and module.weight.dim() == 2:  # GPT-2's: x W + b, W [in, out]
+        elif type(module).__name__ == "Conv1D" and isinstance(module.weight, torch.Tensor) and module.weight.dim() == 2:
+            # GPT-2's: x W + b, W [in, out]
             forward = lambda x, m=module: _PrefixLinear.apply(x, m.weight.t(), m.bias)  # noqa: E731
         else:
             continue
@@ -155,7 +156,8 @@ def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int
     rows = ids[None].expand(points.shape[0], -1)
     positions = torch.arange(n_prompt - 1, points.shape[1], device=ids.device)
     extra = {"logits_to_keep": positions} if _accepts(model, "logits_to_keep") else {}
-    head, seen = model.get_output_embeddings(), {}
+    head = model.get_output_embeddings()
+    seen: dict[str, torch.Tensor] = {}
     hook = head.register_forward_hook(lambda _m, args, out: seen.update(hidden=args[0], out=out))
     autocast = torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     try:
@@ -204,6 +206,7 @@ def targets_at(loaded, path: ContinuationPath, alphas: list[float], chunk_points
 def integrate_targets(loaded, path: ContinuationPath, chunk_points: int | None = None,
                       dtype: str = "float32") -> ContinuationGradients:
     """Intermediate gradients of every target at the points of the path's fixed rule."""
+    assert not isinstance(path.n_steps, str), '"auto" is refine_targets\'s'
     alphas, step_sizes = fixed_rule(path.method, path.n_steps)
     grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
     return ContinuationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
@@ -235,7 +238,9 @@ def refine_targets(loaded, path: ContinuationPath, ends: tuple, tolerance: float
 
 
 @torch.no_grad()
-def continuation_endpoint_logits(loaded, path: ContinuationPath, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+def continuation_endpoint_logits(
+    loaded, path: ContinuationPath, dtype: str = "float32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token logits [n_t, V] at x and at x' (one forward of both)."""
     fed = path.fed
     with attention_for_gradients(loaded):

@@ -9,10 +9,11 @@ each batch); a notebook or a test that sets none runs without one.
 >>> with deadline(None):
 ...     check("path points", 3, 10)  # no deadline: never stops
 >>> with deadline(0.0):
-...     check("path points", 3, 10)
+...     check("path points", 3, 10)  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-exformer.contract.errors.DeadlineError: stopped after 0.0 s at this worker's deadline (0 s, the archive's deadline_seconds) with 3 of 10 path points done
+exformer.contract.errors.DeadlineError: stopped after 0.0 s at this worker's deadline (0 s, the archive's
+deadline_seconds) with 3 of 10 path points done
 """
 
 import time

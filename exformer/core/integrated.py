@@ -21,11 +21,12 @@ a TorchServe batch stays one batch.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 
-from .adaptive import RULES
+from .adaptive import RULES, Rule
 from .batching import (
     attention_for_gradients,
     default_chunk_points,
@@ -58,6 +59,16 @@ class StraightPath:
     @property
     def adaptive(self) -> bool:
         return self.n_steps == "auto"
+
+    def fixed_steps(self) -> tuple[list[float], list[float]]:
+        """(alphas, step sizes) of a path that is not adaptive."""
+        assert not isinstance(self.n_steps, str), "an adaptive path has no fixed rule"
+        return fixed_rule(self.method, self.n_steps)
+
+    def rule(self) -> Rule:
+        """A fresh nested rule for an adaptive path."""
+        assert self.ends is not None and self.tolerance is not None, "an adaptive path has ends and a tolerance"
+        return RULES[self.method](self.ends, self.tolerance, self.max_n_steps)
 
 
 @dataclass
@@ -160,8 +171,8 @@ def integrate(loaded, paths: list[StraightPath], chunk_points: int | None = None
     new points of the adaptive paths still open. A path that does not fit in memory is None.
     """
     points = PointPass(loaded, paths, chunk_points, dtype, too_large)
-    fixed = {i: fixed_rule(p.method, p.n_steps) for i, p in enumerate(paths) if not p.adaptive}
-    rules = {i: RULES[p.method](p.ends, p.tolerance, p.max_n_steps) for i, p in enumerate(paths) if p.adaptive}
+    fixed = {i: p.fixed_steps() for i, p in enumerate(paths) if not p.adaptive}
+    rules = {i: p.rule() for i, p in enumerate(paths) if p.adaptive}
     wanted = [(i, a) for i, (alphas, _) in fixed.items() for a in alphas]
     wanted += [(i, a) for i, rule in rules.items() for a in rule.wanted()]
     while wanted:
@@ -173,7 +184,7 @@ def integrate(loaded, paths: list[StraightPath], chunk_points: int | None = None
             rule.update({a: contributions(paths[i], points.seen[i][a][0]) for a in rule.wanted()})
             points.forget(i, set(rule.alphas()) | set(rule.wanted()))
             wanted += [(i, a) for a in rule.wanted()]
-    out = []
+    out: list[PathGradients | None] = []
     for i in range(len(paths)):
         if i in points.dropped:
             out.append(None)
@@ -193,7 +204,8 @@ def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "f
     padded.requires_grad_()
     with torch.enable_grad():
         logits = head_logits(loaded, kwargs, padded, spans, dtype)  # [B, C]
-        score = per_row(logits, [p.target for p, _ in rows], [p.score for p, _ in rows])  # [B]
+        targets = cast(list[int], [p.target for p, _ in rows])  # known by now: a pass needs them
+        score = per_row(logits, targets, [p.score for p, _ in rows])  # [B]
         (grad,) = torch.autograd.grad(score.sum(), padded)  # [B, T, E]
     grad = grad.detach().float().cpu()
     return [grad[b, a:e] for b, (a, e) in enumerate(spans)], score.detach().cpu()

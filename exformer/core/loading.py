@@ -73,7 +73,7 @@ class LoadedModel:
             "vocab_size": len(self.tokenizer),
             "max_tokens": self.max_tokens,
             "head": self.head,
-            "predictions": {"masked-lm": "masked-token", "causal-lm": "next-token"}.get(self.head),
+            "predictions": {"masked-lm": "masked-token", "causal-lm": "next-token"}.get(self.head or ""),
             "mask_token": self.tokenizer.mask_token,
             "labels": self.labels,
         }

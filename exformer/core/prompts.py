@@ -95,7 +95,9 @@ def chat_prompt(loaded, messages: list[dict]) -> Prompt:
                                        f"({loaded.max_tokens})", code=413)
     ends = [s + len(m["content"]) for s, m in zip(starts, messages)]
     specials = set(tokenizer.all_special_ids)
-    spans, message_of, template = [], [], []
+    spans: list[tuple[int, int, int] | None] = []
+    message_of: list[int | None] = []
+    template: list[bool] = []
     for (a, b) in offsets:
         first = visible_start(rendered, a, b)
         inside = next((k for k, (s, e) in enumerate(zip(starts, ends)) if s <= first < e and a < b), None)

@@ -5,6 +5,8 @@ dispatches with accelerate's hooks, so no architecture needs a hand-written shar
 (the old int-gradients-server kept one per model family).
 """
 
+from typing import Any
+
 import torch
 
 
@@ -84,7 +86,7 @@ def plan_device_map(config_or_dir, devices: list) -> dict[str, object]:
     if not isinstance(config, transformers.PretrainedConfig):
         config = transformers.AutoConfig.from_pretrained(config_or_dir)
     architecture = (config.architectures or ["AutoModel"])[0]
-    model_class = getattr(transformers, architecture, transformers.AutoModel)
+    model_class: Any = getattr(transformers, architecture, transformers.AutoModel)  # a PreTrainedModel class
     with accelerate.init_empty_weights():
         model = (model_class.from_config(config) if model_class is transformers.AutoModel
                  else model_class(config))
@@ -113,7 +115,7 @@ def tied_to(model, names: list[str]) -> dict[str, str]:
             name = root[name]
         return name
 
-    holder = {}
+    holder: dict[int, str] = {}  # id of a tensor → the first unit holding it
     for name in names:
         for tensor in _tensors(model, name):
             a, b = find(holder.setdefault(id(tensor), name)), find(name)

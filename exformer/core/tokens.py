@@ -1,8 +1,8 @@
 """Tokenize one request: ids for the model, offsets and flags for the client, and honesty
 about truncation (the old exFormer cut at 225 characters without a word)."""
 
-from dataclasses import dataclass
 import inspect
+from dataclasses import dataclass
 
 import torch
 
@@ -83,7 +83,7 @@ def encode(loaded, text: str, text_pair: str | None = None) -> Encoded:
 def token_table(loaded, encoded: Encoded, text: str, text_pair: str | None) -> list[dict]:
     """One row per token: what the tokenizer made of the input, and where it came from."""
     strings = loaded.tokenizer.convert_ids_to_tokens(encoded.ids)
-    sources = (text, text_pair)
+    sources = (text, text_pair or "")  # a token of the pair comes with a pair
     rows = []
     for i, (tid, tok, span, is_special, seg) in enumerate(
         zip(encoded.ids, strings, encoded.offsets, encoded.special, encoded.segments)
@@ -95,7 +95,7 @@ def token_table(loaded, encoded: Encoded, text: str, text_pair: str | None) -> l
                 "id": tid,
                 "start": span[0] if span else None,
                 "end": span[1] if span else None,
-                "surface": sources[seg][span[0] : span[1]] if span else None,
+                "surface": sources[seg][span[0] : span[1]] if span and seg is not None else None,
                 "segment": seg,
                 "special": is_special,
             }

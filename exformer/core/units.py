@@ -77,7 +77,9 @@ def source_units(sources, texts: list[str], spans) -> list[dict]:
             where = source.message or 0
             if source.end > len(texts[where]):
                 what = f"message {where}" if source.message is not None else "text"
-                raise RequestError(field, f"end {source.end} is past the end of {what} ({len(texts[where])} characters)")
+                raise RequestError(
+                    field, f"end {source.end} is past the end of {what} ({len(texts[where])} characters)"
+                )
             start, end = source.start, source.end
         else:
             found = [(w, a) for w, text in enumerate(texts) for a in _occurrences(text, source.text)]
@@ -89,7 +91,9 @@ def source_units(sources, texts: list[str], spans) -> list[dict]:
     for k, a in enumerate(units):
         for b in units[:k]:
             if a["where"] == b["where"] and a["start"] < b["end"] and b["start"] < a["end"]:
-                raise RequestError(f"sources[{k}]", f"source {a['id']!r} overlaps source {b['id']!r}; sources must not overlap")
+                raise RequestError(
+                    f"sources[{k}]", f"source {a['id']!r} overlaps source {b['id']!r}; sources must not overlap"
+                )
     text_of = dict(enumerate(texts))
     for unit, tokens in zip(units, unit_of_tokens(spans, text_of, units)):
         if not tokens:

@@ -23,14 +23,14 @@ from ..client.results import AttentionResult, GradientsResult
 from ..contract.errors import RequestError
 from ..contract.requests import AttentionRequest, GradientsRequest, Request
 from . import attention, dispatch
-from .checks import parse_request
+from .checks import R, parse_request
 from .responses import GradientsAnswer, details_response
 
 
-def _requests(model, model_class: type[Request], request, fields: dict) -> tuple[list[Request], bool]:
+def _requests(model, model_class: type[R], request, fields: dict) -> tuple[list[R], bool]:
     """(validated requests, whether one was given): a text, a dict, a request model, or a list."""
     one = not isinstance(request, list)
-    out = []
+    out: list[R] = []
     for item in [request] if one else request:
         if isinstance(item, str):
             item = {"text": item}

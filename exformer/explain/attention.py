@@ -3,6 +3,7 @@ any forward), the pass (exformer.core.attention), the token table with the top-k
 and the arrays in the request's encoding."""
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ def plan_of(loaded, request: AttentionRequest) -> Plan:
     return Plan(
         layers=every(request.layers, cfg.num_hidden_layers),
         heads=every(request.heads, cfg.num_attention_heads),
-        aggregate=request.heads if request.heads in HEAD_AGGREGATES else None,
+        aggregate=request.heads if isinstance(request.heads, str) and request.heads in HEAD_AGGREGATES else None,
         attention=request.rollout != "only",
         rollout=bool(request.rollout),
         k=request.top_k_per_row,
@@ -46,7 +47,7 @@ def check_size(plan: Plan, encoding: str, n: int, top_k: int, limit: int) -> Non
     size = response_bytes(plan, encoding, n, top_k)
     if size <= limit:
         return
-    changes = []  # (label, plan changes, encoding)
+    changes: list[tuple[str, dict[str, Any], str]] = []  # (label, plan changes, encoding)
     if plan.attention and plan.aggregate is None and len(plan.heads) > 1:
         changes.append(('"heads": "mean"', {"aggregate": "mean"}, encoding))
     if encoding == "json":
@@ -109,7 +110,7 @@ def attention_response(loaded, request: AttentionRequest) -> dict:
 
     collector, logits = attention_pass(loaded, encoded.inputs, plan)
     attention, rollout = collector.results()
-    predictions = top_k_predictions(loaded, logits, top_k) if predicts else None
+    predictions = top_k_predictions(loaded, logits, top_k) if predicts and logits is not None else None
 
     tokens = token_table(loaded, encoded, request.text, request.text_pair)
     for row in tokens:
@@ -123,7 +124,7 @@ def attention_response(loaded, request: AttentionRequest) -> dict:
         response["rollout"] = {"layers": plan.layers, **_encoded(rollout, request.encoding)}
     response.update(truncated=encoded.truncated, n_tokens_input=encoded.n_tokens_input,
                     n_tokens_dropped=encoded.n_tokens_dropped)
-    if loaded.head == "sequence-classification":
+    if loaded.head == "sequence-classification" and logits is not None:
         probs = torch.softmax(logits[0] if logits.dim() > 1 else logits, dim=-1).tolist()
         response["prediction"] = {
             "label": loaded.labels[max(range(len(probs)), key=probs.__getitem__)],

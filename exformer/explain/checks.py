@@ -7,27 +7,31 @@ Each check raises RequestError naming the field; the checked request comes back 
 the model resolved filled in (a gradients request's `target` as an index or id, `baseline`).
 """
 
+from typing import Any, TypeVar, cast
+
 from ..contract.errors import RequestError, json_excerpt
 from ..contract.parsing import parse
-from ..contract.requests import AttentionRequest, GradientsRequest, TextRequest
+from ..contract.requests import AttentionRequest, GradientsRequest, Request, TextRequest
 from ..contract.vocabulary import DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, GRADIENT_HEADS, TOKEN_BASELINES
 from ..core.baselines import baseline_token_id, default_baseline
 from ..core.loading import bfloat16_not_native
 
+R = TypeVar("R", bound=TextRequest)
 
-def parse_request(loaded, model_class: type[TextRequest], body) -> TextRequest | RequestError:
+
+def parse_request(loaded, model_class: type[R], body) -> R | RequestError:
     """A body → the checked request, or the first problem as a RequestError (returned, not
     raised: the caller answers it)."""
     request = parse(model_class, body)
     if isinstance(request, RequestError):
         return request
     try:
-        return check(loaded, request)
+        return cast(R, check(loaded, request))  # a model_class, as parsed (with what the checks resolved)
     except RequestError as error:
         return error
 
 
-def check(loaded, request: TextRequest) -> TextRequest:
+def check(loaded, request: Request) -> TextRequest:
     """The model's rules for a parsed request; the request with what they resolved."""
     if isinstance(request, AttentionRequest):
         return check_attention(loaded, request)
@@ -76,7 +80,7 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     if request.messages is not None:
         _conversation(loaded, request)
     _text(loaded, request)
-    resolved = {}
+    resolved: dict[str, Any] = {}
     if request.target is not None:
         resolved["target"] = resolve_target(loaded, request.target)
     baseline = request.baseline or default_baseline(loaded.tokenizer)
@@ -85,15 +89,22 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     resolved["baseline"] = baseline
     top = settings.max_n_steps
     if request.n_steps != "auto" and request.n_steps > top:
-        raise RequestError("n_steps", f"must be between 1 and {top} (this archive's max_n_steps), got {request.n_steps}")
+        raise RequestError(
+            "n_steps", f"must be between 1 and {top} (this archive's max_n_steps), got {request.n_steps}"
+        )
     if request.max_n_steps is not None and request.max_n_steps > top:
-        raise RequestError("max_n_steps", f"must be at most {top} (this archive's max_n_steps), got {request.max_n_steps}")
+        raise RequestError(
+            "max_n_steps", f"must be at most {top} (this archive's max_n_steps), got {request.max_n_steps}"
+        )
     asked = [name for name in ("continuation", "generate", "foil") if getattr(request, name) is not None]
     if asked and loaded.head != "causal-lm":
         raise RequestError(asked[0], f"{loaded.name} is not a causal LM; only causal LMs continue a text")
     if request.generate is not None and request.generate.max_new_tokens > settings.max_new_tokens:
-        raise RequestError("generate.max_new_tokens", f"must be between 1 and {settings.max_new_tokens} (this "
-                                                      f"archive's max_new_tokens), got {request.generate.max_new_tokens}")
+        raise RequestError(
+            "generate.max_new_tokens",
+            f"must be between 1 and {settings.max_new_tokens} (this "
+            f"archive's max_new_tokens), got {request.generate.max_new_tokens}",
+        )
     _ablations(loaded, request)
     if request.foil is not None:
         for foil in request.foil if isinstance(request.foil, list) else [request.foil]:
@@ -102,7 +113,11 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
         why = bfloat16_not_native(loaded.device) or "bf16 was not native when the model loaded"
         raise RequestError("dtype", f'"bfloat16" needs native bf16, but {why}: emulated bf16 autocast measured '
                                     '~34x slower than float32; leave dtype out (float32)')
-    if request.ablation == "baseline" and request.attribution != "integrated_gradients" and baseline not in TOKEN_BASELINES:
+    if (
+        request.ablation == "baseline"
+        and request.attribution != "integrated_gradients"
+        and baseline not in TOKEN_BASELINES
+    ):
         raise RequestError("baseline", f'ablation "baseline" puts one token in place of each left-out token: '
                                        f'{", ".join(TOKEN_BASELINES)}, not {baseline}')
     return request.model_copy(update=resolved)
@@ -142,7 +157,9 @@ def resolve_target(model, value: int | str, field: str = "target") -> int:
         if isinstance(value, int):
             if value < len(labels):
                 return value
-            raise RequestError("target", f"class {value} out of range: this model has classes 0..{len(labels) - 1} {labels}")
+            raise RequestError(
+                "target", f"class {value} out of range: this model has classes 0..{len(labels) - 1} {labels}"
+            )
         if value in labels:
             return labels.index(value)
         raise RequestError("target", f"unknown label {json_excerpt(value)}; labels: {labels}")

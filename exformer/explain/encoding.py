@@ -5,6 +5,7 @@ before computing it."""
 import base64
 import gzip
 import io
+from typing import Any
 
 import numpy as np
 import orjson
@@ -73,7 +74,7 @@ def json_bytes(obj) -> bytes:
 def npz_bytes(arrays: dict) -> bytes:
     """An .npz readable with numpy alone (`np.load(io.BytesIO(body))`, no pickle): tensors as
     float32/int64 arrays, strings (e.g. a JSON summary) as 0-d unicode arrays."""
-    out = {}
+    out: dict[str, Any] = {}  # name → array (Any: savez's keywords also include allow_pickle)
     for name, value in arrays.items():
         if isinstance(value, torch.Tensor):
             value = value.detach().to("cpu")

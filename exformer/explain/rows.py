@@ -16,7 +16,7 @@ def token_rows(loaded, prompt: Prompt, targets: list[int], offsets, text: str) -
         row = {"index": i, "text": tok, "id": tid, "start": span[1] if span else None, "end": span[2] if span else None,
                "surface": prompt.texts[span[0]][span[1]:span[2]] if span else None, "segment": 0 if span else None,
                "special": prompt.special[i], "target": False}
-        if prompt.roles is not None:
+        if prompt.roles is not None and prompt.message_of is not None and prompt.template is not None:  # messages
             message = prompt.message_of[i]
             row.update(message=message, role=prompt.roles[message] if message is not None else "assistant",
                        template=prompt.template[i])
@@ -31,7 +31,7 @@ def token_rows(loaded, prompt: Prompt, targets: list[int], offsets, text: str) -
 def token_spans(tokens: list[dict]) -> list:
     """Each token's (text, start, end) for core.units, and the texts by that key: a prompt text
     by its index (`text`, or a message's content), the continuation by "c"."""
-    spans = []
+    spans: list[tuple[str | int, int, int] | None] = []
     for row in tokens:
         if row["start"] is None or row["special"]:
             spans.append(None)
@@ -76,6 +76,7 @@ def choice(loaded, token_id: int, probs: torch.Tensor) -> dict:
 
 def messages_used(prompt: Prompt, tokens: list[dict]) -> list[dict]:
     """The contract's MessageUsed: each message with the indices of its tokens."""
+    assert prompt.roles is not None, "a conversation's prompt"
     return [{"role": role, "content": content,
              "tokens": [r["index"] for r in tokens if not r["target"] and r.get("message") == k]}
             for k, (role, content) in enumerate(zip(prompt.roles, prompt.texts))]

@@ -83,10 +83,10 @@ def _connect(python: str) -> socket.socket:
         try:
             connection.connect(name)
             return connection
-        except (ConnectionRefusedError, FileNotFoundError):
+        except (ConnectionRefusedError, FileNotFoundError) as error:
             connection.close()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the fork server did not answer within {CONNECT_SECONDS:.0f} s")
+                raise TimeoutError(f"the fork server did not answer within {CONNECT_SECONDS:.0f} s") from error
         if not started:  # several workers may start one each: the first to bind the address serves
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             # Beside TorchServe's own logs: $LOG_LOCATION, else logs/ in the frontend's directory.
@@ -128,7 +128,9 @@ def serve(frontend_pid: int) -> None:
     frontend = os.pidfd_open(frontend_pid)
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # is_available() without initialising CUDA
     _preload()
-    worker_script = str(Path(importlib.import_module("ts.model_service_worker").__file__).resolve())
+    worker_module = importlib.import_module("ts.model_service_worker")
+    assert worker_module.__file__ is not None  # a module from a file
+    worker_script = str(Path(worker_module.__file__).resolve())
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(frontend, selectors.EVENT_READ, "frontend")
@@ -196,6 +198,7 @@ def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> t
     creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _, uid, _ = struct.unpack("3i", creds)
     fds: list[int] = []
+    reason: str | None  # why the worker is not forked
     try:
         connection.settimeout(10)  # one silent client must not stall every other worker's start
         message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
@@ -213,7 +216,12 @@ def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> t
         reason = None
         if uid != os.getuid():
             reason = f"uid {uid} is not ours"
-        elif not isinstance(request, dict) or len(fds) != 3 or not request.get("argv") or str(Path(request["argv"][0]).resolve()) != worker_script:
+        elif (
+            not isinstance(request, dict)
+            or len(fds) != 3
+            or not request.get("argv")
+            or str(Path(request["argv"][0]).resolve()) != worker_script
+        ):
             reason = f"not TorchServe's worker: {request.get('argv', [])[:1]}"
         elif "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
             reason = "CUDA is initialised in the fork server"

@@ -28,6 +28,7 @@ Both answer JSON only: a gradients request with `"format": "npz"`/`"torch-gzip"`
 """
 
 import logging
+from typing import Any
 
 import numpy as np
 import orjson
@@ -122,7 +123,7 @@ def v2_request(body, fields: set[str]) -> tuple[dict, str | None]:
         if len(tensor["data"]) != 1:
             raise RequestError("inputs[0].data", f"one JSON request per inference call, got {len(tensor['data'])}")
         return decode_body(_text(tensor["data"][0], "inputs[0].data")), request_id
-    request = {}
+    request: dict[str, Any] = {}
     for i, tensor in enumerate(inputs):  # inputs named after request fields
         name, datatype, data = tensor["name"], tensor["datatype"], tensor["data"]
         if datatype == "BYTES":
@@ -180,7 +181,11 @@ def _outputs(name: str, value) -> list[dict]:
         return [_tensor(name, np.array([value], dtype=np.float64))]
     if isinstance(value, str):
         return [{"name": name, "datatype": "BYTES", "shape": [1], "data": [value]}]
-    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         ints = all(isinstance(v, int) for v in value)
         return [_tensor(name, np.array(value, dtype=np.int64 if ints else np.float64))]
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
@@ -194,6 +199,8 @@ def _outputs(name: str, value) -> list[dict]:
 def _decode_array(encoded: dict) -> np.ndarray:
     """An encoded block back to its array: float32 for json values, float16 for float16-base64
     (v2 answers FP16 as FP16), int64 for a sparse answer's column indices."""
-    if encoded["encoding"] == "base64" or (encoded["encoding"] == "json" and np.asarray(encoded["data"]).dtype.kind in "iu"):
+    if encoded["encoding"] == "base64" or (
+        encoded["encoding"] == "json" and np.asarray(encoded["data"]).dtype.kind in "iu"
+    ):
         return decode_index_array(encoded)
     return decode_array(encoded, widen=False)

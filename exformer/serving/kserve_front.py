@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,6 +54,10 @@ TORCHSERVE_MAX_REQUEST_SIZE = 6553500  # bytes: TorchServe's default max_request
 # --- TorchServe's side: where it listens, its keys, its models ---------------------------------
 
 
+@overload
+def torchserve_setting(config: str, name: str, default: str) -> str: ...
+@overload
+def torchserve_setting(config: str, name: str, default: None = None) -> str | None: ...
 def torchserve_setting(config: str, name: str, default: str | None = None) -> str | None:
     """A config.properties setting as TorchServe reads it: TS_<NAME> first (enable_envvars_config)."""
     value = os.environ.get(f"TS_{name.upper()}")
@@ -277,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         await serving
         return code
 
-    front.capture_signals = contextlib.nullcontext  # ours above, so TorchServe stops with the pod
+    # ours above, so TorchServe stops with the pod (uvicorn's own handlers would stop the front alone)
+    front.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     started = time.time()
     code = asyncio.run(run())
     print(f"exformer.serving.kserve_front: TorchServe exited with {code} after {time.time() - started:.0f} s",

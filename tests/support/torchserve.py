@@ -121,10 +121,25 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
            **({} if forkserver else {"EXFORMER_FORKSERVER": "0"})}
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
-        [str(venv_bin / "python"), "-m", "exformer.serving.forkserver", "torchserve", "--start", "--foreground", "--ncs",
-         "--ts-config", str(workdir / "config.properties"), "--model-store", str(store),
-         "--models", *[f"{n}={n}.mar" for n in archives]],
-        cwd=workdir, env=env, stdout=open(workdir / "torchserve.out", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(venv_bin / "python"),
+            "-m",
+            "exformer.serving.forkserver",
+            "torchserve",
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            str(workdir / "config.properties"),
+            "--model-store",
+            str(store),
+            "--models",
+            *[f"{n}={n}.mar" for n in archives],
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=open(workdir / "torchserve.out", "wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     server = TorchServe(f"http://127.0.0.1:{ports['inference']}", f"http://127.0.0.1:{ports['management']}",
