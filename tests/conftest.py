@@ -10,6 +10,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models
 import tiny_models  # noqa: E402
 
 
+# What a test needs beyond this process, as markers ([tool.pytest.ini_options] markers):
+# `pytest tests -m "not served and not browser and not image"` runs the in-process suite alone.
+FIXTURE_MARKS = {"torchserve": "served", "avx2_server": "served"}  # the session's TorchServe; test_dtype's own
+MODULE_MARKS = {
+    "test_frontend_e2e.py": ("browser", "served"),
+    "test_origin.py": ("browser", "served"),  # its own TorchServe, and a page in Chromium
+    "test_kserve_image.py": ("image",),
+    "test_kserve.py": ("served",),  # TorchServe started as KServe's runtime starts it
+    "test_forkserver.py": ("served",),
+    "test_scaling.py": ("served",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = {FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_MARKS}
+        names.update(MODULE_MARKS.get(item.path.name, ()))
+        for name in sorted(names):
+            item.add_marker(name)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain nothing from threads, and a busy 2-core machine makes them slower."""

@@ -5,9 +5,9 @@ its characters start with whitespace (byte-level BPE's "Ġword"), when its offse
 after the previous token (WordPiece's "a ##b" have none, "a b" has one), or after a special
 token. Specials belong to no word. The same rule serves every tokenizer that gives offsets.
 
->>> rows = [{"start": 0, "end": 3, "segment": 0, "special": False},
-...         {"start": 3, "end": 7, "segment": 0, "special": False},
-...         {"start": 7, "end": 8, "segment": 0, "special": False}]
+>>> rows = [{"start": 0, "end": 3, "segment": 0, "special": False},   # "The"
+...         {"start": 3, "end": 8, "segment": 0, "special": False},   # " cats" (starts with whitespace)
+...         {"start": 8, "end": 9, "segment": 0, "special": False}]   # "." (no gap: the same word)
 >>> [(w["text"], w["tokens"]) for w in word_rows(rows, {0: "The cats."})]
 [('The', [0]), ('cats.', [1, 2])]
 """
