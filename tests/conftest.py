@@ -9,7 +9,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models
 
 import tiny_models  # noqa: E402
 
-
 # What a test needs beyond this process, as markers ([tool.pytest.ini_options] markers):
 # `pytest tests -m "not served and not browser and not image"` runs the in-process suite alone.
 FIXTURE_MARKS = {"torchserve": "served", "avx2_server": "served"}  # the session's TorchServe; test_dtype's own

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from .errors import RequestError, json_excerpt
 from .requests import AttentionRequest, GradientsRequest, Request  # noqa: F401  (doctest names)
 
-_NESTED = ("messages", "sources", "generate", "evaluate")  # objects in a request: an error names the path, sources[1].end
+# objects in a request: an error names the path, sources[1].end
+_NESTED = ("messages", "sources", "generate", "evaluate")
 
 _PHRASES = {
     "string_type": "must be a string",
@@ -85,7 +86,8 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
         field = loc[0]
         known = sorted(f.alias or name for name, f in model_class.model_fields.items())
         hint = difflib.get_close_matches(field, known, n=1)
-        return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}")
+        return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint
+                            else f"unknown field; known fields: {known}")
     field = _field_name(loc, model_class, first)
     if len(first["loc"]) > 1 and loc and loc[0] in _NESTED:  # name the path: sources[1].end, generate.max_new_tokens
         field = _path(first["loc"])
@@ -98,9 +100,9 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
         return RequestError(field, f"has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} "
                                    "(a fixed limit of the contract)")
     if value is None:  # a client's unset variable: say so rather than answer something else
-        hint = "leave every field out for the model's details" if field in ("text", "sequence") else \
+        advice = "leave every field out for the model's details" if field in ("text", "sequence") else \
             "leave it out for its default"
-        return RequestError(field, f"must not be null ({hint})")
+        return RequestError(field, f"must not be null ({advice})")
     phrase = _PHRASES.get(kind) or first["msg"][0].lower() + first["msg"][1:]
     return RequestError(field, f"{phrase}, got {json_excerpt(value)}")
 

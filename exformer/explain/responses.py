@@ -3,6 +3,7 @@ contract's models where they are built, the model-details answer, attribution ro
 gradients answer (`GradientsAnswer`: its JSON summary, its full tensors, its bytes on the wire)."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import torch
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..contract.requests import GradientsRequest
 from ..contract.responses import AblationResponse, GenerationResponse, GradientsResponse, ModelDetailsResponse
+from ..core.continuation import ContinuationGradients
+from ..core.integrated import PathGradients
 from .encoding import encode_array, json_bytes, npz_bytes, torch_gzip_bytes
 
 
@@ -55,7 +58,7 @@ class GradientsAnswer:
 
     request: GradientsRequest
     summary: dict
-    path: object
+    path: PathGradients | ContinuationGradients
 
     def __post_init__(self):
         checked(GenerationResponse if "targets" in self.summary else GradientsResponse, self.summary)
@@ -76,7 +79,8 @@ class GradientsAnswer:
     def summary_arrays(self) -> dict[str, torch.Tensor]:
         """What an npz adds to the tensors: the attributions ([T], or a continuation's [targets, L]
         with each row zero-padded past its own length), alphas and gradient norms."""
-        summary, arrays = self.summary, {}
+        summary = self.summary
+        arrays: dict[str, torch.Tensor] = {}
         if "targets" in summary:
             rows = [t["attributions"]["raw"] for t in summary["targets"] if t.get("attributions")]
             if rows:
@@ -97,7 +101,7 @@ class GradientsAnswer:
         if fmt == "torch-gzip":
             return torch_gzip_bytes(self.tensors()), "application/gzip"
         if fmt == "npz":
-            arrays = {**self.tensors(), **self.summary_arrays()}
+            arrays: dict[str, Any] = {**self.tensors(), **self.summary_arrays()}
             arrays["summary"] = orjson.dumps(self.summary).decode()
             return npz_bytes(arrays), "application/x-npz"
         return json_bytes(self.to_json()), "application/json"
