@@ -70,6 +70,9 @@ class RandomOrders(_Response):
     sufficiency: Spread
     deletion: list[float] = Field(description="The mean deletion curve, at `fractions`.")
     insertion: list[float] = Field(description="The mean insertion curve, at `fractions`.")
+    deletion_std: list[float] = Field(description="The deletion curves' population standard deviation over the random "
+                                                  "orders, at `fractions` (a band around the mean curve).")
+    insertion_std: list[float] = Field(description="The same for the insertion curves.")
 
 
 class WinRate(_Response):

@@ -122,7 +122,8 @@ def evaluate(attributions: np.ndarray, score: Score, steps: int = 10, random_ord
          "rows": [{"deletion": [D(j)…], "insertion": [I(j)…], "deletion_aopc", "insertion_aopc",
                    "comprehensiveness", "sufficiency",
                    "random": {"deletion_aopc": {"mean", "std"}, … (the four), "deletion": [mean D(j)…],
-                              "insertion": [mean I(j)…]} | None (no random orders),
+                              "insertion": [mean I(j)…], "deletion_std": [std D(j)…],
+                              "insertion_std": [std I(j)…]} | None (no random orders),
                    "win_rate": {"deletion", "insertion"} (None without random orders)}…]}
     """
     attributions = np.asarray(attributions, dtype=np.float64)
@@ -176,7 +177,8 @@ def _row(deletion: np.ndarray, insertion: np.ndarray, numbers: dict[str, np.ndar
         return {**row, "random": None, "win_rate": {"deletion": None, "insertion": None}}
     row["random"] = {**{name: {"mean": float(values[1:].mean()), "std": float(values[1:].std())}
                         for name, values in numbers.items()},
-                     "deletion": deletion[1:].mean(0).tolist(), "insertion": insertion[1:].mean(0).tolist()}
+                     "deletion": deletion[1:].mean(0).tolist(), "insertion": insertion[1:].mean(0).tolist(),
+                     "deletion_std": deletion[1:].std(0).tolist(), "insertion_std": insertion[1:].std(0).tolist()}
     row["win_rate"] = {curve: _win_rate(numbers[f"{curve}_aopc"]) for curve in ("deletion", "insertion")}
     return row
 

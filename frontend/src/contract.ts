@@ -194,10 +194,18 @@ export interface RandomOrders {
   deletion: number[];
   deletion_aopc: Spread;
   /**
+   * The deletion curves' population standard deviation over the random orders, at `fractions` (a band around the mean curve).
+   */
+  deletion_std: number[];
+  /**
    * The mean insertion curve, at `fractions`.
    */
   insertion: number[];
   insertion_aopc: Spread;
+  /**
+   * The same for the insertion curves.
+   */
+  insertion_std: number[];
   sufficiency: Spread;
 }
 /**
