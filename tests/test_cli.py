@@ -175,9 +175,79 @@ def test_n_steps_auto_refines_each_row_to_the_tolerance(heldout, tmp_path):
     assert len(records) == 2
     for record in records:
         assert record["converged"] is True and record["relative_delta"] <= 0.05 and record["n_steps"] >= 7
+        assert record["attribution"] == "integrated_gradients"
+        assert all(record[c] is None for c in EVALUATION_COLUMNS)  # not asked: null
     bad = explain("sentiment-gradients", source, "--out", tmp_path / "bad", "--local", SENTIMENT,
                   "--text-column", "review", "--n-steps", "many", check=False)
     assert bad.returncode != 0 and "auto" in bad.stderr
+
+
+EVALUATION_COLUMNS = ["evaluation_unit", "evaluation_n_units", "deletion_aopc", "insertion_aopc", "comprehensiveness",
+                      "sufficiency", "random_deletion_aopc", "random_insertion_aopc", "random_comprehensiveness",
+                      "random_sufficiency", "win_rate_deletion", "win_rate_insertion"]
+EVALUATE_ARGS = ["--evaluate-unit", "word", "--evaluate-random-orders", 4, "--evaluate-steps", 5]
+
+
+def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
+    rows = reviews(heldout, 4)
+    source = write_csv(tmp_path / "reviews.csv", rows)
+    out = tmp_path / "faithful"
+    stats = summary(explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column",
+                            "review", "--target-column", "label", "--attribution", "saliency", *EVALUATE_ARGS,
+                            "--no-progress", "--json"))
+    table = pq.read_table(out)
+    assert table.schema.names[-len(EVALUATION_COLUMNS) - 4:-4] == EVALUATION_COLUMNS  # before tensors and the error
+    got = {r["row"]: r for r in table.to_pylist()}
+    assert all(got[EMPTY_ROW][c] is None for c in EVALUATION_COLUMNS)  # a refused row: null
+    from exformer import explain_gradients, load_model
+
+    model = load_model(SENTIMENT)
+    wins = []
+    for i, row in enumerate(rows):
+        if i == EMPTY_ROW:
+            continue
+        record = got[i]
+        # the same request made in process: the columns are its evaluation's row and the random orders' means
+        direct = explain_gradients(model, {"text": row["review"], "target": row["label"], "attribution": "saliency",
+                                           "evaluate": {"unit": "word", "random_orders": 4, "steps": 5}})
+        e = direct["evaluation"]
+        (expected,) = e["rows"]
+        assert record["attribution"] == "saliency"
+        assert record["convergence_delta"] is None and record["relative_delta"] is None  # no completeness
+        assert (record["evaluation_unit"], record["evaluation_n_units"]) == ("word", e["n_units"])
+        for name in ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency"):
+            assert record[name] == pytest.approx(expected[name], abs=1e-6), name
+            assert record[f"random_{name}"] == pytest.approx(expected["random"][name]["mean"], abs=1e-6), name
+        assert (record["win_rate_deletion"], record["win_rate_insertion"]) == (expected["win_rate"]["deletion"],
+                                                                             expected["win_rate"]["insertion"])
+        wins.append(record["win_rate_deletion"])
+    assert stats["rows_evaluated"] == len(rows) - 1
+    assert stats["win_rate_deletion_mean"] == pytest.approx(sum(wins) / len(wins))
+    # other evaluate settings into the same directory: refused, naming the one that differs (before any model loads)
+    other = explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column", "review",
+                    "--target-column", "label", "--attribution", "saliency", "--evaluate-unit", "word",
+                    "--evaluate-random-orders", 8, "--evaluate-steps", 5, check=False)
+    assert other.returncode == 2 and "request.evaluate.random_orders 4 there, 8 here" in unboxed(other.stderr)
+
+
+def test_evaluate_of_a_continuation_is_its_whole_answers(tmp_path, one_thread):
+    source = write_jsonl(tmp_path / "rag.jsonl", rag_rows(as_arrays=True)[:1])
+    out = tmp_path / "results"
+    explain("smollm2-gradients", source, "--out", out, "--local", SMOLLM2, *RAG_ARGS, "--evaluate",
+            "--evaluate-random-orders", 3)
+    (record,) = pq.read_table(out).to_pylist()
+    from exformer import explain_gradients, load_model
+
+    messages, sources = rag_conversation()
+    direct = explain_gradients(load_model(SMOLLM2), {"messages": messages, "sources": sources, "continuation": ANSWER,
+                                                      "attribution": "occlusion", "evaluate": {"random_orders": 3}})
+    e = direct["evaluation"]
+    whole = e["rows"][-1]
+    assert whole["target"] is None and len(e["rows"]) == len(direct["targets"]) + 1
+    assert (record["evaluation_unit"], record["evaluation_n_units"]) == ("source", 2)  # occlusion's own unit
+    for name in ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency"):
+        assert record[name] == pytest.approx(whole[name], rel=1e-4, abs=1e-6), name
+    assert record["win_rate_deletion"] == whole["win_rate"]["deletion"]
 
 
 def test_local_gives_the_same_columns_and_values(served_csv, tmp_path):
@@ -372,6 +442,8 @@ def test_chat_options_are_refused_where_they_cannot_apply(tmp_path):
                         "--attribution", "occlusion", check=False)
     assert attention.returncode == 2
     assert "--attribution, --messages-column: not for a attention model" in unboxed(attention.stderr)
+    evaluate = explain("smollm2-attention", source, "--out", tmp_path / "e", "--evaluate-unit", "word", check=False)
+    assert evaluate.returncode == 2 and "--evaluate: not for a attention model" in unboxed(evaluate.stderr)
     tensors = explain("smollm2-gradients", source, "--out", tmp_path / "g", *RAG_ARGS, "--tensors", check=False)
     assert tensors.returncode == 2 and "occlusion answers one value per unit: no tensors" in unboxed(tensors.stderr)
 

@@ -6,7 +6,9 @@
 - **Records**: one answer (or one refusal) per input row → one output row
   (`gradients_record`, `attention_record`, `error_record`), with a fixed Arrow schema per run;
   a causal LM's continuation (a chat answer, its sources) is one row too, its per-source,
-  per-sentence and per-message values as JSON lists.
+  per-sentence and per-message values as JSON lists; with `evaluate`, the faithfulness of the
+  row's explanation (its areas, ERASER's two numbers, their random means, the win rates; a
+  continuation's whole answer) as columns, null where it was not asked.
 - **Output**: a directory of Parquet shards `part-NNNNN.parquet`, each complete or absent
   (written to a hidden temporary name in the same directory, fsynced, then `os.replace`d),
   optional per-row tensors in `_tensors/` (written the same way), and the resume index: the
@@ -311,6 +313,7 @@ _TOKENS = [
     ("start", pa.list_(pa.int32())), ("end", pa.list_(pa.int32())), ("segment", pa.list_(pa.int8())),
 ]
 _GRADIENTS = [
+    ("attribution", pa.string()),  # the method that answered
     ("target", pa.string()), ("target_index", pa.int64()), ("target_score", pa.float64()),
     ("baseline_score", pa.float64()), ("convergence_delta", pa.float64()), ("relative_delta", pa.float64()),
     ("n_steps", pa.int32()), ("converged", pa.bool_()),  # the points used; n_steps "auto": tolerance reached
@@ -318,12 +321,20 @@ _GRADIENTS = [
 ]
 _CONTINUATION = [  # a continuation's target_score etc. are the sums over its target tokens (F = Σ_t F_t)
     ("messages", pa.string()), ("sources", pa.string()),  # the row's, as JSON
-    ("continuation", pa.string()), ("generated", pa.bool_()), ("attribution", pa.string()), ("unit", pa.string()),
+    ("continuation", pa.string()), ("generated", pa.bool_()), ("unit", pa.string()),
     ("target_tokens", pa.list_(pa.string())), ("target_scores", pa.list_(pa.float64())),
     ("within_tolerance", pa.bool_()),
     # the whole continuation's, as JSON lists: [{"id", "text", "attribution"}] ([{"message", "role", "attribution"}])
     ("source_attributions", pa.string()), ("sentence_attributions", pa.string()),
     ("message_attributions", pa.string()), ("unit_attributions", pa.string()),
+]
+# `evaluate`: one row of the answer's `evaluation` (a classifier's; a continuation's whole answer), null when not asked
+EVALUATION_NUMBERS = ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency")
+_EVALUATION = [
+    ("evaluation_unit", pa.string()), ("evaluation_n_units", pa.int32()),
+    *[(name, pa.float64()) for name in EVALUATION_NUMBERS],
+    *[(f"random_{name}", pa.float64()) for name in EVALUATION_NUMBERS],  # the mean over the random orders
+    ("win_rate_deletion", pa.float64()), ("win_rate_insertion", pa.float64()),
 ]
 _TAIL = [("tensors", pa.string()), ("error", pa.string()), ("error_field", pa.string()), ("error_code", pa.int32())]
 REDUCES = ("mean", "max", "none")
@@ -341,7 +352,7 @@ def schema(kind: str, reduce: str = "mean", settings: dict | None = None, contin
     """The output schema of a run: the same for every shard (and every resumed run); the
     continuation columns only where rows can have continuations (a classifier's stays as it was)."""
     if kind == "gradients":
-        fields = _COMMON + _TOKENS + _GRADIENTS + (_CONTINUATION if continuations else []) + _TAIL
+        fields = _COMMON + _TOKENS + _GRADIENTS + (_CONTINUATION if continuations else []) + _EVALUATION + _TAIL
     elif kind == "attention":
         fields = _COMMON + _TOKENS + [("layers", pa.list_(pa.int32())), ("heads", pa.list_(pa.int32())),
                                       ("reduce", pa.string()), ("attention", _attention_type(reduce))] + _TAIL
@@ -392,13 +403,15 @@ def gradients_record(row: Row, response: dict, tensors: str | None = None) -> di
     """An answered gradients row: the JSON summary (`format: json`, or an npz's `summary`)."""
     if "targets" in response:  # a continuation: one target per token
         return {**_input_columns(row), **_token_columns(response), **_continuation_columns(response),
-                "tensors": tensors}
+                **evaluation_columns(response.get("evaluation")), "tensors": tensors}
     target = response["target"]
     attributions = response.get("attributions")
     return {
         **_input_columns(row),
         **_prediction_columns(response.get("prediction")),
         **_token_columns(response),
+        **evaluation_columns(response.get("evaluation")),
+        "attribution": response.get("attribution", "integrated_gradients"),
         "target": target.get("label") if target.get("label") is not None else target.get("text"),
         "target_index": target["index"],
         "target_score": target["score"],
@@ -453,6 +466,28 @@ def _continuation_columns(response: dict) -> dict:
             "message_attributions": _json_text(whole.get("messages")),
         })
     return record
+
+
+def evaluation_columns(evaluation: dict | None) -> dict:
+    """An answer's `evaluation` as columns: the row of a classifier's target, or of a
+    continuation's whole answer (`target` null); nothing (all null) when it was not asked.
+
+    >>> evaluation_columns({"unit": "word", "n_units": 3, "rows": [{"target": 0, "deletion_aopc": 0.5,
+    ...     "insertion_aopc": 0.4, "comprehensiveness": 0.5, "sufficiency": 0.03, "random": None,
+    ...     "win_rate": {"deletion": None, "insertion": None}}]})["deletion_aopc"]
+    0.5
+    """
+    if not evaluation or not evaluation.get("rows"):
+        return {}
+    rows = evaluation["rows"]
+    row = next((r for r in rows if r["target"] is None), rows[0])
+    random = row.get("random") or {}
+    return {
+        "evaluation_unit": evaluation["unit"], "evaluation_n_units": evaluation["n_units"],
+        **{name: row[name] for name in EVALUATION_NUMBERS},
+        **{f"random_{name}": random[name]["mean"] if random else None for name in EVALUATION_NUMBERS},
+        "win_rate_deletion": row["win_rate"]["deletion"], "win_rate_insertion": row["win_rate"]["insertion"],
+    }
 
 
 def _with_texts(values: list[dict] | None, units: list[dict] | None) -> str | None:
@@ -662,11 +697,13 @@ def _record_bytes(record: dict) -> int:
 
 
 class Stats:
-    """Counts and the relative convergence deltas of one run (compact: 8 bytes a row)."""
+    """Counts, the relative convergence deltas and the faithfulness win rates of one run
+    (compact: 8 bytes a row each)."""
 
     def __init__(self):
         self.ok = self.refused = self.lost = 0
         self.deltas = array("d")
+        self.wins = {"deletion": array("d"), "insertion": array("d")}
         self.first_error: str | None = None
 
     def add(self, record: dict) -> None:
@@ -677,6 +714,15 @@ class Stats:
             delta = record.get("relative_delta")
             if delta is not None:
                 self.deltas.append(delta)
+            for curve, values in self.wins.items():
+                if record.get(f"win_rate_{curve}") is not None:
+                    values.append(record[f"win_rate_{curve}"])
+
+    def win_rates(self) -> dict[str, float] | None:
+        """The mean win rate against random orders of each curve over the rows evaluated; None if none was."""
+        if not self.wins["deletion"]:
+            return None
+        return {curve: float(np.frombuffer(values, dtype=np.float64).mean()) for curve, values in self.wins.items()}
 
     def delta_summary(self) -> tuple[float, float] | None:
         if not self.deltas:

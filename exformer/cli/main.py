@@ -5,6 +5,7 @@
     exformer explain sentiment-gradients reviews.csv --out results/ --local build/models/sentiment
     exformer explain smollm2-gradients rag.jsonl --messages-column messages --sources-column sources \
         --continuation-column answer --attribution occlusion --out rag/
+    exformer explain sentiment-gradients reviews.csv --attribution saliency --evaluate-unit word --out faithful/
 
 `explain` streams a CSV/TSV/JSONL/Parquet file through a served model (TorchServe, many
 requests in flight) or a model loaded in this process (`--local`), and writes one output row
@@ -24,8 +25,8 @@ from typing import Annotated, Callable, Optional, get_args
 import orjson
 import typer
 
-from ..contract.vocabulary import (BASELINES, FIXED_METHODS, FORWARD_ATTRIBUTIONS, NESTED_METHODS, SCORES, Ablation,
-                                   Aggregate, Attribution, Unit)
+from ..contract.vocabulary import (BASELINES, FIXED_METHODS, FORWARD_ATTRIBUTIONS, GRADIENT_ATTRIBUTIONS,
+                                   NESTED_METHODS, SCORES, Ablation, Aggregate, Attribution, Unit)
 from . import dataset
 from .dataset import Columns, DatasetError, Row
 
@@ -79,6 +80,13 @@ def _n_steps(value: str | None) -> int | str | None:
         return int(value)
     except ValueError:
         raise typer.BadParameter(f'a number of path points or "auto", got {value!r}') from None
+
+
+def _evaluate(on: bool, **given) -> dict | None:
+    """The request's `evaluate` block: the options given (the server checks their ranges and
+    fills in its defaults); None unless --evaluate or one of them was given."""
+    fields = {k: v for k, v in given.items() if v is not None}
+    return fields if on or fields else None
 
 
 def _kind_of(model: str, given: Kind | None) -> str:
@@ -415,12 +423,16 @@ def _resume_command() -> str:
 def _summary(run: Run, output: "dataset.Output", model: str, out: Path, total: int, seconds: float) -> dict:
     stats = run.stats
     deltas = stats.delta_summary()
+    wins = stats.win_rates()
     new = stats.ok + stats.refused
     return {
         "model": model, "out": str(out), "rows_total": total, "rows_in_out": len(output.done),
         "rows_ok": stats.ok, "rows_failed": stats.refused, "rows_not_written": stats.lost,
         "seconds": round(seconds, 3), "rows_per_s": round(new / seconds, 3) if seconds > 0 else None,
         "relative_delta_median": deltas[0] if deltas else None, "relative_delta_max": deltas[1] if deltas else None,
+        "rows_evaluated": len(stats.wins["deletion"]),
+        "win_rate_deletion_mean": wins["deletion"] if wins else None,
+        "win_rate_insertion_mean": wins["insertion"] if wins else None,
         "shards_written": [p.name for p in run.writer.written], "interrupted": run.interrupted,
         "first_error": stats.first_error,
     }
@@ -446,6 +458,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if s["relative_delta_median"] is not None:
         console.print(f"  relative convergence delta |Σattr − (F(x) − F(x′))| / |F(x) − F(x′)|: "
                       f"median {s['relative_delta_median']:.2e}, max {s['relative_delta_max']:.2e}")
+    if s["win_rate_deletion_mean"] is not None:
+        console.print(f"  faithfulness over {s['rows_evaluated']:,} rows: mean win rate against random orders "
+                      f"deletion {s['win_rate_deletion_mean']:.2f}, insertion {s['win_rate_insertion_mean']:.2f}")
 
 
 @app.command()
@@ -490,9 +505,9 @@ def explain(
         min=1, help="Gradients, causal LMs: generate each row's continuation greedily, at most this many tokens "
                     "(rows without one in --continuation-column).")] = None,
     attribution: Annotated[Optional[str], typer.Option(
-        help=f"Gradients of a continuation: {', '.join(get_args(Attribution))} (default "
-             f"{get_args(Attribution)[0]}); the forward-only ones leave out one --unit at a time (occlusion) "
-             "or at random (contextcite).")] = None,
+        help=f"Gradients: {', '.join(get_args(Attribution))} (default {get_args(Attribution)[0]}); "
+             f"{', '.join(GRADIENT_ATTRIBUTIONS)} for any target, the forward-only ones (continuations only) leave "
+             "out one --unit at a time (occlusion) or at random (contextcite).")] = None,
     unit: Annotated[Optional[str], typer.Option(
         help=f"occlusion/contextcite: what is left out: {', '.join(get_args(Unit))} (default source with "
              "--sources-column, else sentence).")] = None,
@@ -505,6 +520,22 @@ def explain(
         help="contextcite: the chance that a unit is kept in a mask.")] = None,
     n_holdout: Annotated[Optional[int], typer.Option(
         help="contextcite: masks the surrogate's fit is measured on.")] = None,
+    evaluate: Annotated[bool, typer.Option(
+        "--evaluate", help="Gradients: also measure each row's faithfulness (the request's evaluate): deletion and "
+                           "insertion AOPC, comprehensiveness, sufficiency, their means over random orders and the "
+                           "win rates, as columns (a continuation: its whole answer's). Any --evaluate-* implies it.")
+    ] = False,
+    evaluate_unit: Annotated[str | None, typer.Option(
+        help=f"--evaluate: what is removed: {', '.join(get_args(Unit))} (default: the method's own unit; tokens "
+             "for a gradient method).")] = None,
+    evaluate_steps: Annotated[int | None, typer.Option(
+        help="--evaluate: points of each curve after the first (server default 10).")] = None,
+    evaluate_random_orders: Annotated[int | None, typer.Option(
+        help="--evaluate: random orders compared with (server default 10; 0: none, and no win rates).")] = None,
+    evaluate_seed: Annotated[int | None, typer.Option(help="--evaluate: the random orders' seed (default 0).")] = None,
+    evaluate_top_fraction: Annotated[float | None, typer.Option(
+        help="--evaluate: the share of units ERASER's comprehensiveness removes and sufficiency keeps "
+             "(server default 0.2).")] = None,
     aggregate: Annotated[Optional[str], typer.Option(
         help=f"Gradients: {', '.join(get_args(Aggregate))}: also sum integrated gradients per word or (with a "
              "continuation) per sentence.")] = None,
@@ -547,7 +578,10 @@ def explain(
                         "score": score, "attribution": attribution, "unit": unit, "ablation": ablation,
                         "n_ablations": n_ablations, "keep_probability": keep_probability, "n_holdout": n_holdout,
                         "aggregate": aggregate,
-                        "generate": None if max_new_tokens is None else {"max_new_tokens": max_new_tokens}}
+                        "generate": None if max_new_tokens is None else {"max_new_tokens": max_new_tokens},
+                        "evaluate": _evaluate(evaluate, unit=evaluate_unit, steps=evaluate_steps,
+                                              random_orders=evaluate_random_orders, seed=evaluate_seed,
+                                              top_fraction=evaluate_top_fraction)}
     attention_given = {"--layers": layers, "--heads": heads}
     if kind_name == "gradients":
         wrong = [name for name, value in attention_given.items() if value is not None]
