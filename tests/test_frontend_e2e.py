@@ -4,15 +4,18 @@ scripts/serve_frontend.py serves frontend/dist on the one origin the test TorchS
 (its cors_allowed_origin), and frontend/e2e/e2e.mjs drives the page with playwright-core:
 attention curves, layers, heads, masking, next-token predictions, the model overview and its
 rollout toggle, the URL state, errors, attribution (when a gradients model is served: a
-classifier's label, a causal LM's typed next token, a result cleared when the model changes),
+classifier's label, a causal LM's typed next token, a result cleared when the model changes;
+"measure faithfulness": the deletion and insertion curves against random orders with their win
+rates, under integrated gradients by token and saliency by word, saliency's "no completeness"),
 a long prompt (heads combined on the server, then top-k rows, said on the page), the Generation
 view on the causal LM's gradients archive (a continuation; 2 generated tokens against a foil, a
-click on a token showing its row; words; a refused foil; the JSON download), a two-document RAG
+click on a token showing its row; words; a refused foil; the JSON download; faithfulness: the
+whole answer's curves, then a clicked token's, under saliency too), a two-document RAG
 conversation (a system and a user turn, the answer as a continuation, the documents as sources)
 under occlusion and ContextCite (turns, source blocks, the surrogate's fit, restored from the URL)
 and under integrated gradients with 4 steps (the rows outside the tolerance marked), and the render
 time of 128 tokens × 12 heads, which it reports. Screenshots land in tests/artifacts/screenshots
-(the RAG view: generation-rag.png).
+(the RAG view: generation-rag.png; the faithfulness curves: attribution-faithfulness.png, as in docs/images).
 """
 
 import re

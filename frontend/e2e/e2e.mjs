@@ -299,6 +299,71 @@ if (!gradientModels.length) {
     return message;
   });
 
+  /** Click `selector` (a toggle, a method) and wait for the request it makes; the response's JSON. */
+  async function askedBy(selector, action = (sel) => page.click(sel)) {
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith(`/predictions/${gmodel}`) && r.request().method() === "POST"),
+      action(selector),
+    ]);
+    await idle();
+    check(response.ok(), `${gmodel} answered ${response.status()}: ${await page.textContent("#error .message").catch(() => "")}`);
+    return response.json();
+  }
+  /** The faithfulness box drawn for `result`: both charts with the explanation's curve, the random
+   * mean and its band, the legend, and the win rates the answer gives. */
+  async function checkFaithfulness(result, unit) {
+    const e = result.evaluation;
+    check(e && e.unit === unit && e.rows.length === 1 && e.random_orders === 10, `evaluation ${JSON.stringify(e && { unit: e.unit, rows: e.rows.length })}`);
+    const row = e.rows[0];
+    await page.waitForSelector(`#attribution .faithfulness[data-unit="${unit}"]`);
+    for (const kind of ["deletion", "insertion"]) {
+      for (const line of ["path.series.explanation", "path.random-mean", "path.random-band"]) {
+        check(await page.locator(`#attribution .faithfulness svg#${kind}-chart ${line}`).count() === 1, `no ${line} in the ${kind} chart`);
+      }
+      const points = await page.locator(`#attribution svg#${kind}-chart g.points circle`).count();
+      check(points === e.counts.length, `${points} points on the ${kind} curve, ${e.counts.length} counts`);
+      const win = await page.textContent(`#attribution .faithfulness .faith-win-${kind}`);
+      const expected = `beats ${Math.round(row.win_rate[kind] * 100)}% of 10 random orders`;
+      check(win.includes(expected), `${kind} win rate shown "${win}", the answer's ${row.win_rate[kind]}`);
+      check(Number(await page.getAttribute("#attribution .faithfulness", `data-win-${kind}`)) === row.win_rate[kind], `data-win-${kind}`);
+    }
+    const aopc = await page.textContent("#attribution .faithfulness .faith-deletion-aopc");
+    check(aopc.startsWith(row.deletion_aopc.toFixed(3)) && aopc.includes(`random ${row.random.deletion_aopc.mean.toFixed(3)}`), `deletion AOPC shown ${aopc}`);
+    const legend = await page.$$eval("#attribution .faith-legend .faith-key", (ks) => ks.map((k) => k.textContent));
+    check(legend.length === 3 && /explanation/.test(legend[0]) && /mean of 10 random orders/.test(legend[1]) && /standard deviation/.test(legend[2]), `legend ${legend}`);
+    return `${e.n_units} ${unit}s, deletion AOPC ${row.deletion_aopc.toFixed(3)} vs ${row.random.deletion_aopc.mean.toFixed(3)} (win ${row.win_rate.deletion}), ` +
+      `insertion ${row.insertion_aopc.toFixed(3)} vs ${row.random.insertion_aopc.mean.toFixed(3)} (win ${row.win_rate.insertion})`;
+  }
+
+  await step("measure faithfulness: deletion and insertion curves against random orders, and saliency", async () => {
+    check(!(await page.isChecked("#evaluate")) && (await page.isDisabled("#eval-unit")), "the toggle is on, or its unit offered, before it is asked");
+    const tokens = await askedBy("#evaluate", (sel) => page.check(sel));
+    const sent = posted.at(-1).body;
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b); // (the module's own is declared further down)
+    check(same(sent.evaluate, {}) && sent.n_steps === 16 && !("attribution" in sent), `sent ${JSON.stringify(sent)}`);
+    const byToken = await checkFaithfulness(tokens, "token");
+    check(new URL(page.url()).hash.includes("eval=on"), "the toggle is not in the URL");
+    await page.selectOption("#eval-unit", "word");
+    const words = await askedBy('#attr-method label:has(input[value="saliency"])');
+    const asked = posted.at(-1).body;
+    check(asked.attribution === "saliency" && same(asked.evaluate, { unit: "word" }) && !["baseline", "n_steps", "return"].some((k) => k in asked),
+      `sent ${JSON.stringify(asked)}`);
+    check(words.attribution === "saliency" && words.convergence_delta === null, `answer ${words.attribution}, δ ${words.convergence_delta}`);
+    check((await page.textContent("#attribution .convergence")).includes("No completeness (saliency)"), "saliency's answer is judged for completeness");
+    check(await page.locator("#attribution .convergence.warn").count() === 0, "saliency warned of a convergence delta");
+    check(await page.isDisabled("#steps") && await page.isDisabled("#baseline"), "steps or baseline offered to saliency");
+    const byWord = await checkFaithfulness(words, "word");
+    await shot("attribution-faithfulness");
+    await page.locator("#view-attribution").screenshot({ path: `${shots}/attribution-faithfulness.png` }); // docs/images
+    // back to integrated gradients; turning the toggle off hides the curves and asks nothing
+    await askedBy('#attr-method label:has(input[value="integrated_gradients"])');
+    const before = posted.length;
+    await page.uncheck("#evaluate");
+    check(await page.locator("#attribution .faithfulness").count() === 0, "the curves stay with the toggle off");
+    check(posted.length === before, "turning the toggle off asked the server");
+    return `integrated gradients by token: ${byToken}; saliency by word: ${byWord}`;
+  });
+
   // A causal LM's gradients archive: its twin attention archive says "causal-lm".
   const causalGradients = gradientModels.find((g) => details[g.replace(/-gradients$/, "-attention")]?.head === "causal-lm");
   await step("a causal LM's attribution takes a typed next token", async () => {
@@ -430,6 +495,45 @@ await step("generation: a continuation's tokens, heatmap, probability and altern
   const lead = row.indexOf(Math.max(...row));
   return `" Paris": p = ${probability}; ${nPrompt} prompt tokens shaded, led by ${JSON.stringify(result.tokens[lead].surface ?? result.tokens[lead].text)} ` +
     `(${row[lead].toFixed(3)}); alternatives ${alternatives.slice(0, 3).join(", ")}`;
+});
+
+/** Act (a toggle, a method) and wait for the Generation view's request; the response's JSON. */
+async function generationAskedBy(action) {
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalLm}`) && r.request().method() === "POST"),
+    action(),
+  ]);
+  await idle();
+  check(response.ok(), `${causalLm} answered ${response.status()}: ${await page.textContent("#error .message").catch(() => "")}`);
+  return response.json();
+}
+
+await step("generation: measure faithfulness draws the whole answer's curves, then a clicked token's; saliency has no completeness", async () => {
+  const result = await generationAskedBy(() => page.check("#gen-evaluate"));
+  const sent = posted.at(-1).body;
+  // the unit is the one chosen in the Attribution view (one state, as baseline and steps)
+  check(JSON.stringify(sent.evaluate) === '{"unit":"word"}' && sent.n_steps === 8, `sent ${JSON.stringify(sent)}`);
+  check((await page.inputValue("#gen-eval-unit")) === "word", "the unit chosen is not shown");
+  const e = result.evaluation;
+  check(e && e.unit === "word" && e.rows.length === 2 && e.rows[1].target === null, `evaluation rows ${JSON.stringify(e?.rows.map((r) => r.target))}`);
+  await page.waitForSelector('#generation .faithfulness[data-row="whole"]');
+  const whole = Number(await page.getAttribute("#generation .faithfulness", "data-win-deletion"));
+  check(whole === e.rows[1].win_rate.deletion, `whole answer's win rate shown ${whole}, answer ${e.rows[1].win_rate.deletion}`);
+  check(await page.locator("#generation .faithfulness svg#deletion-chart path.random-band").count() === 1, "no band");
+  await page.click('#generation .gen-token.target[data-target="0"]');
+  await page.waitForSelector('#generation .faithfulness[data-row="0"]');
+  const saliency = await generationAskedBy(() => page.click('#gen-method label:has(input[value="saliency"])'));
+  const asked = posted.at(-1).body;
+  check(asked.attribution === "saliency" && !["baseline", "n_steps"].some((k) => k in asked) && asked.evaluate, `sent ${JSON.stringify(asked)}`);
+  check(saliency.targets[0].convergence_delta === null, "saliency answered a convergence delta");
+  check((await page.textContent("#generation .gen-details")).includes("No completeness (saliency)"), "saliency's row is judged for completeness");
+  check(await page.locator("#generation .gen-tolerance").count() === 0, "a tolerance banner over saliency");
+  check(await page.locator("#generation .faithfulness svg#insertion-chart path.series.explanation").count() === 1, "no insertion curve under saliency");
+  await generationAskedBy(() => page.click('#gen-method label:has(input[value="integrated_gradients"])'));
+  await page.uncheck("#gen-evaluate");
+  check(await page.locator("#generation .faithfulness").count() === 0, "the curves stay with the toggle off");
+  return `whole answer (log p): deletion AOPC ${e.rows[1].deletion_aopc.toFixed(3)} vs random ${e.rows[1].random.deletion_aopc.mean.toFixed(3)}, win ${whole}; ` +
+    `saliency: ${saliency.evaluation.rows.length} rows`;
 });
 
 await step('generation: steps "auto" refines until the row is within 1%, and says so', async () => {

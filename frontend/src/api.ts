@@ -1,7 +1,8 @@
 // Talking to the static server (/config.json) and to TorchServe's inference API.
 // Every failure becomes an ApiError whose message says what to do about it.
 
-import type { GenerationAnswer } from "./conversation";
+import { takes, type GenerationAnswer } from "./conversation";
+import { evaluateBody } from "./evaluation";
 import type { AppState } from "./state";
 import { targetValue } from "./gradients";
 import type {
@@ -190,23 +191,29 @@ export function attentionRequest(s: AppState, details: ModelDetails | undefined)
   return body;
 }
 
-/** The attribution view's request: the summary with the path. */
+/** The attribution view's request: integrated gradients (the default, not named) with the
+ * summary and the path; gradient × input with its baseline; saliency with neither (the server
+ * refuses what a method does not read). `evaluate` when "measure faithfulness" is on. */
 export function attributionRequest(s: AppState): GradientsRequest {
-  const body: GradientsRequest = {
-    text: s.text,
-    baseline: s.baseline,
-    n_steps: s.steps,
-    return: ["attributions", "step_sizes", "path_scores"],
-  };
+  const body: GradientsRequest = { text: s.text };
+  if (s.attrMethod !== "integrated_gradients") body.attribution = s.attrMethod;
+  if (takes(s.attrMethod, "baseline")) body.baseline = s.baseline;
+  if (takes(s.attrMethod, "n_steps")) {
+    body.n_steps = s.steps;
+    body.return = ["attributions", "step_sizes", "path_scores"];
+  }
   if (s.pair.trim()) body.text_pair = s.pair;
   const target = targetValue(s.target);
   if (target !== undefined) body.target = target;
+  // A classifier's units are tokens, words or sentences ("source" is a prompt's, chosen in the Generation view).
+  const evaluate = evaluateBody({ evaluate: s.evaluate, evalUnit: s.evalUnit === "source" ? "" : s.evalUnit });
+  if (evaluate) body.evaluate = evaluate;
   return body;
 }
 
 export type GenerationInputs = Pick<
   AppState,
-  "text" | "continuation" | "generate" | "foil" | "words" | "baseline" | "steps" | "method" | "unit" | "messages" | "sources"
+  "text" | "continuation" | "generate" | "foil" | "words" | "baseline" | "steps" | "method" | "unit" | "messages" | "sources" | "evaluate" | "evalUnit"
 >;
 
 /** "#123" → token id 123; other text as typed (not trimmed: " London" ≠ "London"). */
@@ -219,9 +226,10 @@ export function tokenValue(value: string): string | number {
  * The request for `inputs`. The prompt is the conversation when it has turns, else the text;
  * sources go as {id, text} (a row left blank is dropped). Integrated gradients (the default,
  * not named) take the baseline, steps, a foil when one is typed and `aggregate` for words;
- * occlusion and contextcite take none of those (the server refuses them), only `attribution`
- * and `unit` when one is chosen. An empty continuation is sent as it is (the server's 400
- * names the field: one source of truth).
+ * gradient × input the same without steps, saliency without a baseline either; occlusion and
+ * contextcite take none of those (the server refuses them), only `unit` when one is chosen.
+ * "measure faithfulness" adds `evaluate` (a forward-only method is evaluated on its own unit).
+ * An empty continuation is sent as it is (the server's 400 names the field: one source of truth).
  */
 export function generationRequest(inputs: GenerationInputs): GenerationRequest {
   const body: GenerationRequest = inputs.messages.length
@@ -231,14 +239,14 @@ export function generationRequest(inputs: GenerationInputs): GenerationRequest {
   else body.continuation = inputs.continuation;
   const sources = inputs.sources.filter((s) => s.id.trim() || s.text.trim());
   if (sources.length) body.sources = sources.map((s) => ({ id: s.id, text: s.text }));
-  if (inputs.method === "integrated_gradients") {
-    body.baseline = inputs.baseline;
-    body.n_steps = inputs.steps;
-    if (inputs.foil.trim()) body.foil = tokenValue(inputs.foil);
-    if (inputs.words) body.aggregate = "word";
-  } else {
-    body.attribution = inputs.method;
-    if (inputs.unit) body.unit = inputs.unit;
-  }
+  const method = inputs.method;
+  if (method !== "integrated_gradients") body.attribution = method;
+  if (takes(method, "baseline")) body.baseline = inputs.baseline;
+  if (takes(method, "n_steps")) body.n_steps = inputs.steps;
+  if (takes(method, "foil") && inputs.foil.trim()) body.foil = tokenValue(inputs.foil);
+  if (takes(method, "aggregate") && inputs.words) body.aggregate = "word";
+  if (takes(method, "unit") && inputs.unit) body.unit = inputs.unit;
+  const evaluate = evaluateBody({ ...inputs, evalUnit: takes(method, "unit") ? "" : inputs.evalUnit });
+  if (evaluate) body.evaluate = evaluate;
   return body;
 }

@@ -3,7 +3,7 @@
 // baseline and steps appear in both the Attribution and the Generation view).
 
 import { BASELINES, type Baseline } from "./contract";
-import { ROLES, freeSourceId, nextRole, promptTexts, sourceHint, type AttributionMethod, type SourceInput, type Unit } from "./conversation";
+import { ROLES, freeSourceId, nextRole, promptTexts, sourceHint, takes, type AttributionMethod, type GradientMethod, type SourceInput, type Unit } from "./conversation";
 import { causalLms } from "./generation";
 import { gradientsModelDetails, targetControl, TARGET_PLACEHOLDER } from "./gradients";
 import { modelsOf, type App, type AppStore } from "./session";
@@ -19,7 +19,8 @@ export interface Actions {
   downloadJson(): void;
   downloadNpz(): void;
   downloadGeneration(): void;
-  methodChanged(): void; // the Generation view's method switch: ask again with it
+  methodChanged(): void; // a method switch (Attribution, Generation): ask again with it
+  evaluateChanged(): void; // "measure faithfulness" turned on: ask again with `evaluate`
 }
 
 export function fillSelect(select: HTMLSelectElement, options: [string, string][]) {
@@ -121,6 +122,24 @@ export class Controls {
         const v = parseSteps($<HTMLInputElement>(id).value);
         if (v !== null) this.set({ steps: v });
       });
+    }
+    document.querySelectorAll<HTMLInputElement>('input[name="attr-method"]').forEach((radio) =>
+      radio.addEventListener("change", () => {
+        if (!radio.checked) return;
+        this.set({ attrMethod: radio.value as GradientMethod });
+        this.actions.methodChanged();
+      }),
+    );
+    // "measure faithfulness": one state in both views; turning it on asks again, off only hides the curves.
+    for (const id of ["evaluate", "gen-evaluate"]) {
+      $(id).addEventListener("change", () => {
+        const on = $<HTMLInputElement>(id).checked;
+        this.set({ evaluate: on });
+        if (on) this.actions.evaluateChanged();
+      });
+    }
+    for (const id of ["eval-unit", "gen-eval-unit"]) {
+      $(id).addEventListener("change", () => this.set({ evalUnit: $<HTMLSelectElement>(id).value as Unit | "" }));
     }
     $("download-json").addEventListener("click", () => this.actions.downloadJson());
     $("download-npz").addEventListener("click", () => this.actions.downloadNpz());
@@ -257,18 +276,30 @@ export class Controls {
     });
   }
 
-  /** The method switch; what only integrated gradients take is disabled for the others. */
+  /** The method switches; what a method does not read (its `data-methods` do not name it) is
+   * disabled, as the server would refuse it; the unit left out only for the forward-only ones. */
   private syncMethod() {
     const s = this.store.state;
-    document.querySelectorAll<HTMLInputElement>('input[name="gen-method"]').forEach((r) => (r.checked = r.value === s.method));
-    const ig = s.method === "integrated_gradients";
-    $("view-generation").dataset.method = s.method;
-    document.querySelectorAll<HTMLElement>("#view-generation .ig-only").forEach((label) => {
-      label.classList.toggle("off", !ig);
-      label.querySelectorAll<HTMLInputElement | HTMLSelectElement>("input, select").forEach((i) => (i.disabled = !ig));
-    });
-    document.querySelectorAll<HTMLElement>("#view-generation .forward-only").forEach((label) => (label.hidden = ig));
+    const views: [string, string, AttributionMethod][] = [["view-attribution", "attr-method", s.attrMethod], ["view-generation", "gen-method", s.method]];
+    for (const [view, name, method] of views) {
+      document.querySelectorAll<HTMLInputElement>(`input[name="${name}"]`).forEach((r) => (r.checked = r.value === method));
+      $(view).dataset.method = method;
+      document.querySelectorAll<HTMLElement>(`#${view} .method-only`).forEach((label) => {
+        const on = (label.dataset.methods ?? "").split(" ").includes(method);
+        label.classList.toggle("off", !on);
+        label.querySelectorAll<HTMLInputElement | HTMLSelectElement>("input, select").forEach((i) => (i.disabled = !on));
+      });
+    }
+    document.querySelectorAll<HTMLElement>("#view-generation .forward-only").forEach((label) => (label.hidden = !takes(s.method, "unit")));
     show($<HTMLSelectElement>("gen-unit"), s.unit);
+    for (const id of ["evaluate", "gen-evaluate"]) $<HTMLInputElement>(id).checked = s.evaluate;
+    for (const id of ["eval-unit", "gen-eval-unit"]) {
+      const select = $<HTMLSelectElement>(id);
+      // A classifier's units are tokens, words or sentences: a source chosen in the Generation view is not offered here.
+      show(select, [...select.options].some((o) => o.value === s.evalUnit) ? s.evalUnit : "");
+      if (!s.evaluate) select.disabled = true;
+      else if (!select.closest(".method-only.off")) select.disabled = false;
+    }
   }
 
   private setHeads(heads: number[] | null) {

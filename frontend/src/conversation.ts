@@ -1,4 +1,4 @@
-// Conversations, sources and the three attribution methods of the Generation view: what a
+// Conversations, sources and the five attribution methods of the Generation view: what a
 // chat/RAG answer holds (turns, sources, units, the surrogate's fit, which rows are within the
 // tolerance), read from the answer. Pure functions, unit-tested on real answers (test/fixtures/rag.json).
 
@@ -13,13 +13,33 @@ import type {
   UnitAttribution,
 } from "./types";
 
-export const ATTRIBUTIONS = ["integrated_gradients", "occlusion", "contextcite"] as const;
+export const ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency", "occlusion", "contextcite"] as const;
 export type AttributionMethod = (typeof ATTRIBUTIONS)[number];
+/** The gradient methods: any target (a classifier's, a next token, a continuation's rows). */
+export const GRADIENT_ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency"] as const satisfies readonly AttributionMethod[];
+export type GradientMethod = (typeof GRADIENT_ATTRIBUTIONS)[number];
 export const ATTRIBUTION_NAMES: Record<AttributionMethod, string> = {
   integrated_gradients: "integrated gradients",
+  gradient_x_input: "gradient × input",
+  saliency: "saliency",
   occlusion: "occlusion",
   contextcite: "ContextCite",
 };
+
+/** The fields of the page's forms each method reads (the contract's METHOD_OPTIONS, in part):
+ * the server refuses the others, so the page neither sends nor offers them. */
+export const METHOD_FIELDS: Record<AttributionMethod, readonly ("baseline" | "n_steps" | "foil" | "aggregate" | "unit")[]> = {
+  integrated_gradients: ["baseline", "n_steps", "foil", "aggregate"],
+  gradient_x_input: ["baseline", "foil", "aggregate"],
+  saliency: ["foil", "aggregate"],
+  occlusion: ["unit"],
+  contextcite: ["unit"],
+};
+
+export const takes = (method: AttributionMethod, field: (typeof METHOD_FIELDS)[AttributionMethod][number]) => METHOD_FIELDS[method].includes(field);
+
+/** Whether the method's answers have a completeness check (a convergence delta): saliency's do not. */
+export const hasCompleteness = (method: AttributionMethod) => method !== "saliency";
 
 /** What occlusion/contextcite leave out ("" in the page: the server's default). */
 export const UNITS = ["token", "word", "sentence", "source"] as const;
@@ -192,10 +212,10 @@ export interface ToleranceSummary {
   within: boolean; // every row within (the answer's own `within_tolerance` where it says)
 }
 
-/** Which rows of an integrated-gradients answer can be read as complete; null for a
- * forward-only method (no path, no δ). */
+/** Which rows of a gradient answer can be read as complete; null for a forward-only method
+ * (no path, no δ) and for saliency (a gradient norm: nothing to add up). */
 export function toleranceSummary(r: GenerationAnswer): ToleranceSummary | null {
-  if (isAblation(r)) return null;
+  if (isAblation(r) || !hasCompleteness(methodOf(r))) return null; // saliency: no δ to judge
   const rows = r.targets.map((t, row) => ({
     row,
     text: t.text,

@@ -41,11 +41,15 @@ new Controls(store, {
   downloadJson: () => downloadJson(resultFor(store.state.gradients, store.state.gmodel)),
   downloadNpz: () => downloadNpz(api, status, resultFor(store.state.gradients, store.state.gmodel)),
   downloadGeneration: () => downloadJson(generationFor(store.state.generation, store.state.lm)),
-  // The method switch asks again, where there is a prompt to explain.
-  methodChanged: () => {
-    if (store.state.view === "generation" && hasPrompt(store.state)) runGeneration();
-  },
+  // A method switch, or "measure faithfulness" turned on, asks again where there is a prompt to explain.
+  methodChanged: rerun,
+  evaluateChanged: rerun,
 });
+
+function rerun() {
+  const s = store.state;
+  if ((s.view === "generation" || s.view === "attribution") && hasPrompt(s)) run();
+}
 
 /** Whether there is something to run: a text, or (Generation view) a conversation. */
 function hasPrompt(s: App): boolean {
@@ -172,7 +176,9 @@ async function runAttribution() {
     return;
   }
   const body = attributionRequest(store.state);
-  const result = await status.track(`Integrated gradients on ${model} (${body.n_steps} steps)`, (signal) => api.gradients(model, body, signal));
+  const how = body.attribution ? ATTRIBUTION_NAMES[body.attribution] : `Integrated gradients, ${body.n_steps} steps`;
+  const result = await status.track(`${how[0].toUpperCase()}${how.slice(1)} on ${model}${body.evaluate ? ", measuring faithfulness" : ""}`, (signal) =>
+    api.gradients(model, body, signal));
   if (!result) return;
   store.set({ gradients: { result, model, body }, resultDetails: withEntry(store.state.resultDetails, model, result.model) });
 }
@@ -185,9 +191,9 @@ async function runGeneration() {
   }
   const body = generationRequest(store.state);
   const what = body.generate ? `${body.generate.max_new_tokens} generated tokens` : "the continuation";
-  const how = body.attribution && body.attribution !== "integrated_gradients"
+  const how = (body.attribution && body.attribution !== "integrated_gradients"
     ? ATTRIBUTION_NAMES[body.attribution]
-    : `integrated gradients, ${body.n_steps} steps`;
+    : `integrated gradients, ${body.n_steps} steps`) + (body.evaluate ? ", measuring faithfulness" : "");
   const result = await status.track(`Explaining ${what} on ${model} (${how})`, (signal) => api.generation(model, body, signal));
   if (!result) return;
   const row = store.state.row;

@@ -2,7 +2,7 @@
 // so a reload or a pasted link shows the same thing. Defaults are left out of the URL.
 
 import { BASELINES, type Baseline } from "./contract";
-import { ATTRIBUTIONS, ROLES, UNITS, type AttributionMethod, type SourceInput, type Unit } from "./conversation";
+import { ATTRIBUTIONS, GRADIENT_ATTRIBUTIONS, ROLES, UNITS, type AttributionMethod, type GradientMethod, type SourceInput, type Unit } from "./conversation";
 import type { Message } from "./types";
 import type { Aggregation } from "./transforms";
 
@@ -25,6 +25,9 @@ export interface AppState {
   baseline: Baseline; // one of the contract's (src/contract.ts BASELINES)
   steps: number | "auto"; // path points, or "auto": refined until the tolerance holds
   rollout: boolean; // model overview: the rolled-out attention too
+  attrMethod: GradientMethod; // attribution: integrated gradients, gradient × input or saliency
+  evaluate: boolean; // attribution and generation: "measure faithfulness" (the request's `evaluate`)
+  evalUnit: Unit | ""; // what the evaluation removes ("" = the server's default: the method's own unit, tokens for gradients)
   lm: string; // generation: a causal LM's gradients model
   continuation: string; // generation: the continuation explained (when generate is 0)
   generate: number; // generation: tokens to generate greedily; 0 = explain `continuation`
@@ -32,7 +35,7 @@ export interface AppState {
   words: boolean; // generation: aggregate attributions over words
   row: number | null; // generation: the selected target token
   whole: boolean; // generation: the whole answer's values shown instead of a row's
-  method: AttributionMethod; // generation: integrated gradients, occlusion or contextcite
+  method: AttributionMethod; // generation: any of the five methods
   unit: Unit | ""; // generation, occlusion/contextcite: what is left out ("" = the server's default)
   messages: Message[]; // generation: a conversation (the prompt instead of `text` when not empty)
   sources: SourceInput[]; // generation: named spans of the prompt (RAG documents)
@@ -54,6 +57,9 @@ export const DEFAULTS: AppState = {
   baseline: "pad",
   steps: 50,
   rollout: false,
+  attrMethod: "integrated_gradients",
+  evaluate: false,
+  evalUnit: "",
   lm: "",
   continuation: "",
   generate: 0,
@@ -108,6 +114,9 @@ export function parseState(hash: string): AppState {
     baseline: oneOf(BASELINES, get("baseline")) ?? DEFAULTS.baseline,
     steps: parseSteps(get("steps") ?? "") ?? DEFAULTS.steps,
     rollout: get("rollout") === "on",
+    attrMethod: oneOf(GRADIENT_ATTRIBUTIONS, get("am")) ?? DEFAULTS.attrMethod,
+    evaluate: get("eval") === "on",
+    evalUnit: oneOf(UNITS, get("evalunit")) ?? DEFAULTS.evalUnit,
     lm: get("lm") ?? DEFAULTS.lm,
     continuation: get("cont") ?? DEFAULTS.continuation,
     generate: nonNegativeInt(get("gen"), DEFAULTS.generate),
@@ -181,6 +190,9 @@ export function serializeState(s: AppState): string {
   put("baseline", s.baseline, DEFAULTS.baseline);
   put("steps", String(s.steps), String(DEFAULTS.steps));
   put("rollout", s.rollout ? "on" : "off", "off");
+  put("am", s.attrMethod, DEFAULTS.attrMethod);
+  put("eval", s.evaluate ? "on" : "off", "off");
+  put("evalunit", s.evalUnit, DEFAULTS.evalUnit);
   put("lm", s.lm, DEFAULTS.lm);
   put("cont", s.continuation, DEFAULTS.continuation);
   put("gen", String(s.generate), String(DEFAULTS.generate));

@@ -1,5 +1,7 @@
-// Attribution view: integrated gradients per token on a diverging scale, the prediction,
-// the convergence check, and the path (target score and gradient norm along alpha).
+// Attribution view: a gradient method's values per token on a diverging scale (integrated
+// gradients, gradient × input, saliency), the prediction, the convergence check (none for
+// saliency), the path (target score and gradient norm along alpha), and with "measure
+// faithfulness" the deletion and insertion curves against random orders (views/faithfulness.ts).
 
 import { axisBottom, axisLeft, create, extent, format, line, scaleLinear } from "d3";
 import {
@@ -12,9 +14,12 @@ import {
   tokenLabel,
   type PathPoint,
 } from "../transforms";
+import { ATTRIBUTION_NAMES, hasCompleteness, type GradientMethod } from "../conversation";
+import { evaluationRow } from "../evaluation";
 import { resultFor } from "../gradients";
 import { modelsOf, type AppStore } from "../session";
 import type { GradientsResponse, TokenPrediction } from "../types";
+import { faithfulnessBox } from "./faithfulness";
 
 const pct = format(".1%");
 const num = format(".4~g");
@@ -35,16 +40,22 @@ export class AttributionView {
     this.root.replaceChildren(el("p", "hint", text));
   }
 
-  /** `model`: the gradients archive the result came from, named above it (and in data-model). */
-  render(result: GradientsResponse, hideSpecial: boolean, model: string) {
+  /** `model`: the gradients archive the result came from, named above it (and in data-model);
+   * `faithfulness`: draw its `evaluation` (when it has one). */
+  render(result: GradientsResponse, hideSpecial: boolean, model: string, faithfulness = true) {
+    const method = methodOf(result);
     this.root.dataset.model = model;
     this.root.dataset.target = targetName(result);
+    this.root.dataset.method = method;
     const heading = el("p", "attr-for");
-    heading.append(el("strong", "", model), document.createTextNode(` · attributions for target ${targetName(result)}`));
+    heading.append(el("strong", "", model), document.createTextNode(` · ${ATTRIBUTION_NAMES[method]} · attributions for target ${targetName(result)}`));
     const parts: HTMLElement[] = [heading, this.summary(result)];
     if (result.attributions) parts.push(this.tokens(result, hideSpecial));
     parts.push(this.convergence(result));
-    if (result.alphas && result.path_scores) parts.push(this.charts(result));
+    const row = result.evaluation && evaluationRow(result.evaluation);
+    if (faithfulness && result.evaluation && row) parts.push(faithfulnessBox(result.evaluation, row, `target ${targetName(result)}`));
+    // A path of one point (gradient × input, saliency: the input itself) is no chart.
+    if (result.alphas && result.path_scores && result.alphas.length > 1) parts.push(this.charts(result));
     if (result.truncated) {
       parts.push(el("p", "notice", `Input truncated: ${result.n_tokens_dropped} of ${result.n_tokens_input} tokens dropped.`));
     }
@@ -67,8 +78,9 @@ export class AttributionView {
     const add = (k: string, v: string) => facts.append(el("dt", "", k), el("dd", "", v));
     add("target", `${targetName(r)} (#${r.target.index})`);
     add(`F(x) = ${r.score}`, num(r.target.score));
-    add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score));
-    add("steps", stepsText(r));
+    const method = methodOf(r);
+    if (method !== "saliency") add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score)); // saliency has no baseline
+    add(method === "integrated_gradients" ? "steps" : "method", method === "integrated_gradients" ? stepsText(r) : METHOD_NOTES[method]);
     target.append(facts);
     box.append(pred, target);
     return box;
@@ -95,17 +107,22 @@ export class AttributionView {
   }
 
   private convergence(r: GradientsResponse): HTMLElement {
+    const method = methodOf(r);
+    if (!hasCompleteness(method) || r.convergence_delta === null) {
+      const box = el("div", "convergence none");
+      box.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`),
+        el("span", "", " A gradient's norm per token: its values are not meant to add up to F(x) − F(x'), so there is no convergence delta to judge."));
+      return box;
+    }
     const c = convergence(r.convergence_delta, r.target.score, r.baseline.score);
     const box = el("div", `convergence${c.large ? " warn" : ""}`);
     const rel = Number.isFinite(c.relative) ? pct(c.relative) : "∞";
+    const advice = method === "gradient_x_input"
+      ? " Gradient × input is integrated gradients with one point: for values that add up, use integrated gradients."
+      : " The attributions do not add up to the change in score: raise n_steps or try another baseline.";
     box.append(
       el("strong", "", c.large ? "⚠ Large convergence delta" : "Convergence delta"),
-      el(
-        "span",
-        "",
-        ` δ = ${num(c.delta)}, ${rel} of F(x) − F(x') = ${num(r.target.score - r.baseline.score)}.` +
-          (c.large ? " The attributions do not add up to the change in score: raise n_steps or try another baseline." : ""),
-      ),
+      el("span", "", ` δ = ${num(c.delta)}, ${rel} of F(x) − F(x') = ${num(r.target.score - r.baseline.score)}.` + (c.large ? advice : "")),
     );
     return box;
   }
@@ -121,6 +138,14 @@ export class AttributionView {
     return box;
   }
 }
+
+/** The method that answered (an answer without `attribution` is integrated gradients'). */
+export const methodOf = (r: Pick<GradientsResponse, "attribution">): GradientMethod => r.attribution ?? "integrated_gradients";
+
+const METHOD_NOTES: Record<Exclude<GradientMethod, "integrated_gradients">, string> = {
+  gradient_x_input: "gradient × input: ∂F/∂x at the input × (input − baseline), one backward",
+  saliency: "saliency: ‖∂F/∂x‖ per token at the input, one backward",
+};
 
 /** A classifier's label; a next token quoted, so " Paris" shows its leading space. */
 export function targetName(r: GradientsResponse): string {
@@ -189,7 +214,7 @@ export class AttributionPanel {
     private readonly store: AppStore,
   ) {
     this.view = new AttributionView(root);
-    store.subscribe(["view", "gmodel", "gradients", "hideSpecial", "config"], () => this.draw());
+    store.subscribe(["view", "gmodel", "gradients", "hideSpecial", "config", "evaluate"], () => this.draw());
   }
 
   draw() {
@@ -200,7 +225,7 @@ export class AttributionPanel {
     if (!modelsOf(s.config, "gradients").length && s.config.models.length) {
       this.view.message("No gradients model is served (deploy/models.txt lists none).");
     } else if (held) {
-      this.view.render(held.result, s.hideSpecial, held.model);
+      this.view.render(held.result, s.hideSpecial, held.model, s.evaluate);
     } else {
       this.view.message(`Choose a target, baseline and steps for ${s.gmodel || "a model"}, then Run.`);
     }

@@ -4,7 +4,9 @@
 // forward-only method left out). A click on a target token (or on the whole answer) shades the
 // prompt by its values and shows its probability, entropy, alternatives, foil and convergence.
 // Integrated-gradients rows outside the request's tolerance are marked wherever they appear:
-// a row 100% off is no answer. ContextCite shows its surrogate's held-out fit.
+// a row 100% off is no answer (saliency has no completeness to mark). ContextCite shows its
+// surrogate's held-out fit. With "measure faithfulness", the deletion and insertion curves of
+// the whole answer (or of the target token clicked) against random orders (views/faithfulness.ts).
 
 import { create, format } from "d3";
 import {
@@ -12,6 +14,7 @@ import {
   ATTRIBUTION_NAMES,
   conversationTurns,
   fitQuality,
+  hasCompleteness,
   hasWhole,
   isAblation,
   messageValues,
@@ -29,11 +32,13 @@ import {
   type Turn,
   type UnitGroup,
 } from "../conversation";
+import { evaluationRow, rowName } from "../evaluation";
 import { attributionMatrix, causalLms, generationFor, hasWords, promptLength, rowValues, type Matrix } from "../generation";
 import type { AppStore } from "../session";
 import { attributionColor, stepsText, textColorOn, tokenLabel } from "../transforms";
 import type { AblationResponse, AblationTarget, GenerationResponse, GenerationTarget, Surrogate, TokenChoice } from "../types";
 import { el, legend, probabilityBars } from "./attribution";
+import { faithfulnessBox } from "./faithfulness";
 
 const pct = format(".1%");
 const num = format(".4~g");
@@ -51,6 +56,7 @@ export interface GenerationOptions {
   whole: boolean; // the whole answer's values instead of a row's
   words: boolean; // word-level values where the result has them
   hideSpecial: boolean;
+  faithfulness?: boolean; // draw the answer's `evaluation` (when it has one); default on
 }
 
 /** What the text is shaded by: a value per token (or word) column, on one scale. */
@@ -106,6 +112,14 @@ export class GenerationView {
       sel.whole ? this.wholeDetails(result, tolerance) : ablation ? this.ablationDetails(result, sel.row) : this.details(result, sel.row, tolerance),
     );
     parts.push(body);
+    if (opts.faithfulness !== false && result.evaluation) {
+      // The whole answer's curves unless a target token was clicked.
+      const row = evaluationRow(result.evaluation, !opts.whole && opts.row !== null ? sel.row : null);
+      if (row) {
+        parts.push(faithfulnessBox(result.evaluation, row, rowName(row, result.targets),
+          row.target === null ? "Click a target token for its own curves." : "Σ whole answer: the whole answer's curves."));
+      }
+    }
     this.root.replaceChildren(...parts);
   }
 
@@ -118,9 +132,10 @@ export class GenerationView {
       how = ` · ${ATTRIBUTION_NAMES[r.attribution]}: ${r.units.length} ${r.unit}${r.units.length === 1 ? "" : "s"} left out (${r.ablation})` +
         ` · ${r.forwards} prompts run · F = ${scoreName(r.score)}`;
     } else {
-      how = ` · ${ATTRIBUTION_NAMES.integrated_gradients}` +
-        (r.baseline ? ` · baseline “${r.baseline.name}”` : "") +
-        (r.n_steps ? ` · ${stepsText(r)}` : "") +
+      const method = methodOf(r);
+      how = ` · ${ATTRIBUTION_NAMES[method]}` +
+        (r.baseline && method !== "saliency" ? ` · baseline “${r.baseline.name}”` : "") +
+        (r.n_steps && method === "integrated_gradients" ? ` · ${stepsText(r)}` : "") +
         (r.targets.some((t) => t.foil) ? " · contrastive: F = p(target) − p(foil)" : "");
     }
     heading.append(el("strong", "", model), document.createTextNode(counts + how));
@@ -364,9 +379,17 @@ export class GenerationView {
     const add = this.facts(box, t);
     if (t.foil) add("foil", `${quoted(t.foil.text)} (${pct(t.foil.probability)})`, "gen-foil");
     add("F(x)", num(t.score));
-    add("F(baseline)", num(t.baseline_score));
+    const method = methodOf(r);
+    if (method !== "saliency") add("F(baseline)", num(t.baseline_score));
     if (s) add("relative δ", `${relativeText(s.relative)} (tolerance ${relativeText(tolerance!.tolerance)})`, `gen-relative${off ? " off" : ""}`);
     this.alternatives(box, t);
+    if (!hasCompleteness(method) || t.convergence_delta === null) {
+      const none = el("div", "convergence none");
+      none.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`),
+        el("span", "", " A gradient's norm per token: nothing to add up to F(x) − F(x'), so no convergence delta to judge."));
+      box.append(none);
+      return box;
+    }
     const change = t.score - t.baseline_score;
     const relative = s?.relative ?? (change ? Math.abs(t.convergence_delta / change) : null);
     const conv = el("div", `convergence${off ? " warn" : ""}`);
@@ -479,7 +502,7 @@ export class GenerationPanel {
     private readonly store: AppStore,
   ) {
     this.view = new GenerationView(root, (row) => store.set({ row, whole: false }), () => store.set({ whole: true }));
-    store.subscribe(["view", "lm", "generation", "row", "whole", "words", "hideSpecial", "config", "details"], () => this.draw());
+    store.subscribe(["view", "lm", "generation", "row", "whole", "words", "hideSpecial", "config", "details", "evaluate"], () => this.draw());
   }
 
   draw() {
@@ -490,7 +513,7 @@ export class GenerationPanel {
     if (s.config.models.length && !causalLms(s.config, s.details, s.resultDetails).length) {
       this.view.message("No causal LM's gradients archive is served (deploy/models.txt lists none).");
     } else if (held) {
-      this.view.render(held.result, held.model, { row: s.row, whole: s.whole, words: s.words, hideSpecial: s.hideSpecial });
+      this.view.render(held.result, held.model, { row: s.row, whole: s.whole, words: s.words, hideSpecial: s.hideSpecial, faithfulness: s.evaluate });
     } else {
       this.view.message(`Type a prompt (or a conversation), then a continuation to explain (or a number of tokens to generate) for ${s.lm || "a causal LM"}, and Run.`);
     }
