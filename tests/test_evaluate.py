@@ -377,8 +377,10 @@ def test_an_evaluation_over_the_archives_limit_is_refused_before_any_work(sentim
     few = dataclasses.replace(sentiment, settings=Settings(max_ablations=20))
     started = time.perf_counter()
     with pytest.raises(RequestError) as refused:
-        explain_gradients(few, {"text": REVIEW, "attribution": "saliency", "evaluate": {"steps": 10, "random_orders": 10}})
-    assert refused.value.code == 413 and refused.value.field == "evaluate" and "max_ablations (20)" in refused.value.message
+        explain_gradients(few, {"text": REVIEW, "attribution": "saliency",
+                                "evaluate": {"steps": 10, "random_orders": 10}})
+    error = refused.value
+    assert error.code == 413 and error.field == "evaluate" and "max_ablations (20)" in error.message
     assert time.perf_counter() - started < 2.0
 
 

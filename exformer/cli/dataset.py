@@ -27,7 +27,7 @@ import os
 import re
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
              ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_COMPRESSED: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 BATCH_ROWS = 1024
 CSV_BLOCK_BYTES = 8 << 20  # a CSV value must fit in one block; texts over 100,000 characters are refused anyway
 TENSORS_DIR = "_tensors"  # "_": pyarrow's dataset discovery skips it, so pq.read_table(out) reads the shards only
@@ -392,7 +392,7 @@ def _prediction_columns(prediction: dict | None) -> dict:
         return {"prediction": None, "probabilities": None}
     if "label" in prediction:
         return {"prediction": prediction["label"], "probabilities": list(prediction["probabilities"].items())}
-    probabilities = {}
+    probabilities: dict[str, float] = {}
     for candidate in prediction["next_tokens"]:
         probabilities.setdefault(candidate["text"], candidate["prob"])
     return {"prediction": prediction["next_tokens"][0]["text"] if prediction["next_tokens"] else None,
@@ -643,8 +643,13 @@ def _differences(there: bytes | None, here: bytes) -> str:
 
 
 def existing_shards(directory: Path) -> list[Path]:
-    return sorted((p for p in directory.iterdir() if SHARD_PATTERN.match(p.name)),
-                  key=lambda p: int(SHARD_PATTERN.match(p.name).group(1)))
+    return sorted((p for p in directory.iterdir() if SHARD_PATTERN.match(p.name)), key=_shard_number)
+
+
+def _shard_number(shard: Path) -> int:
+    match = SHARD_PATTERN.match(shard.name)
+    assert match is not None, f"not a shard: {shard}"
+    return int(match.group(1))
 
 
 class ShardWriter:
@@ -656,7 +661,7 @@ class ShardWriter:
         self.output, self.shard_rows, self.flush_seconds = output, shard_rows, flush_seconds
         self.shard_bytes, self._bytes = shard_bytes, 0
         shards = output.shards
-        self.next_index = int(SHARD_PATTERN.match(shards[-1].name).group(1)) + 1 if shards else 0
+        self.next_index = _shard_number(shards[-1]) + 1 if shards else 0
         self.buffer: list[dict] = []
         self.written: list[Path] = []
         self.rows_written = 0

@@ -18,15 +18,26 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional, get_args
+from typing import Annotated, Any, get_args
 
 import orjson
 import typer
 
-from ..contract.vocabulary import (BASELINES, FIXED_METHODS, FORWARD_ATTRIBUTIONS, GRADIENT_ATTRIBUTIONS,
-                                   NESTED_METHODS, SCORES, Ablation, Aggregate, Attribution, Unit)
+from ..contract.vocabulary import (
+    BASELINES,
+    FIXED_METHODS,
+    FORWARD_ATTRIBUTIONS,
+    GRADIENT_ATTRIBUTIONS,
+    NESTED_METHODS,
+    SCORES,
+    Ablation,
+    Aggregate,
+    Attribution,
+    Unit,
+)
 from . import dataset
 from .dataset import Columns, DatasetError, Row
 
@@ -69,7 +80,9 @@ def _indices(value: str | None, name: str) -> str | list[int]:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(f'"all" or comma-separated indices (e.g. 0,5), got {value!r}', param_hint=name)
+        raise typer.BadParameter(
+            f'"all" or comma-separated indices (e.g. 0,5), got {value!r}', param_hint=name
+        ) from None
 
 
 def _n_steps(value: str | None) -> int | str | None:
@@ -184,9 +197,11 @@ class Local:
     def _attention(self, row: Row, body: dict) -> dict:
         import numpy as np
 
+        from ..client.results import AttentionResult
         from ..explain.api import explain_attention
 
         response = explain_attention(self.loaded, body)
+        assert isinstance(response, AttentionResult)  # one body, one answer
         attention = np.asarray(response["attention"]["data"], dtype=np.float32)
         name = None
         if self.tensors:
@@ -261,8 +276,15 @@ class Progress:
         self.started = self._logged = time.monotonic()
         self.bar = None
         if enabled and self.console.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                ProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
             from rich.text import Text
 
             class Rate(ProgressColumn):
@@ -347,8 +369,8 @@ class Run:
             if close is not None:
                 await close()
         for task in self._tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
 
     async def _produce(self, queue: asyncio.Queue) -> None:
         done = self.writer.output.done
@@ -472,53 +494,53 @@ def explain(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory of Parquet shards (created; "
                                                           "a rerun resumes into it).")],
     text_column: Annotated[str, typer.Option(help="Column (JSONL: key) of the text.")] = "text",
-    pair_column: Annotated[Optional[str], typer.Option(help="Column of a second segment (sentence pairs).")] = None,
-    target_column: Annotated[Optional[str], typer.Option(
+    pair_column: Annotated[str | None, typer.Option(help="Column of a second segment (sentence pairs).")] = None,
+    target_column: Annotated[str | None, typer.Option(
         help="Gradients: column of the target (label or class index; causal LMs: next token). "
              "Empty: the model's prediction.")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Column copied to the output's `id` (as text).")] = None,
-    messages_column: Annotated[Optional[str], typer.Option(
+    id_column: Annotated[str | None, typer.Option(help="Column copied to the output's `id` (as text).")] = None,
+    messages_column: Annotated[str | None, typer.Option(
         help='Gradients, chat models: column of the conversation, a JSON array of {"role", "content"} (JSONL, '
              "Parquet: or the array itself); it replaces the text (whose column is then optional). Needs a "
              "continuation (--continuation-column) or --max-new-tokens.")] = None,
-    sources_column: Annotated[Optional[str], typer.Option(
+    sources_column: Annotated[str | None, typer.Option(
         help='Gradients, causal LMs: column of the named spans of the prompt (e.g. RAG documents), a JSON array of '
              '{"id", "message", "start", "end"} or {"id", "text"}; answers sum per source.')] = None,
-    continuation_column: Annotated[Optional[str], typer.Option(
+    continuation_column: Annotated[str | None, typer.Option(
         help="Gradients, causal LMs: column of the text that follows the prompt (an answer); each of its "
              "tokens is a target. Empty: generated with --max-new-tokens.")] = None,
-    format: Annotated[Optional[str], typer.Option(help="csv, tsv, jsonl or parquet (default: from the name).")] = None,
-    kind: Annotated[Optional[Kind], typer.Option(help="Default: from the model name's -gradients/-attention.")] = None,
-    n_steps: Annotated[Optional[str], typer.Option(
+    format: Annotated[str | None, typer.Option(help="csv, tsv, jsonl or parquet (default: from the name).")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Default: from the model name's -gradients/-attention.")] = None,
+    n_steps: Annotated[str | None, typer.Option(
         callback=lambda value: _n_steps(value),
         help='Gradients: path points (server default 50), or "auto": as many as --tolerance needs.')] = None,
-    tolerance: Annotated[Optional[float], typer.Option(
+    tolerance: Annotated[float | None, typer.Option(
         help='Gradients with --n-steps auto: the relative convergence delta to reach (server default 0.01).')] = None,
-    baseline: Annotated[Optional[str], typer.Option(
+    baseline: Annotated[str | None, typer.Option(
         help=f"Gradients: {', '.join(BASELINES)} (server default pad; zero without a pad token).")] = None,
-    method: Annotated[Optional[str], typer.Option(
+    method: Annotated[str | None, typer.Option(
         help=f"Gradients: {', '.join(FIXED_METHODS)} (default {FIXED_METHODS[0]}); with --n-steps auto: "
              f"{' or '.join(NESTED_METHODS)} (default {NESTED_METHODS[0]}).")] = None,
-    score: Annotated[Optional[str], typer.Option(
+    score: Annotated[str | None, typer.Option(
         help=f"Gradients: the F attributed: {', '.join(SCORES)} (default {SCORES[0]}).")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(
+    max_new_tokens: Annotated[int | None, typer.Option(
         min=1, help="Gradients, causal LMs: generate each row's continuation greedily, at most this many tokens "
                     "(rows without one in --continuation-column).")] = None,
-    attribution: Annotated[Optional[str], typer.Option(
+    attribution: Annotated[str | None, typer.Option(
         help=f"Gradients: {', '.join(get_args(Attribution))} (default {get_args(Attribution)[0]}); "
              f"{', '.join(GRADIENT_ATTRIBUTIONS)} for any target, the forward-only ones (continuations only) leave "
              "out one --unit at a time (occlusion) or at random (contextcite).")] = None,
-    unit: Annotated[Optional[str], typer.Option(
+    unit: Annotated[str | None, typer.Option(
         help=f"occlusion/contextcite: what is left out: {', '.join(get_args(Unit))} (default source with "
              "--sources-column, else sentence).")] = None,
-    ablation: Annotated[Optional[str], typer.Option(
+    ablation: Annotated[str | None, typer.Option(
         help=f"occlusion/contextcite: {', '.join(get_args(Ablation))} (default {get_args(Ablation)[0]}): "
              "the unit's text taken out, or its tokens replaced by the baseline token.")] = None,
-    n_ablations: Annotated[Optional[int], typer.Option(
+    n_ablations: Annotated[int | None, typer.Option(
         help="contextcite: random masks the surrogate is fit on.")] = None,
-    keep_probability: Annotated[Optional[float], typer.Option(
+    keep_probability: Annotated[float | None, typer.Option(
         help="contextcite: the chance that a unit is kept in a mask.")] = None,
-    n_holdout: Annotated[Optional[int], typer.Option(
+    n_holdout: Annotated[int | None, typer.Option(
         help="contextcite: masks the surrogate's fit is measured on.")] = None,
     evaluate: Annotated[bool, typer.Option(
         "--evaluate", help="Gradients: also measure each row's faithfulness (the request's evaluate): deletion and "
@@ -536,11 +558,11 @@ def explain(
     evaluate_top_fraction: Annotated[float | None, typer.Option(
         help="--evaluate: the share of units ERASER's comprehensiveness removes and sufficiency keeps "
              "(server default 0.2).")] = None,
-    aggregate: Annotated[Optional[str], typer.Option(
+    aggregate: Annotated[str | None, typer.Option(
         help=f"Gradients: {', '.join(get_args(Aggregate))}: also sum integrated gradients per word or (with a "
              "continuation) per sentence.")] = None,
-    layers: Annotated[Optional[str], typer.Option(help='Attention: "all" or indices, e.g. 0,5.')] = None,
-    heads: Annotated[Optional[str], typer.Option(help='Attention: "all" or indices.')] = None,
+    layers: Annotated[str | None, typer.Option(help='Attention: "all" or indices, e.g. 0,5.')] = None,
+    heads: Annotated[str | None, typer.Option(help='Attention: "all" or indices.')] = None,
     reduce: Annotated[Reduce, typer.Option(help="Attention: over heads, stored as per-layer [T, T] lists; "
                                                 "none: [L, H, T, T].")] = Reduce.mean,
     encoding: Annotated[Encoding, typer.Option(help="Attention on the wire: json (exact) or float16-base64 "
@@ -549,17 +571,17 @@ def explain(
     protocol: Annotated[Protocol, typer.Option(
         help="torchserve: TorchServe's inference API; kserve-v1: an InferenceService on exformer's KServe "
              "runtime (JSON only; no management API there, so concurrency is --concurrency, default 2).")
-    ] = "torchserve",
-    management_url: Annotated[Optional[str], typer.Option(help="Default: the inference port + 1.")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="EXFORMER_TOKEN", help="Inference key (Bearer).")] = None,
-    management_token: Annotated[Optional[str], typer.Option(envvar="EXFORMER_MANAGEMENT_TOKEN",
+    ] = Protocol.torchserve,
+    management_url: Annotated[str | None, typer.Option(help="Default: the inference port + 1.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="EXFORMER_TOKEN", help="Inference key (Bearer).")] = None,
+    management_token: Annotated[str | None, typer.Option(envvar="EXFORMER_MANAGEMENT_TOKEN",
                                                             help="Management key (Bearer).")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, help="Requests in flight (default: 2 × the "
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Requests in flight (default: 2 × the "
                                                                    "model's workers; 1 with --local).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 600.0,
     tensors: Annotated[bool, typer.Option("--tensors", help="Also write each row's full tensors "
                                                             "(_tensors/<row>.npz).")] = False,
-    local: Annotated[Optional[Path], typer.Option(help="Run in this process on this model directory "
+    local: Annotated[Path | None, typer.Option(help="Run in this process on this model directory "
                                                        "(no TorchServe).", file_okay=False, exists=True)] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard (also written every minute).")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON line on stdout.")] = False,
@@ -583,6 +605,7 @@ def explain(
                                               random_orders=evaluate_random_orders, seed=evaluate_seed,
                                               top_fraction=evaluate_top_fraction)}
     attention_given = {"--layers": layers, "--heads": heads}
+    options: dict[str, Any]  # the request's fields
     if kind_name == "gradients":
         wrong = [name for name, value in attention_given.items() if value is not None]
         if reduce != Reduce.mean:
@@ -618,7 +641,7 @@ def explain(
         output = dataset.Output.open(out, schema, tensors=tensors)
     except DatasetError as error:
         console_err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
     try:
         total = dataset.count_rows(input, fmt)
@@ -654,7 +677,7 @@ def explain(
         seconds = time.monotonic() - started
     except DatasetError as error:
         console_err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     finally:
         output.close()
 
