@@ -114,7 +114,7 @@ class TextRequest(Request):
     @property
     def details_only(self) -> bool:
         """Whether this is the empty request, which asks for the model's details."""
-        return self.text is None and getattr(self, "messages", None) is None
+        return getattr(self, "text", None) is None and getattr(self, "messages", None) is None
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class AttentionRequest(TextRequest):
     @classmethod
     def _indices(cls, value, info: ValidationInfo):
         words = ("all", *HEAD_AGGREGATES) if info.field_name == "heads" else ("all",)
-        return _check_indices(value, info.field_name, words)
+        return _check_indices(value, info.field_name or "indices", words)
 
     @model_validator(mode="after")
     def _rollout_only_takes_no_heads(self):
@@ -204,7 +204,7 @@ class Source(Request):
         if self.text is not None:
             if span != (None, None) or self.message is not None:
                 raise _fail('give "text", or "start" and "end" (and "message"), not both')
-        elif None in span:
+        elif self.start is None or self.end is None:
             raise _fail('needs "start" and "end" (characters [start, end)), or "text"')
         elif self.end <= self.start:
             raise _fail(f"end ({self.end}) must be after start ({self.start})")

@@ -80,12 +80,12 @@ class ClassifierScorer:
     def __call__(self, removed: list[frozenset[int]]) -> np.ndarray:
         inputs = [self.inputs_of(r) for r in removed]
         keys = [tuple((name, tuple(value[0].tolist())) for name, value in sorted(i.items())) for i in inputs]
-        first_of = {}
+        first_of: dict[tuple, int] = {}
         for k, key in enumerate(keys):
             first_of.setdefault(key, k)
         distinct = sorted(first_of.values(), key=lambda k: inputs[k]["input_ids"].shape[1])  # alike lengths pad less
         self.forwards += len(distinct)
-        scored = {}
+        scored: dict[tuple, float] = {}
 
         @torch.inference_mode()
         def run(chunk: list[int]):
@@ -106,7 +106,7 @@ class ClassifierScorer:
 def classifier_units(loaded, encoded: Encoded, text: str, text_pair: str | None, kind: str) -> list[dict]:
     """A classifier input's units (ids as `exformer.explain.ablations.units_of`: t{i}, w{k}, s{k}),
     each with the text it lies in ("where": 0 text, 1 text pair), its span there and its tokens."""
-    texts = {0: text, 1: text_pair}
+    texts: dict = {0: text, 1: text_pair}
     spans = [None if o is None else (s, o[0], o[1]) for o, s in zip(encoded.offsets, encoded.segments)]
     if kind == "sentence":
         return sentence_units({k: t for k, t in texts.items() if t is not None}, spans)
@@ -116,8 +116,8 @@ def classifier_units(loaded, encoded: Encoded, text: str, text_pair: str | None,
         return [{"id": f"w{k}", "where": w["segment"], "start": w["start"], "end": w["end"], "text": w["text"],
                  "tokens": w["tokens"]} for k, w in enumerate(word_rows(rows, texts))]
     if kind == "token":
-        return [{"id": f"t{i}", "where": s[0], "start": s[1], "end": s[2], "text": texts[s[0]][s[1]:s[2]], "tokens": [i]}
-                for i, s in enumerate(spans) if s is not None]
+        return [{"id": f"t{i}", "where": s[0], "start": s[1], "end": s[2], "text": (texts[s[0]] or "")[s[1]:s[2]],
+                 "tokens": [i]} for i, s in enumerate(spans) if s is not None]
     raise RequestError("evaluate.unit", f"a classifier's units are tokens, words or sentences, not {kind!r}")
 
 
@@ -148,7 +148,7 @@ def classifier_inputs(loaded, encoded: Encoded, text: str, text_pair: str | None
         for where in {units[u]["where"] for u in removed}:
             texts[where] = ablate_text(texts[where], [(units[u]["start"], units[u]["end"])
                                                       for u in removed if units[u]["where"] == where])
-        return encode(loaded, *texts).inputs  # nothing left: the special tokens alone
+        return encode(loaded, texts[0] or "", texts[1]).inputs  # nothing left: the special tokens alone
 
     return retokenized
 
@@ -158,7 +158,7 @@ def _visible_texts(encoded: Encoded, text: str, text_pair: str | None) -> list[s
     every version (removing a unit must not bring unseen text in)."""
     if not encoded.truncated:
         return [text, text_pair]
-    ends = {}
+    ends: dict[int, int] = {}
     for offset, segment in zip(encoded.offsets, encoded.segments):
         if offset is not None and segment is not None:
             ends[segment] = max(ends.get(segment, 0), offset[1])

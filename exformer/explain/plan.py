@@ -27,6 +27,12 @@ class Plan:
     tokens: list[dict] | None = None  # the contract's GenerationTokens: prompt, then targets
     units: list[dict] | None = None  # forward-only: what is left out (made once, by the method)
 
+    def known(self) -> tuple[list[int], list[dict]]:
+        """(targets, token rows), once `complete` made them: what every method's run reads."""
+        if self.targets is None or self.tokens is None:
+            raise RuntimeError("a plan runs once complete(): its targets and token rows are not known yet")
+        return self.targets, self.tokens
+
 
 def plan(loaded, request: GradientsRequest) -> Plan:
     """The prompt and the count of targets: everything an estimate needs, and nothing run.

@@ -21,6 +21,10 @@ class Method:
         counted from the plan; `points`: integrated gradients at that many path points."""
         raise NotImplementedError
 
+    def units(self, loaded, plan: Plan) -> list[dict]:
+        """A forward-only method's units of the prompt: what it leaves out (and is evaluated on)."""
+        raise NotImplementedError(f"{self.name} leaves no units out")
+
     def least_points(self, request: GradientsRequest) -> int | None:
         """The fewest path points the request runs (what a refusal is judged on), if it may run more."""
         return None

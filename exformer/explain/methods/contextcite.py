@@ -38,12 +38,13 @@ class ContextCite(Occlusion):
         return [(f'"n_ablations": {n // 2}', fields | {"n_ablations": n // 2})] if n > 16 else []
 
     def run(self, loaded, plan: Plan) -> dict:
-        request, units, n_t = plan.request, self.units(loaded, plan), len(plan.targets)
+        request, units, (targets, _) = plan.request, self.units(loaded, plan), plan.known()
+        n_t = len(targets)
         n_fit, keep = request.n_ablations or DEFAULT_ABLATIONS, request.keep_probability or DEFAULT_KEEP_PROBABILITY
         masks = contextcite_masks(len(units), n_fit + ablations.n_holdout(request), keep, request.seed)  # True: kept
-        removals = [list(np.flatnonzero(~mask)) for mask in masks]
+        removals = [[int(u) for u in np.flatnonzero(~mask)] for mask in masks]
         versions, distinct = ablations.ablated_prompts(loaded, request, plan.prompt, units, removals)
-        scores = score_versions(loaded, [list(d) for d in distinct], plan.targets)
+        scores = score_versions(loaded, [list(d) for d in distinct], targets)
         outputs = scores.logit_probability[versions]  # [masks, n_t]
         fitted = [fit_surrogate(masks[:n_fit], outputs[:n_fit, t]) for t in range(n_t)]
         per_target = np.stack([w for w, _ in fitted], 1)

@@ -76,7 +76,7 @@ class IntegratedGradients(Method):
 
     # --- a continuation -------------------------------------------------------------------------
     def run(self, loaded, plan: Plan) -> GradientsAnswer:
-        request, prompt, targets = self.rule(plan.request), plan.prompt, plan.targets
+        request, prompt, (targets, _) = self.rule(plan.request), plan.prompt, plan.known()
         settings, device, n_t = loaded.settings, loaded.device, len(targets)
         check_size(loaded, request, len(prompt) + n_t, n_t)
         foils = _foils(loaded, request.foil, n_t)
@@ -95,7 +95,7 @@ class IntegratedGradients(Method):
         if request.n_steps == "auto":
             ends = tuple(contrast(request.score, logits[None], targets, foils)[0].double().numpy()
                          for logits in (logits_x, logits_b))
-            gradients = refine_targets(loaded, path, ends, request.tolerance, request.most_steps(settings),
+            gradients = refine_targets(loaded, path, ends, request.tolerance or DEFAULT_TOLERANCE, request.most_steps(settings),
                                        settings.internal_batch_size, dtype)
         else:
             gradients = integrate_targets(loaded, path, settings.internal_batch_size, dtype)
@@ -104,7 +104,7 @@ class IntegratedGradients(Method):
 
     def _continuation_summary(self, loaded, request, plan: Plan, path: ContinuationPath, gradients, logits_x,
                               logits_b) -> dict:
-        prompt, tokens, text = plan.prompt, plan.tokens, plan.text
+        prompt, (_, tokens), text = plan.prompt, plan.known(), plan.text
         n_t, n_prompt = len(path.targets), path.n_prompt
         score_x = contrast(path.score, logits_x[None], path.targets, path.foils)[0]  # [n_t]
         score_b = contrast(path.score, logits_b[None], path.targets, path.foils)[0]
@@ -114,9 +114,9 @@ class IntegratedGradients(Method):
         returned = request.returned
         tolerance = request.tolerance or DEFAULT_TOLERANCE
         spans = token_spans(tokens)
-        texts = {**dict(enumerate(prompt.texts)), "c": text}
-        word_texts = {1: text, **({0: prompt.texts[0]} if prompt.roles is None else
-                                  {(0, k): t for k, t in enumerate(prompt.texts)})}
+        texts: dict = {**dict(enumerate(prompt.texts)), "c": text}
+        word_texts: dict = {1: text, **({0: prompt.texts[0]} if prompt.roles is None else
+                                        {(0, k): t for k, t in enumerate(prompt.texts)})}
         words = word_rows(tokens, word_texts) if request.aggregate == "word" else None
         sentences = sentence_units(texts, spans) if request.aggregate == "sentence" else None
         sources = source_units(request.sources, prompt.texts, spans) if request.sources is not None else None
@@ -220,12 +220,12 @@ class IntegratedGradients(Method):
         gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, dtype,
                               too_large=lambda j: failed.add(live[j]))
         by_path = dict(zip(live, gradients))
-        results = iter(
-            RequestError("text", TOO_LARGE, code=413) if i in failed
-            else self._single_summary(loaded, *todo[i], by_path[i], *ends[i])
-            for i in range(len(todo))
-        )
-        return [p if isinstance(p, RequestError) else next(results) for p in prepared]
+        results = []
+        for i, (request, path, encoded) in enumerate(todo):
+            results.append(RequestError("text", TOO_LARGE, code=413) if i in failed
+                           else self._single_summary(loaded, request, path, encoded, by_path[i], ends[i]))
+        answers = iter(results)
+        return [p if isinstance(p, RequestError) else next(answers) for p in prepared]
 
     def _prepare(self, loaded, request: GradientsRequest) -> tuple[GradientsRequest, StraightPath, Encoded]:
         encoded = encode(loaded, request.text, request.text_pair)
@@ -237,12 +237,16 @@ class IntegratedGradients(Method):
             x = embed(ids[None])[0].float()
         baseline = baseline_embeddings(loaded, ids, encoded.special, request.baseline, request.baseline_specials,
                                        request.seed)
-        path = StraightPath(encoded.inputs, x, baseline, request.target, request.n_steps, request.method, request.score,
+        target = request.target if isinstance(request.target, int) else None  # checks resolved a label to its index
+        path = StraightPath(encoded.inputs, x, baseline, target, request.n_steps, request.method, request.score,
                             request.tolerance, n_steps)
         return request, path, encoded
 
-    def _single_summary(self, loaded, request, path: StraightPath, encoded, gradients, logits_x, logits_b):
-        score_x, score_b = per_row(torch.stack([logits_x, logits_b]), [path.target] * 2, [path.score] * 2).tolist()
+    def _single_summary(self, loaded, request, path: StraightPath, encoded, gradients, ends) -> GradientsAnswer:
+        """`ends`: the logits at x and at x′ (known: the path was not dropped)."""
+        logits_x, logits_b = ends
+        target = int(path.target)  # type: ignore[arg-type]  # set from the logits at x where not asked
+        score_x, score_b = per_row(torch.stack([logits_x, logits_b]), [target] * 2, [path.score] * 2).tolist()
         raw = self.token_values(gradients)  # [T]
         summary = {
             "model": loaded.details(),
@@ -253,7 +257,7 @@ class IntegratedGradients(Method):
             "n_tokens_dropped": encoded.n_tokens_dropped,
             "prediction": _prediction(loaded, logits_x),
             "score": request.score,
-            "target": {**_describe_target(loaded, path.target), "score": score_x},
+            "target": {**_describe_target(loaded, target), "score": score_x},
             "baseline": {
                 "name": request.baseline,
                 "specials": request.baseline_specials,
