@@ -42,8 +42,9 @@ def text_of(loaded, n_tokens: int) -> str:
 
 
 def post(url: str, body: dict) -> bytes:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=300) as r:
         return r.read()
 
@@ -84,13 +85,26 @@ def main():
     loaded = load_model(args.model_dir, args.model)
     url = f"{args.inference}/predictions/{args.model}"
 
-    print(f"# {args.model}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {args.runs} runs after a warm-up")
+    print(
+        f"# {args.model}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {args.runs} runs after a warm-up"
+    )
     servers = {"served": url}
     if args.compare:
         servers = {"compared": f"{args.compare}/predictions/{args.model}", **servers}
-    header("server", "tokens", "raw forward p50 / p90 ms", "json p50 / p90 ms", "float16-base64 p50 / p90 ms",
-           "json / raw", "json / f16", "f16 / raw", "json bytes", "float16-base64 bytes", text_columns=1)
+    header(
+        "server",
+        "tokens",
+        "raw forward p50 / p90 ms",
+        "json p50 / p90 ms",
+        "float16-base64 p50 / p90 ms",
+        "json / raw",
+        "json / f16",
+        "f16 / raw",
+        "json bytes",
+        "float16-base64 bytes",
+        text_columns=1,
+    )
 
     def ms(ts):
         return f"{percentile(ts, 50) * 1e3:.1f} / {percentile(ts, 90) * 1e3:.1f}" if ts else "413 refused"
@@ -111,12 +125,15 @@ def main():
                 lambda server=server, text=text: post(server, {"text": text}), args.runs
             )
             f16, body_f16 = timed_or_refused(
-                lambda server=server, text=text: post(server, {"text": text, "encoding": "float16-base64"}), args.runs)
+                lambda server=server, text=text: post(server, {"text": text, "encoding": "float16-base64"}), args.runs
+            )
             measured[label] = as_json, body_json, f16, body_f16
         raw += timed(lambda encoded=encoded: attention_forward(loaded, encoded.inputs), args.runs)[0]
         for label, (as_json, body_json, f16, body_f16) in measured.items():
-            print(f"| {label} | {n} | {ms(raw)} | {ms(as_json)} | {ms(f16)} | {ratio(as_json, raw)} "
-                  f"| {ratio(as_json, f16)} | {ratio(f16, raw)} | {size(as_json, body_json)} | {size(f16, body_f16)} |")
+            print(
+                f"| {label} | {n} | {ms(raw)} | {ms(as_json)} | {ms(f16)} | {ratio(as_json, raw)} "
+                f"| {ratio(as_json, f16)} | {ratio(f16, raw)} | {size(as_json, body_json)} | {size(f16, body_f16)} |"
+            )
 
 
 if __name__ == "__main__":

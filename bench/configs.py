@@ -26,17 +26,30 @@ from support import torchserve as ts  # noqa: E402
 from table import header  # noqa: E402
 
 BODIES = {
-    "attention": {"text": "The quick brown fox jumps over the lazy dog near the river bank.",
-                  "encoding": "float16-base64"},
-    "gradients": {"text": " ".join(["A warm, funny and quietly moving film that earns its quiet moments."] * 6),
-                  "n_steps": 50},
+    "attention": {
+        "text": "The quick brown fox jumps over the lazy dog near the river bank.",
+        "encoding": "float16-base64",
+    },
+    "gradients": {
+        "text": " ".join(["A warm, funny and quietly moving film that earns its quiet moments."] * 6),
+        "n_steps": 50,
+    },
 }
 README = [  # (handler, model dir, variants)
-    ("attention", "build/models/minilm", [("batchSize 1 (default)", {}),
-                                          ("batchSize 4, 20 ms", {"batchSize": 4, "maxBatchDelay": 20})]),
-    ("gradients", "build/models/sentiment", [("batchSize 1, trim 64 MB (default)", {}),
-                                             ("batchSize 2, 20 ms", {"batchSize": 2, "maxBatchDelay": 20}),
-                                             ("no heap trim", {"handler.trim_heap_mb": 0})]),
+    (
+        "attention",
+        "build/models/minilm",
+        [("batchSize 1 (default)", {}), ("batchSize 4, 20 ms", {"batchSize": 4, "maxBatchDelay": 20})],
+    ),
+    (
+        "gradients",
+        "build/models/sentiment",
+        [
+            ("batchSize 1, trim 64 MB (default)", {}),
+            ("batchSize 2, 20 ms", {"batchSize": 2, "maxBatchDelay": 20}),
+            ("no heap trim", {"handler.trim_heap_mb": 0}),
+        ],
+    ),
 ]
 
 
@@ -69,8 +82,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--handler", choices=["attention", "gradients"])
     parser.add_argument("--model", help="model directory (with --handler)")
-    parser.add_argument("--variant", nargs="+", action="append", metavar="NAME [KEY=VALUE ...]",
-                        help="model-config overrides; handler.X for handler settings")
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        metavar="NAME [KEY=VALUE ...]",
+        help="model-config overrides; handler.X for handler settings",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--requests", type=int, default=24, help="at most this many requests per cell")
     parser.add_argument("--seconds", type=float, default=60, help="and at most this long per cell")
@@ -84,10 +102,21 @@ def main():
             name = f"v{len(archives)}-{handler}"
             archives[name] = archive_variant(work, name, handler, model_dir, overrides)
             rows.append((name, handler, label))
-    print(f"# {platform.machine()}, one worker of 1 thread per variant; each cell at most "
-          f"{args.requests} requests or {args.seconds:.0f} s")
-    header("handler", "variant", "concurrency", "throughput req/s", "p50 ms", "p99 ms", "errors",
-           "worker USS MB after", text_columns=2)
+    print(
+        f"# {platform.machine()}, one worker of 1 thread per variant; each cell at most "
+        f"{args.requests} requests or {args.seconds:.0f} s"
+    )
+    header(
+        "handler",
+        "variant",
+        "concurrency",
+        "throughput req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "worker USS MB after",
+        text_columns=2,
+    )
     with ts.serving(work / "server", archives) as server:
         results = {}
         for c in args.concurrency:

@@ -74,12 +74,21 @@ MODES = ("replace", "keep")
 
 
 def request(prompt: str, mode: str, args, score: str, fixed: int | None = None) -> dict:
-    body = {"text": prompt, "generate": {"max_new_tokens": args.new_tokens}, "continuation_baseline": mode,
-            "score": score}
+    body = {
+        "text": prompt,
+        "generate": {"max_new_tokens": args.new_tokens},
+        "continuation_baseline": mode,
+        "score": score,
+    }
     if fixed:
         return {**body, "n_steps": fixed, "method": "gausslegendre"}
-    return {**body, "n_steps": "auto", "method": "gausskronrod", "tolerance": args.tolerance,
-            "max_n_steps": args.max_n_steps}
+    return {
+        **body,
+        "n_steps": "auto",
+        "method": "gausskronrod",
+        "tolerance": args.tolerance,
+        "max_n_steps": args.max_n_steps,
+    }
 
 
 def rel(target: dict) -> float:
@@ -93,11 +102,16 @@ def run(lm, body: dict) -> dict:
     seconds = time.perf_counter() - start
     targets = r["targets"]
     return {
-        "seconds": seconds, "points": r["n_steps"], "converged": r["converged"],
-        "n_prompt": targets[0]["position"], "continuation": r["continuation"], "ids": [t["id"] for t in targets],
+        "seconds": seconds,
+        "points": r["n_steps"],
+        "converged": r["converged"],
+        "n_prompt": targets[0]["position"],
+        "continuation": r["continuation"],
+        "ids": [t["id"] for t in targets],
         "rel": [rel(t) for t in targets],
         "rows": [np.asarray(t["attributions"]["raw"], dtype=np.float64) for t in targets],
-        "gap": [t["score"] - t["baseline_score"] for t in targets], "dtype": r["dtype"],
+        "gap": [t["score"] - t["baseline_score"] for t in targets],
+        "dtype": r["dtype"],
         "cap": r.get("max_n_steps"),  # where the answer says the cap it ran under
     }
 
@@ -120,8 +134,10 @@ def fmt_rel(x: float) -> str:
 
 
 def cell(run_: dict) -> str:
-    return (f"{run_['points']} | {2 * run_['points'] - 15} | {'yes' if run_['converged'] else '**no**'} | "
-            f"{run_['seconds']:.1f} | {fmt_rel(max(run_['rel']))}")
+    return (
+        f"{run_['points']} | {2 * run_['points'] - 15} | {'yes' if run_['converged'] else '**no**'} | "
+        f"{run_['seconds']:.1f} | {fmt_rel(max(run_['rel']))}"
+    )
 
 
 def one_line(text: str, width: int = 48) -> str:
@@ -137,20 +153,32 @@ def median(values) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=len(PROMPTS), help=f"prompts (default all {len(PROMPTS)})")
-    parser.add_argument("--max-n-steps", type=int, default=165,
-                        help="auto: most gradients computed, 15 + 30k (default 165, 90 points: 20 prompts "
-                             "then take ~25 min on one thread of a 2-core EPYC)")
+    parser.add_argument(
+        "--max-n-steps",
+        type=int,
+        default=165,
+        help="auto: most gradients computed, 15 + 30k (default 165, 90 points: 20 prompts "
+        "then take ~25 min on one thread of a 2-core EPYC)",
+    )
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--new-tokens", type=int, default=4, help="greedy continuation length")
     parser.add_argument("--score", default="probability", choices=["probability", "log_probability", "logit"])
     parser.add_argument("--fixed", type=int, default=16, help="the fixed Gauss–Legendre run's points (0: none)")
-    parser.add_argument("--compare-scores", type=int, default=0, metavar="N",
-                        help="also run the other of probability/log_probability (auto) on the first N prompts")
+    parser.add_argument(
+        "--compare-scores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the other of probability/log_probability (auto) on the first N prompts",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=str(ROOT / "build/models/smollm2"))
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
-                        help='the handler setting (default float32, as "auto"; bfloat16\'s gradient noise keeps '
-                             '1%% out of reach)')
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "auto"],
+        help='the handler setting (default float32, as "auto"; bfloat16\'s gradient noise keeps 1%% out of reach)',
+    )
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,9 +187,14 @@ def main():
     began = time.perf_counter()
 
     # max_estimated_seconds: no refusal and no time-based cap on the refinement (the cap is max_n_steps)
-    lm = load_model(args.model, settings={"dtype": args.dtype, "max_n_steps": max(500, args.max_n_steps),
-                                          **({"max_estimated_seconds": 1e9} if "max_estimated_seconds" in
-                                             Settings.model_fields else {})})
+    lm = load_model(
+        args.model,
+        settings={
+            "dtype": args.dtype,
+            "max_n_steps": max(500, args.max_n_steps),
+            **({"max_estimated_seconds": 1e9} if "max_estimated_seconds" in Settings.model_fields else {}),
+        },
+    )
     explain_gradients(lm, {"text": "Hello there", "continuation": " friend", "n_steps": 2})  # warm-up
     prompts = PROMPTS[: args.limit]
     auto, fixed = [], []
@@ -171,15 +204,21 @@ def main():
         auto.append(runs)
         if args.fixed:
             fixed.append({mode: run(lm, request(prompt, mode, args, args.score, args.fixed)) for mode in MODES})
-        print(f"{i + 1}/{len(prompts)} {time.perf_counter() - began:.0f} s: " + ", ".join(
-            f"{m} {r['points']} pts {r['seconds']:.1f} s conv={r['converged']}" for m, r in runs.items()),
-            file=sys.stderr, flush=True)
+        print(
+            f"{i + 1}/{len(prompts)} {time.perf_counter() - began:.0f} s: "
+            + ", ".join(f"{m} {r['points']} pts {r['seconds']:.1f} s conv={r['converged']}" for m, r in runs.items()),
+            file=sys.stderr,
+            flush=True,
+        )
     other = "log_probability" if args.score == "probability" else "probability"
     scores = []
     for _kind, prompt in prompts[: args.compare_scores]:
         scores.append({mode: run(lm, request(prompt, mode, args, other)) for mode in MODES})
-        print(f"{other}: {len(scores)}/{args.compare_scores} {time.perf_counter() - began:.0f} s", file=sys.stderr,
-              flush=True)
+        print(
+            f"{other}: {len(scores)}/{args.compare_scores} {time.perf_counter() - began:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     lines = report(args, command, prompts, auto, fixed, other, scores, time.perf_counter() - began)
     text = "\n".join(lines) + "\n"
@@ -189,10 +228,19 @@ def main():
         args.out.write_text(text)
 
 
-
 def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     out = [
         "# continuation_baseline: replace vs keep (SmolLM2-135M-Instruct)",
         "",
@@ -217,10 +265,13 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
     all_auto = [(m, r) for runs in auto for m, r in runs.items()]
     agree = [agreement(runs["replace"], runs["keep"]) for runs in auto]
     # summary
-    out += ["## Summary", "",
-            "| mode | median points | median grads | max points | converged | median max rel δ | "
-            "rows within tol | total s | median s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "## Summary",
+        "",
+        "| mode | median points | median grads | max points | converged | median max rel δ | "
+        "rows within tol | total s | median s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for mode in MODES:
         rs = [r for m, r in all_auto if m == mode]
         rows = [x for r in rs for x in r["rel"]]
@@ -234,42 +285,60 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
     rs_all = [x for a in agree for x in a["r"]]
     same_all = [x for a in agree for x in a["same"]]
     earlier_all = [x for a in agree for x in a["earlier"]]
-    out += ["",
-            f"Agreement of the prompt columns, replace vs keep, over all {len(rs_all)} rows t ≥ 1: median Pearson r "
-            f"{median(rs_all):.2f} (median of per-prompt medians {median(median(a['r']) for a in agree):.2f}; "
-            f"r < 0.5 in {sum(x < 0.5 for x in rs_all)}, r < 0 in {sum(x < 0 for x in rs_all)}); same top prompt "
-            f"token in {sum(same_all)}/{len(same_all)} rows. In replace rows t ≥ 1 the earlier target tokens carry a "
-            f"median {100 * median(earlier_all):.0f}% of |attribution| (p90 "
-            f"{100 * float(np.percentile(earlier_all, 90)):.0f}%).",
-            ""]
+    out += [
+        "",
+        f"Agreement of the prompt columns, replace vs keep, over all {len(rs_all)} rows t ≥ 1: median Pearson r "
+        f"{median(rs_all):.2f} (median of per-prompt medians {median(median(a['r']) for a in agree):.2f}; "
+        f"r < 0.5 in {sum(x < 0.5 for x in rs_all)}, r < 0 in {sum(x < 0 for x in rs_all)}); same top prompt "
+        f"token in {sum(same_all)}/{len(same_all)} rows. In replace rows t ≥ 1 the earlier target tokens carry a "
+        f"median {100 * median(earlier_all):.0f}% of |attribution| (p90 "
+        f"{100 * float(np.percentile(earlier_all, 90)):.0f}%).",
+        "",
+    ]
     gaps = {mode: [abs(g) for runs in auto for g in runs[mode]["gap"][1:]] for mode in MODES}
-    out += [f"|F_t(x) − F_t(x′)| of rows t ≥ 1, median: replace {median(gaps['replace']):.3f}, "
-            f"keep {median(gaps['keep']):.3f} (row 0 is the same in both).", ""]
+    out += [
+        f"|F_t(x) − F_t(x′)| of rows t ≥ 1, median: replace {median(gaps['replace']):.3f}, "
+        f"keep {median(gaps['keep']):.3f} (row 0 is the same in both).",
+        "",
+    ]
     # per prompt
-    out += ["## Per prompt", "",
-            "| # | kind | prompt | continuation | P+T | replace points | grads | conv | s | max rel δ | "
-            "keep points | grads | conv | s | max rel δ | r (median) | top same | replace: earlier |",
-            "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    out += [
+        "## Per prompt",
+        "",
+        "| # | kind | prompt | continuation | P+T | replace points | grads | conv | s | max rel δ | "
+        "keep points | grads | conv | s | max rel δ | r (median) | top same | replace: earlier |",
+        "|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for i, ((kind, prompt), runs, a) in enumerate(zip(prompts, auto, agree)):
         rep = runs["replace"]
-        out.append(f"| {i + 1} | {kind} | {one_line(prompt)} | {one_line(rep['continuation'], 24)} | "
-                   f"{rep['n_prompt']}+{len(rep['ids'])} | {cell(rep)} | {cell(runs['keep'])} | "
-                   f"{median(a['r']):.2f} | {sum(a['same'])}/{len(a['same'])} | {100 * median(a['earlier']):.0f}% |")
+        out.append(
+            f"| {i + 1} | {kind} | {one_line(prompt)} | {one_line(rep['continuation'], 24)} | "
+            f"{rep['n_prompt']}+{len(rep['ids'])} | {cell(rep)} | {cell(runs['keep'])} | "
+            f"{median(a['r']):.2f} | {sum(a['same'])}/{len(a['same'])} | {100 * median(a['earlier']):.0f}% |"
+        )
     rep = [runs["replace"] for runs in auto]
     keep = [runs["keep"] for runs in auto]
 
     def summary(rs):
-        return (f"{median(r['points'] for r in rs):.0f} | {median(2 * r['points'] - 15 for r in rs):.0f} | "
-                f"{sum(bool(r['converged']) for r in rs)}/{len(rs)} | {sum(r['seconds'] for r in rs):.0f} (total) | "
-                f"{fmt_rel(median(max(r['rel']) for r in rs))}")
+        return (
+            f"{median(r['points'] for r in rs):.0f} | {median(2 * r['points'] - 15 for r in rs):.0f} | "
+            f"{sum(bool(r['converged']) for r in rs)}/{len(rs)} | {sum(r['seconds'] for r in rs):.0f} (total) | "
+            f"{fmt_rel(median(max(r['rel']) for r in rs))}"
+        )
 
-    out.append(f"| | **median / share / total** | | | | {summary(rep)} | {summary(keep)} | {median(rs_all):.2f} | "
-               f"{sum(same_all)}/{len(same_all)} | {100 * median(earlier_all):.0f}% |")
+    out.append(
+        f"| | **median / share / total** | | | | {summary(rep)} | {summary(keep)} | {median(rs_all):.2f} | "
+        f"{sum(same_all)}/{len(same_all)} | {100 * median(earlier_all):.0f}% |"
+    )
     # fixed
     if fixed:
-        out += ["", f"## Fixed {args.fixed}-point Gauss–Legendre (each mode once per prompt)", "",
-                "| mode | rows | median rel δ | p90 rel δ | max rel δ | rows within tol | total s |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"## Fixed {args.fixed}-point Gauss–Legendre (each mode once per prompt)",
+            "",
+            "| mode | rows | median rel δ | p90 rel δ | max rel δ | rows within tol | total s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for mode in MODES:
             rows = [x for runs in fixed for x in runs[mode]["rel"]]
             out.append(
@@ -280,23 +349,31 @@ def report(args, command, prompts, auto, fixed, other, scores, wall) -> list[str
         for mode in MODES:
             row0 = [runs[mode]["rel"][0] for runs in fixed]
             later = [x for runs in fixed for x in runs[mode]["rel"][1:]]
-            out.append(f"\n{mode}: row 0 median {fmt_rel(median(row0))} / max {fmt_rel(max(row0))}; rows t ≥ 1 "
-                       f"median {fmt_rel(median(later))} / max {fmt_rel(max(later))}.")
+            out.append(
+                f"\n{mode}: row 0 median {fmt_rel(median(row0))} / max {fmt_rel(max(row0))}; rows t ≥ 1 "
+                f"median {fmt_rel(median(later))} / max {fmt_rel(max(later))}."
+            )
     # scores
     if scores:
-        out += ["", f"## Score `{other}` vs `{args.score}` (auto, same cap, first {len(scores)} prompts)", "",
-                f"| # | mode | {args.score}: points | conv | s | max rel δ | {other}: points | conv | s | max rel δ | "
-                "r of prompt columns, all rows (median) |",
-                "|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
+        out += [
+            "",
+            f"## Score `{other}` vs `{args.score}` (auto, same cap, first {len(scores)} prompts)",
+            "",
+            f"| # | mode | {args.score}: points | conv | s | max rel δ | {other}: points | conv | s | max rel δ | "
+            "r of prompt columns, all rows (median) |",
+            "|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
         for i, (runs_o, runs) in enumerate(zip(scores, auto)):
             for mode in MODES:
                 a, b = runs[mode], runs_o[mode]
                 n = a["n_prompt"]
                 r = median([float(np.corrcoef(x[:n], y[:n])[0, 1]) for x, y in zip(a["rows"], b["rows"])])
-                out.append(f"| {i + 1} | {mode} | {a['points']} | {'yes' if a['converged'] else '**no**'} | "
-                           f"{a['seconds']:.1f} | {fmt_rel(max(a['rel']))} | {b['points']} | "
-                           f"{'yes' if b['converged'] else '**no**'} | {b['seconds']:.1f} | {fmt_rel(max(b['rel']))} | "
-                           f"{r:.2f} |")
+                out.append(
+                    f"| {i + 1} | {mode} | {a['points']} | {'yes' if a['converged'] else '**no**'} | "
+                    f"{a['seconds']:.1f} | {fmt_rel(max(a['rel']))} | {b['points']} | "
+                    f"{'yes' if b['converged'] else '**no**'} | {b['seconds']:.1f} | {fmt_rel(max(b['rel']))} | "
+                    f"{r:.2f} |"
+                )
     return out
 
 

@@ -81,9 +81,13 @@ def peak_rss_kb(pid: int) -> int | None:
 def run_cli(args: list, out: Path) -> dict:
     """One `exformer explain` as a subprocess: its --json summary, wall seconds and peak RSS (kB)."""
     start = time.perf_counter()
-    process = subprocess.Popen([str(EXFORMER), "explain", *map(str, args), "--out", str(out), "--no-progress",
-                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    process = subprocess.Popen(
+        [str(EXFORMER), "explain", *map(str, args), "--out", str(out), "--no-progress", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     output: dict = {}
     reader = threading.Thread(target=lambda: output.update(zip(("stdout", "stderr"), process.communicate())))
     reader.start()
@@ -124,8 +128,10 @@ def two_pass_rate(texts: list[str], n_steps: int, threads: int) -> tuple[float, 
 
 def import_floor_kb() -> int:
     """Peak RSS of a process that only imports what the CLI imports (its floor)."""
-    code = ("import exformer, exformer.cli, exformer.cli.dataset, exformer.client; "
-            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
+    code = (
+        "import exformer, exformer.cli, exformer.cli.dataset, exformer.client; "
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
+    )
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
@@ -150,30 +156,53 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
     data = {
-        "snippets": (write_csv(work / "snippets.csv", snippets(n_snippets)), args.steps,
-                     f"{n_snippets} held-out snippets"),
-        "speeches": (write_csv(work / "speeches.csv", speeches(n_speeches)), args.speech_steps,
-                     f"{n_speeches} speeches"),
+        "snippets": (
+            write_csv(work / "snippets.csv", snippets(n_snippets)),
+            args.steps,
+            f"{n_snippets} held-out snippets",
+        ),
+        "speeches": (
+            write_csv(work / "speeches.csv", speeches(n_speeches)),
+            args.speech_steps,
+            f"{n_speeches} speeches",
+        ),
     }
     all_snippets = snippets(max(rss_rows))
     rss_inputs = {n: write_csv(work / f"rss-{n}.csv", all_snippets[:n]) for n in rss_rows}
     cores = os.cpu_count()
-    print(f"# {platform.machine()}, {cores} cores, exformer {exformer.__version__}; {MODEL}, "
-          f"gausslegendre, pad baseline; each cell one run", flush=True)
+    print(
+        f"# {platform.machine()}, {cores} cores, exformer {exformer.__version__}; {MODEL}, "
+        f"gausslegendre, pad baseline; each cell one run",
+        flush=True,
+    )
 
     results = []  # (dataset label, design, workers × threads, n_steps, rows, seconds, rows/s, tokens)
     out_n = iter(range(1000))
-    with ts.serving(work / "server", {MODEL: ROOT / "model_store" / f"{MODEL}.mar"},
-                    port_offset=args.port_offset) as server:
+    with ts.serving(
+        work / "server", {MODEL: ROOT / "model_store" / f"{MODEL}.mar"}, port_offset=args.port_offset
+    ) as server:
         for _name, (source, steps, label) in data.items():
             for workers in (1, 2):
                 ts.scale(server, MODEL, workers)
                 out = work / f"out-{next(out_n)}"
                 s = run_cli([MODEL, source, "--url", server.inference, "--n-steps", steps], out)
-                results.append((label, "`exformer explain` → TorchServe", f"{workers} × 1", steps, s["rows_ok"],
-                                s["seconds"], s["rows_per_s"], mean_tokens(out)))
-                print(f"  {label}, served, {workers} workers: {s['rows_per_s']:.2f} rows/s "
-                      f"(wall {s['wall_s']:.0f} s)", file=sys.stderr, flush=True)
+                results.append(
+                    (
+                        label,
+                        "`exformer explain` → TorchServe",
+                        f"{workers} × 1",
+                        steps,
+                        s["rows_ok"],
+                        s["seconds"],
+                        s["rows_per_s"],
+                        mean_tokens(out),
+                    )
+                )
+                print(
+                    f"  {label}, served, {workers} workers: {s['rows_per_s']:.2f} rows/s (wall {s['wall_s']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         ts.scale(server, MODEL, 2)
         rss = []
         for n, source in rss_inputs.items():
@@ -192,28 +221,62 @@ def main() -> None:
         if not args.no_local:
             out = work / f"out-{next(out_n)}"
             s = run_cli([MODEL, source, "--local", MODEL_DIR, "--n-steps", steps], out)
-            results.append((label, "`exformer explain --local` (one pass)", f"1 × {threads}", steps, s["rows_ok"],
-                            s["seconds"], s["rows_per_s"], mean_tokens(out)))
+            results.append(
+                (
+                    label,
+                    "`exformer explain --local` (one pass)",
+                    f"1 × {threads}",
+                    steps,
+                    s["rows_ok"],
+                    s["seconds"],
+                    s["rows_per_s"],
+                    mean_tokens(out),
+                )
+            )
             print(f"  {label}, local: {s['rows_per_s']:.2f} rows/s", file=sys.stderr, flush=True)
         rate, seconds = two_pass_rate(texts, steps, threads)
         tokens = next(r[7] for r in results if r[0] == label)
-        results.append((label, "two-pass (captum LIG + 2nd pass), in process", f"1 × {threads}", steps,
-                        len(texts), seconds, rate, tokens))
+        results.append(
+            (
+                label,
+                "two-pass (captum LIG + 2nd pass), in process",
+                f"1 × {threads}",
+                steps,
+                len(texts),
+                seconds,
+                rate,
+                tokens,
+            )
+        )
         print(f"  {label}, two-pass: {rate:.2f} rows/s", file=sys.stderr, flush=True)
 
     print()
-    header("rows", "design", "workers × threads", "n_steps", "mean tokens", "rows done", "seconds", "rows/s",
-           "vs two-pass", text_columns=2)
+    header(
+        "rows",
+        "design",
+        "workers × threads",
+        "n_steps",
+        "mean tokens",
+        "rows done",
+        "seconds",
+        "rows/s",
+        "vs two-pass",
+        text_columns=2,
+    )
     for label in [d[2] for d in data.values()]:
         rows = [r for r in results if r[0] == label]
         old_rate = next(r[6] for r in rows if r[1].startswith("two-pass"))
         for _, design, wt, steps, n, seconds, rate, tokens in rows:
-            print(f"| {label} | {design} | {wt} | {steps} | {tokens:.0f} | {n} | {seconds:.1f} | {rate:.3f} | "
-                  f"{rate / old_rate:.2f}× |")
+            print(
+                f"| {label} | {design} | {wt} | {steps} | {tokens:.0f} | {n} | {seconds:.1f} | {rate:.3f} | "
+                f"{rate / old_rate:.2f}× |"
+            )
     print()
     floor = import_floor_kb()
-    print(f"# client peak RSS (`exformer explain` → TorchServe, 2 workers, n_steps {args.rss_steps}, "
-          f"held-out snippets); `import exformer` alone: {floor / 1024:.0f} MiB")
+    print(
+        f"# client peak RSS (`exformer explain` → TorchServe, 2 workers, n_steps {args.rss_steps}, "
+        f"held-out snippets); `import exformer` alone: {floor / 1024:.0f} MiB"
+    )
     header("rows", "peak RSS MiB", "above the import MiB", "rows/s", "wall s")
     for n, kb, rate, wall in rss:
         print(f"| {n:,} | {kb / 1024:.0f} | {(kb - floor) / 1024:.0f} | {rate:.2f} | {wall:.0f} |")

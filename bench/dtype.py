@@ -51,8 +51,10 @@ def machine() -> str:
     )
     flags = {f for ln in text.splitlines() if ln.startswith("flags") for f in ln.split(":", 1)[1].split()}
     present = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in NATIVE_BF16_FLAGS)
-    return (f"{name}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
-            f"{present} in {CPUINFO}; {torch.get_num_threads()} threads")
+    return (
+        f"{name}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"{present} in {CPUINFO}; {torch.get_num_threads()} threads"
+    )
 
 
 def timed(model, body: dict) -> tuple[float, dict]:
@@ -80,14 +82,25 @@ def sentiment(args, dtypes: list[str]) -> dict:
         if "bfloat16" in attributions:
             a, b = attributions["float32"], attributions["bfloat16"]
             apart.append(float(np.abs(b - a).max() / np.abs(a).max()))
-    return {"seconds": seconds, "complete": complete, "apart": apart,
-            "case": f"sentiment (MiniLM-L6), {len(texts)} held-out reviews, {args.steps} points"}
+    return {
+        "seconds": seconds,
+        "complete": complete,
+        "apart": apart,
+        "case": f"sentiment (MiniLM-L6), {len(texts)} held-out reviews, {args.steps} points",
+    }
 
 
 def chat(args, dtypes: list[str]) -> dict:
     model = load_model(ROOT / "build/models/smollm2", "smollm2")
-    body = {"messages": MESSAGES, "continuation": ANSWER, "baseline": "pad", "n_steps": args.chat_steps,
-            "method": "gausslegendre", "score": "log_probability", "continuation_baseline": "keep"}
+    body = {
+        "messages": MESSAGES,
+        "continuation": ANSWER,
+        "baseline": "pad",
+        "n_steps": args.chat_steps,
+        "method": "gausslegendre",
+        "score": "log_probability",
+        "continuation_baseline": "keep",
+    }
     for dtype in dtypes:
         explain_gradients(model, {**body, "continuation": " Paris", "n_steps": 2, "dtype": dtype})  # warm-up
     seconds, complete, rows = {d: [] for d in dtypes}, {d: [] for d in dtypes}, {}
@@ -97,25 +110,42 @@ def chat(args, dtypes: list[str]) -> dict:
             assert out["dtype"] == dtype
             seconds[dtype].append(s)
             complete[dtype] = [t["relative_delta"] for t in out["targets"] if t["relative_delta"] is not None]
-            rows[dtype] = [np.array(t["attributions"]["raw"][:t["position"]]) for t in out["targets"]]
-    apart = ([float(np.abs(b - a).max() / np.abs(a).max()) for a, b in zip(rows["float32"], rows["bfloat16"])]
-             if "bfloat16" in rows else [])
+            rows[dtype] = [np.array(t["attributions"]["raw"][: t["position"]]) for t in out["targets"]]
+    apart = (
+        [float(np.abs(b - a).max() / np.abs(a).max()) for a, b in zip(rows["float32"], rows["bfloat16"])]
+        if "bfloat16" in rows
+        else []
+    )
     n_prompt, n_t = out["targets"][0]["position"], len(out["targets"])
-    return {"seconds": seconds, "complete": complete, "apart": apart,
-            "case": f"SmolLM2-135M-Instruct chat, {n_prompt} prompt + {n_t} answer tokens ({n_t} rows), "
-                    f"{args.chat_steps} points"}
+    return {
+        "seconds": seconds,
+        "complete": complete,
+        "apart": apart,
+        "case": f"SmolLM2-135M-Instruct chat, {n_prompt} prompt + {n_t} answer tokens ({n_t} rows), "
+        f"{args.chat_steps} points",
+    }
 
 
 def report(result: dict, dtypes: list[str]) -> None:
     print(f"\n{result['case']}\n")
-    header("dtype", "s/request (median)", "|δ| / |F(x) − F(x′)| median", "max", "within 1%",
-           "max |Δ| / max |float32| median", "max", text_columns=1)
+    header(
+        "dtype",
+        "s/request (median)",
+        "|δ| / |F(x) − F(x′)| median",
+        "max",
+        "within 1%",
+        "max |Δ| / max |float32| median",
+        "max",
+        text_columns=1,
+    )
     for dtype in dtypes:
         c = result["complete"][dtype]
         apart = result["apart"] if dtype == "bfloat16" else []
-        far = (f"{statistics.median(apart):.1e} | {max(apart):.1e}" if apart else "— | —")
-        print(f"| {dtype} | {statistics.median(result['seconds'][dtype]):.2f} | {statistics.median(c):.1e} | "
-              f"{max(c):.1e} | {sum(v <= 0.01 for v in c)} of {len(c)} | {far} |")
+        far = f"{statistics.median(apart):.1e} | {max(apart):.1e}" if apart else "— | —"
+        print(
+            f"| {dtype} | {statistics.median(result['seconds'][dtype]):.2f} | {statistics.median(c):.1e} | "
+            f"{max(c):.1e} | {sum(v <= 0.01 for v in c)} of {len(c)} | {far} |"
+        )
 
 
 def main():
@@ -131,8 +161,11 @@ def main():
     why = bfloat16_not_native(torch.device("cpu"))
     dtypes = ["float32"] + (["bfloat16"] if why is None else [])
     print(f"{datetime.date.today()}, code {code_version()}\n{machine()}")
-    print("bf16 is native here: float32 and bfloat16 side by side" if why is None
-          else f"bf16 is not native here ({why}): float32 only")
+    print(
+        "bf16 is native here: float32 and bfloat16 side by side"
+        if why is None
+        else f"bf16 is not native here ({why}): float32 only"
+    )
     report(sentiment(args, dtypes), dtypes)
     if not args.skip_chat:
         report(chat(args, dtypes), dtypes)

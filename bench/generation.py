@@ -47,8 +47,17 @@ def targets_of(model, n: int) -> list[int]:
 def ours(model, targets: list[int], n_steps: int):
     text = model.tokenizer.decode(targets)
     start = time.perf_counter()
-    out = explain_gradients(model, {"text": PROMPT, "continuation": text, "baseline": "pad", "n_steps": n_steps,
-                                    "score": "log_probability", "continuation_baseline": "keep"})
+    out = explain_gradients(
+        model,
+        {
+            "text": PROMPT,
+            "continuation": text,
+            "baseline": "pad",
+            "n_steps": n_steps,
+            "score": "log_probability",
+            "continuation_baseline": "keep",
+        },
+    )
     seconds = time.perf_counter() - start
     assert [t["id"] for t in out["targets"]] == targets
     n_prompt = out["targets"][0]["position"]
@@ -60,8 +69,12 @@ def captums(model, targets: list[int], n_steps: int, lm=None):
     llm = LLMGradientAttribution(LayerIntegratedGradients(lm, lm.get_input_embeddings()), tok)
     start = time.perf_counter()
     with attention_for_gradients(dataclasses.replace(model, model=lm)):  # the same attention our pass runs
-        result = llm.attribute(TextTokenInput(PROMPT, tok, baselines=tok.pad_token_id),
-                               target=torch.tensor(targets), n_steps=n_steps, method="gausslegendre")
+        result = llm.attribute(
+            TextTokenInput(PROMPT, tok, baselines=tok.pad_token_id),
+            target=torch.tensor(targets),
+            n_steps=n_steps,
+            method="gausslegendre",
+        )
     return time.perf_counter() - start, result.token_attr.double()
 
 
@@ -71,14 +84,18 @@ def work(model, targets: list[int], n_steps: int) -> None:
         ours(model, targets, n_steps)
     with MatmulWork() as captum_work:
         captums(model, targets, n_steps)
-    print(f"matrix multiply-adds: captum {captum_work.total / 1e9:.1f} G, exformer {ours_work.total / 1e9:.1f} G "
-          f"({captum_work.total / ours_work.total:.2f}x fewer)\n")
+    print(
+        f"matrix multiply-adds: captum {captum_work.total / 1e9:.1f} G, exformer {ours_work.total / 1e9:.1f} G "
+        f"({captum_work.total / ours_work.total:.2f}x fewer)\n"
+    )
 
 
 def speed(model, args) -> None:
     targets = targets_of(model, args.targets)
-    print(f"SmolLM2, {PROMPT!r} -> {model.tokenizer.decode(targets)!r} ({len(targets)} target tokens), "
-          f"{args.n_steps} steps, gausslegendre, pad baseline, log p, torch threads {torch.get_num_threads()}\n")
+    print(
+        f"SmolLM2, {PROMPT!r} -> {model.tokenizer.decode(targets)!r} ({len(targets)} target tokens), "
+        f"{args.n_steps} steps, gausslegendre, pad baseline, log p, torch threads {torch.get_num_threads()}\n"
+    )
     ours(model, targets[:2], 2), captums(model, targets[:2], 2)  # first calls pay one-time costs: not timed
     full_s, _ = ours(dataclasses.replace(model, options=PassOptions(prefix_backward=False)), targets, args.n_steps)
     ours_s, ours_rows = ours(model, targets, args.n_steps)
@@ -120,8 +137,10 @@ def speed(model, args) -> None:
 
 def baselines(model, args) -> None:
     """Which prompt token leads each row, per baseline, plain and against the foil ' London'."""
-    print(f"SmolLM2, {PROMPT!r} -> {CONTINUATION[:11]!r}, {args.n_steps} steps, score probability, "
-          "earlier target tokens from the baseline too (the default)\n")
+    print(
+        f"SmolLM2, {PROMPT!r} -> {CONTINUATION[:11]!r}, {args.n_steps} steps, score probability, "
+        "earlier target tokens from the baseline too (the default)\n"
+    )
     print("| baseline | foil | target | F(x) − F(x′) | leading prompt token | France | convergence delta |")
     print("|---|---|---|---:|---|---:|---:|")
     for name in ("pad", "zero", "unk"):
@@ -134,8 +153,11 @@ def baselines(model, args) -> None:
                 raw = target["attributions"]["raw"][:n_prompt]
                 lead = max(range(n_prompt), key=lambda i: raw[i])
                 gap = target["score"] - target["baseline_score"]
-                print(f"| {name} | {foil or '—'!r} | {target['text']!r} | {gap:.3f} | {words[lead]!r} {raw[lead]:.3f} "
-                      f"| {raw[3]:.3f} | {target['convergence_delta']:.3f} |", flush=True)
+                print(
+                    f"| {name} | {foil or '—'!r} | {target['text']!r} | {gap:.3f} | {words[lead]!r} {raw[lead]:.3f} "
+                    f"| {raw[3]:.3f} | {target['convergence_delta']:.3f} |",
+                    flush=True,
+                )
 
 
 def main() -> None:
@@ -144,8 +166,12 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10)
     parser.add_argument("--n-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-float64-reference", dest="float64_reference", action="store_false",
-                        help="skip captum in float64 (how far each float32 answer is from it)")
+    parser.add_argument(
+        "--no-float64-reference",
+        dest="float64_reference",
+        action="store_false",
+        help="skip captum in float64 (how far each float32 answer is from it)",
+    )
     parser.add_argument("--count", action="store_true", help="also count each design's matrix multiply-adds")
     parser.add_argument("--baselines", action="store_true", help="the baseline table instead of the timing")
     args = parser.parse_args()

@@ -63,8 +63,14 @@ def load_classifier(model_dir: Path, max_tokens: int) -> LoadedModel:
     model.eval().requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return LoadedModel(
-        name=model_dir.name, model=model, tokenizer=tokenizer, head="sequence-classification",
-        kind=kind_of(config), max_tokens=max_tokens, device=torch.device("cpu"), settings=Settings(),
+        name=model_dir.name,
+        model=model,
+        tokenizer=tokenizer,
+        head="sequence-classification",
+        kind=kind_of(config),
+        max_tokens=max_tokens,
+        device=torch.device("cpu"),
+        settings=Settings(),
     )
 
 
@@ -78,8 +84,14 @@ def bert_base(tokenizer_dir: Path, max_tokens: int) -> LoadedModel:
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
     model.eval().requires_grad_(False)
     return LoadedModel(
-        name="bert-base (random)", model=model, tokenizer=tokenizer, head="sequence-classification",
-        kind="bidirectional", max_tokens=max_tokens, device=torch.device("cpu"), settings=Settings(),
+        name="bert-base (random)",
+        model=model,
+        tokenizer=tokenizer,
+        head="sequence-classification",
+        kind="bidirectional",
+        max_tokens=max_tokens,
+        device=torch.device("cpu"),
+        settings=Settings(),
     )
 
 
@@ -123,19 +135,39 @@ def two_pass(loaded, text: str, n_steps: int, method: str):
     return ig[0], {"intermediate_gradients": grads, "step_sizes": step_sizes, "intermediates": scaled.detach()}
 
 
-def one_pass(loaded, texts: list[str], n_steps: int, method: str, dtype: str, batched: bool,
-             chunk: int | None = None, head_position_only: bool = True, attention: str = "eager"):
+def one_pass(
+    loaded,
+    texts: list[str],
+    n_steps: int,
+    method: str,
+    dtype: str,
+    batched: bool,
+    chunk: int | None = None,
+    head_position_only: bool = True,
+    attention: str = "eager",
+):
     """Our engine; `batched`: all texts in one call, their path points sharing chunks;
     `chunk`: path points per forward (None: by length); `head_position_only`: the last layer at
     the classifier's position only (False: the whole last layer, as before)."""
     # the engine reads loaded.settings
-    options = PassOptions(head_position_only=head_position_only,
-                          gradient_attention={**PassOptions().gradient_attention, "cpu": attention})
+    options = PassOptions(
+        head_position_only=head_position_only, gradient_attention={**PassOptions().gradient_attention, "cpu": attention}
+    )
     loaded = dataclasses.replace(loaded, settings=Settings(dtype=dtype, internal_batch_size=chunk), options=options)
     requests = [
-        validated(loaded, {"text": t, "target": TARGET, "baseline": "pad", "baseline_specials": "replace",
-                           "n_steps": n_steps, "method": method, "format": "torch-gzip",
-                           "return": ["attributions", "intermediate_gradients", "step_sizes", "intermediates"]})
+        validated(
+            loaded,
+            {
+                "text": t,
+                "target": TARGET,
+                "baseline": "pad",
+                "baseline_specials": "replace",
+                "n_steps": n_steps,
+                "method": method,
+                "format": "torch-gzip",
+                "return": ["attributions", "intermediate_gradients", "step_sizes", "intermediates"],
+            },
+        )
         for t in texts
     ]
     groups = [requests] if batched else [[r] for r in requests]
@@ -164,8 +196,10 @@ def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwa
 
 
 # torch's counter knows the GPU attention kernels; the CPU's fused attention counts the same
-CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
-                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+CPU_ATTENTION = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+}
 
 
 def counted_flops(run) -> int:
@@ -190,9 +224,14 @@ class Gemm:
 
     def __init__(self, model, rows: int):
         layer = model.base_model.encoder.layer[0]
-        self.weights = [layer.attention.self.query.weight, layer.attention.self.key.weight,
-                        layer.attention.self.value.weight, layer.attention.output.dense.weight,
-                        layer.intermediate.dense.weight, layer.output.dense.weight]  # [out, in]
+        self.weights = [
+            layer.attention.self.query.weight,
+            layer.attention.self.key.weight,
+            layer.attention.self.value.weight,
+            layer.attention.output.dense.weight,
+            layer.intermediate.dense.weight,
+            layer.output.dense.weight,
+        ]  # [out, in]
         g = torch.Generator().manual_seed(0)
         self.inputs = {w.shape[1]: torch.randn(rows, w.shape[1], generator=g) for w in self.weights}
         self.grads = {w.shape[0]: torch.randn(rows, w.shape[0], generator=g) for w in self.weights}
@@ -243,16 +282,26 @@ def beside(index: int, name: str = "GEMM") -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=ROOT / "build/models/minilm")
-    parser.add_argument("--bert-base", action="store_true",
-                        help="a random BERT-base-shaped classifier (the --model-dir's tokenizer)")
+    parser.add_argument(
+        "--bert-base", action="store_true", help="a random BERT-base-shaped classifier (the --model-dir's tokenizer)"
+    )
     parser.add_argument("--examples", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--method", default="gausslegendre")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                        help="bfloat16: also time ours under CPU autocast, with its error vs fp32")
-    parser.add_argument("--chunks", type=int, nargs="*", default=[],
-                        help="also time the one pass at these chunk sizes (path points per forward)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: also time ours under CPU autocast, with its error vs fp32",
+    )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the one pass at these chunk sizes (path points per forward)",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the one pass")
@@ -264,32 +313,48 @@ def main():
     texts = make_texts(loaded.tokenizer, args.examples, args.tokens)
     n = args.examples
     cfg = loaded.config
-    print(f"{loaded.name}: {cfg.num_hidden_layers} layers x {cfg.hidden_size} wide; {n} examples x {args.tokens} "
-          f"tokens, {args.steps} steps ({args.method}), {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, exformer {exformer.__version__}",
-          flush=True)
+    print(
+        f"{loaded.name}: {cfg.num_hidden_layers} layers x {cfg.hidden_size} wide; {n} examples x {args.tokens} "
+        f"tokens, {args.steps} steps ({args.method}), {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, exformer {exformer.__version__}",
+        flush=True,
+    )
     one_pass(loaded, texts[:1], 2, args.method, "float32", False)  # warm up
 
     steps, method = args.steps, args.method
     chunk = default_chunk_points(args.tokens, loaded.device)
     designs = [  # (name, fn(n_steps) over all texts)
         ("two-pass (captum LIG + 2nd pass)", lambda s: [two_pass(loaded, t, s, method)[0] for t in texts]),
-        ("one pass before (whole last layer, SDPA)",
-         lambda s: one_pass(loaded, texts, s, method, "float32", False, head_position_only=False, attention="sdpa")),
-        ("one pass (last layer at position 0, eager attention)",
-         lambda s: one_pass(loaded, texts, s, method, "float32", False)),
+        (
+            "one pass before (whole last layer, SDPA)",
+            lambda s: one_pass(loaded, texts, s, method, "float32", False, head_position_only=False, attention="sdpa"),
+        ),
+        (
+            "one pass (last layer at position 0, eager attention)",
+            lambda s: one_pass(loaded, texts, s, method, "float32", False),
+        ),
     ]
-    designs.append(("one pass, SDPA attention",
-                    lambda s: one_pass(loaded, texts, s, method, "float32", False, attention="sdpa")))
+    designs.append(
+        ("one pass, SDPA attention", lambda s: one_pass(loaded, texts, s, method, "float32", False, attention="sdpa"))
+    )
     for c in args.chunks:
-        designs.append((f"one pass, chunks of {c} points",
-                        lambda s, c=c: one_pass(loaded, texts, s, method, "float32", False, chunk=c)))
+        designs.append(
+            (
+                f"one pass, chunks of {c} points",
+                lambda s, c=c: one_pass(loaded, texts, s, method, "float32", False, chunk=c),
+            )
+        )
     if n > 1:
-        designs.append((f"one pass, {n} requests sharing chunks",
-                        lambda s: one_pass(loaded, texts, s, method, "float32", True)))
+        designs.append(
+            (f"one pass, {n} requests sharing chunks", lambda s: one_pass(loaded, texts, s, method, "float32", True))
+        )
     if args.dtype == "bfloat16":
-        designs.append((f"one pass, bf16 autocast{', sharing chunks' if n > 1 else ''}",
-                        lambda s: one_pass(loaded, texts, s, method, "bfloat16", True)))
+        designs.append(
+            (
+                f"one pass, bf16 autocast{', sharing chunks' if n > 1 else ''}",
+                lambda s: one_pass(loaded, texts, s, method, "bfloat16", True),
+            )
+        )
     # chunk size and attention kernel leave the work as it is: counted once, for the default
     same_work = {name: designs[2][0] for name, _ in designs[3:] if "chunks of" in name or "SDPA attention" in name}
     flops = {name: linear_in_steps(counted_flops(fn), steps) for name, fn in designs if name not in same_work}
@@ -309,10 +374,12 @@ def main():
     runs = iter(gemm_seconds)  # the log has each GEMM call's wall time; its best run is the rate
     LOG[:] = [(name, next(runs) if name == "GEMM" else seconds) for name, seconds in LOG]
     gemm_rate = gemm.flops / min(gemm_seconds) / 1e9
-    print(f"GEMM at the model's shapes ({chunk} points x {args.tokens} tokens = {chunk * args.tokens} rows; "
-          f"{len(gemm_seconds)} runs, one before each design and after the last): best {gemm_rate:.1f} GFLOP/s, "
-          f"worst {gemm.flops / max(gemm_seconds) / 1e9:.1f}; '% of GEMM' is against the GEMM runs beside "
-          f"each design's run")
+    print(
+        f"GEMM at the model's shapes ({chunk} points x {args.tokens} tokens = {chunk * args.tokens} rows; "
+        f"{len(gemm_seconds)} runs, one before each design and after the last): best {gemm_rate:.1f} GFLOP/s, "
+        f"worst {gemm.flops / max(gemm_seconds) / 1e9:.1f}; '% of GEMM' is against the GEMM runs beside "
+        f"each design's run"
+    )
 
     t_old, old_ig, _ = best[designs[0][0]]
     full = flops[designs[1][0]]  # the work of the whole model at every point
@@ -323,13 +390,20 @@ def main():
         seconds, igs, index = best[name]
         rate = flops[name] / seconds / 1e9
         local_gemm = gemm.flops / beside(index) / 1e9
-        diff = "—" if name == designs[0][0] else \
-            f"{max(float((a - b).abs().max()) for a, b in zip(igs, old_ig)) / scale:.1e}"
-        print(f"| {name} | {seconds / n:.2f} | {t_old / seconds:.2f}x | {flops[name] / n / 1e12:.3f} | "
-              f"{rate:.1f} | {rate / local_gemm:.0%} | {diff} |")
+        diff = (
+            "—"
+            if name == designs[0][0]
+            else f"{max(float((a - b).abs().max()) for a, b in zip(igs, old_ig)) / scale:.1e}"
+        )
+        print(
+            f"| {name} | {seconds / n:.2f} | {t_old / seconds:.2f}x | {flops[name] / n / 1e12:.3f} | "
+            f"{rate:.1f} | {rate / local_gemm:.0%} | {diff} |"
+        )
     seconds, _, index = best[designs[2][0]]
-    print(f"(max |IG| = {scale:.2e}; the one pass at the whole model's FLOPs ({full / n / 1e12:.3f} TFLOP/example): "
-          f"{full / seconds / 1e9:.1f} GFLOP/s effective, {full / seconds / (gemm.flops / beside(index)):.0%} of GEMM)")
+    print(
+        f"(max |IG| = {scale:.2e}; the one pass at the whole model's FLOPs ({full / n / 1e12:.3f} TFLOP/example): "
+        f"{full / seconds / 1e9:.1f} GFLOP/s effective, {full / seconds / (gemm.flops / beside(index)):.0%} of GEMM)"
+    )
     if args.dtype == "bfloat16":
         bf16, fp32 = best[designs[-1][0]][1], best[designs[-2][0]][1]  # (seconds, IGs, index)
         err = max(float((a - b).abs().max()) for a, b in zip(bf16, fp32))

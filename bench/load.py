@@ -17,15 +17,18 @@ import urllib.request
 from table import header
 
 CASES = {
-    "attention": ("minilm-attention", {"text": "The quick brown fox jumps over the lazy dog near the river bank.",
-                                       "encoding": "float16-base64"}),
+    "attention": (
+        "minilm-attention",
+        {"text": "The quick brown fox jumps over the lazy dog near the river bank.", "encoding": "float16-base64"},
+    ),
     "gradients": ("sentiment-gradients", {"text": "A warm, funny and quietly moving film.", "n_steps": 50}),
 }
 
 
 def call(url, body, timeout=300):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     start = time.perf_counter()
     with urllib.request.urlopen(request, timeout=timeout) as r:
         r.read()
@@ -91,10 +94,13 @@ def main():
     args = parser.parse_args()
     for host in (args.inference, args.management):
         assert "//127.0.0.1:" in host or "//localhost:" in host, "load tests target this machine only"
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"each cell: at most {args.requests} requests or {args.seconds:.0f} s")
-    header("case", "workers", "concurrency", "throughput req/s", "p50 ms", "p99 ms", "answered", "errors",
-           text_columns=1)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"each cell: at most {args.requests} requests or {args.seconds:.0f} s"
+    )
+    header(
+        "case", "workers", "concurrency", "throughput req/s", "p50 ms", "p99 ms", "answered", "errors", text_columns=1
+    )
     throughput = {}
     for case in args.cases:
         model, body = CASES[case]
@@ -111,8 +117,10 @@ def main():
     for case in args.cases:
         if (case, 1, max(args.concurrency)) in throughput and (case, 2, max(args.concurrency)) in throughput:
             c = max(args.concurrency)
-            print(f"# {case}: 2 workers / 1 worker throughput at concurrency {c}: "
-                  f"{throughput[case, 2, c] / throughput[case, 1, c]:.2f}x")
+            print(
+                f"# {case}: 2 workers / 1 worker throughput at concurrency {c}: "
+                f"{throughput[case, 2, c] / throughput[case, 1, c]:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,11 @@ def before(loaded, request) -> bytes:
     predictions = top_k_predictions(loaded, logits, 5) if loaded.head in ("masked-lm", "causal-lm") else None
     for row in tokens:
         row["predictions"] = predictions[row["index"]] if predictions else None
-    block = {"layers": request.layers, "heads": list(range(attention.shape[1])),
-             **encode_array(attention[request.layers], request.encoding)}
+    block = {
+        "layers": request.layers,
+        "heads": list(range(attention.shape[1])),
+        **encode_array(attention[request.layers], request.encoding),
+    }
     return json_bytes({"model": loaded.details(), "tokens": tokens, "attention": block})
 
 
@@ -109,15 +112,21 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--tokens", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=list(FORMS))
-    parser.add_argument("--before-limit-gib", type=float, default=4.0,
-                        help="skip the replaced path where it would hold more (a shared machine)")
+    parser.add_argument(
+        "--before-limit-gib",
+        type=float,
+        default=4.0,
+        help="skip the replaced path where it would hold more (a shared machine)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads: a worker's (cores // maxWorkers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()  # the prose is longer than any model: we cut it
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} thread(s), one run each after a short warm-up; response limit "
-          f"{Settings().max_response_bytes / 2**20:.0f} MiB")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} thread(s), one run each after a short warm-up; response limit "
+        f"{Settings().max_response_bytes / 2**20:.0f} MiB"
+    )
     header(
         "model",
         "tokens",
@@ -159,7 +168,8 @@ def main():
                     continue
                 try:
                     body, seconds, peak = measured(
-                        lambda loaded=loaded, request=request: json_bytes(attention_response(loaded, request)))
+                        lambda loaded=loaded, request=request: json_bytes(attention_response(loaded, request))
+                    )
                 except RequestError as error:
                     if error.code != 413:
                         raise
@@ -168,14 +178,16 @@ def main():
                     continue
                 response = orjson.loads(body)
                 kept = " / ".join(_kept(response.get(k)) for k in ("attention", "rollout"))
-                print(f"| {name} | {n} | {label} | {seconds:.1f} | {len(body):,} | {peak / 2**20:,.0f} | {kept} |",
-                      flush=True)
+                print(
+                    f"| {name} | {n} | {label} | {seconds:.1f} | {len(body):,} | {peak / 2**20:,.0f} | {kept} |",
+                    flush=True,
+                )
                 del response, body
         del loaded
 
 
 def _kept(block) -> str:
-    """"least, mean" fraction of its row's mass a sparse block kept; "-" for dense blocks."""
+    """ "least, mean" fraction of its row's mass a sparse block kept; "-" for dense blocks."""
     if not block or block["encoding"] != "topk-per-row":
         return "-"
     rows = decode_rows(block)

@@ -88,8 +88,9 @@ def runtime_floor() -> tuple:
     before its model, and the heavy packages it pulled: what every TorchServe worker (its own
     interpreter) costs whatever the model. Run while the workers are up, so that the shared
     libraries' pages count as shared, as they do for an extra worker."""
-    out = subprocess.run([sys.executable, "-c", FLOOR, str(ROOT / "handlers")], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR, str(ROOT / "handlers")], capture_output=True, text=True, check=True
+    ).stdout.split()
     return (*(int(x) for x in out[:4]), out[4])
 
 
@@ -100,21 +101,39 @@ def main():
     parser.add_argument("--requests", type=int, default=3, help="requests per worker count before measuring")
     parser.add_argument("--forkserver", choices=["on", "off", "both"], default="both")
     args = parser.parse_args()
-    model_dir = next(Path(line.split()[2]) for line in (ROOT / "deploy/models.txt").read_text().splitlines()
-                     if line.split() and line.split()[0] == args.model)
+    model_dir = next(
+        Path(line.split()[2])
+        for line in (ROOT / "deploy/models.txt").read_text().splitlines()
+        if line.split() and line.split()[0] == args.model
+    )
     weights = weight_bytes(ROOT / model_dir) / 1024
-    print(f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup; "
-          f"total PSS = workers + their launchers + the fork server")
-    header("fork server", "workers", "RSS / worker", "PSS / worker", "USS / worker", "weights private / worker",
-           "launcher PSS / worker", "fork server PSS", "total PSS", "added per extra worker",
-           "request p50 ms (1 client, 5)", "scale-up to this many, s")
+    print(
+        f"# {args.model}: weights {weights / 1024:.1f} MiB; kB per worker from /proc/<pid>/smaps_rollup; "
+        f"total PSS = workers + their launchers + the fork server"
+    )
+    header(
+        "fork server",
+        "workers",
+        "RSS / worker",
+        "PSS / worker",
+        "USS / worker",
+        "weights private / worker",
+        "launcher PSS / worker",
+        "fork server PSS",
+        "total PSS",
+        "added per extra worker",
+        "request p50 ms (1 client, 5)",
+        "scale-up to this many, s",
+    )
     floor = [
         measure(args, weights, use) for use in {"on": [True], "off": [False], "both": [False, True]}[args.forkserver]
     ]
     rss, pss, uss, dirty, heavy = floor[0]
-    print(f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
-          f"imports, beside the workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB "
-          f"(private dirty {dirty:,} kB); heavy packages imported: {heavy}")
+    print(
+        f"# a worker's runtime without a model, as its own Python (TorchServe's worker + the handlers' "
+        f"imports, beside the workers): RSS {rss:,} kB, PSS {pss:,} kB, USS {uss:,} kB "
+        f"(private dirty {dirty:,} kB); heavy packages imported: {heavy}"
+    )
 
 
 def measure(args, weights: float, use_forkserver: bool) -> tuple:
@@ -125,8 +144,7 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
         first_total = None
         for n in args.workers:
             began = time.perf_counter()
-            r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true",
-                              timeout=300)
+            r = server.manage("PUT", f"models/{args.model}?min_worker={n}&max_worker={n}&synchronous=true", timeout=300)
             assert r.status == 200, r.body
             pids = [w["pid"] for w in server.wait_ready(args.model, n)]
             scaled = time.perf_counter() - began  # 0 → 1 is the server's start, not timed here
@@ -151,10 +169,13 @@ def measure(args, weights: float, use_forkserver: bool) -> tuple:
             total = sum(s["Pss"] for s in stats) + launcher_pss + server_pss
             first_total = first_total if first_total is not None else total
             added = (total - first_total) / (n - 1) if n > 1 else 0
-            print(f"| {'on' if use_forkserver else 'off'} | {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} "
-                  f"| {mean('USS'):,.0f} | {private:,.0f} | {launcher_pss / n:,.0f} | {server_pss:,.0f} "
-                  f"| {total:,.0f} | {added:,.0f} | {statistics.median(times):.0f} "
-                  f"| {'—' if n == args.workers[0] else f'{scaled:.1f}'} |", flush=True)
+            print(
+                f"| {'on' if use_forkserver else 'off'} | {n} | {mean('Rss'):,.0f} | {mean('Pss'):,.0f} "
+                f"| {mean('USS'):,.0f} | {private:,.0f} | {launcher_pss / n:,.0f} | {server_pss:,.0f} "
+                f"| {total:,.0f} | {added:,.0f} | {statistics.median(times):.0f} "
+                f"| {'—' if n == args.workers[0] else f'{scaled:.1f}'} |",
+                flush=True,
+            )
         return runtime_floor()
 
 

@@ -34,6 +34,7 @@ def scale_down(server, name) -> bool:
             time.sleep(1)
     raise RuntimeError(f"{name}: could not scale down to 1 worker")
 
+
 BATCHES = {"batchSize 1 (default)": (1, 20), "batchSize 4, 20 ms": (4, 20)}
 
 
@@ -47,18 +48,32 @@ def main():
     archives = {}
     for i, (batch, delay) in enumerate(BATCHES.values()):
         archives[f"b{i}-attention"] = archive_variant(
-            work, f"b{i}-attention", "attention", "build/models/minilm",
-            {"maxWorkers": 2, "batchSize": batch, "maxBatchDelay": delay, "responseTimeout": 60})
-    print(f"# {args.trials} trials of 1 → 2 → 1 workers each, {args.clients} clients streaming "
-          f"minilm attention, no resending; lost = no answer within {args.timeout:.0f} s")
-    header("model-config", "trials", "requests", "trials with a failure", "answered 500", "lost", "other",
-           "scale-down PUT refused", text_columns=1)
+            work,
+            f"b{i}-attention",
+            "attention",
+            "build/models/minilm",
+            {"maxWorkers": 2, "batchSize": batch, "maxBatchDelay": delay, "responseTimeout": 60},
+        )
+    print(
+        f"# {args.trials} trials of 1 → 2 → 1 workers each, {args.clients} clients streaming "
+        f"minilm attention, no resending; lost = no answer within {args.timeout:.0f} s"
+    )
+    header(
+        "model-config",
+        "trials",
+        "requests",
+        "trials with a failure",
+        "answered 500",
+        "lost",
+        "other",
+        "scale-down PUT refused",
+        text_columns=1,
+    )
     with ts.serving(work / "server", archives) as server:
         for (label, _), name in zip(BATCHES.items(), archives):
             requests = failed_trials = died = lost = other = refused = 0
             for _ in range(args.trials):
-                with Stream(server, name, BODY, clients=args.clients, resend=False,
-                            timeout=args.timeout) as stream:
+                with Stream(server, name, BODY, clients=args.clients, resend=False, timeout=args.timeout) as stream:
                     time.sleep(0.5)
                     scale(server, name, 2)
                     time.sleep(0.5)
@@ -70,8 +85,10 @@ def main():
                 died += sum(s == 500 for s in statuses)
                 lost += sum(isinstance(s, str) for s in statuses)
                 other += sum(isinstance(s, int) and s not in (200, 500) for s in statuses)
-            print(f"| {label} | {args.trials} | {requests} | {failed_trials} | {died} | {lost} | {other} "
-                  f"| {refused} |", flush=True)
+            print(
+                f"| {label} | {args.trials} | {requests} | {failed_trials} | {died} | {lost} | {other} | {refused} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

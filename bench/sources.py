@@ -84,27 +84,29 @@ MIT_ABLATIONS = 64
 SYSTEM = "You are a helpful assistant. Answer the question using only the documents below, in one sentence."
 DOCUMENTS = {  # the first holds the answer; the second is a near miss (a ship raised in 1982)
     "vasa": "The Vasa was a Swedish warship built in Stockholm between 1626 and 1628 on the orders of King "
-            "Gustavus Adolphus. She sank on her maiden voyage on 10 August 1628, less than a nautical mile from "
-            "the shipyard, because she was too top-heavy. The wreck was located in 1956 and raised from the "
-            "harbour on 24 April 1961. Today she is displayed in the Vasa Museum on the island of Djurgården.",
+    "Gustavus Adolphus. She sank on her maiden voyage on 10 August 1628, less than a nautical mile from "
+    "the shipyard, because she was too top-heavy. The wreck was located in 1956 and raised from the "
+    "harbour on 24 April 1961. Today she is displayed in the Vasa Museum on the island of Djurgården.",
     "mary_rose": "The Mary Rose was a carrack of the English Tudor navy, launched in 1511 at Portsmouth. She served "
-                 "for more than thirty years before sinking in the Solent in July 1545 during a battle with a French "
-                 "invasion fleet. Divers found the hull in 1971, and the surviving part was lifted out of the water "
-                 "in October 1982. Her timbers were sprayed with polyethylene glycol for almost twenty years.",
+    "for more than thirty years before sinking in the Solent in July 1545 during a battle with a French "
+    "invasion fleet. Divers found the hull in 1971, and the surviving part was lifted out of the water "
+    "in October 1982. Her timbers were sprayed with polyethylene glycol for almost twenty years.",
     "cutty_sark": "The Cutty Sark is a British clipper ship launched on the River Leven in Scotland in 1869. Built "
-                  "for the tea trade with China, she later carried wool from Australia and was one of the fastest "
-                  "sailing ships of her time. She has been kept in a dry dock in Greenwich since 1954. A fire "
-                  "damaged her badly in 2007 while she was being restored.",
+    "for the tea trade with China, she later carried wool from Australia and was one of the fastest "
+    "sailing ships of her time. She has been kept in a dry dock in Greenwich since 1954. A fire "
+    "damaged her badly in 2007 while she was being restored.",
     "tickets": "Visitors to the maritime museums of Stockholm can buy a combined ticket at any museum entrance. The "
-               "ticket is valid for seven days and includes a guided tour in English or Swedish every hour between "
-               "10:00 and 16:00. Children under eighteen enter free of charge, and the cafés accept card payments "
-               "only.",
+    "ticket is valid for seven days and includes a guided tour in English or Swedish every hour between "
+    "10:00 and 16:00. Children under eighteen enter free of charge, and the cafés accept card payments "
+    "only.",
 }
 QUESTION = "In which year was the Vasa raised from the harbour?"
 QUERY_TEMPLATE = "{context}\n\nQuestion: {query}"  # the user turn, as context-cite's prompt_template
 CONTEXT = "\n\n".join(f"Document {k + 1}: {text}" for k, text in enumerate(DOCUMENTS.values()))
-MESSAGES = [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": QUERY_TEMPLATE.format(context=CONTEXT, query=QUESTION)}]
+MESSAGES = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": QUERY_TEMPLATE.format(context=CONTEXT, query=QUESTION)},
+]
 ANSWER = "The Vasa was raised in 1961."
 ANSWER_TOKENS = 12
 SHORT_PROMPT = "The capital of France is"
@@ -145,10 +147,17 @@ def prepare(case: str, model_dir: Path) -> dict:
         continuation = tok(SHORT_CONTINUATION, add_special_tokens=False)["input_ids"]
         assert len(continuation) == SHORT_TOKENS, continuation
         specials = set(tok.all_special_ids)
-        return {"case": case, "body": {"text": SHORT_PROMPT, "continuation": SHORT_CONTINUATION},
-                "prompt_string": SHORT_PROMPT, "continuation": SHORT_CONTINUATION, "prompt_ids": list(ids),
-                "fixed": [i in specials for i in ids], "continuation_ids": continuation, "documents": {},
-                "pad_id": tok.pad_token_id}
+        return {
+            "case": case,
+            "body": {"text": SHORT_PROMPT, "continuation": SHORT_CONTINUATION},
+            "prompt_string": SHORT_PROMPT,
+            "continuation": SHORT_CONTINUATION,
+            "prompt_ids": list(ids),
+            "fixed": [i in specials for i in ids],
+            "continuation_ids": continuation,
+            "documents": {},
+            "pad_id": tok.pad_token_id,
+        }
     prompt = chat_prompt(SimpleNamespace(tokenizer=tok, max_tokens=10**9), MESSAGES)
     templated = tok.apply_chat_template(MESSAGES, add_generation_prompt=True)
     templated = list(templated["input_ids"] if hasattr(templated, "keys") else templated)
@@ -160,20 +169,35 @@ def prepare(case: str, model_dir: Path) -> dict:
     documents, spans = {}, []
     for name, text in DOCUMENTS.items():
         start = user.index(text)
-        documents[name] = [k for k, span in enumerate(prompt.spans)
-                           if span is not None and span[0] == 1 and span[1] < start + len(text) and span[2] > start]
+        documents[name] = [
+            k
+            for k, span in enumerate(prompt.spans)
+            if span is not None and span[0] == 1 and span[1] < start + len(text) and span[2] > start
+        ]
         context_start = CONTEXT.index(text)
         spans.append((context_start, context_start + len(text)))
     n = len(spans)
-    contexts = {"".join("1" if m >> k & 1 else "0" for k in range(n)):  # every subset kept, by mask bits
-                ablate_text(CONTEXT, [s for k, s in enumerate(spans) if not m >> k & 1]) for m in range(2 ** n)}
-    return {"case": case,
-            "body": {"messages": MESSAGES, "continuation": ANSWER,
-                     "sources": [{"id": name, "text": text} for name, text in DOCUMENTS.items()]},
-            "prompt_string": tok.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True),
-            "continuation": ANSWER, "prompt_ids": prompt.ids, "fixed": list(prompt.fixed),
-            "continuation_ids": continuation, "documents": documents, "contexts": contexts,
-            "pad_id": tok.pad_token_id}
+    contexts = {
+        "".join("1" if m >> k & 1 else "0" for k in range(n)):  # every subset kept, by mask bits
+        ablate_text(CONTEXT, [s for k, s in enumerate(spans) if not m >> k & 1])
+        for m in range(2**n)
+    }
+    return {
+        "case": case,
+        "body": {
+            "messages": MESSAGES,
+            "continuation": ANSWER,
+            "sources": [{"id": name, "text": text} for name, text in DOCUMENTS.items()],
+        },
+        "prompt_string": tok.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True),
+        "continuation": ANSWER,
+        "prompt_ids": prompt.ids,
+        "fixed": list(prompt.fixed),
+        "continuation_ids": continuation,
+        "documents": documents,
+        "contexts": contexts,
+        "pad_id": tok.pad_token_id,
+    }
 
 
 # --- the children ---------------------------------------------------------------------------------
@@ -203,8 +227,12 @@ def measure(request, warm_up) -> tuple:
     out = request()
     seconds = time.perf_counter() - start
     peak = status_kb("VmHWM")
-    return out, {"seconds": seconds, "peak_request_kb": peak if reset else None, "peak_child_kb": max(before, peak),
-                 "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return out, {
+        "seconds": seconds,
+        "peak_request_kb": peak if reset else None,
+        "peak_child_kb": max(before, peak),
+        "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
 
 
 def ours_body(method: str, spec: dict) -> dict:
@@ -233,23 +261,38 @@ def child_ours(method: str, spec: dict, args) -> dict:
     start = time.perf_counter()
     estimate = explain_gradients(lm, {**body, "dry_run": True})  # a fresh worker's first estimate
     first = time.perf_counter() - start
-    result = {"loaded_kb": loaded, "estimated_seconds": estimate["estimated_seconds"],
-              "estimated_peak_bytes": estimate["estimated_peak_bytes"], "measured_from": estimate["measured_from"]}
+    result = {
+        "loaded_kb": loaded,
+        "estimated_seconds": estimate["estimated_seconds"],
+        "estimated_peak_bytes": estimate["estimated_peak_bytes"],
+        "measured_from": estimate["measured_from"],
+    }
     if method == "dry_run":
         start = time.perf_counter()
         explain_gradients(lm, {**body, "dry_run": True})
         again = time.perf_counter() - start
-        return {**result, "seconds": first, "peak_child_kb": status_kb("VmHWM"), "peak_request_kb": None,
-                "dtype": "—",
-                "note": f"dry run: {first:.2f} s the first time (a calibration pass), {again * 1000:.0f} ms after"}
+        return {
+            **result,
+            "seconds": first,
+            "peak_child_kb": status_kb("VmHWM"),
+            "peak_request_kb": None,
+            "dtype": "—",
+            "note": f"dry run: {first:.2f} s the first time (a calibration pass), {again * 1000:.0f} ms after",
+        }
     warm = {**body, "continuation": first_token_text(spec, lm.tokenizer)}
     out, figures = measure(lambda: explain_gradients(lm, body), lambda: explain_gradients(lm, warm))
     assert [t["id"] for t in out["targets"]] == spec["continuation_ids"]
     whole = out.get("continuation_attributions")
     sources = whole if isinstance(whole, list) else (whole or {}).get("sources") or []
-    per_position = whole["attributions"]["raw"][:len(spec["prompt_ids"])] if isinstance(whole, dict) else None
-    return {**result, **figures, "sources": {s["id"]: s["attribution"] for s in sources}, "score": out.get("score"),
-            "per_position": per_position, "dtype": out.get("dtype") or "float32"}
+    per_position = whole["attributions"]["raw"][: len(spec["prompt_ids"])] if isinstance(whole, dict) else None
+    return {
+        **result,
+        **figures,
+        "sources": {s["id"]: s["attribution"] for s in sources},
+        "score": out.get("score"),
+        "per_position": per_position,
+        "dtype": out.get("dtype") or "float32",
+    }
 
 
 def load_transformers(args):
@@ -283,8 +326,10 @@ def child_inseq(spec: dict, args) -> dict:
     ids_full = am.encode(full).input_ids[0].tolist()
     matched = ids_prompt == spec["prompt_ids"] and ids_full == spec["prompt_ids"] + spec["continuation_ids"]
     default = am.encode(full, return_baseline=True).baseline_ids[0].tolist()
-    note = (f"token ids {'equal' if matched else 'DIFFER from'} the prompt's (chat: apply_chat_template's) + the "
-            f"answer's (inseq tokenizes the rendered string, add_special_tokens=True, skip_special_tokens=False); ")
+    note = (
+        f"token ids {'equal' if matched else 'DIFFER from'} the prompt's (chat: apply_chat_template's) + the "
+        f"answer's (inseq tokenizes the rendered string, add_special_tokens=True, skip_special_tokens=False); "
+    )
     if args.inseq_baseline == "ours":
         original = am.encode
 
@@ -297,15 +342,24 @@ def child_inseq(spec: dict, args) -> dict:
             return batch
 
         am.encode = encode
-        note += (f"baseline: pad id {spec['pad_id']} on the {spec['fixed'].count(False)} prompt content tokens, every "
-                 f"other token itself (template, earlier answer tokens: keep); inseq's default would be unk id "
-                 f"{tok.unk_token_id} on {sum(1 for i in default if i != tok.eos_token_id)} of {len(default)} tokens")
+        note += (
+            f"baseline: pad id {spec['pad_id']} on the {spec['fixed'].count(False)} prompt content tokens, every "
+            f"other token itself (template, earlier answer tokens: keep); inseq's default would be unk id "
+            f"{tok.unk_token_id} on {sum(1 for i in default if i != tok.eos_token_id)} of {len(default)} tokens"
+        )
     else:
         note += f"baseline: inseq's default, unk id {tok.unk_token_id} on every token but EOS (id {tok.eos_token_id})"
 
     def attribute(generated: str):
-        return am.attribute(prompt, generated, n_steps=N_STEPS, attribute_target=False, attributed_fn="probability",
-                            logprob=True, show_progress=False)
+        return am.attribute(
+            prompt,
+            generated,
+            n_steps=N_STEPS,
+            attribute_target=False,
+            attributed_fn="probability",
+            logprob=True,
+            show_progress=False,
+        )
 
     warm = prompt + first_token_text(spec, tok)
     out, figures = measure(lambda: attribute(full), lambda: attribute(warm))
@@ -314,8 +368,14 @@ def child_inseq(spec: dict, args) -> dict:
         attr = attr.sum(-1)
     per_position = attr[:n_prompt].nan_to_num().sum(1).tolist()
     shape = tuple(out.sequence_attributions[0].target_attributions.shape)
-    return {"loaded_kb": loaded, **figures, "sources": by_document(spec, per_position), "ids_match": matched,
-            "per_position": per_position, "note": f"{note}; target_attributions {shape} (summed over the embedding)"}
+    return {
+        "loaded_kb": loaded,
+        **figures,
+        "sources": by_document(spec, per_position),
+        "ids_match": matched,
+        "per_position": per_position,
+        "note": f"{note}; target_attributions {shape} (summed over the embedding)",
+    }
 
 
 def child_captum(spec: dict, args) -> dict:
@@ -342,11 +402,16 @@ def child_captum(spec: dict, args) -> dict:
     per_position = [0.0] * len(spec["prompt_ids"])
     for k, value in zip(content if inp.itp_mask is not None else range(len(per_position)), out.seq_attr.tolist()):
         per_position[k] = value
-    return {"loaded_kb": loaded, **figures, "sources": by_document(spec, per_position), "ids_match": matched,
-            "per_position": per_position,
-            "note": f"token ids {'equal' if matched else 'DIFFER from'} the prompt's (chat: apply_chat_template's; "
-                    f"tokenizer.encode of the rendered string); baseline pad id {spec['pad_id']} on the {len(content)} "
-                    f"content tokens, the others out of TextTokenInput's interpretable mask (themselves)"}
+    return {
+        "loaded_kb": loaded,
+        **figures,
+        "sources": by_document(spec, per_position),
+        "ids_match": matched,
+        "per_position": per_position,
+        "note": f"token ids {'equal' if matched else 'DIFFER from'} the prompt's (chat: apply_chat_template's; "
+        f"tokenizer.encode of the rendered string); baseline pad id {spec['pad_id']} on the {len(content)} "
+        f"content tokens, the others out of TextTokenInput's interpretable mask (themselves)",
+    }
 
 
 def child_mit_contextcite(spec: dict, args) -> dict:
@@ -374,14 +439,22 @@ def child_mit_contextcite(spec: dict, args) -> dict:
     class WithSystem(ContextCiter):  # the package renders one user turn; ours has a system line first
         def _get_prompt_ids(self, mask=None, return_prompt=False):
             user = self.prompt_template.format(context=self.partitioner.get_context(mask), query=self.query)
-            rendered = self.tokenizer.apply_chat_template([MESSAGES[0], {"role": "user", "content": user}],
-                                                          tokenize=False, add_generation_prompt=True)
+            rendered = self.tokenizer.apply_chat_template(
+                [MESSAGES[0], {"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            )
             ids = self.tokenizer.encode(rendered, add_special_tokens=False)
             return (ids, rendered) if return_prompt else ids
 
     def citer(answer: str, n: int):
-        cc = WithSystem(model, tok, CONTEXT, QUESTION, partitioner=OurPartition(CONTEXT),
-                        prompt_template=QUERY_TEMPLATE, num_ablations=n)
+        cc = WithSystem(
+            model,
+            tok,
+            CONTEXT,
+            QUESTION,
+            partitioner=OurPartition(CONTEXT),
+            prompt_template=QUERY_TEMPLATE,
+            num_ablations=n,
+        )
         _, rendered = cc._get_prompt_ids(return_prompt=True)
         cc._cache["output"] = rendered + answer  # skip its generation: explain our answer
         return cc
@@ -390,10 +463,15 @@ def child_mit_contextcite(spec: dict, args) -> dict:
     matched = cc._get_prompt_ids() == spec["prompt_ids"] and cc._response_ids == spec["continuation_ids"]
     warm = citer(first_token_text(spec, tok), 4)
     out, figures = measure(lambda: cc.get_attributions(verbose=False), lambda: warm.get_attributions(verbose=False))
-    return {"loaded_kb": loaded, **figures, "sources": dict(zip(names, map(float, out))), "ids_match": matched,
-            "score": "logit_probability (its log p − log(1 − p))",
-            "note": f"prompt and answer ids {'equal' if matched else 'DIFFER from'} ours; forwards one prompt at a "
-                    f"time (its batch_size 1), Lasso on {MIT_ABLATIONS} masks, no held-out fit"}
+    return {
+        "loaded_kb": loaded,
+        **figures,
+        "sources": dict(zip(names, map(float, out))),
+        "ids_match": matched,
+        "score": "logit_probability (its log p − log(1 − p))",
+        "note": f"prompt and answer ids {'equal' if matched else 'DIFFER from'} ours; forwards one prompt at a "
+        f"time (its batch_size 1), Lasso on {MIT_ABLATIONS} masks, no held-out fit",
+    }
 
 
 def child(args) -> None:
@@ -409,11 +487,30 @@ def child(args) -> None:
 
 
 def run_child(method: str, spec_path: Path, args) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--spec", str(spec_path),
-               "--model-dir", str(args.model_dir), "--threads", str(args.threads),
-               "--inseq-baseline", args.inseq_baseline, "--dtype", args.dtype]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1",
-           "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        method,
+        "--spec",
+        str(spec_path),
+        "--model-dir",
+        str(args.model_dir),
+        "--threads",
+        str(args.threads),
+        "--inseq-baseline",
+        args.inseq_baseline,
+        "--dtype",
+        args.dtype,
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TQDM_DISABLE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "PYTHONWARNINGS": "ignore",
+    }
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - start
@@ -421,11 +518,11 @@ def run_child(method: str, spec_path: Path, args) -> dict:
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"error": f"exit {done.returncode}: {tail[:300]}", "wall": wall}
-    return {**json.loads(lines[-1][len("RESULT "):]), "wall": wall}
+    return {**json.loads(lines[-1][len("RESULT ") :]), "wall": wall}
 
 
 def gb(kb) -> str:
-    return "—" if kb is None else f"{kb / 1024 ** 2:.2f}"
+    return "—" if kb is None else f"{kb / 1024**2:.2f}"
 
 
 def leading(sources: dict) -> str:
@@ -437,14 +534,29 @@ def leading(sources: dict) -> str:
 
 def report_case(case: str, spec: dict, rows: dict) -> None:
     n_prompt, n_t = len(spec["prompt_ids"]), len(spec["continuation_ids"])
-    what = (f"a RAG conversation: {n_prompt} prompt tokens after the chat template ({spec['fixed'].count(False)} "
+    what = (
+        (
+            f"a RAG conversation: {n_prompt} prompt tokens after the chat template ({spec['fixed'].count(False)} "
             f"content), answer {spec['continuation']!r} ({n_t} tokens), sources {', '.join(DOCUMENTS)} "
-            f"(the answer is in vasa)") if case == "chat" else \
-        f"{spec['prompt_string']!r} ({n_prompt} tokens) -> {spec['continuation']!r} ({n_t} tokens)"
+            f"(the answer is in vasa)"
+        )
+        if case == "chat"
+        else f"{spec['prompt_string']!r} ({n_prompt} tokens) -> {spec['continuation']!r} ({n_t} tokens)"
+    )
     print(f"\n## {case}: {what}\n")
-    columns = ["method"] + (["leading source"] if case == "chat" else []) + ["dtype"] + [
-        "seconds", "peak RSS during the request, GB", "child's peak RSS, GB", "RSS after load, GB",
-        "our estimate, s", "our estimate, peak GB"]
+    columns = (
+        ["method"]
+        + (["leading source"] if case == "chat" else [])
+        + ["dtype"]
+        + [
+            "seconds",
+            "peak RSS during the request, GB",
+            "child's peak RSS, GB",
+            "RSS after load, GB",
+            "our estimate, s",
+            "our estimate, peak GB",
+        ]
+    )
     header(*columns, text_columns=3 if case == "chat" else 2)
     for method, r in rows.items():
         label = METHODS[method][0]
@@ -453,10 +565,17 @@ def report_case(case: str, spec: dict, rows: dict) -> None:
             continue
         estimate = r.get("estimated_peak_bytes")
         lead = [leading(r.get("sources") or {})] if case == "chat" else []
-        cells = [label, *lead, r.get("dtype", "float32"), f"{r['seconds']:.2f}", gb(r.get("peak_request_kb")),
-                 gb(r.get("peak_child_kb")), gb(r.get("loaded_kb")),
-                 f"{r['estimated_seconds']:.2f}" if "estimated_seconds" in r else "",
-                 f"{estimate / 1024 ** 3:.2f}" if estimate else ""]
+        cells = [
+            label,
+            *lead,
+            r.get("dtype", "float32"),
+            f"{r['seconds']:.2f}",
+            gb(r.get("peak_request_kb")),
+            gb(r.get("peak_child_kb")),
+            gb(r.get("loaded_kb")),
+            f"{r['estimated_seconds']:.2f}" if "estimated_seconds" in r else "",
+            f"{estimate / 1024**3:.2f}" if estimate else "",
+        ]
         print("| " + " | ".join(cells) + " |", flush=True)
     scored = {m: r for m, r in rows.items() if r.get("sources")}
     if case == "chat" and scored:  # what each method gives each document, summed over the answer's tokens
@@ -466,27 +585,39 @@ def report_case(case: str, spec: dict, rows: dict) -> None:
             values = " | ".join(f"{r['sources'].get(d, float('nan')):.3f}" for d in DOCUMENTS)
             print(f"| {METHODS[method][0]} | {r.get('score', 'log_probability')} | {values} |")
     print()
-    ratios = [("inseq", "ig_keep"), ("inseq", "ig_replace"), ("captum", "ig_keep"), ("captum", "ig_replace"),
-              ("mit_contextcite", "contextcite")]
+    ratios = [
+        ("inseq", "ig_keep"),
+        ("inseq", "ig_replace"),
+        ("captum", "ig_keep"),
+        ("captum", "ig_replace"),
+        ("mit_contextcite", "contextcite"),
+    ]
     for theirs, ours in ratios:
         a, b = rows.get(theirs), rows.get(ours)
         if a and b and "error" not in a and "error" not in b:
-            peak = (f", {a['peak_request_kb'] / b['peak_request_kb']:.2f}x the peak RSS during the request"
-                    if a.get("peak_request_kb") and b.get("peak_request_kb") else "")
+            peak = (
+                f", {a['peak_request_kb'] / b['peak_request_kb']:.2f}x the peak RSS during the request"
+                if a.get("peak_request_kb") and b.get("peak_request_kb")
+                else ""
+            )
             print(f"- {theirs} / {ours}: {a['seconds'] / b['seconds']:.1f}x the seconds{peak}")
     reference = (rows.get("ig_keep") or {}).get("per_position")
     if reference:  # the same integrated gradients (keep) should give the same numbers per prompt token
         scale = max(abs(x) for x in reference) or 1.0
-        gaps = [f"{method} {max(abs(a - b) for a, b in zip(r['per_position'], reference)) / scale:.1e}"
-                for method, r in rows.items() if method != "ig_keep" and r.get("per_position")]
+        gaps = [
+            f"{method} {max(abs(a - b) for a, b in zip(r['per_position'], reference)) / scale:.1e}"
+            for method, r in rows.items()
+            if method != "ig_keep" and r.get("per_position")
+        ]
         if gaps:
-            print(f"- per prompt token (summed over the answer), max |difference| / max |ig_keep| (ig_keep in "
-                  f"{rows['ig_keep']['dtype']}; the same computation agrees to ~1e-4 in float32): " + ", ".join(gaps))
+            print(
+                f"- per prompt token (summed over the answer), max |difference| / max |ig_keep| (ig_keep in "
+                f"{rows['ig_keep']['dtype']}; the same computation agrees to ~1e-4 in float32): " + ", ".join(gaps)
+            )
     for method, r in rows.items():
         if r.get("note"):
             print(f"- {method}: {r['note']}")
     print(flush=True)
-
 
 
 def versions() -> str:
@@ -504,20 +635,30 @@ def versions() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
     parser.add_argument("--case", choices=["short", "chat", "both"], default="both")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"a comma-separated subset of {', '.join(METHODS)} (default: all)")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"a comma-separated subset of {', '.join(METHODS)} (default: all)"
+    )
     parser.add_argument("--skip-slow", action="store_true", help="no inseq and captum on the chat case (~8 min each)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every child")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="exformer's gradients dtype setting (auto: float32); "
-                             "inseq, captum and context-cite run float32")
-    parser.add_argument("--inseq-baseline", choices=["ours", "default"], default="ours",
-                        help="ours: pad on the prompt's content tokens; default: inseq's unk on all but EOS")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="exformer's gradients dtype setting (auto: float32); inseq, captum and context-cite run float32",
+    )
+    parser.add_argument(
+        "--inseq-baseline",
+        choices=["ours", "default"],
+        default="ours",
+        help="ours: pad on the prompt's content tokens; default: inseq's unk on all but EOS",
+    )
     parser.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -532,22 +673,40 @@ def main() -> None:
 
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
-    print("# Explaining a chat model's answer by its sources: exformer, inseq, captum, context-cite "
-          "(SmolLM2-135M-Instruct)\n")
+    print(
+        "# Explaining a chat model's answer by its sources: exformer, inseq, captum, context-cite "
+        "(SmolLM2-135M-Instruct)\n"
+    )
     print(f"- command: `{command}`")
-    print(f"- machine: {cpu}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; "
-          f"torch threads {args.threads} in every child; niceness {os.nice(0)}; load average (1, 5, 15 min) "
-          + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + " at the start (others' processes share the cores)")
+    print(
+        f"- machine: {cpu}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; "
+        f"torch threads {args.threads} in every child; niceness {os.nice(0)}; load average (1, 5, 15 min) "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " at the start (others' processes share the cores)"
+    )
     print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; code: {code_version()}")
     print(f"- {versions()}")
-    print(f"- each method in a fresh process: model load, dry run (exformer), a 1-token warm-up, then the one "
-          f"request timed; IG: {N_STEPS} steps gausslegendre, pad on the prompt's content tokens, log p; exformer's "
-          f"dtype setting {args.dtype!r}", flush=True)
+    print(
+        f"- each method in a fresh process: model load, dry run (exformer), a 1-token warm-up, then the one "
+        f"request timed; IG: {N_STEPS} steps gausslegendre, pad on the prompt's content tokens, log p; exformer's "
+        f"dtype setting {args.dtype!r}",
+        flush=True,
+    )
     SPEC_DIR.mkdir(parents=True, exist_ok=True)
-    for case in (["short", "chat"] if args.case == "both" else [args.case]):
+    for case in ["short", "chat"] if args.case == "both" else [args.case]:
         spec = prepare(case, args.model_dir)
         spec_path = SPEC_DIR / f"{case}.json"
         spec_path.write_text(json.dumps(spec))
@@ -557,8 +716,12 @@ def main() -> None:
                 continue
             print(f"[{case}] {method} ...", file=sys.stderr, flush=True)
             rows[method] = run_child(method, spec_path, args)
-            print(f"[{case}] {method}: {rows[method].get('seconds', rows[method].get('error'))} "
-                  f"(child wall {rows[method]['wall']:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[{case}] {method}: {rows[method].get('seconds', rows[method].get('error'))} "
+                f"(child wall {rows[method]['wall']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         report_case(case, spec, rows)
     print("- load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 

@@ -15,10 +15,12 @@ def header(*columns: str, text_columns: int = 0) -> None:
 def code_version() -> str:
     """HEAD, and whether exformer/ had uncommitted changes (a figure is of the tree it ran)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "exformer"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "exformer"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git)"
     return head + (f" + uncommitted changes in {len(dirty.splitlines())} exformer/ files" if dirty else "")

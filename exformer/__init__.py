@@ -17,16 +17,35 @@ from .contract.errors import RequestError, ServerError
 from .contract.requests import AttentionRequest, GradientsRequest
 from .contract.settings import Settings
 
-__all__ = ["load_model", "explain_attention", "explain_gradients", "AttentionRequest", "GradientsRequest",
-           "RequestError", "ServerError", "LoadedModel", "Settings", "Client", "AsyncClient", "ServedModel",
-           "AttentionResult", "GradientsResult"]
+__all__ = [
+    "load_model",
+    "explain_attention",
+    "explain_gradients",
+    "AttentionRequest",
+    "GradientsRequest",
+    "RequestError",
+    "ServerError",
+    "LoadedModel",
+    "Settings",
+    "Client",
+    "AsyncClient",
+    "ServedModel",
+    "AttentionResult",
+    "GradientsResult",
+]
 __version__ = "0.2.0"
 
 # Imported on first use: the archives carry this package into TorchServe workers, which need
 # no httpx, and the client and `exformer explain` need no torch (the base install has none).
-_LAZY = {"Client": "client.http", "AsyncClient": "client.http", "ServedModel": "client.http",
-         "explain_attention": "explain.api", "explain_gradients": "explain.api",
-         "load_model": "core.loading", "LoadedModel": "core.loading"}
+_LAZY = {
+    "Client": "client.http",
+    "AsyncClient": "client.http",
+    "ServedModel": "client.http",
+    "explain_attention": "explain.api",
+    "explain_gradients": "explain.api",
+    "load_model": "core.loading",
+    "LoadedModel": "core.loading",
+}
 
 
 def __getattr__(name: str):

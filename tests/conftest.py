@@ -64,19 +64,26 @@ def torchserve(tmp_path_factory, tiny_model_dir):
 
     work = tmp_path_factory.mktemp("torchserve")
     config = work / "batch.yaml"
-    config.write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 1500\n"
-                      "responseTimeout: 60\nhandler:\n  torch_threads: 1\n")
+    config.write_text(
+        "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 1500\n"
+        "responseTimeout: 60\nhandler:\n  torch_threads: 1\n"
+    )
     archives = {name: ROOT / "model_store" / f"{name}.mar" for name in DEFAULT_ARCHIVES}
     archives["tiny-batch-attention"] = ts.archive(
-        "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work)
+        "tiny-batch-attention", "attention", tiny_model_dir("bert"), config, work
+    )
     archives["tiny-batch-gradients"] = ts.archive(
-        "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work)
+        "tiny-batch-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work
+    )
     # The real sentiment model with a 2 s deadline (tests/test_limits.py makes a request overrun it).
     tight = work / "deadline.yaml"
-    tight.write_text(f"minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: {DEADLINE_TIMEOUT}\n"
-                     f"handler:\n  torch_threads: 1\n  deadline_seconds: {DEADLINE_SECONDS}\n")
-    archives["deadline-gradients"] = ts.archive("deadline-gradients", "gradients", ROOT / "build/models/sentiment",
-                                                tight, work)
+    tight.write_text(
+        f"minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: {DEADLINE_TIMEOUT}\n"
+        f"handler:\n  torch_threads: 1\n  deadline_seconds: {DEADLINE_SECONDS}\n"
+    )
+    archives["deadline-gradients"] = ts.archive(
+        "deadline-gradients", "gradients", ROOT / "build/models/sentiment", tight, work
+    )
     # Another test session on this machine (a clean-clone CI run) can take the default ports.
     offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))
     with ts.serving(work / "server", archives, port_offset=offset) as server:
@@ -84,5 +91,8 @@ def torchserve(tmp_path_factory, tiny_model_dir):
 
 
 DEADLINE_SECONDS, DEADLINE_TIMEOUT = 2, 30  # the deadline-gradients archive's
-DEFAULT_ARCHIVES = [line.split()[0] for line in (ROOT / "deploy/models.txt").read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
+DEFAULT_ARCHIVES = [
+    line.split()[0]
+    for line in (ROOT / "deploy/models.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]

@@ -59,8 +59,10 @@ def test_fixed_rules_are_captums_float_for_float(method, n_steps):
 
 
 def test_the_runtime_imports_neither_captum_attr_nor_matplotlib():
-    code = ("import sys, exformer.explain.dispatch, exformer.serving.handler; "
-            "print(sorted(m for m in sys.modules if m.startswith(('captum.attr', 'matplotlib'))))")
+    code = (
+        "import sys, exformer.explain.dispatch, exformer.serving.handler; "
+        "print(sorted(m for m in sys.modules if m.startswith(('captum.attr', 'matplotlib'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
@@ -89,23 +91,26 @@ def test_fejer_levels_are_nested_and_exact_to_their_degree():
 # --- the request ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"n_steps": "auto", "tolerance": 0}, "tolerance"),
-    ({"n_steps": "auto", "tolerance": 1}, "tolerance"),
-    ({"n_steps": "auto", "tolerance": -0.1}, "tolerance"),
-    ({"n_steps": "auto", "tolerance": 1.5}, "tolerance"),
-    ({"n_steps": "auto", "tolerance": "0.01"}, "tolerance"),
-    ({"n_steps": "auto", "tolerance": True}, "tolerance"),
-    ({"n_steps": 20, "tolerance": 0.01}, "tolerance"),
-    ({"n_steps": "auto", "method": "gausslegendre"}, "method"),
-    ({"n_steps": "auto", "method": "riemann_trapezoid"}, "method"),
-    ({"n_steps": 16, "method": "gausskronrod"}, "n_steps"),
-    ({"n_steps": "Auto"}, "n_steps"),
-    ({"n_steps": "auto", "max_n_steps": 14}, "max_n_steps"),
-    ({"n_steps": "auto", "max_n_steps": 501}, "max_n_steps"),
-    ({"n_steps": "auto", "max_n_steps": 100.0}, "max_n_steps"),
-    ({"n_steps": 50, "max_n_steps": 100}, "max_n_steps"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"n_steps": "auto", "tolerance": 0}, "tolerance"),
+        ({"n_steps": "auto", "tolerance": 1}, "tolerance"),
+        ({"n_steps": "auto", "tolerance": -0.1}, "tolerance"),
+        ({"n_steps": "auto", "tolerance": 1.5}, "tolerance"),
+        ({"n_steps": "auto", "tolerance": "0.01"}, "tolerance"),
+        ({"n_steps": "auto", "tolerance": True}, "tolerance"),
+        ({"n_steps": 20, "tolerance": 0.01}, "tolerance"),
+        ({"n_steps": "auto", "method": "gausslegendre"}, "method"),
+        ({"n_steps": "auto", "method": "riemann_trapezoid"}, "method"),
+        ({"n_steps": 16, "method": "gausskronrod"}, "n_steps"),
+        ({"n_steps": "Auto"}, "n_steps"),
+        ({"n_steps": "auto", "max_n_steps": 14}, "max_n_steps"),
+        ({"n_steps": "auto", "max_n_steps": 501}, "max_n_steps"),
+        ({"n_steps": "auto", "max_n_steps": 100.0}, "max_n_steps"),
+        ({"n_steps": 50, "max_n_steps": 100}, "max_n_steps"),
+    ],
+)
 def test_bad_adaptive_fields_are_refused_naming_the_field(sentiment, body, field):
     error = parse_request(sentiment, GradientsRequest, {"text": REVIEW, **body})
     assert isinstance(error, RequestError) and error.code == 400 and error.field == field, error
@@ -156,8 +161,12 @@ def test_auto_reaches_the_tolerance_computing_each_gradient_once(sentiment, meth
 
 
 def test_a_tighter_tolerance_refines_further(sentiment):
-    steps = [explain_batch(sentiment, [request(sentiment, {"text": REVIEW, "n_steps": "auto", "tolerance": t})])[0]
-             .summary["n_steps"] for t in (0.1, 1e-5)]
+    steps = [
+        explain_batch(sentiment, [request(sentiment, {"text": REVIEW, "n_steps": "auto", "tolerance": t})])[0].summary[
+            "n_steps"
+        ]
+        for t in (0.1, 1e-5)
+    ]
     assert steps[0] < steps[1]
 
 
@@ -170,10 +179,12 @@ def test_max_n_steps_stops_refinement_and_says_not_converged(sentiment, method, 
 
 
 def test_requests_refine_independently_in_one_batch_and_answer_as_alone(sentiment):
-    bodies = [{"text": TEXTS[0], "n_steps": "auto", "method": "gausskronrod"},
-              {"text": TEXTS[1], "n_steps": "auto", "tolerance": 1e-4},
-              {"text": TEXTS[2], "n_steps": 12},
-              {"text": REVIEW, "n_steps": "auto", "method": "fejer", "tolerance": 1e-3}]
+    bodies = [
+        {"text": TEXTS[0], "n_steps": "auto", "method": "gausskronrod"},
+        {"text": TEXTS[1], "n_steps": "auto", "tolerance": 1e-4},
+        {"text": TEXTS[2], "n_steps": 12},
+        {"text": REVIEW, "n_steps": "auto", "method": "fejer", "tolerance": 1e-3},
+    ]
     requests = [request(sentiment, b) for b in bodies]
     small_chunks = dataclasses.replace(sentiment, settings=Settings(internal_batch_size=7))
     together = explain_batch(small_chunks, requests)
@@ -182,8 +193,12 @@ def test_requests_refine_independently_in_one_batch_and_answer_as_alone(sentimen
         for key in ("n_steps", "converged", "method", "tolerance"):
             assert shared.summary[key] == alone.summary[key], key
         assert shared.path.alphas == alone.path.alphas
-        torch.testing.assert_close(shared.path.integrated_gradients, alone.path.integrated_gradients,
-                                   rtol=1e-4, atol=1e-4 * float(alone.path.integrated_gradients.abs().max()))
+        torch.testing.assert_close(
+            shared.path.integrated_gradients,
+            alone.path.integrated_gradients,
+            rtol=1e-4,
+            atol=1e-4 * float(alone.path.integrated_gradients.abs().max()),
+        )
 
 
 def test_the_returned_tensors_are_the_rule_used(sentiment):

@@ -108,7 +108,7 @@ def test_tokens_carry_offsets_into_the_text_and_special_flags(loaded_models):
     assert tokens[-1]["special"] and tokens[-1]["text"] == "[SEP]"
     for t in tokens[1:-1]:
         assert not t["special"]
-        assert TEXT[t["start"]:t["end"]] == t["surface"]
+        assert TEXT[t["start"] : t["end"]] == t["surface"]
         assert t["surface"].lower() == t["text"].removeprefix("##")
 
 
@@ -117,7 +117,7 @@ def test_text_pair_marks_segments_and_offsets_into_each_text(loaded_models):
     out = explain(loaded_models("bert"), {"text": TEXT, "text_pair": pair})
     second = [t for t in out["tokens"] if t["segment"] == 1]
     assert second and "".join(t["surface"] for t in second) == "Itwasasleep."
-    assert all(pair[t["start"]:t["end"]] == t["surface"] for t in second)
+    assert all(pair[t["start"] : t["end"]] == t["surface"] for t in second)
     own = torch.stack([a[0] for a in own_forward(loaded_models("bert"), TEXT, pair).attentions])
     assert torch.equal(torch.tensor(out["attention"]["data"]), own)
 

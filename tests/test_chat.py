@@ -22,8 +22,10 @@ SMOLLM2 = ROOT / "build" / "models" / "smollm2"
 DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."
 DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
 QUESTION = "In which city is the Eiffel Tower?"
-RAG = [{"role": "system", "content": "Answer the question from the documents."},
-       {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: {QUESTION}"}]
+RAG = [
+    {"role": "system", "content": "Answer the question from the documents."},
+    {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: {QUESTION}"},
+]
 SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
 ANSWER = "The Eiffel Tower is in Paris."
 
@@ -42,12 +44,19 @@ def rag(**fields):
 # --- conversations ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("messages", [
-    RAG,
-    [{"role": "user", "content": "Hi there. How are you?"}],  # the template adds its default system prompt
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."},
-     {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another one?"}],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        RAG,
+        [{"role": "user", "content": "Hi there. How are you?"}],  # the template adds its default system prompt
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Another one?"},
+        ],
+    ],
+)
 def test_chat_token_ids_are_the_templates_and_every_token_says_its_message(lm, messages):
     r = explain_gradients(lm, {"messages": messages, "continuation": " Fine.", "attribution": "occlusion"})
     expected = list(lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"])
@@ -58,7 +67,7 @@ def test_chat_token_ids_are_the_templates_and_every_token_says_its_message(lm, m
             assert token["start"] is None and token["segment"] is None
         else:  # a content token: its characters are in its own message
             content = messages[token["message"]]["content"]
-            assert content[token["start"]:token["end"]] == token["surface"]
+            assert content[token["start"] : token["end"]] == token["surface"]
             assert token["role"] == messages[token["message"]]["role"]
     written = "".join(t["surface"] for t in prompt if not t["template"])
     assert written == "".join(m["content"] for m in messages)  # every written character, once
@@ -80,7 +89,8 @@ def test_integrated_gradients_of_a_conversation_keep_template_tokens_and_sum_per
         for source in r["sources"]:
             assert sources[source["id"]] == pytest.approx(raw[source["tokens"]].sum(), abs=1e-5)
         assert target["relative_delta"] == pytest.approx(
-            abs(target["convergence_delta"]) / abs(target["score"] - target["baseline_score"]))
+            abs(target["convergence_delta"]) / abs(target["score"] - target["baseline_score"])
+        )
         assert target["within_tolerance"] == (target["relative_delta"] <= 0.01)
     assert r["within_tolerance"] == all(t["within_tolerance"] for t in r["targets"])
     whole = r["continuation_attributions"]
@@ -204,16 +214,32 @@ def test_contextcite_equals_the_context_cite_package_on_the_same_partition_and_m
             mask = np.ones(len(spans), bool) if mask is None else mask
             return ablate_text(context, [s for s, keep in zip(spans, mask) if not keep])
 
-    cc = context_cite.ContextCiter(lm.model, lm.tokenizer, context, QUESTION, partitioner=OurPartition(context),
-                                   prompt_template="{context}\n\nQuery: {query}", num_ablations=32)
+    cc = context_cite.ContextCiter(
+        lm.model,
+        lm.tokenizer,
+        context,
+        QUESTION,
+        partitioner=OurPartition(context),
+        prompt_template="{context}\n\nQuery: {query}",
+        num_ablations=32,
+    )
     prompt_ids, prompt = cc._get_prompt_ids(return_prompt=True)
     cc._cache["output"] = prompt + ANSWER
     theirs = cc.get_attributions(verbose=False)
 
     message = [{"role": "user", "content": f"{context}\n\nQuery: {QUESTION}"}]
     sources = [{"id": f"s{k}", "message": 0, "start": a, "end": b} for k, (a, b) in enumerate(spans)]
-    r = explain_gradients(lm, {"messages": message, "continuation": ANSWER, "sources": sources,
-                               "attribution": "contextcite", "n_ablations": 32, "n_holdout": 0})
+    r = explain_gradients(
+        lm,
+        {
+            "messages": message,
+            "continuation": ANSWER,
+            "sources": sources,
+            "attribution": "contextcite",
+            "n_ablations": 32,
+            "n_holdout": 0,
+        },
+    )
     assert [t["id"] for t in r["targets"]] == cc._response_ids
     ours = [s["attribution"] for s in r["continuation_attributions"]]
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
@@ -237,8 +263,11 @@ def test_contextcite_reports_its_fit_on_held_out_masks(lm):
 # --- the source holding the answer leads --------------------------------------------------------
 
 
-@pytest.mark.parametrize("fields", [{"attribution": "occlusion"}, {"attribution": "contextcite"}, {"n_steps": 16}],
-                         ids=["occlusion", "contextcite", "integrated_gradients"])
+@pytest.mark.parametrize(
+    "fields",
+    [{"attribution": "occlusion"}, {"attribution": "contextcite"}, {"n_steps": 16}],
+    ids=["occlusion", "contextcite", "integrated_gradients"],
+)
 def test_the_source_holding_the_answer_leads_under_every_method(lm, fields):
     r = explain_gradients(lm, rag(**fields))
     whole = r["continuation_attributions"]
@@ -292,8 +321,10 @@ def test_served_chat_answer_on_smollm2_gradients(torchserve):
     assert AblationResponse.model_validate_json(cited.body).surrogate.n_ablations == 16
     estimate = torchserve.post("smollm2-gradients", rag(n_steps=16, dry_run=True))
     assert estimate.status == 200 and CostEstimate.model_validate_json(estimate.body).backwards > 0
-    for body, field in [(rag(sources=[{"id": "A", "text": "nowhere"}]), "sources[0]"),
-                        ({"messages": [{"role": "robot", "content": "hi"}], "continuation": "x"}, "messages[0].role"),
-                        (rag(attribution="occlusion", n_steps=8), "n_steps")]:
+    for body, field in [
+        (rag(sources=[{"id": "A", "text": "nowhere"}]), "sources[0]"),
+        ({"messages": [{"role": "robot", "content": "hi"}], "continuation": "x"}, "messages[0].role"),
+        (rag(attribution="occlusion", n_steps=8), "n_steps"),
+    ]:
         bad = torchserve.post("smollm2-gradients", body)
         assert bad.status == 400 and ErrorResponse.model_validate_json(bad.body).field == field, bad.body

@@ -39,8 +39,10 @@ def heldout() -> list[tuple[str, int]]:
 
 def reviews(heldout, n=6) -> list[dict]:
     """n held-out snippets as rows (id, review, label), row EMPTY_ROW with an empty text."""
-    return [{"id": f"rt-{i}", "review": "" if i == EMPTY_ROW else text, "label": ["negative", "positive"][label]}
-            for i, (text, label) in enumerate(heldout[:n])]
+    return [
+        {"id": f"rt-{i}", "review": "" if i == EMPTY_ROW else text, "label": ["negative", "positive"][label]}
+        for i, (text, label) in enumerate(heldout[:n])
+    ]
 
 
 def write_csv(path: Path, rows: list[dict], delimiter=",") -> Path:
@@ -63,8 +65,9 @@ def write_parquet(path: Path, rows: list[dict]) -> Path:
 
 def explain(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run([str(EXFORMER), "explain", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    done = subprocess.run(
+        [str(EXFORMER), "explain", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -78,8 +81,18 @@ def leftovers(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name == ".lock"]
 
 
-GRADIENTS_ARGS = ["--text-column", "review", "--id-column", "id", "--target-column", "label",
-                  "--n-steps", N_STEPS, "--no-progress", "--json"]
+GRADIENTS_ARGS = [
+    "--text-column",
+    "review",
+    "--id-column",
+    "id",
+    "--target-column",
+    "label",
+    "--n-steps",
+    N_STEPS,
+    "--no-progress",
+    "--json",
+]
 
 
 # --- end to end against the session's TorchServe ------------------------------------------------------
@@ -92,8 +105,9 @@ def served_csv(torchserve, heldout, tmp_path_factory):
     rows = reviews(heldout)
     source = write_csv(work / "reviews.csv", rows)
     out = work / "results"
-    done = explain("sentiment-gradients", source, "--out", out, "--url", torchserve.inference, "--tensors",
-                   *GRADIENTS_ARGS)
+    done = explain(
+        "sentiment-gradients", source, "--out", out, "--url", torchserve.inference, "--tensors", *GRADIENTS_ARGS
+    )
     return rows, source, out, summary(done)
 
 
@@ -111,8 +125,9 @@ def test_served_run_writes_one_row_per_input_with_the_error_recorded(served_csv,
         if i == EMPTY_ROW:
             continue
         # the same request made directly: same numbers, to the bit (both are the server's float64 JSON)
-        direct = torchserve.post("sentiment-gradients",
-                                 {"text": row["review"], "target": row["label"], "n_steps": N_STEPS}).json()
+        direct = torchserve.post(
+            "sentiment-gradients", {"text": row["review"], "target": row["label"], "n_steps": N_STEPS}
+        ).json()
         record = got[i]
         assert record["error"] is None
         assert record["attributions"] == direct["attributions"]["raw"]
@@ -131,18 +146,23 @@ def test_served_run_writes_one_row_per_input_with_the_error_recorded(served_csv,
         saved = GradientsResult.from_npz(out / record["tensors"])
         assert record["tensors"] == f"_tensors/{i:08d}.npz"
         assert saved.tensors["intermediate_gradients"].shape == (N_STEPS, len(record["tokens"]), 384)
-        np.testing.assert_allclose(saved.tensors["integrated_gradients"].sum(-1), record["attributions"], rtol=1e-5,
-                                   atol=1e-9)
-    assert stats["relative_delta_max"] == pytest.approx(max(r["relative_delta"] for r in got.values()
-                                                            if r["relative_delta"] is not None))
+        np.testing.assert_allclose(
+            saved.tensors["integrated_gradients"].sum(-1), record["attributions"], rtol=1e-5, atol=1e-9
+        )
+    assert stats["relative_delta_max"] == pytest.approx(
+        max(r["relative_delta"] for r in got.values() if r["relative_delta"] is not None)
+    )
     assert leftovers(out) == []
 
 
 def test_a_rerun_adds_nothing(served_csv, torchserve):
     _, source, out, _ = served_csv
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = summary(explain("sentiment-gradients", source, "--out", out, "--url", torchserve.inference,
-                            "--tensors", *GRADIENTS_ARGS))
+    again = summary(
+        explain(
+            "sentiment-gradients", source, "--out", out, "--url", torchserve.inference, "--tensors", *GRADIENTS_ARGS
+        )
+    )
     assert (again["rows_ok"], again["rows_failed"], again["shards_written"]) == (0, 0, [])
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -169,22 +189,58 @@ def test_jsonl_and_parquet_inputs_give_the_same_rows(served_csv, torchserve, fmt
 def test_n_steps_auto_refines_each_row_to_the_tolerance(heldout, tmp_path):
     source = write_csv(tmp_path / "reviews.csv", [r for r in reviews(heldout) if r["review"]][:2])
     out = tmp_path / "auto"
-    explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column", "review",
-            "--n-steps", "auto", "--tolerance", 0.05, "--no-progress", "--json")
+    explain(
+        "sentiment-gradients",
+        source,
+        "--out",
+        out,
+        "--local",
+        SENTIMENT,
+        "--text-column",
+        "review",
+        "--n-steps",
+        "auto",
+        "--tolerance",
+        0.05,
+        "--no-progress",
+        "--json",
+    )
     records = pq.read_table(out).to_pylist()
     assert len(records) == 2
     for record in records:
         assert record["converged"] is True and record["relative_delta"] <= 0.05 and record["n_steps"] >= 7
         assert record["attribution"] == "integrated_gradients"
         assert all(record[c] is None for c in EVALUATION_COLUMNS)  # not asked: null
-    bad = explain("sentiment-gradients", source, "--out", tmp_path / "bad", "--local", SENTIMENT,
-                  "--text-column", "review", "--n-steps", "many", check=False)
+    bad = explain(
+        "sentiment-gradients",
+        source,
+        "--out",
+        tmp_path / "bad",
+        "--local",
+        SENTIMENT,
+        "--text-column",
+        "review",
+        "--n-steps",
+        "many",
+        check=False,
+    )
     assert bad.returncode != 0 and "auto" in bad.stderr
 
 
-EVALUATION_COLUMNS = ["evaluation_unit", "evaluation_n_units", "deletion_aopc", "insertion_aopc", "comprehensiveness",
-                      "sufficiency", "random_deletion_aopc", "random_insertion_aopc", "random_comprehensiveness",
-                      "random_sufficiency", "win_rate_deletion", "win_rate_insertion"]
+EVALUATION_COLUMNS = [
+    "evaluation_unit",
+    "evaluation_n_units",
+    "deletion_aopc",
+    "insertion_aopc",
+    "comprehensiveness",
+    "sufficiency",
+    "random_deletion_aopc",
+    "random_insertion_aopc",
+    "random_comprehensiveness",
+    "random_sufficiency",
+    "win_rate_deletion",
+    "win_rate_insertion",
+]
 EVALUATE_ARGS = ["--evaluate-unit", "word", "--evaluate-random-orders", 4, "--evaluate-steps", 5]
 
 
@@ -192,11 +248,27 @@ def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
     rows = reviews(heldout, 4)
     source = write_csv(tmp_path / "reviews.csv", rows)
     out = tmp_path / "faithful"
-    stats = summary(explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column",
-                            "review", "--target-column", "label", "--attribution", "saliency", *EVALUATE_ARGS,
-                            "--no-progress", "--json"))
+    stats = summary(
+        explain(
+            "sentiment-gradients",
+            source,
+            "--out",
+            out,
+            "--local",
+            SENTIMENT,
+            "--text-column",
+            "review",
+            "--target-column",
+            "label",
+            "--attribution",
+            "saliency",
+            *EVALUATE_ARGS,
+            "--no-progress",
+            "--json",
+        )
+    )
     table = pq.read_table(out)
-    assert table.schema.names[-len(EVALUATION_COLUMNS) - 4:-4] == EVALUATION_COLUMNS  # before tensors and the error
+    assert table.schema.names[-len(EVALUATION_COLUMNS) - 4 : -4] == EVALUATION_COLUMNS  # before tensors and the error
     got = {r["row"]: r for r in table.to_pylist()}
     assert all(got[EMPTY_ROW][c] is None for c in EVALUATION_COLUMNS)  # a refused row: null
     from exformer import explain_gradients, load_model
@@ -208,8 +280,15 @@ def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
             continue
         record = got[i]
         # the same request made in process: the columns are its evaluation's row and the random orders' means
-        direct = explain_gradients(model, {"text": row["review"], "target": row["label"], "attribution": "saliency",
-                                           "evaluate": {"unit": "word", "random_orders": 4, "steps": 5}})
+        direct = explain_gradients(
+            model,
+            {
+                "text": row["review"],
+                "target": row["label"],
+                "attribution": "saliency",
+                "evaluate": {"unit": "word", "random_orders": 4, "steps": 5},
+            },
+        )
         e = direct["evaluation"]
         (expected,) = e["rows"]
         assert record["attribution"] == "saliency"
@@ -218,29 +297,67 @@ def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
         for name in ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency"):
             assert record[name] == pytest.approx(expected[name], abs=1e-6), name
             assert record[f"random_{name}"] == pytest.approx(expected["random"][name]["mean"], abs=1e-6), name
-        assert (record["win_rate_deletion"], record["win_rate_insertion"]) == (expected["win_rate"]["deletion"],
-                                                                             expected["win_rate"]["insertion"])
+        assert (record["win_rate_deletion"], record["win_rate_insertion"]) == (
+            expected["win_rate"]["deletion"],
+            expected["win_rate"]["insertion"],
+        )
         wins.append(record["win_rate_deletion"])
     assert stats["rows_evaluated"] == len(rows) - 1
     assert stats["win_rate_deletion_mean"] == pytest.approx(sum(wins) / len(wins))
     # other evaluate settings into the same directory: refused, naming the one that differs (before any model loads)
-    other = explain("sentiment-gradients", source, "--out", out, "--local", SENTIMENT, "--text-column", "review",
-                    "--target-column", "label", "--attribution", "saliency", "--evaluate-unit", "word",
-                    "--evaluate-random-orders", 8, "--evaluate-steps", 5, check=False)
+    other = explain(
+        "sentiment-gradients",
+        source,
+        "--out",
+        out,
+        "--local",
+        SENTIMENT,
+        "--text-column",
+        "review",
+        "--target-column",
+        "label",
+        "--attribution",
+        "saliency",
+        "--evaluate-unit",
+        "word",
+        "--evaluate-random-orders",
+        8,
+        "--evaluate-steps",
+        5,
+        check=False,
+    )
     assert other.returncode == 2 and "request.evaluate.random_orders 4 there, 8 here" in unboxed(other.stderr)
 
 
 def test_evaluate_of_a_continuation_is_its_whole_answers(tmp_path, one_thread):
     source = write_jsonl(tmp_path / "rag.jsonl", rag_rows(as_arrays=True)[:1])
     out = tmp_path / "results"
-    explain("smollm2-gradients", source, "--out", out, "--local", SMOLLM2, *RAG_ARGS, "--evaluate",
-            "--evaluate-random-orders", 3)
+    explain(
+        "smollm2-gradients",
+        source,
+        "--out",
+        out,
+        "--local",
+        SMOLLM2,
+        *RAG_ARGS,
+        "--evaluate",
+        "--evaluate-random-orders",
+        3,
+    )
     (record,) = pq.read_table(out).to_pylist()
     from exformer import explain_gradients, load_model
 
     messages, sources = rag_conversation()
-    direct = explain_gradients(load_model(SMOLLM2), {"messages": messages, "sources": sources, "continuation": ANSWER,
-                                                      "attribution": "occlusion", "evaluate": {"random_orders": 3}})
+    direct = explain_gradients(
+        load_model(SMOLLM2),
+        {
+            "messages": messages,
+            "sources": sources,
+            "continuation": ANSWER,
+            "attribution": "occlusion",
+            "evaluate": {"random_orders": 3},
+        },
+    )
     e = direct["evaluation"]
     whole = e["rows"][-1]
     assert whole["target"] is None and len(e["rows"]) == len(direct["targets"]) + 1
@@ -262,8 +379,9 @@ def test_local_gives_the_same_columns_and_values(served_csv, tmp_path):
             served_npz = np.load(served_out / record["tensors"])
             with np.load(out / record["tensors"]) as npz:
                 assert set(npz.files) == set(served_npz.files)
-                np.testing.assert_allclose(npz["intermediate_gradients"], served_npz["intermediate_gradients"],
-                                           atol=1e-5)
+                np.testing.assert_allclose(
+                    npz["intermediate_gradients"], served_npz["intermediate_gradients"], atol=1e-5
+                )
 
 
 def assert_rows_close(a: list[dict], b: list[dict], tolerance: float) -> None:
@@ -292,11 +410,26 @@ def test_interrupted_run_stops_cleanly_and_resumes(torchserve, heldout, tmp_path
     rows = [{"text": text} for text, _ in heldout[10:34]]
     source = write_csv(tmp_path / "more.csv", rows)
     out = tmp_path / "results"
-    args = ["sentiment-gradients", source, "--out", out, "--url", torchserve.inference, "--concurrency", 1,
-            "--shard-rows", 2, "--n-steps", 50, "--no-progress", "--json"]
+    args = [
+        "sentiment-gradients",
+        source,
+        "--out",
+        out,
+        "--url",
+        torchserve.inference,
+        "--concurrency",
+        1,
+        "--shard-rows",
+        2,
+        "--n-steps",
+        50,
+        "--no-progress",
+        "--json",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([str(EXFORMER), "explain", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [str(EXFORMER), "explain", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         deadline = time.time() + 300
         while not (out / "part-00000.parquet").exists():
@@ -327,9 +460,24 @@ def test_attention_model_with_mean_over_heads(torchserve, heldout, tmp_path):
     rows = reviews(heldout, 4)
     source = write_csv(tmp_path / "reviews.tsv", rows, delimiter="\t")
     out = tmp_path / "attention"
-    stats = summary(explain("sentiment-attention", source, "--out", out, "--url", torchserve.inference,
-                            "--text-column", "review", "--layers", "0,5", "--reduce", "mean", "--no-progress",
-                            "--json"))
+    stats = summary(
+        explain(
+            "sentiment-attention",
+            source,
+            "--out",
+            out,
+            "--url",
+            torchserve.inference,
+            "--text-column",
+            "review",
+            "--layers",
+            "0,5",
+            "--reduce",
+            "mean",
+            "--no-progress",
+            "--json",
+        )
+    )
     assert (stats["rows_ok"], stats["rows_failed"]) == (3, 1)
     table = pq.read_table(out)
     assert str(table.schema.field("attention").type) == "list<element: list<element: list<element: float>>>"
@@ -346,20 +494,45 @@ def test_attention_model_with_mean_over_heads(torchserve, heldout, tmp_path):
         assert record["prediction"] == direct["prediction"]["label"]
     # the same in process
     local = tmp_path / "attention-local"
-    explain("sentiment-attention", source, "--out", local, "--local", SENTIMENT, "--text-column", "review",
-            "--layers", "0,5", "--no-progress")
+    explain(
+        "sentiment-attention",
+        source,
+        "--out",
+        local,
+        "--local",
+        SENTIMENT,
+        "--text-column",
+        "review",
+        "--layers",
+        "0,5",
+        "--no-progress",
+    )
     assert_rows_close(pq.read_table(local).to_pylist(), table.to_pylist(), 1e-5)
 
 
 # --- chat answers with sources: a causal LM in process (--local) -------------------------------------------
 
 SMOLLM2 = ROOT / "build/models/smollm2"
-DOCUMENTS = {"eiffel": "The Eiffel Tower is in Paris. It was built in 1889.",
-             "fuji": "Mount Fuji is the highest mountain in Japan."}
+DOCUMENTS = {
+    "eiffel": "The Eiffel Tower is in Paris. It was built in 1889.",
+    "fuji": "Mount Fuji is the highest mountain in Japan.",
+}
 QUESTION = "When was the Eiffel Tower built?"
 ANSWER = "It was built in 1889."
-RAG_ARGS = ["--messages-column", "messages", "--sources-column", "sources", "--continuation-column", "answer",
-            "--id-column", "id", "--attribution", "occlusion", "--no-progress", "--json"]
+RAG_ARGS = [
+    "--messages-column",
+    "messages",
+    "--sources-column",
+    "sources",
+    "--continuation-column",
+    "answer",
+    "--id-column",
+    "id",
+    "--attribution",
+    "occlusion",
+    "--no-progress",
+    "--json",
+]
 
 
 def rag_conversation() -> tuple[list[dict], list[dict]]:
@@ -367,8 +540,10 @@ def rag_conversation() -> tuple[list[dict], list[dict]]:
     context = f"Doc A: {DOCUMENTS['eiffel']}\nDoc B: {DOCUMENTS['fuji']}\n\nQuestion: {QUESTION}"
     messages = [{"role": "system", "content": "Answer from the documents."}, {"role": "user", "content": context}]
     start = context.index(DOCUMENTS["fuji"])
-    sources = [{"id": "eiffel", "text": DOCUMENTS["eiffel"]},
-               {"id": "fuji", "message": 1, "start": start, "end": start + len(DOCUMENTS["fuji"])}]
+    sources = [
+        {"id": "eiffel", "text": DOCUMENTS["eiffel"]},
+        {"id": "fuji", "message": 1, "start": start, "end": start + len(DOCUMENTS["fuji"])},
+    ]
     return messages, sources
 
 
@@ -403,7 +578,11 @@ def test_chat_rows_with_sources_are_explained_per_source(rag_csv, one_thread):
     assert answered["error"] is None and answered["text"] is None  # the conversation replaced it
     assert json.loads(answered["messages"]) == messages and json.loads(answered["sources"]) == sources
     assert (answered["attribution"], answered["unit"], answered["continuation"], answered["generated"]) == (
-        "occlusion", "source", ANSWER, False)
+        "occlusion",
+        "source",
+        ANSWER,
+        False,
+    )
     assert "".join(answered["target_tokens"]) == ANSWER
     per_source = json.loads(answered["source_attributions"])
     assert [(s["id"], s["text"]) for s in per_source] == list(DOCUMENTS.items())  # the span's text found
@@ -413,10 +592,13 @@ def test_chat_rows_with_sources_are_explained_per_source(rag_csv, one_thread):
     # the same request made in process: the same numbers
     from exformer import explain_gradients, load_model
 
-    direct = explain_gradients(load_model(SMOLLM2), {"messages": messages, "sources": sources, "continuation": ANSWER,
-                                                      "attribution": "occlusion"})
-    assert values == pytest.approx({s["id"]: s["attribution"] for s in direct["continuation_attributions"]},
-                                   rel=1e-4, abs=1e-6)
+    direct = explain_gradients(
+        load_model(SMOLLM2),
+        {"messages": messages, "sources": sources, "continuation": ANSWER, "attribution": "occlusion"},
+    )
+    assert values == pytest.approx(
+        {s["id"]: s["attribution"] for s in direct["continuation_attributions"]}, rel=1e-4, abs=1e-6
+    )
     assert answered["target_scores"] == pytest.approx([t["score"] for t in direct["targets"]], rel=1e-4, abs=1e-7)
     assert answered["tokens"] == [t["text"] for t in direct["tokens"]]
     # bad cells: a per-row error naming the row and the column; a text beside messages: the server's refusal
@@ -424,7 +606,10 @@ def test_chat_rows_with_sources_are_explained_per_source(rag_csv, one_thread):
     assert got["q1"]["error"].startswith("row 1: column 'messages' is not JSON (")
     assert got["q3"]["error"] == 'row 3: column \'sources\' is not a JSON array: {"id":"eiffel"}'
     assert (got["q2"]["error_field"], got["q2"]["error_code"], got["q2"]["error"]) == (
-        "messages", 400, 'messages: give "text" or "messages", not both')
+        "messages",
+        400,
+        'messages: give "text" or "messages", not both',
+    )
     assert leftovers(out) == []
 
 
@@ -438,8 +623,17 @@ def test_chat_rows_from_jsonl_give_the_same_rows(rag_csv, tmp_path):
 
 def test_chat_options_are_refused_where_they_cannot_apply(tmp_path):
     source = write_csv(tmp_path / "rag.csv", rag_rows(as_arrays=False))
-    attention = explain("smollm2-attention", source, "--out", tmp_path / "a", "--messages-column", "messages",
-                        "--attribution", "occlusion", check=False)
+    attention = explain(
+        "smollm2-attention",
+        source,
+        "--out",
+        tmp_path / "a",
+        "--messages-column",
+        "messages",
+        "--attribution",
+        "occlusion",
+        check=False,
+    )
     assert attention.returncode == 2
     assert "--attribution, --messages-column: not for a attention model" in unboxed(attention.stderr)
     evaluate = explain("smollm2-attention", source, "--out", tmp_path / "e", "--evaluate-unit", "word", check=False)
@@ -458,8 +652,12 @@ def unboxed(stderr: str) -> str:
 
 def test_every_format_reads_the_same_rows(heldout, tmp_path):
     rows = reviews(heldout, 7) + [{"id": "multi", "review": 'two\nlines, "quoted"', "label": "positive"}]
-    files = [write_csv(tmp_path / "r.csv", rows), write_csv(tmp_path / "r.tsv", rows, delimiter="\t"),
-             write_jsonl(tmp_path / "r.jsonl", rows), write_parquet(tmp_path / "r.parquet", rows)]
+    files = [
+        write_csv(tmp_path / "r.csv", rows),
+        write_csv(tmp_path / "r.tsv", rows, delimiter="\t"),
+        write_jsonl(tmp_path / "r.jsonl", rows),
+        write_parquet(tmp_path / "r.parquet", rows),
+    ]
     gz = tmp_path / "r.csv.gz"
     gz.write_bytes(gzip.compress(files[0].read_bytes()))
     files.append(gz)
@@ -499,8 +697,11 @@ def test_json_cells_are_read_as_arrays_and_a_conversation_needs_no_text_column(t
     rows = [{k: v for k, v in row.items() if k != "text"} for row in rag_rows(as_arrays=False)]
     columns = Columns(messages="messages", sources="sources", continuation="answer")
     messages, sources = rag_conversation()
-    for path in (write_csv(tmp_path / "r.csv", rows), write_parquet(tmp_path / "r.parquet", rows),
-                 write_jsonl(tmp_path / "r.jsonl", rag_rows(as_arrays=True))):
+    for path in (
+        write_csv(tmp_path / "r.csv", rows),
+        write_parquet(tmp_path / "r.parquet", rows),
+        write_jsonl(tmp_path / "r.jsonl", rag_rows(as_arrays=True)),
+    ):
         got = next(dataset.read_rows(path, columns))
         assert (got[0].text, got[0].messages, got[0].sources, got[0].continuation) == (None, messages, sources, ANSWER)
         assert got[1].messages is None and got[1].text == "" and "column 'messages' is not JSON" in got[1].problem
@@ -549,7 +750,12 @@ def test_the_help_lists_every_method_score_and_baseline_the_contract_accepts():
 
     from exformer.contract.vocabulary import BASELINES, GRADIENT_METHODS, SCORES, Ablation, Attribution, Unit
 
-    out = subprocess.run([str(Path(sys.executable).with_name("exformer")), "explain", "--help"], capture_output=True,
-                         text=True, env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("exformer")), "explain", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
+        check=True,
+    ).stdout
     for name in (*GRADIENT_METHODS, *SCORES, *BASELINES, *get_args(Attribution), *get_args(Unit), *get_args(Ablation)):
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), name

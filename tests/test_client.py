@@ -31,15 +31,22 @@ from support.torchserve import WORKER_LOST, scale
 
 TEXT = "The cat sat on the mat."
 REVIEW = "A warm, funny and quietly moving film."
-DEFAULT_MODELS = {"minilm-attention", "smollm2-attention", "sentiment-attention", "sentiment-gradients",
-                  "smollm2-gradients"}
+DEFAULT_MODELS = {
+    "minilm-attention",
+    "smollm2-attention",
+    "sentiment-attention",
+    "sentiment-gradients",
+    "smollm2-gradients",
+}
 
 
 # --- the resend policy, against a scripted HTTP server on loopback ---------------------------------
 
-TINY_ATTENTION = {"model": {"name": "m"}, "tokens": [{"text": "a"}],
-                  "attention": {"layers": [0], "heads": [0], "encoding": "json", "shape": [1, 1, 1, 1],
-                                "data": [[[[1.0]]]]}}
+TINY_ATTENTION = {
+    "model": {"name": "m"},
+    "tokens": [{"text": "a"}],
+    "attention": {"layers": [0], "heads": [0], "encoding": "json", "shape": [1, 1, 1, 1], "data": [[[[1.0]]]]},
+}
 LOST = (500, {"code": 500, "type": "InternalServerException", "message": WORKER_LOST})
 BUSY = (
     503,
@@ -292,8 +299,10 @@ def test_the_async_client_against_torchserve(torchserve):
     async def main():
         async with AsyncClient(torchserve.inference) as client:
             texts = [TEXT, REVIEW, "Short."]
-            answers = await asyncio.gather(*(client.attention("minilm-attention", t, layers=[0]) for t in texts),
-                                           client.gradients("sentiment-gradients", REVIEW, n_steps=4))
+            answers = await asyncio.gather(
+                *(client.attention("minilm-attention", t, layers=[0]) for t in texts),
+                client.gradients("sentiment-gradients", REVIEW, n_steps=4),
+            )
             return answers, await client.models()
 
     (*attention, gradients), models = asyncio.run(main())

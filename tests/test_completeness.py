@@ -29,8 +29,10 @@ def test_completeness_on_held_out_reviews(sentiment):
         gap = s["target"]["score"] - s["baseline"]["score"]
         relative.append(abs(s["convergence_delta"]) / abs(gap))
     q = statistics.quantiles(relative, n=10)
-    print(f"\n|Σattr − (F(x) − F(x′))| / |F(x) − F(x′)| over {N_SNIPPETS} held-out reviews: "
-          f"median {statistics.median(relative):.2e}, p90 {q[-1]:.2e}, max {max(relative):.2e}")
+    print(
+        f"\n|Σattr − (F(x) − F(x′))| / |F(x) − F(x′)| over {N_SNIPPETS} held-out reviews: "
+        f"median {statistics.median(relative):.2e}, p90 {q[-1]:.2e}, max {max(relative):.2e}"
+    )
     assert statistics.median(relative) <= 0.01
     assert max(relative) <= 0.05
 
@@ -44,7 +46,9 @@ def test_auto_reaches_its_tolerance_on_held_out_reviews(sentiment, tolerance):
     answers = explain_gradients(sentiment, texts, n_steps="auto", tolerance=tolerance, baseline="pad")
     relative = [abs(s["convergence_delta"]) / abs(s["target"]["score"] - s["baseline"]["score"]) for s in answers]
     steps = [s["n_steps"] for s in answers]
-    print(f"\nn_steps auto, tolerance {tolerance}: points in the rule median {statistics.median(steps)}, "
-          f"max {max(steps)}; relative delta max {max(relative):.2e}")
+    print(
+        f"\nn_steps auto, tolerance {tolerance}: points in the rule median {statistics.median(steps)}, "
+        f"max {max(steps)}; relative delta max {max(relative):.2e}"
+    )
     assert all(s["converged"] is True for s in answers)
     assert max(relative) <= tolerance

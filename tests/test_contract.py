@@ -17,8 +17,10 @@ def test_committed_schema_is_what_the_models_generate():
 
 
 def test_exformer_imports_from_any_directory_without_torchserve(tmp_path):
-    code = ("import sys, exformer; from exformer import load_model, explain_attention, explain_gradients; "
-            "print(exformer.__file__); sys.exit(any(m == 'ts' or m.startswith('ts.') for m in sys.modules))")
+    code = (
+        "import sys, exformer; from exformer import load_model, explain_attention, explain_gradients; "
+        "print(exformer.__file__); sys.exit(any(m == 'ts' or m.startswith('ts.') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith(os.path.join("exformer", "__init__.py"))

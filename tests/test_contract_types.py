@@ -31,7 +31,10 @@ def test_committed_typescript_types_are_what_the_schema_generates(tmp_path):
     generated = tmp_path / "contract.ts"
     result = subprocess.run(
         ["node", str(GENERATOR), "--schema", str(SCHEMA), "--out", str(generated)],
-        cwd=FRONTEND, capture_output=True, text=True, timeout=120,
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, f"{GENERATOR.name} failed:\n{result.stdout}{result.stderr}"
 

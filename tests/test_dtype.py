@@ -53,13 +53,16 @@ def raw(answer) -> np.ndarray:
 # --- the default: float32 wherever it runs ------------------------------------------------------
 
 
-@pytest.mark.parametrize("capability,flags,native", [
-    ("AVX512", AMX, True),
-    ("AVX512", AVX512_BF16, True),
-    ("AVX512", AVX512, False),  # AVX-512 without bf16 instructions
-    ("AVX2", AMX, False),  # torch dispatching to its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2)
-    ("AVX2", AVX2, False),
-])
+@pytest.mark.parametrize(
+    "capability,flags,native",
+    [
+        ("AVX512", AMX, True),
+        ("AVX512", AVX512_BF16, True),
+        ("AVX512", AVX512, False),  # AVX-512 without bf16 instructions
+        ("AVX2", AMX, False),  # torch dispatching to its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2)
+        ("AVX2", AVX2, False),
+    ],
+)
 def test_auto_is_float32_on_every_cpu_native_bf16_or_not(cpu, tiny_model_dir, capability, flags, native):
     cpu(capability, flags)
     loaded = load_model(tiny_model_dir("bert", classifier=True), "tiny")
@@ -143,9 +146,11 @@ def test_a_continuation_answers_in_the_dtype_its_request_asked_for(cpu, tiny_mod
 def test_a_batch_of_requests_in_different_dtypes_answers_each_as_if_alone(cpu, tiny_model_dir):
     cpu("AVX512", AMX)
     loaded = load_model(tiny_model_dir("bert", classifier=True), "tiny")
-    bodies = [{"text": "a fine film", "n_steps": 8},
-              {"text": "a fine film", "n_steps": 8, "dtype": "bfloat16"},
-              {"text": "a rather longer and duller one", "n_steps": 6, "dtype": "float32"}]
+    bodies = [
+        {"text": "a fine film", "n_steps": 8},
+        {"text": "a fine film", "n_steps": 8, "dtype": "bfloat16"},
+        {"text": "a rather longer and duller one", "n_steps": 6, "dtype": "float32"},
+    ]
     together = explain_gradients(loaded, bodies)  # one batch, as TorchServe hands it
     alone = [explain_gradients(loaded, body) for body in bodies]
     assert [a["dtype"] for a in together] == ["float32", "bfloat16", "float32"]
@@ -170,8 +175,13 @@ def captum_sentiment(text: str, target: int, n_steps: int) -> np.ndarray:
         return loaded.model(input_ids=input_ids, **dict(zip(names, rest))).logits.softmax(-1)[:, target]
 
     lig = LayerIntegratedGradients(forward, loaded.model.get_input_embeddings())
-    attributions = lig.attribute(ids, baseline, additional_forward_args=tuple(encoded.inputs[k] for k in names),
-                                 n_steps=n_steps, method="gausslegendre")
+    attributions = lig.attribute(
+        ids,
+        baseline,
+        additional_forward_args=tuple(encoded.inputs[k] for k in names),
+        n_steps=n_steps,
+        method="gausslegendre",
+    )
     return attributions[0].sum(-1).double().numpy()
 
 
@@ -209,8 +219,10 @@ def avx2_server(tmp_path_factory, tiny_model_dir):
     bf16_config, auto_config = work / "bf16.yaml", work / "auto.yaml"
     bf16_config.write_text("minWorkers: 1\nmaxWorkers: 1\nhandler:\n  dtype: bfloat16\n")
     auto_config.write_text("minWorkers: 1\nmaxWorkers: 1\nhandler:\n  torch_threads: 1\n")
-    archives = {"tiny-bf16": ts.archive("tiny-bf16", "gradients", model_dir, bf16_config, work),
-                "tiny-avx2": ts.archive("tiny-avx2", "gradients", model_dir, auto_config, work)}
+    archives = {
+        "tiny-bf16": ts.archive("tiny-bf16", "gradients", model_dir, bf16_config, work),
+        "tiny-avx2": ts.archive("tiny-avx2", "gradients", model_dir, auto_config, work),
+    }
     offset = 110 + int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0"))  # beside the session's server
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # torch in the workers reports an AVX2 CPU

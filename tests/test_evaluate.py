@@ -173,8 +173,18 @@ def test_bad_attributions_and_options_are_refused():
 
 def test_the_evaluate_block_takes_its_defaults_and_refuses_out_of_range():
     assert Evaluate().model_dump() == {"unit": None, "steps": 10, "random_orders": 10, "seed": 0, "top_fraction": 0.2}
-    for bad in ({"steps": 0}, {"steps": 101}, {"random_orders": -1}, {"random_orders": 101}, {"seed": 2**32},
-                {"top_fraction": 0}, {"top_fraction": 1.5}, {"steps": 2.0}, {"unit": "page"}, {"orders": 3}):
+    for bad in (
+        {"steps": 0},
+        {"steps": 101},
+        {"random_orders": -1},
+        {"random_orders": 101},
+        {"seed": 2**32},
+        {"top_fraction": 0},
+        {"top_fraction": 1.5},
+        {"steps": 2.0},
+        {"unit": "page"},
+        {"orders": 3},
+    ):
         with pytest.raises(ValueError):
             Evaluate.model_validate(bad)
 
@@ -226,15 +236,32 @@ def test_classifier_curves_equal_a_direct_rerun_of_the_model_on_each_ablated_tex
 def test_classifier_versions_by_the_baseline_token(sentiment):
     encoded = encode(sentiment, REVIEW)
     units = classifier_units(sentiment, encoded, REVIEW, None, "sentence")
-    assert [u["text"] for u in units] == ["The film was slow and the acting wooden, but the ending was wonderful.",
-                                          "I left smiling."]
-    r = evaluate_classifier(sentiment, encoded, REVIEW, None, units, 0, np.array([1.0, 0.0]), Evaluate(random_orders=0),
-                            "sentence", "probability", ablation="baseline", baseline="pad")
+    assert [u["text"] for u in units] == [
+        "The film was slow and the acting wooden, but the ending was wonderful.",
+        "I left smiling.",
+    ]
+    r = evaluate_classifier(
+        sentiment,
+        encoded,
+        REVIEW,
+        None,
+        units,
+        0,
+        np.array([1.0, 0.0]),
+        Evaluate(random_orders=0),
+        "sentence",
+        "probability",
+        ablation="baseline",
+        baseline="pad",
+    )
     pad = sentiment.tokenizer.pad_token_id
     first = {i: pad for i in units[0]["tokens"]}
     everything = {i: pad for u in units for i in u["tokens"]}
-    expected = [_probability(sentiment, REVIEW, 0), _probability(sentiment, REVIEW, 0, first),
-                _probability(sentiment, REVIEW, 0, everything)]
+    expected = [
+        _probability(sentiment, REVIEW, 0),
+        _probability(sentiment, REVIEW, 0, first),
+        _probability(sentiment, REVIEW, 0, everything),
+    ]
     np.testing.assert_allclose(r["rows"][0]["deletion"], expected, atol=1e-4)
     assert r["baseline"] == "pad" and r["ablation"] == "baseline"
 
@@ -243,8 +270,9 @@ def test_evaluation_versions_stop_at_the_deadline(sentiment):
     encoded = encode(sentiment, REVIEW)
     units = classifier_units(sentiment, encoded, REVIEW, None, "word")
     with deadline(0.0), pytest.raises(DeadlineError, match="evaluation versions"):
-        evaluate_classifier(sentiment, encoded, REVIEW, None, units, 1, np.ones(len(units)), Evaluate(), "word",
-                            "probability")
+        evaluate_classifier(
+            sentiment, encoded, REVIEW, None, units, 1, np.ones(len(units)), Evaluate(), "word", "probability"
+        )
 
 
 # --- a continuation: the real SmolLM2 ----------------------------------------------------------
@@ -288,8 +316,10 @@ def test_continuation_curves_equal_a_direct_rerun_of_the_model_on_each_ablated_p
         if key not in cache:
             messages = [dict(m) for m in RAG]
             for where in {units[u]["where"] for u in key}:
-                messages[where]["content"] = ablate_text(RAG[where]["content"], [
-                    (units[u]["start"], units[u]["end"]) for u in key if units[u]["where"] == where])
+                messages[where]["content"] = ablate_text(
+                    RAG[where]["content"],
+                    [(units[u]["start"], units[u]["end"]) for u in key if units[u]["where"] == where],
+                )
             logp = _direct_log_probs(lm, messages, targets)
             cache[key] = np.append(logp, logp.sum())
         return cache[key]
@@ -340,13 +370,20 @@ def test_a_classifier_answer_measures_its_own_explanation(sentiment, attribution
     assert again["rows"][0]["random"] == e["rows"][0]["random"]  # the random orders: the seed's
 
 
-@pytest.mark.parametrize("attribution, unit", [("occlusion", None), ("contextcite", None),
-                                               ("gradient_x_input", "source"), ("saliency", "sentence")])
+@pytest.mark.parametrize(
+    "attribution, unit",
+    [("occlusion", None), ("contextcite", None), ("gradient_x_input", "source"), ("saliency", "sentence")],
+)
 def test_a_continuation_answer_measures_every_row_and_the_whole_answer(lm, attribution, unit):
     from exformer import explain_gradients
 
-    body = {"messages": RAG, "sources": SOURCES, "continuation": ANSWER, "attribution": attribution,
-            "evaluate": {"steps": 2, "random_orders": 2, **({"unit": unit} if unit else {})}}
+    body = {
+        "messages": RAG,
+        "sources": SOURCES,
+        "continuation": ANSWER,
+        "attribution": attribution,
+        "evaluate": {"steps": 2, "random_orders": 2, **({"unit": unit} if unit else {})},
+    }
     if attribution == "contextcite":
         body.update(n_ablations=8, n_holdout=2)
     r = explain_gradients(lm, body)
@@ -377,22 +414,34 @@ def test_an_evaluation_over_the_archives_limit_is_refused_before_any_work(sentim
     few = dataclasses.replace(sentiment, settings=Settings(max_ablations=20))
     started = time.perf_counter()
     with pytest.raises(RequestError) as refused:
-        explain_gradients(few, {"text": REVIEW, "attribution": "saliency",
-                                "evaluate": {"steps": 10, "random_orders": 10}})
+        explain_gradients(
+            few, {"text": REVIEW, "attribution": "saliency", "evaluate": {"steps": 10, "random_orders": 10}}
+        )
     error = refused.value
     assert error.code == 413 and error.field == "evaluate" and "max_ablations (20)" in error.message
     assert time.perf_counter() - started < 2.0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"text": "a", "continuation": " b", "foil": " c", "evaluate": {}}, "evaluate"),
-    ({"text": "a", "continuation": " b", "attribution": "occlusion", "unit": "sentence", "evaluate": {"unit": "word"}},
-     "evaluate.unit"),
-    ({"text": "a", "evaluate": {"unit": "source"}}, "evaluate.unit"),
-    ({"text": "a", "evaluate": {"steps": 0}}, "evaluate.steps"),
-    ({"text": "a", "evaluate": {"random_orders": 101}}, "evaluate.random_orders"),
-    ({"text": "a", "evaluate": {"orders": 3}}, "evaluate.orders"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"text": "a", "continuation": " b", "foil": " c", "evaluate": {}}, "evaluate"),
+        (
+            {
+                "text": "a",
+                "continuation": " b",
+                "attribution": "occlusion",
+                "unit": "sentence",
+                "evaluate": {"unit": "word"},
+            },
+            "evaluate.unit",
+        ),
+        ({"text": "a", "evaluate": {"unit": "source"}}, "evaluate.unit"),
+        ({"text": "a", "evaluate": {"steps": 0}}, "evaluate.steps"),
+        ({"text": "a", "evaluate": {"random_orders": 101}}, "evaluate.random_orders"),
+        ({"text": "a", "evaluate": {"orders": 3}}, "evaluate.orders"),
+    ],
+)
 def test_a_bad_evaluate_block_names_its_field(body, field):
     from exformer.contract.parsing import parse
     from exformer.contract.requests import GradientsRequest
@@ -404,8 +453,10 @@ def test_a_bad_evaluate_block_names_its_field(body, field):
 def test_a_served_answer_carries_its_evaluation(torchserve):
     from exformer.contract.responses import GradientsResponse
 
-    r = torchserve.post("sentiment-gradients", {"text": REVIEW, "attribution": "gradient_x_input",
-                                                "evaluate": {"unit": "word", "random_orders": 4}})
+    r = torchserve.post(
+        "sentiment-gradients",
+        {"text": REVIEW, "attribution": "gradient_x_input", "evaluate": {"unit": "word", "random_orders": 4}},
+    )
     assert r.status == 200, r.body[:300]
     answer = GradientsResponse.model_validate_json(r.body)
     assert answer.attribution == "gradient_x_input" and answer.evaluation.rows[0].win_rate.deletion is not None

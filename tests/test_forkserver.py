@@ -120,17 +120,26 @@ def test_a_refused_worker_runs_as_its_own_python(tmp_path):
     script = tmp_path / "model_service_worker.py"
     script.write_text("import sys; print('plain', sys.argv[1:])")
     launcher = Path(forkserver.__file__).with_name("forkserver-python")
-    out = subprocess.run([str(launcher), str(script), "--sock-name", "x"], capture_output=True, text=True,
-                         timeout=180, env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable,
-                                           "LOG_LOCATION": str(tmp_path)})
+    out = subprocess.run(
+        [str(launcher), str(script), "--sock-name", "x"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable, "LOG_LOCATION": str(tmp_path)},
+    )
     assert out.stdout.strip() == "plain ['--sock-name', 'x']"
     assert f"refused not TorchServe's worker: ['{script}']; starting a plain worker" in out.stderr
 
 
 def test_the_launcher_runs_anything_else_with_the_real_python():
     launcher = Path(forkserver.__file__).with_name("forkserver-python")
-    out = subprocess.run([str(launcher), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
-                         env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable}, check=True)
+    out = subprocess.run(
+        [str(launcher), "-c", "import sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EXFORMER_WORKER_PYTHON": sys.executable},
+        check=True,
+    )
     assert out.stdout.strip() == sys.prefix
 
 
@@ -140,8 +149,9 @@ def test_the_fork_server_goes_with_its_torchserve_and_can_be_turned_off(tmp_path
     config.write_text("minWorkers: 1\nmaxWorkers: 1\nresponseTimeout: 60\nhandler:\n  torch_threads: 1\n")
     archive = ts.archive("tiny-fork-attention", "attention", tiny_model_dir("bert"), config, tmp_path)
     offset = int(os.environ.get("EXFORMER_TEST_PORT_OFFSET", "0")) + 500  # beside the session's TorchServe
-    with ts.serving(tmp_path / "server", {"tiny-fork-attention": archive}, port_offset=offset,
-                    forkserver=use_forkserver) as server:
+    with ts.serving(
+        tmp_path / "server", {"tiny-fork-attention": archive}, port_offset=offset, forkserver=use_forkserver
+    ) as server:
         (worker,) = [w["pid"] for w in server.wait_ready("tiny-fork-attention")]
         assert server.post("tiny-fork-attention", {"text": "A tiny test."}).status == 200
         launcher_or_frontend = parent(worker)

@@ -45,16 +45,28 @@ def frontend_url(torchserve):
     origin = allowed_origin(torchserve)
     port = urlparse(origin).port
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "serve_frontend.py"), "--port", str(port),
-         "--inference", torchserve.inference, "--models-file", str(ROOT / "deploy" / "models.txt")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "serve_frontend.py"),
+            "--port",
+            str(port),
+            "--inference",
+            torchserve.inference,
+            "--models-file",
+            str(ROOT / "deploy" / "models.txt"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 15
     while True:
         if server.poll() is not None:
-            pytest.fail(f"serve_frontend.py exited ({server.returncode}): {server.stdout.read().strip()} "
-                        f"(the test TorchServe answers browsers only from {origin}, so the page must be served there)")
+            pytest.fail(
+                f"serve_frontend.py exited ({server.returncode}): {server.stdout.read().strip()} "
+                f"(the test TorchServe answers browsers only from {origin}, so the page must be served there)"
+            )
         try:
             urllib.request.urlopen(url + "config.json", timeout=2).read()
             break
@@ -72,7 +84,10 @@ def test_the_visualizer_works_in_chromium_against_torchserve(frontend_url):
     screenshots = ARTIFACTS / "screenshots"
     result = subprocess.run(
         ["node", "e2e/e2e.mjs", "--url", frontend_url, "--screenshots", str(screenshots), "--chromium", CHROMIUM],
-        cwd=FRONTEND, capture_output=True, text=True, timeout=900,
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     output = result.stdout + result.stderr
     (ARTIFACTS / "e2e.log").write_text(output)

@@ -97,14 +97,18 @@ def baseline_ids(loaded, request, n_ids: int, first_new: int) -> torch.Tensor:
 def extra_rows(loaded, request, n_ids: int) -> torch.Tensor:
     e = loaded.model.get_input_embeddings().embedding_dim
     g = torch.Generator().manual_seed(request.seed)
-    draw = {"zero": lambda: torch.zeros(1, e), "rand-norm": lambda: torch.randn((n_ids, e), generator=g),
-            "rand-unif": lambda: torch.rand((n_ids, e), generator=g)}
+    draw = {
+        "zero": lambda: torch.zeros(1, e),
+        "rand-norm": lambda: torch.randn((n_ids, e), generator=g),
+        "rand-unif": lambda: torch.rand((n_ids, e), generator=g),
+    }
     return draw.get(request.baseline, lambda: torch.zeros(0, e))()
 
 
 def score_of(logits, request, target, foil):
-    values = {"probability": logits.softmax(-1), "log_probability": logits.log_softmax(-1),
-              "logit": logits}[request.score]
+    values = {"probability": logits.softmax(-1), "log_probability": logits.log_softmax(-1), "logit": logits}[
+        request.score
+    ]
     return values[:, target] - (values[:, foil] if foil is not None else 0)
 
 
@@ -128,8 +132,11 @@ def captum_rows(loaded, result) -> list[torch.Tensor]:
 
             lig = LayerIntegratedGradients(forward, embed)
             end = n_prompt + t
-            rows.append(lig.attribute(ids[None, :end], base[None, :end], n_steps=request.n_steps,
-                                      method=request.method)[0].sum(-1))
+            rows.append(
+                lig.attribute(ids[None, :end], base[None, :end], n_steps=request.n_steps, method=request.method)[0].sum(
+                    -1
+                )
+            )
     return rows
 
 
@@ -187,8 +194,15 @@ def test_rows_equal_captum_layer_integrated_gradients_per_target(load, family, b
 @pytest.mark.parametrize("baseline", LM_BASELINES)
 def test_keep_with_log_probability_equals_captum_llm_gradient_attribution(load, family, baseline):
     loaded = load(family)
-    result = run(loaded, continuation=CONTINUATION, baseline=baseline, n_steps=16, seed=2,
-                 score="log_probability", continuation_baseline="keep")
+    result = run(
+        loaded,
+        continuation=CONTINUATION,
+        baseline=baseline,
+        n_steps=16,
+        seed=2,
+        score="log_probability",
+        continuation_baseline="keep",
+    )
     expected = captum_llm(loaded, result)  # [n_t, P]
     ours = torch.tensor([row[:5] for row in rows_of(result)])
     close(ours, expected)
@@ -229,7 +243,8 @@ def test_targets_share_one_forward_per_path_point(load):
     loaded = load("llama")
     tokens_read = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True)
+        lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
     try:
         result = run(loaded, continuation=CONTINUATION, n_steps=10)
     finally:
@@ -261,7 +276,7 @@ def test_later_positions_get_no_gradient(load):
     result = run(load("gpt2"), continuation=CONTINUATION, n_steps=6)
     grads = result.path.intermediate_gradients  # [n_t, n, L, E]
     for t in range(3):
-        assert torch.all(grads[t, :, 5 + t:] == 0) and torch.all(grads[t, :, 5 + t - 1].abs().sum(-1) > 0)
+        assert torch.all(grads[t, :, 5 + t :] == 0) and torch.all(grads[t, :, 5 + t - 1].abs().sum(-1) > 0)
 
 
 def test_row_t_has_prompt_plus_t_values_and_tokens_are_marked(load):
@@ -291,8 +306,11 @@ def test_probability_entropy_and_alternatives_are_the_models_at_the_input(load):
 
 def test_continuation_requests_share_a_batch_with_single_target_ones(load):
     loaded = load("llama")
-    bodies = [{"text": PROMPT, "n_steps": 6}, {"text": PROMPT, "continuation": " Paris", "n_steps": 6},
-              {"text": "A cat", "n_steps": 6}]
+    bodies = [
+        {"text": PROMPT, "n_steps": 6},
+        {"text": PROMPT, "continuation": " Paris", "n_steps": 6},
+        {"text": "A cat", "n_steps": 6},
+    ]
     out = explain_batch(loaded, [parse_request(loaded, GradientsRequest, b) for b in bodies])
     assert ["targets" in o.summary for o in out] == [False, True, False]
     assert out[1].summary["targets"][0]["id"] == loaded.tokenizer.convert_tokens_to_ids("ĠParis")
@@ -327,7 +345,7 @@ def test_word_aggregation_sums_a_classifiers_subwords(load):
     assert any(len(w["tokens"]) > 1 for w in out["words"])
     for word, value in zip(out["words"], out["word_attributions"]["raw"]):
         assert value == pytest.approx(sum(raw[i] for i in word["tokens"]), abs=1e-7)
-        assert text[word["start"]:word["end"]] == word["text"]
+        assert text[word["start"] : word["end"]] == word["text"]
     covered = sorted(i for w in out["words"] for i in w["tokens"])
     assert covered == [t["index"] for t in tokens if not t["special"]]
 
@@ -358,8 +376,9 @@ def test_npz_and_torch_gzip_carry_the_full_tensors(load):
     for t, target in enumerate(summary["targets"]):
         n = target["position"]
         np.testing.assert_allclose(npz["attributions"][t, :n], target["attributions"]["raw"], rtol=1e-6)
-        np.testing.assert_allclose(npz["integrated_gradients"][t].sum(-1)[:n], target["attributions"]["raw"],
-                                   rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            npz["integrated_gradients"][t].sum(-1)[:n], target["attributions"]["raw"], rtol=1e-5, atol=1e-9
+        )
     as_gzip = dataclasses.replace(result, request=result.request.model_copy(update={"format": "torch-gzip"}))
     old = torch.load(io.BytesIO(gzip.decompress(as_gzip.body()[0])), weights_only=True)
     np.testing.assert_array_equal(old["integrated_gradients"].numpy(), npz["integrated_gradients"])
@@ -394,9 +413,14 @@ def test_bad_generation_request_names_the_field(load, body, field):
     assert isinstance(error, RequestError) and error.field == field and error.code == 400, error
 
 
-@pytest.mark.parametrize("body,field", [({"continuation": " Paris"}, "continuation"),
-                                        ({"generate": {"max_new_tokens": 2}}, "generate"),
-                                        ({"foil": 3}, "foil")])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"continuation": " Paris"}, "continuation"),
+        ({"generate": {"max_new_tokens": 2}}, "generate"),
+        ({"foil": 3}, "foil"),
+    ],
+)
 def test_a_classifier_refuses_continuations_naming_the_field(load, body, field):
     error = parse_request(load("bert", classifier=True), GradientsRequest, {"text": PROMPT, **body})
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
@@ -456,11 +480,20 @@ def test_auto_refines_until_every_row_is_within_the_tolerance(load, method):
     loaded = load("llama")
     tokens_read = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True)
+        lambda _m, args, kwargs: tokens_read.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
     try:
-        result = run(loaded, continuation=CONTINUATION, baseline="unk", score="logit", n_steps="auto",
-                     tolerance=1e-4, method=method, continuation_baseline="replace",  # the harder path: refined
-                     **{"return": ["attributions", "step_sizes"]})
+        result = run(
+            loaded,
+            continuation=CONTINUATION,
+            baseline="unk",
+            score="logit",
+            n_steps="auto",
+            tolerance=1e-4,
+            method=method,
+            continuation_baseline="replace",  # the harder path: refined
+            **{"return": ["attributions", "step_sizes"]},
+        )
     finally:
         handle.remove()
     summary, path = result.summary, result.path
@@ -481,8 +514,9 @@ def test_auto_refines_until_every_row_is_within_the_tolerance(load, method):
 
 def test_auto_says_when_a_row_did_not_converge(load):
     """A max_n_steps too small for the tolerance: `converged: false`, and some row's delta shows it."""
-    result = run(load("llama"), continuation=CONTINUATION, baseline="zero", n_steps="auto", tolerance=1e-6,
-                 max_n_steps=31)
+    result = run(
+        load("llama"), continuation=CONTINUATION, baseline="zero", n_steps="auto", tolerance=1e-6, max_n_steps=31
+    )
     summary = result.summary
     assert summary["converged"] is False and summary["n_steps"] <= 31
     assert any(abs(t["convergence_delta"]) > 1e-6 * abs(t["score"] - t["baseline_score"]) for t in summary["targets"])
@@ -520,8 +554,17 @@ def test_smollm2_every_row_is_complete_within_the_tolerance_with_auto(smollm2):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        out = explain_gradients(model, {"text": PROMPT, "continuation": CONTINUATION, "baseline": "unk",
-                                        "n_steps": "auto", "max_n_steps": 2000, "continuation_baseline": "replace"})
+        out = explain_gradients(
+            model,
+            {
+                "text": PROMPT,
+                "continuation": CONTINUATION,
+                "baseline": "unk",
+                "n_steps": "auto",
+                "max_n_steps": 2000,
+                "continuation_baseline": "replace",
+            },
+        )
     finally:
         torch.set_num_threads(threads)
     assert out["method"] == "gausskronrod" and out["tolerance"] == 0.01 and out["converged"] is True
@@ -540,8 +583,12 @@ def test_smollm2_rows_have_prompt_plus_t_values_and_row_0_is_the_single_target_a
     assert [t["token"] for t in rows["targets"]] == ["ĠParis", ",", "Ġthe"]
     assert [len(t["attributions"]["raw"]) for t in rows["targets"]] == [5, 6, 7]
     assert single["target"]["token"] == "ĠParis"
-    np.testing.assert_allclose(rows["targets"][0]["attributions"]["raw"], single["attributions"]["raw"],
-                               rtol=1e-4, atol=1e-4 * max(map(abs, single["attributions"]["raw"])))
+    np.testing.assert_allclose(
+        rows["targets"][0]["attributions"]["raw"],
+        single["attributions"]["raw"],
+        rtol=1e-4,
+        atol=1e-4 * max(map(abs, single["attributions"]["raw"])),
+    )
     tokens = [t["surface"] for t in rows["tokens"]]
     for target in rows["targets"]:  # reported, not asserted: which prompt token leads each row
         raw = target["attributions"]["raw"]
@@ -565,8 +612,16 @@ def test_served_continuation_on_smollm2_gradients(torchserve):
     assert npz["integrated_gradients"].shape == (2, 7, 576)
     generated = torchserve.post("smollm2-gradients", {"text": PROMPT, "generate": {"max_new_tokens": 2}, "n_steps": 4})
     assert generated.status == 200 and generated.json()["continuation"] == " Paris."
-    auto = torchserve.post("smollm2-gradients", {"text": PROMPT, "continuation": " Paris", "baseline": "unk",
-                                                 "n_steps": "auto", "return": ["attributions", "step_sizes"]})
+    auto = torchserve.post(
+        "smollm2-gradients",
+        {
+            "text": PROMPT,
+            "continuation": " Paris",
+            "baseline": "unk",
+            "n_steps": "auto",
+            "return": ["attributions", "step_sizes"],
+        },
+    )
     assert auto.status == 200, auto.body[:300]
     answer = GenerationResponse.model_validate_json(auto.body)
     assert answer.method == "gausskronrod" and answer.converged is True and answer.n_steps == len(answer.step_sizes)

@@ -118,8 +118,12 @@ def captum_ig(loaded, result):
     if request.baseline_specials == "keep":
         replace = ~torch.tensor(encoded.special)
     tok = loaded.tokenizer
-    token = {"pad": tok.pad_token_id, "unk": tok.unk_token_id, "mask": tok.mask_token_id,
-             "period": tok.convert_tokens_to_ids(".")}
+    token = {
+        "pad": tok.pad_token_id,
+        "unk": tok.unk_token_id,
+        "mask": tok.mask_token_id,
+        "period": tok.convert_tokens_to_ids("."),
+    }
     t, e = ids.shape[1], embed.embedding_dim
     rows = {
         "zero": torch.zeros(1, e),
@@ -131,19 +135,25 @@ def captum_ig(loaded, result):
         new_ids = fill + (torch.arange(t) if len(rows) > 1 else torch.zeros(t, dtype=torch.long))
         baseline_ids = torch.where(replace, new_ids, ids[0])[None]
         lig = LayerIntegratedGradients(forward, probe or embed)
-        return lig.attribute(ids, baseline_ids, additional_forward_args=extra,
-                             n_steps=request.n_steps, method=request.method)[0]
+        return lig.attribute(
+            ids, baseline_ids, additional_forward_args=extra, n_steps=request.n_steps, method=request.method
+        )[0]
 
 
 ORACLE_CASES = (
     [("bert", True, b, "keep", "gausslegendre") for b in BASELINES]
     + [("bert", True, b, "replace", "gausslegendre") for b in ("zero", "pad", "rand-norm")]
     + [("bert", True, "pad", "keep", m) for m in FIXED_METHODS if m != "gausslegendre"]
-    + [(f, True, b, "keep", "gausslegendre")
-       for f in ("roberta", "distilbert", "albert", "electra", "xlnet", "gpt2", "llama")
-       for b in ("pad", "rand-unif")]
-    + [("gpt2", False, "period", "keep", "riemann_trapezoid"), ("llama", False, "zero", "keep", "gausslegendre"),
-       ("llama", False, "unk", "replace", "riemann_middle")]
+    + [
+        (f, True, b, "keep", "gausslegendre")
+        for f in ("roberta", "distilbert", "albert", "electra", "xlnet", "gpt2", "llama")
+        for b in ("pad", "rand-unif")
+    ]
+    + [
+        ("gpt2", False, "period", "keep", "riemann_trapezoid"),
+        ("llama", False, "zero", "keep", "gausslegendre"),
+        ("llama", False, "unk", "replace", "riemann_middle"),
+    ]
 )
 
 
@@ -340,9 +350,22 @@ def test_torch_gzip_defaults_to_the_old_servers_keys(load):
 
 def test_json_summary_carries_the_contract_keys(load):
     summary = explain(load("bert"), target="negative", n_steps=5).summary
-    assert {"model", "tokens", "prediction", "score", "target", "baseline", "method", "n_steps",
-            "convergence_delta", "attributions", "alphas", "step_sizes", "path_scores",
-            "gradient_norms"} <= set(summary)
+    assert {
+        "model",
+        "tokens",
+        "prediction",
+        "score",
+        "target",
+        "baseline",
+        "method",
+        "n_steps",
+        "convergence_delta",
+        "attributions",
+        "alphas",
+        "step_sizes",
+        "path_scores",
+        "gradient_norms",
+    } <= set(summary)
     assert summary["score"] == "probability"
     assert summary["target"]["label"] == "negative" and summary["target"]["index"] == 0
     assert set(summary["prediction"]["probabilities"]) == {"negative", "positive"}
@@ -418,11 +441,14 @@ def test_bad_request_names_the_field(load, body, field):
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"text": TEXT, "baseline": "mask"}, "baseline"),  # decoders have no mask token
-    ({"text": TEXT, "target": "the cat sat"}, "target"),  # not one token
-    ({"text": TEXT, "target": 10**9}, "target"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"text": TEXT, "baseline": "mask"}, "baseline"),  # decoders have no mask token
+        ({"text": TEXT, "target": "the cat sat"}, "target"),  # not one token
+        ({"text": TEXT, "target": 10**9}, "target"),
+    ],
+)
 def test_bad_causal_lm_request_names_the_field(load, body, field):
     error = parse_request(load("llama", classifier=False), GradientsRequest, body)
     assert isinstance(error, RequestError) and error.field == field and error.code == 400
@@ -469,8 +495,9 @@ def test_logit_torch_gzip_is_what_the_old_server_computed(load):
     """The old int-gradients-server: captum's LayerIntegratedGradients on the embeddings, the
     raw logit of class 1, every position's embedding replaced (pad), gzip(torch.save)."""
     loaded = load("bert")
-    result = explain(loaded, score="logit", target=1, baseline="pad", baseline_specials="replace",
-                     format="torch-gzip", n_steps=50)
+    result = explain(
+        loaded, score="logit", target=1, baseline="pad", baseline_specials="replace", format="torch-gzip", n_steps=50
+    )
     old = torch.load(io.BytesIO(gzip.decompress(result.body()[0])), weights_only=True)
     close(old["integrated_gradients"][0], captum_ig(loaded, result))
     summary = result.summary

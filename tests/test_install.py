@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "captum", "torchserve",
-         "torch-model-archiver")
+HEAVY = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "accelerate",
+    "captum",
+    "torchserve",
+    "torch-model-archiver",
+)
 
 
 def run(*command, **options) -> subprocess.CompletedProcess:
@@ -41,15 +49,30 @@ def client_venv(wheel, tmp_path_factory) -> Path:
     """A fresh venv holding the base install only (versions held to requirements.txt's pins)."""
     venv = tmp_path_factory.mktemp("client") / "venv"
     run(getattr(sys, "_base_executable", sys.executable), "-m", "venv", venv)
-    run(venv / "bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "-c", ROOT / "requirements.txt", wheel)
+    run(
+        venv / "bin/python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-c",
+        ROOT / "requirements.txt",
+        wheel,
+    )
     return venv
 
 
 def test_the_wheel_holds_the_package_and_the_standalone_views_but_no_test_helpers(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for part in ("exformer/contract/", "exformer/core/", "exformer/explain/", "exformer/serving/",
-                 "exformer/client/", "exformer/cli/"):
+    for part in (
+        "exformer/contract/",
+        "exformer/core/",
+        "exformer/explain/",
+        "exformer/serving/",
+        "exformer/client/",
+        "exformer/cli/",
+    ):
         assert any(n.startswith(part) for n in names), part
     assert "exformer/client/_static/exformer-views.js" in names
     assert "exformer/client/_static/exformer-views.css" in names
@@ -69,7 +92,8 @@ def test_the_base_install_has_no_torch(client_venv):
 
 def test_the_base_install_calls_a_server_saves_a_view_and_explains_a_csv(client_venv, torchserve, tmp_path):
     script = tmp_path / "client.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from exformer import Client, RequestError
 
@@ -87,7 +111,8 @@ def test_the_base_install_calls_a_server_saves_a_view_and_explains_a_csv(client_
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
         assert not heavy, heavy
         print("ok")
-    """))
+    """)
+    )
     assert run(client_venv / "bin/python", script, cwd=tmp_path).stdout.strip() == "ok"
     page = (tmp_path / "dull.html").read_text()
     assert "<script>" in page and "dull" in page and len(page) > 50_000  # the views' script inlined
@@ -98,10 +123,30 @@ def test_the_base_install_calls_a_server_saves_a_view_and_explains_a_csv(client_
         writer.writerow(["id", "review"])
         writer.writerows([("a", "A warm, funny film."), ("b", "A dull film."), ("c", "")])
     out = tmp_path / "results"
-    run(client_venv / "bin/exformer", "explain", "sentiment-gradients", rows, "--text-column", "review",
-        "--id-column", "id", "--out", out, "--n-steps", "8", "--url", torchserve.inference,
-        "--management-url", torchserve.management, "--no-progress", "--json", cwd=tmp_path)
-    read = ("import pyarrow.parquet as pq; t = pq.read_table('results'); "
-            "print([(r['id'], r['prediction'], r['error_field']) for r in t.sort_by('row').to_pylist()])")
+    run(
+        client_venv / "bin/exformer",
+        "explain",
+        "sentiment-gradients",
+        rows,
+        "--text-column",
+        "review",
+        "--id-column",
+        "id",
+        "--out",
+        out,
+        "--n-steps",
+        "8",
+        "--url",
+        torchserve.inference,
+        "--management-url",
+        torchserve.management,
+        "--no-progress",
+        "--json",
+        cwd=tmp_path,
+    )
+    read = (
+        "import pyarrow.parquet as pq; t = pq.read_table('results'); "
+        "print([(r['id'], r['prediction'], r['error_field']) for r in t.sort_by('row').to_pylist()])"
+    )
     answered = run(client_venv / "bin/python", "-c", read, cwd=tmp_path).stdout.strip()
     assert answered == "[('a', 'positive', None), ('b', 'negative', None), ('c', None, 'text')]", answered

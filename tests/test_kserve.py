@@ -34,6 +34,7 @@ REVIEW = "A warm, funny and quietly moving film."
 
 # --- a TorchServe as KServe starts it --------------------------------------------------------------
 
+
 class KServeTorchServe:
     def __init__(self, workdir: Path, envelope: str, process, port: int):
         self.workdir, self.envelope, self.process = workdir, envelope, process
@@ -49,16 +50,35 @@ class KServeTorchServe:
 
     def post(self, path: str, body, headers=None) -> ts.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}/{path}", data=data, method="POST",
-                                         headers={"Content-Type": "application/json", **self.auth(), **(headers or {})})
+        request = urllib.request.Request(
+            f"{self.url}/{path}",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json", **self.auth(), **(headers or {})},
+        )
         return ts._send(request, 300)
 
     def curl(self, path: str, body: dict) -> tuple[int, dict]:
         """curl as a KServe user would call it; (status, JSON body)."""
         out = subprocess.run(
-            ["curl", "-sS", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
-             "-H", f"Authorization: Bearer {self.key()}", "-d", json.dumps(body), f"{self.url}/{path}"],
-            capture_output=True, text=True, timeout=300, check=True).stdout
+            [
+                "curl",
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                f"Authorization: Bearer {self.key()}",
+                "-d",
+                json.dumps(body),
+                f"{self.url}/{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
         text, status = out.rsplit("\n", 1)
         return int(status), json.loads(text)
 
@@ -70,8 +90,10 @@ class KServeTorchServe:
                 raise RuntimeError(f"TorchServe exited; see {self.workdir}/logs")
             for model in list(pending):
                 try:
-                    request = urllib.request.Request(f"{self.management}/models/{model}",
-                                                     headers={"Authorization": f"Bearer {self.key('management')}"})
+                    request = urllib.request.Request(
+                        f"{self.management}/models/{model}",
+                        headers={"Authorization": f"Bearer {self.key('management')}"},
+                    )
                     with urllib.request.urlopen(request, timeout=10) as r:
                         if any(w["status"] == "READY" for w in json.loads(r.read())[0]["workers"]):
                             pending.discard(model)
@@ -87,20 +109,41 @@ def start_as_kserve(storage: Path, workdir: Path, envelope: str) -> KServeTorchS
     with TS_SERVICE_ENVELOPE, as KServe's runtime runs it; ports moved by TS_* variables."""
     workdir.mkdir(parents=True)
     port = PORTS[envelope]
-    env = {**os.environ, "TS_SERVICE_ENVELOPE": envelope,
-           "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}", "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port + 1}",
-           "TS_METRICS_ADDRESS": f"http://127.0.0.1:{port + 2}",
-           "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1", "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",
-           "TS_GRPC_INFERENCE_PORT": str(port + 3), "TS_GRPC_MANAGEMENT_PORT": str(port + 4),
-           "TMPDIR": str(workdir), "TEMP": str(workdir), "LOG_LOCATION": str(workdir / "logs"),
-           "METRICS_LOCATION": str(workdir / "logs"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           **ts.SERVING_ENV}
+    env = {
+        **os.environ,
+        "TS_SERVICE_ENVELOPE": envelope,
+        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port + 1}",
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{port + 2}",
+        "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
+        "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",
+        "TS_GRPC_INFERENCE_PORT": str(port + 3),
+        "TS_GRPC_MANAGEMENT_PORT": str(port + 4),
+        "TMPDIR": str(workdir),
+        "TEMP": str(workdir),
+        "LOG_LOCATION": str(workdir / "logs"),
+        "METRICS_LOCATION": str(workdir / "logs"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **ts.SERVING_ENV,
+    }
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
-        [str(venv_bin / "torchserve"), "--start", "--foreground",
-         "--model-store", str(storage / "model-store"), "--ts-config", str(storage / "config/config.properties")],
-        cwd=workdir, env=env, stdout=open(workdir / "torchserve.out", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            str(venv_bin / "torchserve"),
+            "--start",
+            "--foreground",
+            "--model-store",
+            str(storage / "model-store"),
+            "--ts-config",
+            str(storage / "config/config.properties"),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=open(workdir / "torchserve.out", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return KServeTorchServe(workdir, envelope, process, port)
 
 
@@ -109,12 +152,15 @@ def storage(tmp_path_factory, tiny_model_dir):
     """The storage directory KServe would download: tiny archives (one batching) and a real one."""
     work = tmp_path_factory.mktemp("kserve")
     config = work / "tiny.yaml"
-    config.write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 1000\n"
-                      "responseTimeout: 60\nhandler:\n  torch_threads: 1\n")
+    config.write_text(
+        "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 1000\n"
+        "responseTimeout: 60\nhandler:\n  torch_threads: 1\n"
+    )
     archives = {
         "tiny-attention": ts.archive("tiny-attention", "attention", tiny_model_dir("bert"), config, work),
-        "tiny-gradients": ts.archive("tiny-gradients", "gradients", tiny_model_dir("bert", classifier=True),
-                                     config, work),
+        "tiny-gradients": ts.archive(
+            "tiny-gradients", "gradients", tiny_model_dir("bert", classifier=True), config, work
+        ),
         "sentiment-gradients": ROOT / "model_store/sentiment-gradients.mar",
     }
     return kserve_layout.lay_out(work / "storage", archives)
@@ -151,9 +197,14 @@ def run(coroutine):
 
 # --- the layout ------------------------------------------------------------------------------------
 
+
 def test_layout_command_writes_config_and_model_store(tmp_path):
-    out = subprocess.run([str(ROOT / "bin/kserve-layout"), str(tmp_path / "s"), "sentiment-gradients"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(ROOT / "bin/kserve-layout"), str(tmp_path / "s"), "sentiment-gradients"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "model-store/sentiment-gradients.mar" in out
     config = (tmp_path / "s/config/config.properties").read_text()
     props = dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
@@ -165,17 +216,22 @@ def test_layout_command_writes_config_and_model_store(tmp_path):
     snapshot = json.loads(props["model_snapshot"])
     assert snapshot["models"]["sentiment-gradients"]["1.0"]["marName"] == "sentiment-gradients.mar"
     assert snapshot["models"]["sentiment-gradients"]["1.0"]["batchSize"] == 1  # deploy/gradients.yaml's
-    missing = subprocess.run([str(ROOT / "bin/kserve-layout"), str(tmp_path / "t"), "no-such-model"],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [str(ROOT / "bin/kserve-layout"), str(tmp_path / "t"), "no-such-model"], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "no-such-model" in missing.stderr
 
 
 # --- v1 --------------------------------------------------------------------------------------------
 
+
 def test_v1_predict_answers_each_instance_in_order_through_the_sdk(v1):
     texts = ["The cat sat.", "A dog ran across the long road.", "Hi"]
-    out = run(sdk("v1").infer(v1.url, {"instances": [{"text": t} for t in texts]}, model_name="tiny-attention",
-                              headers=v1.auth()))
+    out = run(
+        sdk("v1").infer(
+            v1.url, {"instances": [{"text": t} for t in texts]}, model_name="tiny-attention", headers=v1.auth()
+        )
+    )
     predictions = out["predictions"]
     assert len(predictions) == 3
     for text, answer in zip(texts, predictions):
@@ -191,8 +247,10 @@ def test_v1_a_bare_string_instance_is_a_text(v1):
 
 
 def test_v1_bad_instances_get_their_own_error_and_the_others_are_answered(v1):
-    status, out = v1.curl("v1/models/tiny-attention:predict", {"instances": [
-        {"text": "The cat sat."}, {"text": "x", "top_k": -1}, {"txt": "typo"}, {"text": "Fine too."}]})
+    status, out = v1.curl(
+        "v1/models/tiny-attention:predict",
+        {"instances": [{"text": "The cat sat."}, {"text": "x", "top_k": -1}, {"txt": "typo"}, {"text": "Fine too."}]},
+    )
     assert status == 200
     first, bad_top_k, typo, last = out["predictions"]
     assert "attention" in first and "attention" in last
@@ -209,24 +267,39 @@ def test_v1_all_instances_bad_is_a_4xx_and_the_sdk_raises_with_the_message(v1):
         run(sdk("v1").infer(v1.url, {"instances": []}, model_name="tiny-attention", headers=v1.auth()))
 
 
-@pytest.mark.parametrize("body, field", [
-    (b"not json", "body"), (b'{"inputs": []}', "instances"), (b'{"instances": {"text": "x"}}', "instances"),
-    (b'{"instances": [' + b",".join([b'"x"'] * 65) + b"]}", "instances")])  # over MAX_INSTANCES
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b"not json", "body"),
+        (b'{"inputs": []}', "instances"),
+        (b'{"instances": {"text": "x"}}', "instances"),
+        (b'{"instances": [' + b",".join([b'"x"'] * 65) + b"]}", "instances"),
+    ],
+)  # over MAX_INSTANCES
 def test_v1_a_bad_body_is_a_400_naming_the_field(v1, body, field):
     r = v1.post("v1/models/tiny-attention:predict", body)
     assert r.status == 400 and r.json()["field"] == field and r.json()["error"].startswith(field)
 
 
 def test_token_authorization_is_on_in_the_layout(v1):
-    request = urllib.request.Request(f"{v1.url}/v1/models/tiny-attention:predict", method="POST",
-                                     data=b'{"instances": ["x"]}', headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{v1.url}/v1/models/tiny-attention:predict",
+        method="POST",
+        data=b'{"instances": ["x"]}',
+        headers={"Content-Type": "application/json"},
+    )
     r = ts._send(request, 60)
     assert r.status in (400, 401) and "Token Authorization failed" in r.body.decode()
 
 
 def test_v1_explain_answers_the_gradients_summary_of_each_instance(v1):
-    body = {"instances": [{"text": REVIEW, "n_steps": 16}, {"text": "A dull, lifeless film.", "n_steps": 16},
-                          {"text": REVIEW, "baseline": "ones"}]}
+    body = {
+        "instances": [
+            {"text": REVIEW, "n_steps": 16},
+            {"text": "A dull, lifeless film.", "n_steps": 16},
+            {"text": REVIEW, "baseline": "ones"},
+        ]
+    }
     out = run(sdk("v1").explain(v1.url, "sentiment-gradients", body, headers=v1.auth()))
     good, bad_film, wrong = out["explanations"]
     assert good["prediction"]["label"] == "positive" and bad_film["prediction"]["label"] == "negative"
@@ -236,8 +309,10 @@ def test_v1_explain_answers_the_gradients_summary_of_each_instance(v1):
 
 
 def test_v1_predict_of_gradients_refuses_binary_formats_naming_format(v1):
-    status, out = v1.curl("v1/models/tiny-gradients:predict", {"instances": [
-        {"text": "fine", "n_steps": 4, "format": "npz"}, {"text": "fine", "n_steps": 4}]})
+    status, out = v1.curl(
+        "v1/models/tiny-gradients:predict",
+        {"instances": [{"text": "fine", "n_steps": 4, "format": "npz"}, {"text": "fine", "n_steps": 4}]},
+    )
     assert status == 200
     assert out["predictions"][0]["error"]["field"] == "format" and "n_steps" in out["predictions"][1]
 
@@ -257,18 +332,28 @@ def test_v1_requests_batched_by_torchserve_are_each_answered(v1):
 
 # --- v2 --------------------------------------------------------------------------------------------
 
+
 def v2_request(model: str, request: dict):
     from kserve import InferInput, InferRequest
 
-    return InferRequest(model_name=model, request_id="req-1",
-                        infer_inputs=[InferInput("request", [1], "BYTES", data=[json.dumps(request)])])
+    return InferRequest(
+        model_name=model,
+        request_id="req-1",
+        infer_inputs=[InferInput("request", [1], "BYTES", data=[json.dumps(request)])],
+    )
 
 
 def test_v2_attention_is_a_typed_tensor_read_back_with_numpy(v2, tiny_model_dir):
     from exformer import explain_attention, load_model
 
-    response = run(sdk("v2").infer(v2.url, v2_request("tiny-attention", {"text": "The cat sat on the mat."}),
-                                   model_name="tiny-attention", headers=v2.auth()))
+    response = run(
+        sdk("v2").infer(
+            v2.url,
+            v2_request("tiny-attention", {"text": "The cat sat on the mat."}),
+            model_name="tiny-attention",
+            headers=v2.auth(),
+        )
+    )
     outputs = {o.name: o for o in response.outputs}
     assert response.id == "req-1"
     attention = outputs["attention"]
@@ -284,8 +369,9 @@ def test_v2_attention_is_a_typed_tensor_read_back_with_numpy(v2, tiny_model_dir)
 
 def test_v2_float16_encoding_answers_an_fp16_tensor(v2):
     request = {"text": "The cat sat.", "layers": [1], "heads": [0, 1], "encoding": "float16-base64"}
-    response = run(sdk("v2").infer(v2.url, v2_request("tiny-attention", request), model_name="tiny-attention",
-                                   headers=v2.auth()))
+    response = run(
+        sdk("v2").infer(v2.url, v2_request("tiny-attention", request), model_name="tiny-attention", headers=v2.auth())
+    )
     outputs = {o.name: o for o in response.outputs}
     values = outputs["attention"].as_numpy()
     assert outputs["attention"].datatype == "FP16" and values.dtype == np.float16
@@ -297,8 +383,9 @@ def test_v2_sparse_rows_and_rollout_are_typed_tensors(v2, tiny_model_dir):
     from exformer import explain_attention, load_model
 
     request = {"text": "The cat sat on the mat.", "heads": "mean", "top_k_per_row": 3, "rollout": True}
-    response = run(sdk("v2").infer(v2.url, v2_request("tiny-attention", request), model_name="tiny-attention",
-                                   headers=v2.auth()))
+    response = run(
+        sdk("v2").infer(v2.url, v2_request("tiny-attention", request), model_name="tiny-attention", headers=v2.auth())
+    )
     outputs = {o.name: o.as_numpy() for o in response.outputs}
     local = explain_attention(load_model(tiny_model_dir("bert")), request)
     for block in ("attention", "rollout"):
@@ -310,10 +397,17 @@ def test_v2_sparse_rows_and_rollout_are_typed_tensors(v2, tiny_model_dir):
 
 
 def test_v2_named_inputs_with_curl_explain_a_real_review(v2):
-    status, out = v2.curl("v2/models/sentiment-gradients/infer", {"id": "r-7", "inputs": [
-        {"name": "text", "shape": [1], "datatype": "BYTES", "data": [REVIEW]},
-        {"name": "n_steps", "shape": [1], "datatype": "INT64", "data": [16]},
-        {"name": "baseline", "shape": [1], "datatype": "BYTES", "data": ["pad"]}]})
+    status, out = v2.curl(
+        "v2/models/sentiment-gradients/infer",
+        {
+            "id": "r-7",
+            "inputs": [
+                {"name": "text", "shape": [1], "datatype": "BYTES", "data": [REVIEW]},
+                {"name": "n_steps", "shape": [1], "datatype": "INT64", "data": [16]},
+                {"name": "baseline", "shape": [1], "datatype": "BYTES", "data": ["pad"]},
+            ],
+        },
+    )
     assert status == 200 and out["id"] == "r-7" and out["model_name"] == "sentiment-gradients"
     outputs = {o["name"]: o for o in out["outputs"]}
     tokens = json.loads(outputs["tokens"]["data"][0])
@@ -323,15 +417,25 @@ def test_v2_named_inputs_with_curl_explain_a_real_review(v2):
     assert outputs["step_sizes"]["shape"] == [16]
 
 
-@pytest.mark.parametrize("inputs, field", [
-    ([{"name": "request", "shape": [2], "datatype": "BYTES", "data": ['{"text": "a"}', '{"text": "b"}']}],
-     "inputs[0].data"),
-    ([{"name": "request", "shape": [1], "datatype": "INT64", "data": [1]}], "inputs[0].datatype"),
-    ([{"name": "request", "shape": [1], "datatype": "BYTES", "data": ['{"text": "a", "top_k": 0}']}], "top_k"),
-    ([{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]},
-      {"name": "topk", "shape": [1], "datatype": "INT64", "data": [3]}], "topk"),
-    ([], "inputs"),
-])
+@pytest.mark.parametrize(
+    "inputs, field",
+    [
+        (
+            [{"name": "request", "shape": [2], "datatype": "BYTES", "data": ['{"text": "a"}', '{"text": "b"}']}],
+            "inputs[0].data",
+        ),
+        ([{"name": "request", "shape": [1], "datatype": "INT64", "data": [1]}], "inputs[0].datatype"),
+        ([{"name": "request", "shape": [1], "datatype": "BYTES", "data": ['{"text": "a", "top_k": 0}']}], "top_k"),
+        (
+            [
+                {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+                {"name": "topk", "shape": [1], "datatype": "INT64", "data": [3]},
+            ],
+            "topk",
+        ),
+        ([], "inputs"),
+    ],
+)
 def test_v2_a_bad_request_is_a_400_naming_the_field(v2, inputs, field):
     status, out = v2.curl("v2/models/tiny-attention/infer", {"inputs": inputs})
     assert status == 400 and out["field"] == field and out["error"].startswith(field)
@@ -341,11 +445,18 @@ def test_v2_the_sdk_raises_with_our_message(v2):
     import httpx
 
     with pytest.raises(httpx.HTTPStatusError, match="layers: "):
-        run(sdk("v2").infer(v2.url, v2_request("tiny-attention", {"text": "a", "layers": [42]}),
-                            model_name="tiny-attention", headers=v2.auth()))
+        run(
+            sdk("v2").infer(
+                v2.url,
+                v2_request("tiny-attention", {"text": "a", "layers": [42]}),
+                model_name="tiny-attention",
+                headers=v2.auth(),
+            )
+        )
 
 
 # --- the manifests ---------------------------------------------------------------------------------
+
 
 def _model_class(name: str):
     import kserve
@@ -380,8 +491,11 @@ def build(value, type_name: str, errors: list, path: str = ""):
         return None
     by_json = {json_name: attr for attr, json_name in cls.attribute_map.items()}
     errors.extend(f"{path}.{key}: not a field of {type_name}" for key in value if key not in by_json)
-    fields = {by_json[k]: build(v, cls.openapi_types[by_json[k]], errors, f"{path}.{k}")
-              for k, v in value.items() if k in by_json}
+    fields = {
+        by_json[k]: build(v, cls.openapi_types[by_json[k]], errors, f"{path}.{k}")
+        for k, v in value.items()
+        if k in by_json
+    }
     try:
         return cls(**fields)
     except (TypeError, ValueError) as error:  # the model's own checks (required fields, enums)

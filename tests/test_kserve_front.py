@@ -29,8 +29,9 @@ def post(behind, path: str, content, headers=None) -> httpx.Response:
     async def send():
         transport = httpx.ASGITransport(app=kserve_front.app(behind))
         async with httpx.AsyncClient(transport=transport, base_url="http://front") as client:
-            return await client.post(path, content=content,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+            return await client.post(
+                path, content=content, headers={"Content-Type": "application/json", **(headers or {})}
+            )
 
     return asyncio.run(send())
 
@@ -40,8 +41,9 @@ def body_of(size: int) -> bytes:
     return prefix + b"a" * (size - len(prefix) - 3) + b'"]}'
 
 
-@pytest.mark.parametrize("path", ["v1/models/tiny-attention:predict", "v2/models/tiny-attention/infer",
-                                  "predictions/tiny-attention"])
+@pytest.mark.parametrize(
+    "path", ["v1/models/tiny-attention:predict", "v2/models/tiny-attention/infer", "predictions/tiny-attention"]
+)
 def test_a_body_over_max_request_size_is_a_json_413_naming_body_and_the_limit_and_is_not_forwarded(tmp_path, path):
     behind = Behind(tmp_path)
     r = post(behind, f"/{path}", body_of(LIMIT + 1))

@@ -39,16 +39,18 @@ def _buildah() -> str:
     """buildah, where it can build and run here; else the test module is skipped, saying why."""
     tool = shutil.which("buildah")
     if tool is None:
-        pytest.skip("buildah is not installed, so the image cannot be built and run here: bin/test installs "
-                    "it (apt-get install buildah debootstrap)", allow_module_level=True)
+        pytest.skip(
+            "buildah is not installed, so the image cannot be built and run here: bin/test installs "
+            "it (apt-get install buildah debootstrap)",
+            allow_module_level=True,
+        )
     probe = subprocess.run([tool, "from", "scratch"], capture_output=True, text=True)  # what bin/image needs:
-    container = probe.stdout.strip()                                                  # a container, mounted
+    container = probe.stdout.strip()  # a container, mounted
     if probe.returncode == 0:
         probe = subprocess.run([tool, "mount", container], capture_output=True, text=True)
         subprocess.run([tool, "rm", container], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"buildah cannot build and run images here ({probe.stderr.strip()[:300]})",
-                    allow_module_level=True)
+        pytest.skip(f"buildah cannot build and run images here ({probe.stderr.strip()[:300]})", allow_module_level=True)
     return tool
 
 
@@ -85,21 +87,44 @@ class Pod:
         self.protocol = model["protocolVersion"]
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        env.update({"EXFORMER_FRONT_ADDRESS": self.url,
-                    "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port + 5}",
-                    "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port + 1}",
-                    "TS_METRICS_ADDRESS": f"http://127.0.0.1:{port + 2}",
-                    "TS_GRPC_INFERENCE_PORT": str(port + 3), "TS_GRPC_MANAGEMENT_PORT": str(port + 4)})
-        self.container = subprocess.run([BUILDAH, "from", "-q", image], capture_output=True, text=True,
-                                        check=True).stdout.strip()
-        self.root = Path(subprocess.run([BUILDAH, "mount", self.container], capture_output=True, text=True,
-                                        check=True).stdout.strip())
+        env.update(
+            {
+                "EXFORMER_FRONT_ADDRESS": self.url,
+                "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port + 5}",
+                "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port + 1}",
+                "TS_METRICS_ADDRESS": f"http://127.0.0.1:{port + 2}",
+                "TS_GRPC_INFERENCE_PORT": str(port + 3),
+                "TS_GRPC_MANAGEMENT_PORT": str(port + 4),
+            }
+        )
+        self.container = subprocess.run(
+            [BUILDAH, "from", "-q", image], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.root = Path(
+            subprocess.run(
+                [BUILDAH, "mount", self.container], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
         command = [*CONTAINER["command"], *CONTAINER["args"]]
         self.process = subprocess.Popen(
-            [BUILDAH, "run", "--isolation", "chroot", "--user", str(CONTAINER["securityContext"]["runAsUser"]),
-             "--volume", f"{storage}:/mnt/models:ro", *[a for k, v in env.items() for a in ("--env", f"{k}={v}")],
-             self.container, "--", *command],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                BUILDAH,
+                "run",
+                "--isolation",
+                "chroot",
+                "--user",
+                str(CONTAINER["securityContext"]["runAsUser"]),
+                "--volume",
+                f"{storage}:/mnt/models:ro",
+                *[a for k, v in env.items() for a in ("--env", f"{k}={v}")],
+                self.container,
+                "--",
+                *command,
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.log = log
 
     def key(self) -> str:
@@ -137,8 +162,9 @@ class Pod:
             command += ["-H", f"Authorization: Bearer {self.key()}"]
         if body is not None:
             command += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
-        text, status = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                                      check=True).stdout.rsplit("\n", 1)
+        text, status = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout.rsplit(
+            "\n", 1
+        )
         return int(status), json.loads(text)
 
     def stop(self) -> None:
@@ -156,8 +182,10 @@ def pods(image, storage, tmp_path_factory):
     """A v1 and a v2 pod, started together."""
     logs = tmp_path_factory.mktemp("pods")
     started = time.time()
-    running = {"v1": Pod(image, storage, "inferenceservice-v1.yaml", 19300 + OFFSET, logs / "v1.log"),
-               "v2": Pod(image, storage, "inferenceservice-v2.yaml", 19320 + OFFSET, logs / "v2.log")}
+    running = {
+        "v1": Pod(image, storage, "inferenceservice-v1.yaml", 19300 + OFFSET, logs / "v1.log"),
+        "v2": Pod(image, storage, "inferenceservice-v2.yaml", 19320 + OFFSET, logs / "v2.log"),
+    }
     try:
         for pod in running.values():
             pod.wait_ready()
@@ -190,16 +218,35 @@ def run(coroutine):
 
 # --- the image ----------------------------------------------------------------------------------
 
+
 def test_the_image_runs_as_a_non_root_user_with_our_pinned_stack(image):
     out = subprocess.run(
-        [BUILDAH, "run", "--isolation", "chroot", "--user", "1000", container := subprocess.run(
-            [BUILDAH, "from", "-q", image], capture_output=True, text=True, check=True).stdout.strip(), "--",
-         "python", "-c", "import os, torch, transformers, ts, exformer; from importlib.metadata import version; "
-                         "print(os.getuid(), torch.__version__, transformers.__version__, version('torchserve'), "
-                         "exformer.__version__)"], capture_output=True, text=True)
+        [
+            BUILDAH,
+            "run",
+            "--isolation",
+            "chroot",
+            "--user",
+            "1000",
+            container := subprocess.run(
+                [BUILDAH, "from", "-q", image], capture_output=True, text=True, check=True
+            ).stdout.strip(),
+            "--",
+            "python",
+            "-c",
+            "import os, torch, transformers, ts, exformer; from importlib.metadata import version; "
+            "print(os.getuid(), torch.__version__, transformers.__version__, version('torchserve'), "
+            "exformer.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     subprocess.run([BUILDAH, "rm", container], capture_output=True)
-    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     uid, torch_version, transformers_version, torchserve_version, exformer_version = out.stdout.split()
     assert uid == "1000"
     assert torch_version.split("+")[0] == pins["torch"] and torch_version.endswith("+cpu")
@@ -208,6 +255,7 @@ def test_the_image_runs_as_a_non_root_user_with_our_pinned_stack(image):
 
 
 # --- probes, health and metadata -------------------------------------------------------------------
+
 
 def test_the_runtimes_probes_as_written_succeed(pods):
     for pod in pods.values():
@@ -233,7 +281,9 @@ def test_v1_liveness_model_readiness_and_listing(v1):
     assert run(sdk("v1").is_server_live(v1.url)) is True
     assert run(sdk("v1").is_model_ready(v1.url, "sentiment-gradients")) is True
     assert v1.curl("GET", "/v1/models/sentiment-gradients", token=False) == (
-        200, {"name": "sentiment-gradients", "ready": True})
+        200,
+        {"name": "sentiment-gradients", "ready": True},
+    )
     assert v1.curl("GET", "/v1/models") == (200, {"models": ["minilm-attention", "sentiment-gradients"]})
 
 
@@ -246,6 +296,7 @@ def test_a_token_is_required_where_token_authorization_is_on(pods):
 
 
 # --- v1 --------------------------------------------------------------------------------------------
+
 
 def test_v1_several_instances_with_a_bad_one_between_them(v1):
     body = {"instances": [{"text": TEXT, "layers": [0]}, {"text": TEXT, "layers": [9]}, "A second sentence."]}
@@ -274,42 +325,62 @@ def test_v1_every_instance_bad_is_the_errors_status(v1):
 
 # --- v2 --------------------------------------------------------------------------------------------
 
+
 def v2_request(request: dict):
     from kserve import InferInput, InferRequest
 
-    return InferRequest(model_name="minilm-attention", request_id="req-1",
-                        infer_inputs=[InferInput("request", [1], "BYTES", data=[json.dumps(request)])])
+    return InferRequest(
+        model_name="minilm-attention",
+        request_id="req-1",
+        infer_inputs=[InferInput("request", [1], "BYTES", data=[json.dumps(request)])],
+    )
 
 
 def test_v2_attention_fp32_and_fp16_equal_the_in_process_values(v2):
     from exformer import explain_attention, load_model
 
     expected = explain_attention(load_model(ROOT / "build/models/minilm", "minilm-attention"), TEXT).attention
-    response = run(sdk("v2").infer(v2.url, v2_request({"text": TEXT}), model_name="minilm-attention",
-                                   headers=v2.auth()))
+    response = run(
+        sdk("v2").infer(v2.url, v2_request({"text": TEXT}), model_name="minilm-attention", headers=v2.auth())
+    )
     fp32 = {o.name: o for o in response.outputs}["attention"]
     assert fp32.datatype == "FP32" and fp32.shape == list(expected.shape)
     # float32 as computed in process, to its rounding: the worker's thread count sums in another order
     np.testing.assert_allclose(fp32.as_numpy(), expected, rtol=1e-5, atol=1e-6)
-    response = run(sdk("v2").infer(v2.url, v2_request({"text": TEXT, "encoding": "float16-base64"}),
-                                   model_name="minilm-attention", headers=v2.auth()))
+    response = run(
+        sdk("v2").infer(
+            v2.url,
+            v2_request({"text": TEXT, "encoding": "float16-base64"}),
+            model_name="minilm-attention",
+            headers=v2.auth(),
+        )
+    )
     fp16 = {o.name: o for o in response.outputs}["attention"]
     assert fp16.datatype == "FP16"
     np.testing.assert_allclose(fp16.as_numpy().astype(np.float32), expected, atol=1e-3, rtol=1e-3)
 
 
 def test_v2_named_inputs_with_curl(v2):
-    body = {"id": "r1", "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]},
-                                   {"name": "layers", "shape": [1], "datatype": "INT64", "data": [5]}]}
+    body = {
+        "id": "r1",
+        "inputs": [
+            {"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]},
+            {"name": "layers", "shape": [1], "datatype": "INT64", "data": [5]},
+        ],
+    }
     status, answer = v2.curl("POST", "/v2/models/minilm-attention/infer", body)
     outputs = {o["name"]: o for o in answer["outputs"]}
     assert status == 200 and answer["id"] == "r1" and outputs["attention"]["shape"] == [1, 12, 9, 9]
-    status, error = v2.curl("POST", "/v2/models/minilm-attention/infer",
-                            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [""]}]})
+    status, error = v2.curl(
+        "POST",
+        "/v2/models/minilm-attention/infer",
+        {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [""]}]},
+    )
     assert status == 400 and error["field"] == "text"
 
 
 # --- our client and the dataset command against the InferenceService's URL -----------------------
+
 
 def test_the_client_speaks_kserve_v1_to_the_pod(v1):
     from exformer import Client, RequestError
@@ -328,16 +399,41 @@ def test_the_client_speaks_kserve_v1_to_the_pod(v1):
 
 def test_exformer_explain_runs_against_the_pod_without_a_management_api(v1, tmp_path):
     rows = tmp_path / "reviews.jsonl"
-    rows.write_text("".join(json.dumps({"id": i, "text": t}) + "\n"
-                            for i, t in enumerate([REVIEW, "A dull film.", ""])))
+    rows.write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate([REVIEW, "A dull film.", ""]))
+    )
     out = subprocess.run(
-        [str(Path(sys.executable).with_name("exformer")), "explain", "sentiment-gradients", str(rows), "--out",
-         str(tmp_path / "out"), "--id-column", "id", "--n-steps", "8", "--url", v1.url, "--token", v1.key(),
-         "--protocol", "kserve-v1", "--no-progress", "--json"], capture_output=True, text=True, timeout=600)
+        [
+            str(Path(sys.executable).with_name("exformer")),
+            "explain",
+            "sentiment-gradients",
+            str(rows),
+            "--out",
+            str(tmp_path / "out"),
+            "--id-column",
+            "id",
+            "--n-steps",
+            "8",
+            "--url",
+            v1.url,
+            "--token",
+            v1.key(),
+            "--protocol",
+            "kserve-v1",
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "concurrency 2" in out.stderr  # no management API there: the documented default
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "out").sort_by("row").to_pylist()
     assert [(r["id"], r["prediction"], r["error_field"]) for r in table] == [
-        ("0", "positive", None), ("1", "negative", None), ("2", None, "text")]
+        ("0", "positive", None),
+        ("1", "negative", None),
+        ("2", None, "text"),
+    ]

@@ -12,8 +12,13 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT), "--config", str(root / "pyproject.toml"), "--no-cache"],
-                          capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""})
+    return subprocess.run(
+        [str(LINT), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+    )
 
 
 def test_every_import_contract_is_kept():

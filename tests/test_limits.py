@@ -30,8 +30,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMOLLM2, SENTIMENT = ROOT / "build" / "models" / "smollm2", ROOT / "build" / "models" / "sentiment"
 DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."
 DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
-RAG = [{"role": "system", "content": "Answer the question from the documents."},
-       {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: Where is the Eiffel Tower?"}]
+RAG = [
+    {"role": "system", "content": "Answer the question from the documents."},
+    {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: Where is the Eiffel Tower?"},
+]
 SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
 LIMITS = Settings()  # the archives' defaults (deploy/*.yaml change none of these)
 REVIEW = "A dull, lifeless film whose actors seem as bored as the audience. " * 6
@@ -162,8 +164,9 @@ BOUNDS = [
 
 
 @pytest.mark.parametrize("archive, at_limit, over, field, says", BOUNDS, ids=[f"{b[0]}:{b[3]}" for b in BOUNDS])
-def test_each_bound_answers_at_the_limit_and_refuses_over_it_within_a_second(torchserve, archive, at_limit, over,
-                                                                              field, says):
+def test_each_bound_answers_at_the_limit_and_refuses_over_it_within_a_second(
+    torchserve, archive, at_limit, over, field, says
+):
     answered = torchserve.post(archive, at_limit)
     assert answered.status == 200, answered.body[:300]
     started = time.perf_counter()
@@ -210,13 +213,17 @@ def test_a_request_past_the_deadline_gets_a_503_and_the_same_worker_answers_the_
     print(f"stopped at the deadline, answered after {seconds:.2f} s ({error['progress']})")
 
 
-@pytest.mark.parametrize("body", [
-    rag(n_steps=8),
-    rag(n_steps="auto", max_n_steps=30),
-    rag(attribution="occlusion"),
-    rag(attribution="contextcite", n_ablations=8, n_holdout=0),
-    {"text": "The capital of France is", "generate": {"max_new_tokens": 4}, "n_steps": 4},
-], ids=["ig", "ig-auto", "occlusion", "contextcite", "generate"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        rag(n_steps=8),
+        rag(n_steps="auto", max_n_steps=30),
+        rag(attribution="occlusion"),
+        rag(attribution="contextcite", n_ablations=8, n_holdout=0),
+        {"text": "The capital of France is", "generate": {"max_new_tokens": 4}, "n_steps": 4},
+    ],
+    ids=["ig", "ig-auto", "occlusion", "contextcite", "generate"],
+)
 def test_every_continuation_pass_stops_at_its_deadline(lm, body):
     with deadline(0.0), pytest.raises(DeadlineError) as stopped:
         explain_gradients(lm, body)
@@ -226,8 +233,9 @@ def test_every_continuation_pass_stops_at_its_deadline(lm, body):
     explain_gradients(lm, {**body, "dry_run": True})  # no deadline outside the block
 
 
-@pytest.mark.parametrize("body", [{"text": REVIEW, "n_steps": 8}, {"text": REVIEW, "n_steps": "auto"}],
-                         ids=["fixed", "auto"])
+@pytest.mark.parametrize(
+    "body", [{"text": REVIEW, "n_steps": 8}, {"text": REVIEW, "n_steps": "auto"}], ids=["fixed", "auto"]
+)
 def test_a_classifier_pass_stops_at_its_deadline(classifier, body):
     with deadline(0.0), pytest.raises(DeadlineError):
         explain_gradients(classifier, body)
@@ -266,9 +274,11 @@ def test_a_timeout_is_not_resent_by_the_client():
 
 def test_seed_at_the_schemas_maximum_answers_under_every_method(lm, classifier):
     top = 2**32 - 1
-    for body in (rag(attribution="contextcite", n_ablations=8, n_holdout=2, seed=top),
-                 rag(attribution="occlusion", seed=top),
-                 rag(n_steps=4, baseline="rand-norm", seed=top)):
+    for body in (
+        rag(attribution="contextcite", n_ablations=8, n_holdout=2, seed=top),
+        rag(attribution="occlusion", seed=top),
+        rag(n_steps=4, baseline="rand-norm", seed=top),
+    ):
         explain_gradients(lm, body)
     explain_gradients(classifier, {"text": REVIEW, "n_steps": 4, "baseline": "rand-unif", "seed": top})
 
@@ -288,16 +298,19 @@ def test_masks_are_the_context_cite_packages_where_its_seeds_are_valid():
 # --- errors name what to fix --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, field, says", [
-    ({"generate": {"max_new_tokens": 0}}, "generate.max_new_tokens", "greater than or equal to 1"),
-    ({"generate": {"max_new_tokens": True}}, "generate.max_new_tokens", "integer"),
-    ({"generate": {"max_new_tokens": 2.5}}, "generate.max_new_tokens", "integer"),
-    ({"generate": {}}, "generate.max_new_tokens", "required"),
-    ({"generate": {"max_new_tokens": 3, "temperature": 1.0}}, "generate.temperature", "unknown field"),
-    ({"tolerance": float("nan"), "n_steps": "auto"}, "tolerance", "NaN"),
-    ({"continuation": " x", "dry_run": True, "text": None}, "text", "null"),
-    ({"dry_run": True}, "dry_run", "continuation"),
-])
+@pytest.mark.parametrize(
+    "body, field, says",
+    [
+        ({"generate": {"max_new_tokens": 0}}, "generate.max_new_tokens", "greater than or equal to 1"),
+        ({"generate": {"max_new_tokens": True}}, "generate.max_new_tokens", "integer"),
+        ({"generate": {"max_new_tokens": 2.5}}, "generate.max_new_tokens", "integer"),
+        ({"generate": {}}, "generate.max_new_tokens", "required"),
+        ({"generate": {"max_new_tokens": 3, "temperature": 1.0}}, "generate.temperature", "unknown field"),
+        ({"tolerance": float("nan"), "n_steps": "auto"}, "tolerance", "NaN"),
+        ({"continuation": " x", "dry_run": True, "text": None}, "text", "null"),
+        ({"dry_run": True}, "dry_run", "continuation"),
+    ],
+)
 def test_errors_name_the_nested_field_and_what_was_sent(body, field, says):
     error = parse(GradientsRequest, {"text": "a", **body})
     assert isinstance(error, RequestError) and error.field == field and says in error.message, error

@@ -31,8 +31,11 @@ def test_each_handler_metric_is_scraped_with_its_model_label(torchserve):
     grew("exformer_path_points_per_request_sum", 12, **gradients)
     grew("exformer_seconds_per_path_point_count", 1, **gradients)
     grew("exformer_seconds_per_path_point_sum", **gradients)
-    grew("exformer_relative_convergence_delta_sum",
-         relative_delta(g["convergence_delta"], g["target"]["score"], g["baseline"]["score"]), **gradients)
+    grew(
+        "exformer_relative_convergence_delta_sum",
+        relative_delta(g["convergence_delta"], g["target"]["score"], g["baseline"]["score"]),
+        **gradients,
+    )
     grew("exformer_requests_refused_total", 1, Field="baseline", **gradients)
     assert re.search(r'^exformer_oom_chunk_halvings_total\{ModelName="sentiment-gradients",', after, re.M)
     assert "# TYPE exformer_relative_convergence_delta histogram" in after
@@ -49,8 +52,13 @@ def test_relative_delta_is_one_answer_everywhere():
     from exformer import GradientsResult
     from exformer.cli.dataset import Row, gradients_record
 
-    summary = {"target": {"index": 0, "label": "x", "score": 0.9}, "baseline": {"score": 0.9},
-               "convergence_delta": -0.05, "n_steps": 8, "tokens": []}
+    summary = {
+        "target": {"index": 0, "label": "x", "score": 0.9},
+        "baseline": {"score": 0.9},
+        "convergence_delta": -0.05,
+        "n_steps": 8,
+        "tokens": [],
+    }
     assert GradientsResult(summary).relative_delta is None
     row = Row(number=0, text="a")
     assert gradients_record(row, summary)["relative_delta"] is None

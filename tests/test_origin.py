@@ -59,10 +59,24 @@ def pages(server, tmp_path_factory):
     (dist / "assets" / "index-abc123.js").write_text("console.log('asset');\n")
     allowed = allowed_origin(server)
     foreign = f"http://127.0.0.1:{urlparse(allowed).port + 7}"
-    servers = [subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "serve_frontend.py"), "--port", str(urlparse(origin).port),
-         "--dist", str(dist), "--inference", server.inference],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for origin in (allowed, foreign)]
+    servers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "serve_frontend.py"),
+                "--port",
+                str(urlparse(origin).port),
+                "--dist",
+                str(dist),
+                "--inference",
+                server.inference,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for origin in (allowed, foreign)
+    ]
     try:
         for origin, process in zip((allowed, foreign), servers):
             deadline = time.time() + 15
@@ -84,6 +98,7 @@ def pages(server, tmp_path_factory):
 
 
 # --- what the server did -----------------------------------------------------------------------
+
 
 def explained(metrics: str) -> float:
     """Requests the model explained (each answered request adds one observation)."""
@@ -136,13 +151,19 @@ try {
   await browser.close();
 }
 """
-    result = subprocess.run(["node", "--input-type=module", "-e", script, json.dumps([page, calls, CHROMIUM])],
-                            cwd=FRONTEND, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, json.dumps([page, calls, CHROMIUM])],
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # --- the browser ---------------------------------------------------------------------------------
+
 
 def test_another_origin_cannot_make_the_server_explain_and_the_visualizers_origin_can(server, pages):
     require()
@@ -151,12 +172,28 @@ def test_another_origin_cannot_make_the_server_explain_and_the_visualizers_origi
     assert explained(before) == 0 and refused_for_content_type(before) == 0
 
     # 1. A simple request: the browser sends it without asking; the page cannot read the answer.
-    simple, preflighted = browser_fetches(pages["foreign"] + "/", [
-        {"url": url, "init": {"method": "POST", "mode": "no-cors", "headers": {"Content-Type": "text/plain"},
-                              "body": json.dumps(REQUEST)}},
-        {"url": url, "init": {"method": "POST", "headers": {"Content-Type": "application/json"},
-                              "body": json.dumps(REQUEST)}},
-    ])
+    simple, preflighted = browser_fetches(
+        pages["foreign"] + "/",
+        [
+            {
+                "url": url,
+                "init": {
+                    "method": "POST",
+                    "mode": "no-cors",
+                    "headers": {"Content-Type": "text/plain"},
+                    "body": json.dumps(REQUEST),
+                },
+            },
+            {
+                "url": url,
+                "init": {
+                    "method": "POST",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps(REQUEST),
+                },
+            },
+        ],
+    )
     assert simple == {"type": "opaque", "status": 0, "body": None}
     assert preflighted["error"].startswith("TypeError")  # the preflight named another origin
     after = settled(server, lambda m: refused_for_content_type(m) >= 1)
@@ -165,9 +202,19 @@ def test_another_origin_cannot_make_the_server_explain_and_the_visualizers_origi
     assert batches(server) == batches_before + 1  # the preflighted request never reached the handler
 
     # 2. The visualizer's origin: the preflight passes and the answer is readable.
-    (answer,) = browser_fetches(pages["allowed"] + "/", [
-        {"url": url, "init": {"method": "POST", "headers": {"Content-Type": "application/json"},
-                              "body": json.dumps(REQUEST)}}])
+    (answer,) = browser_fetches(
+        pages["allowed"] + "/",
+        [
+            {
+                "url": url,
+                "init": {
+                    "method": "POST",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps(REQUEST),
+                },
+            }
+        ],
+    )
     assert answer["type"] == "cors" and answer["status"] == 200, answer
     out = json.loads(answer["body"])
     assert out["n_steps"] == 8 and len(out["attributions"]["raw"]) == len(out["tokens"])
@@ -176,6 +223,7 @@ def test_another_origin_cannot_make_the_server_explain_and_the_visualizers_origi
 
 
 # --- the 415 -------------------------------------------------------------------------------------
+
 
 def raw_post(torchserve, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
     """A POST with exactly these headers (urllib would add a form content type of its own)."""
@@ -189,9 +237,19 @@ def raw_post(torchserve, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
         connection.close()
 
 
-@pytest.mark.parametrize("content_type", [
-    "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-    "application/octet-stream", "application/jsonp", "text/json", None])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/octet-stream",
+        "application/jsonp",
+        "text/json",
+        None,
+    ],
+)
 def test_a_body_not_sent_as_json_is_a_415_saying_what_to_add(server, content_type):
     headers = {} if content_type is None else {"Content-Type": content_type}
     status, response_headers, body = raw_post(server, json.dumps(REQUEST).encode(), headers)
@@ -204,11 +262,14 @@ def test_a_body_not_sent_as_json_is_a_415_saying_what_to_add(server, content_typ
     assert error["message"].startswith(f"Content-Type: {shown}")
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "Application/JSON;charset=UTF-8", "APPLICATION/JSON"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8", "APPLICATION/JSON"],
+)
 def test_json_is_accepted_with_any_case_and_parameters(server, content_type):
-    status, _, body = raw_post(server, json.dumps({"text": "Fine.", "n_steps": 4}).encode(),
-                               {"Content-Type": content_type})
+    status, _, body = raw_post(
+        server, json.dumps({"text": "Fine.", "n_steps": 4}).encode(), {"Content-Type": content_type}
+    )
     assert status == 200, body[:300]
     assert json.loads(body)["n_steps"] == 4
 
@@ -230,6 +291,7 @@ def test_the_client_asks_for_details_and_explains_with_the_json_header(server):
 
 
 # --- the visualizer's static server ------------------------------------------------------------
+
 
 def get(url: str) -> tuple[int, bytes]:
     try:

@@ -88,12 +88,15 @@ def test_a_bool_is_not_an_integer(bert):
     assert parse_request(bert, AttentionRequest, {"text": "a", "top_k": True}).field == "top_k"
 
 
-@pytest.mark.parametrize("handler,name,message", [
-    ({"max_tokenz": 3}, "max_tokenz", "unknown handler setting 'max_tokenz'"),
-    ({"trim_heap_mb": "64MB"}, "trim_heap_mb", "handler setting 'trim_heap_mb'"),
-    ({"dtype": "bf16"}, "dtype", "handler setting 'dtype'"),
-    ({"max_n_steps": 0}, "max_n_steps", "handler setting 'max_n_steps'"),
-])
+@pytest.mark.parametrize(
+    "handler,name,message",
+    [
+        ({"max_tokenz": 3}, "max_tokenz", "unknown handler setting 'max_tokenz'"),
+        ({"trim_heap_mb": "64MB"}, "trim_heap_mb", "handler setting 'trim_heap_mb'"),
+        ({"dtype": "bf16"}, "dtype", "handler setting 'dtype'"),
+        ({"max_n_steps": 0}, "max_n_steps", "handler setting 'max_n_steps'"),
+    ],
+)
 def test_bad_handler_settings_are_refused_naming_the_setting(handler, name, message):
     with pytest.raises(ValueError) as err:
         Settings.from_mapping(handler)

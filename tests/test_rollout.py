@@ -182,8 +182,9 @@ def test_top_k_per_row_past_the_length_is_every_column_and_decodes_to_the_dense_
 
 def test_sparse_rollout_of_mean_heads_together(loaded_models):
     loaded = loaded_models("gpt2")
-    out = explain(loaded, {"text": TEXT, "heads": "mean", "rollout": True, "top_k_per_row": 4,
-                           "encoding": "float16-base64"})
+    out = explain(
+        loaded, {"text": TEXT, "heads": "mean", "rollout": True, "top_k_per_row": 4, "encoding": "float16-base64"}
+    )
     rows = out.rollout_rows
     expected = numpy_rollout(own_attentions(loaded))
     np.testing.assert_allclose(rows["values"], -np.sort(-expected, axis=-1)[..., :4], atol=1e-3, rtol=1e-3)
@@ -204,8 +205,16 @@ def test_a_response_too_large_names_the_options_that_shrink_it(loaded_models):
     for option in ('"heads": "mean"', '"encoding": "float16-base64"', f'"top_k_per_row": {SUGGESTED_TOP_K_PER_ROW}'):
         assert option in message
     # what it suggests is answered
-    out = explain(loaded, {"text": text, "rollout": True, "heads": "mean", "encoding": "float16-base64",
-                           "top_k_per_row": SUGGESTED_TOP_K_PER_ROW})
+    out = explain(
+        loaded,
+        {
+            "text": text,
+            "rollout": True,
+            "heads": "mean",
+            "encoding": "float16-base64",
+            "top_k_per_row": SUGGESTED_TOP_K_PER_ROW,
+        },
+    )
     assert len(json_bytes(dict(out))) < 400_000
 
 
@@ -214,8 +223,14 @@ def test_the_size_bound_holds_for_every_form(loaded_models):
 
     loaded = loaded_models("llama")
     text = " ".join(["word"] * 60)
-    for body in ({}, {"heads": "max"}, {"rollout": True}, {"rollout": "only", "top_k_per_row": 5},
-                 {"top_k_per_row": 7, "encoding": "float16-base64"}, {"heads": [0, 2], "rollout": True}):
+    for body in (
+        {},
+        {"heads": "max"},
+        {"rollout": True},
+        {"rollout": "only", "top_k_per_row": 5},
+        {"top_k_per_row": 7, "encoding": "float16-base64"},
+        {"heads": [0, 2], "rollout": True},
+    ):
         body = {"text": text, **body}
         request = parse_request(loaded, AttentionRequest, body)
         out = attention_response(loaded, request)

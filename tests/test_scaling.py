@@ -13,6 +13,8 @@ BODIES = {
     "sentiment-gradients": {"text": "Scaling must not drop a single request.", "n_steps": 8},
     "sentiment-attention": {"text": "Scaling must not drop a single request.", "layers": [0], "heads": [0]},
 }
+
+
 @pytest.mark.parametrize("model", ["minilm-attention", "sentiment-gradients"])
 def test_scaling_1_2_1_while_streaming_fails_no_request(torchserve, model):
     """Scale-down stops a worker at once (TorchServe 0.12): the request it was running is

@@ -22,8 +22,9 @@ def test_the_readme_curl_returns_the_contract(torchserve):
 
 
 def test_causal_lm_gives_next_token_predictions(torchserve):
-    out = torchserve.post("smollm2-attention", {"text": "The capital of France is", "top_k": 3,
-                                                "layers": [29], "heads": [0]}).json()
+    out = torchserve.post(
+        "smollm2-attention", {"text": "The capital of France is", "top_k": 3, "layers": [29], "heads": [0]}
+    ).json()
     assert out["model"]["kind"] == "autoregressive" and out["model"]["predictions"] == "next-token"
     last = out["tokens"][-1]["predictions"]
     assert len(last) == 3 and last[0]["text"].strip() == "Paris"
@@ -35,8 +36,9 @@ def test_details_only_request(torchserve):
 
 
 def test_long_input_says_truncated(torchserve):
-    out = torchserve.post("minilm-attention", {"text": "word " * 600, "layers": [0], "heads": [0],
-                                               "encoding": "float16-base64"}).json()
+    out = torchserve.post(
+        "minilm-attention", {"text": "word " * 600, "layers": [0], "heads": [0], "encoding": "float16-base64"}
+    ).json()
     assert out["truncated"] is True and len(out["tokens"]) == 512
     assert out["n_tokens_dropped"] == out["n_tokens_input"] - 512
 
@@ -54,8 +56,15 @@ def test_a_long_prompt_is_answered_sparse_with_rollout_and_says_what_each_row_ke
     from exformer.client.results import AttentionResult
     from exformer.contract import AttentionResponse
 
-    body = {"text": long_prompt(640), "heads": "mean", "rollout": True, "top_k_per_row": 32,
-            "encoding": "float16-base64", "layers": [0, 15, 29], "top_k": 1}
+    body = {
+        "text": long_prompt(640),
+        "heads": "mean",
+        "rollout": True,
+        "top_k_per_row": 32,
+        "encoding": "float16-base64",
+        "layers": [0, 15, 29],
+        "top_k": 1,
+    }
     r = torchserve.post("smollm2-attention", body)
     assert r.status == 200, r.body[:300]
     AttentionResponse.model_validate_json(r.body)
@@ -131,8 +140,10 @@ def test_a_body_past_max_request_size_is_refused_by_torchserve_with_413(torchser
     url = urlparse(torchserve.inference)
     body = b'{"text": "' + b"a" * 3_000_000 + b'"}'
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-        sock.sendall(b"POST /predictions/minilm-attention HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(
+            b"POST /predictions/minilm-attention HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         try:
             sock.sendall(body)
         except (BrokenPipeError, ConnectionResetError):
@@ -150,15 +161,20 @@ def test_the_same_worker_survives_the_bad_input_table(torchserve):
 
 
 def test_curl_d_without_content_type_is_refused_with_the_fix(torchserve):
-    r = torchserve.post("minilm-attention", b'{"text": "The cat sat."}',
-                        content_type="application/x-www-form-urlencoded")
+    r = torchserve.post(
+        "minilm-attention", b'{"text": "The cat sat."}', content_type="application/x-www-form-urlencoded"
+    )
     assert r.status == 415 and r.json()["type"] == "UnsupportedMediaType"
     assert "-H 'Content-Type: application/json'" in r.json()["message"]
 
 
 def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve):
-    bodies = [{"text": "short"}, {"text": "a somewhat longer sentence than that"},
-              {"text": "bad", "layers": [99]}, {"text": "medium length one", "text_pair": "and a pair"}]
+    bodies = [
+        {"text": "short"},
+        {"text": "a somewhat longer sentence than that"},
+        {"text": "bad", "layers": [99]},
+        {"text": "medium length one", "text_pair": "and a pair"},
+    ]
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         responses = list(pool.map(lambda b: torchserve.post("tiny-batch-attention", b), bodies))
     assert [r.status for r in responses] == [200, 200, 400, 200]
@@ -178,5 +194,6 @@ def test_a_batch_of_different_lengths_is_answered_request_by_request(torchserve)
 def test_config_response_limit_equals_the_cores(torchserve):
     from exformer.contract.settings import MAX_RESPONSE_BYTES
     from support.torchserve import ROOT
+
     config = (ROOT / "config.properties").read_text()
     assert f"max_response_size={MAX_RESPONSE_BYTES}\n" in config

@@ -44,8 +44,7 @@ def test_npz_download_round_trips_to_the_json_numbers(torchserve):
 
 
 def test_explanations_endpoint_answers_with_the_json_summary(torchserve):
-    r = torchserve.post("sentiment-gradients", {"text": REVIEW, "n_steps": 10, "format": "npz"},
-                        path="explanations")
+    r = torchserve.post("sentiment-gradients", {"text": REVIEW, "n_steps": 10, "format": "npz"}, path="explanations")
     assert r.status == 200 and "convergence_delta" in r.json()
 
 
@@ -98,10 +97,12 @@ def test_the_gradients_worker_survives_the_bad_input_table(torchserve):
 def test_a_batch_shares_passes_and_answers_each_request_as_if_alone(torchserve, tiny_model_dir):
     from exformer import explain_gradients, load_model
 
-    bodies = [{"text": "short one", "n_steps": 10},
-              {"text": "a somewhat longer sentence than that one", "n_steps": 16, "baseline": "zero"},
-              {"text": "bad", "n_steps": 0},
-              {"text": "the third", "target": 0, "method": "riemann_trapezoid", "n_steps": 7}]
+    bodies = [
+        {"text": "short one", "n_steps": 10},
+        {"text": "a somewhat longer sentence than that one", "n_steps": 16, "baseline": "zero"},
+        {"text": "bad", "n_steps": 0},
+        {"text": "the third", "target": 0, "method": "riemann_trapezoid", "n_steps": 7},
+    ]
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         responses = list(pool.map(lambda b: torchserve.post("tiny-batch-gradients", b), bodies))
     assert [r.status for r in responses] == [200, 200, 400, 200]

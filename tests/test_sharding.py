@@ -108,13 +108,15 @@ def test_units_sharing_a_tensor_are_placed_on_one_device(tiny_model_dir, family)
             tensors = [model.get_parameter(unit)]
         for tensor in tensors:
             holders.setdefault(id(tensor), set()).add(unit)
-    apart = [{unit: plan[unit] for unit in shared} for shared in holders.values()
-             if len({plan[unit] for unit in shared}) > 1]
+    apart = [
+        {unit: plan[unit] for unit in shared} for shared in holders.values() if len({plan[unit] for unit in shared}) > 1
+    ]
     assert apart == []
 
 
 def test_real_smollm2_plan_for_four_devices_is_balanced():
     from tiny_models import BPE
+
     plan = plan_device_map(BPE, [0, 1, 2, 3])
     model = empty_model(BPE)
     names = units(model)
@@ -168,8 +170,9 @@ def test_a_dispatched_model_explains_attention_identically(tiny_model_dir, tmp_p
 
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("family, classifier", [("bert", True), ("llama", False)])
-def test_a_dispatched_model_gives_identical_integrated_gradients(tiny_model_dir, tmp_path, monkeypatch, family,
-                                                                 classifier, split):
+def test_a_dispatched_model_gives_identical_integrated_gradients(
+    tiny_model_dir, tmp_path, monkeypatch, family, classifier, split
+):
     # a dispatched model runs its whole last layer (accelerate's hooks run per layer), so the
     # whole model here does too: bit-identical needs the same matmul shapes
     model_dir = tiny_model_dir(family, classifier=classifier)
@@ -226,8 +229,10 @@ def test_a_block_whose_weights_are_not_where_the_plan_says_fails_loudly(tiny_mod
     accelerate reuses it, so the weights of layer 0, mapped to "disk", are nowhere."""
     model_dir = tiny_model_dir("bert")
     whole = load_model(model_dir)
-    offload_state_dict(tmp_path, {name: tensor for name, tensor in whole.model.state_dict().items()
-                                  if name.startswith("bert.encoder.layer.1.")})
+    offload_state_dict(
+        tmp_path,
+        {name: tensor for name, tensor in whole.model.state_dict().items() if name.startswith("bert.encoder.layer.1.")},
+    )
     plan = plan_device_map(model_dir, SPLITS["offloaded"])
     assert plan["bert.encoder.layer.0"] == "disk"
     split = load_model(model_dir)
@@ -242,8 +247,14 @@ def test_a_split_whose_hooks_load_other_weights_explains_differently(tiny_model_
     model_dir = tiny_model_dir("bert")
     whole = load_model(model_dir)
     plan = plan_device_map(model_dir, SPLITS["offloaded"])
-    offload_state_dict(tmp_path, {name: 1.05 * tensor for name, tensor in whole.model.state_dict().items()
-                                  if plan[unit_of(name, plan)] == "disk"})
+    offload_state_dict(
+        tmp_path,
+        {
+            name: 1.05 * tensor
+            for name, tensor in whole.model.state_dict().items()
+            if plan[unit_of(name, plan)] == "disk"
+        },
+    )
     split = load_model(model_dir)
     accelerate.dispatch_model(split.model, device_map=plan, offload_dir=tmp_path, force_hooks=True)
     a = explain_attention(whole, TEXT)["attention"]["data"]

@@ -106,9 +106,17 @@ def test_huge_attention_stays_small(attention_response):
     weights = rng.random((6, 12, 128, 128), dtype=np.float32)
     weights /= weights.sum(-1, keepdims=True)
     tokens = [{**attention_response["tokens"][1], "index": i} for i in range(128)]
-    huge = {**attention_response, "tokens": tokens,
-            "attention": {"encoding": "json", "shape": [6, 12, 128, 128], "layers": list(range(6)),
-                          "heads": list(range(12)), "data": weights}}
+    huge = {
+        **attention_response,
+        "tokens": tokens,
+        "attention": {
+            "encoding": "json",
+            "shape": [6, 12, 128, 128],
+            "layers": list(range(6)),
+            "heads": list(range(12)),
+            "data": weights,
+        },
+    }
     as_json = len(orjson.dumps(huge, option=orjson.OPT_SERIALIZE_NUMPY))
     size = len(views.document("attention", huge).encode())
     assert size < 3_300_000 < as_json / 4, (size, as_json)
@@ -124,8 +132,10 @@ def test_gradients_embed_the_summary_without_per_step_tensors(gradients_response
         assert response["attributions"][name] == pytest.approx(gradients_response["attributions"][name])
     assert len(response["alphas"]) == len(response["path_scores"]) == 16
     # Per-step tensors (numpy, [n_steps, tokens, hidden]) are left out; an npz answer shows its summary.
-    with_tensors = {**gradients_response, "intermediate_gradients": {"encoding": "json", "shape": [16, 3, 4],
-                                                                     "data": np.zeros((16, 3, 4), np.float32)}}
+    with_tensors = {
+        **gradients_response,
+        "intermediate_gradients": {"encoding": "json", "shape": [16, 3, 4], "data": np.zeros((16, 3, 4), np.float32)},
+    }
     assert "intermediate_gradients" not in views.embedded_response("gradients", with_tensors)
     npz = {"attributions": np.zeros(3), "summary": dict(gradients_response)}
     assert views.embedded_response("gradients", npz)["target"] == gradients_response["target"]
@@ -194,7 +204,7 @@ def test_notebook_wraps_the_document_in_an_iframe_srcdoc(attention_response, gra
     assert frame["sandbox"] == "allow-scripts"
     assert re.search(r"width: 100%; height: \d+px", frame["style"])
     # In the attribute the document is HTML-escaped whole: not one "<" or quote of it is raw.
-    raw = out[out.index('srcdoc="') + 8: out.index('" style=')]
+    raw = out[out.index('srcdoc="') + 8 : out.index('" style=')]
     assert "<" not in raw and '"' not in raw and html.unescape(raw) == frame["srcdoc"]
     assert frame["id"] in parsed.scripts[0] and "exformer:height" in parsed.scripts[0]
     # Several outputs on one page: their own ids.
@@ -220,10 +230,16 @@ def test_the_saved_views_render_offline_in_chromium(attention_response, gradient
     data = data.replace("<", "\\u003c").replace(">", "\\u003e")
     pages["attention-json"] = DATA_SCRIPT.sub(
         lambda _: f'<script type="application/json" id="exformer-data">{data}</script>',
-        views.document("attention", as_json))
-    pages["notebook"] = ("<!doctype html><html><head><meta charset='utf-8'><title>notebook</title></head><body>"
-                         "<h2>attention</h2>" + views.notebook("attention", attention_response) +
-                         "<h2>gradients</h2>" + views.notebook("gradients", gradients_response) + "</body></html>")
+        views.document("attention", as_json),
+    )
+    pages["notebook"] = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>notebook</title></head><body>"
+        "<h2>attention</h2>"
+        + views.notebook("attention", attention_response)
+        + "<h2>gradients</h2>"
+        + views.notebook("gradients", gradients_response)
+        + "</body></html>"
+    )
     args = []
     for name, text in pages.items():
         path = tmp_path / f"{name}.html"
@@ -235,7 +251,10 @@ def test_the_saved_views_render_offline_in_chromium(attention_response, gradient
         shutil.copy(tmp_path / f"{name}.html", saved / f"{name}.html")  # to open by hand
     result = subprocess.run(
         ["node", "e2e/standalone.mjs", *args, "--screenshots", str(ARTIFACTS / "screenshots"), "--chromium", CHROMIUM],
-        cwd=FRONTEND, capture_output=True, text=True, timeout=300,
+        cwd=FRONTEND,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = result.stdout + result.stderr
     (ARTIFACTS / "standalone-e2e.log").write_text(output)

@@ -46,8 +46,10 @@ def test_a_worker_imports_no_model_machinery_before_it_loads_a_model():
     """transformers' model classes pull torch._dynamo, inductor's config and sympy (~84 MB of
     every worker, bench/memory.py); importing the handlers must not, nor accelerate (only a
     worker given several devices plans a device map)."""
-    code = ("import sys; sys.path.insert(0, 'handlers'); import attention_handler, gradients_handler; "
-            "print(sorted(m for m in ('transformers', 'transformers.modeling_utils', 'torch._dynamo', 'sympy', "
-            "'accelerate') if m in sys.modules))")
+    code = (
+        "import sys; sys.path.insert(0, 'handlers'); import attention_handler, gradients_handler; "
+        "print(sorted(m for m in ('transformers', 'transformers.modeling_utils', 'torch._dynamo', 'sympy', "
+        "'accelerate') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,22 +14,37 @@ ROOT = Path(__file__).resolve().parent.parent
 WORDPIECE = ROOT / "build/models/minilm"
 BPE = ROOT / "build/models/smollm2"
 
-_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                max_position_embeddings=128)
+_ENCODER = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=128
+)
 
 # family → (config class, config kwargs, tokenizer dir, MLM/LM architecture)
 FAMILIES = {
     "bert": ("BertConfig", _ENCODER, WORDPIECE, "BertForMaskedLM"),
     "roberta": ("RobertaConfig", {**_ENCODER, "max_position_embeddings": 130}, WORDPIECE, "RobertaForMaskedLM"),
-    "distilbert": ("DistilBertConfig", dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                                            max_position_embeddings=128), WORDPIECE, "DistilBertForMaskedLM"),
+    "distilbert": (
+        "DistilBertConfig",
+        dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=128),
+        WORDPIECE,
+        "DistilBertForMaskedLM",
+    ),
     "albert": ("AlbertConfig", {**_ENCODER, "embedding_size": 16}, WORDPIECE, "AlbertForMaskedLM"),
     "electra": ("ElectraConfig", {**_ENCODER, "embedding_size": 16}, WORDPIECE, "ElectraForMaskedLM"),
     "xlnet": ("XLNetConfig", dict(d_model=32, n_layer=2, n_head=4, d_inner=64), WORDPIECE, "XLNetLMHeadModel"),
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=128), BPE, "GPT2LMHeadModel"),
-    "llama": ("LlamaConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  num_key_value_heads=2, intermediate_size=64,
-                                  max_position_embeddings=128), BPE, "LlamaForCausalLM"),
+    "llama": (
+        "LlamaConfig",
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        ),
+        BPE,
+        "LlamaForCausalLM",
+    ),
 }
 CLASSIFIERS = {
     family: arch.replace("ForMaskedLM", "ForSequenceClassification")

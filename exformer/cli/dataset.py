@@ -43,8 +43,16 @@ from ..contract.responses import relative_delta
 from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
-_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-             ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _COMPRESSED: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 BATCH_ROWS = 1024
 CSV_BLOCK_BYTES = 8 << 20  # a CSV value must fit in one block; texts over 100,000 characters are refused anyway
@@ -75,8 +83,13 @@ class Columns:
     continuation: str | None = None
 
     def names(self) -> list[str]:
-        return list(dict.fromkeys(c for c in (self.text, self.pair, self.target, self.id, self.messages,
-                                              self.sources, self.continuation) if c))
+        return list(
+            dict.fromkeys(
+                c
+                for c in (self.text, self.pair, self.target, self.id, self.messages, self.sources, self.continuation)
+                if c
+            )
+        )
 
     def optional(self) -> set[str]:
         """Columns a file may lack: the text, when conversations can replace it."""
@@ -152,8 +165,9 @@ def count_rows(path: str | Path, fmt: str | None = None) -> int:
     return max(0, lines - 1)  # the header
 
 
-def read_rows(path: str | Path, columns: Columns, fmt: str | None = None,
-              batch_rows: int = BATCH_ROWS) -> Iterator[list[Row]]:
+def read_rows(
+    path: str | Path, columns: Columns, fmt: str | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[list[Row]]:
     """Rows in batches, streamed: memory holds one batch (and, for CSV, one block) at a time.
     Raises DatasetError naming a missing column (with the columns the file has)."""
     path = Path(path)
@@ -195,8 +209,12 @@ def _csv_batches(path: Path, columns: Columns, fmt: str) -> Iterator[pa.RecordBa
     names = _check_columns(path, have, columns)
     # Every column we use is read as text (no type inference per block, so a column that looks
     # numeric in the first block cannot fail later); empty cells are empty strings.
-    convert = pacsv.ConvertOptions(include_columns=names, column_types={c: pa.string() for c in names},
-                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+    convert = pacsv.ConvertOptions(
+        include_columns=names,
+        column_types={c: pa.string() for c in names},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
     reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     try:
         while True:
@@ -258,8 +276,15 @@ def _row(number: int, values: dict, columns: Columns, fmt: str) -> Row:
         number=number,
         # a missing text is sent as "" so that the model's own validation names it ("text: must not be empty");
         # beside messages it is not sent (a text there too is sent, and refused as the server refuses both)
-        text=(None if messages is not None and text in (None, "") else "" if text is None
-              else text if isinstance(text, str) else str(text)),
+        text=(
+            None
+            if messages is not None and text in (None, "")
+            else ""
+            if text is None
+            else text
+            if isinstance(text, str)
+            else str(text)
+        ),
         pair=None if pair in (None, "") else pair if isinstance(pair, str) else str(pair),
         target=_target(values[columns.target], fmt) if columns.target else None,
         id=None if not columns.id or values[columns.id] is None else str(values[columns.id]),
@@ -304,37 +329,58 @@ def _target(value: Any, fmt: str) -> int | str | None:
 # --- records -----------------------------------------------------------------------------------
 
 _COMMON = [
-    ("row", pa.int64()), ("id", pa.string()), ("text", pa.string()), ("text_pair", pa.string()),
-    ("prediction", pa.string()), ("probabilities", pa.map_(pa.string(), pa.float64())),
+    ("row", pa.int64()),
+    ("id", pa.string()),
+    ("text", pa.string()),
+    ("text_pair", pa.string()),
+    ("prediction", pa.string()),
+    ("probabilities", pa.map_(pa.string(), pa.float64())),
 ]
 _TOKENS = [
-    ("n_tokens", pa.int32()), ("truncated", pa.bool_()),
-    ("tokens", pa.list_(pa.string())), ("surface", pa.list_(pa.string())),
-    ("start", pa.list_(pa.int32())), ("end", pa.list_(pa.int32())), ("segment", pa.list_(pa.int8())),
+    ("n_tokens", pa.int32()),
+    ("truncated", pa.bool_()),
+    ("tokens", pa.list_(pa.string())),
+    ("surface", pa.list_(pa.string())),
+    ("start", pa.list_(pa.int32())),
+    ("end", pa.list_(pa.int32())),
+    ("segment", pa.list_(pa.int8())),
 ]
 _GRADIENTS = [
     ("attribution", pa.string()),  # the method that answered
-    ("target", pa.string()), ("target_index", pa.int64()), ("target_score", pa.float64()),
-    ("baseline_score", pa.float64()), ("convergence_delta", pa.float64()), ("relative_delta", pa.float64()),
-    ("n_steps", pa.int32()), ("converged", pa.bool_()),  # the points used; n_steps "auto": tolerance reached
+    ("target", pa.string()),
+    ("target_index", pa.int64()),
+    ("target_score", pa.float64()),
+    ("baseline_score", pa.float64()),
+    ("convergence_delta", pa.float64()),
+    ("relative_delta", pa.float64()),
+    ("n_steps", pa.int32()),
+    ("converged", pa.bool_()),  # the points used; n_steps "auto": tolerance reached
     ("attributions", pa.list_(pa.float64())),
 ]
 _CONTINUATION = [  # a continuation's target_score etc. are the sums over its target tokens (F = Σ_t F_t)
-    ("messages", pa.string()), ("sources", pa.string()),  # the row's, as JSON
-    ("continuation", pa.string()), ("generated", pa.bool_()), ("unit", pa.string()),
-    ("target_tokens", pa.list_(pa.string())), ("target_scores", pa.list_(pa.float64())),
+    ("messages", pa.string()),
+    ("sources", pa.string()),  # the row's, as JSON
+    ("continuation", pa.string()),
+    ("generated", pa.bool_()),
+    ("unit", pa.string()),
+    ("target_tokens", pa.list_(pa.string())),
+    ("target_scores", pa.list_(pa.float64())),
     ("within_tolerance", pa.bool_()),
     # the whole continuation's, as JSON lists: [{"id", "text", "attribution"}] ([{"message", "role", "attribution"}])
-    ("source_attributions", pa.string()), ("sentence_attributions", pa.string()),
-    ("message_attributions", pa.string()), ("unit_attributions", pa.string()),
+    ("source_attributions", pa.string()),
+    ("sentence_attributions", pa.string()),
+    ("message_attributions", pa.string()),
+    ("unit_attributions", pa.string()),
 ]
 # `evaluate`: one row of the answer's `evaluation` (a classifier's; a continuation's whole answer), null when not asked
 EVALUATION_NUMBERS = ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency")
 _EVALUATION = [
-    ("evaluation_unit", pa.string()), ("evaluation_n_units", pa.int32()),
+    ("evaluation_unit", pa.string()),
+    ("evaluation_n_units", pa.int32()),
     *[(name, pa.float64()) for name in EVALUATION_NUMBERS],
     *[(f"random_{name}", pa.float64()) for name in EVALUATION_NUMBERS],  # the mean over the random orders
-    ("win_rate_deletion", pa.float64()), ("win_rate_insertion", pa.float64()),
+    ("win_rate_deletion", pa.float64()),
+    ("win_rate_insertion", pa.float64()),
 ]
 _TAIL = [("tensors", pa.string()), ("error", pa.string()), ("error_field", pa.string()), ("error_code", pa.int32())]
 REDUCES = ("mean", "max", "none")
@@ -354,8 +400,17 @@ def schema(kind: str, reduce: str = "mean", settings: dict | None = None, contin
     if kind == "gradients":
         fields = _COMMON + _TOKENS + _GRADIENTS + (_CONTINUATION if continuations else []) + _EVALUATION + _TAIL
     elif kind == "attention":
-        fields = _COMMON + _TOKENS + [("layers", pa.list_(pa.int32())), ("heads", pa.list_(pa.int32())),
-                                      ("reduce", pa.string()), ("attention", _attention_type(reduce))] + _TAIL
+        fields = (
+            _COMMON
+            + _TOKENS
+            + [
+                ("layers", pa.list_(pa.int32())),
+                ("heads", pa.list_(pa.int32())),
+                ("reduce", pa.string()),
+                ("attention", _attention_type(reduce)),
+            ]
+            + _TAIL
+        )
     else:
         raise ValueError(f"kind must be gradients or attention, got {kind!r}")
     metadata = {METADATA_KEY: orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)} if settings is not None else None
@@ -363,9 +418,15 @@ def schema(kind: str, reduce: str = "mean", settings: dict | None = None, contin
 
 
 def _input_columns(row: Row) -> dict:
-    return {"row": row.number, "id": row.id, "text": row.text, "text_pair": row.pair,
-            "messages": _json_text(row.messages), "sources": _json_text(row.sources),
-            "continuation": row.continuation}
+    return {
+        "row": row.number,
+        "id": row.id,
+        "text": row.text,
+        "text_pair": row.pair,
+        "messages": _json_text(row.messages),
+        "sources": _json_text(row.sources),
+        "continuation": row.continuation,
+    }
 
 
 def _json_text(value: Any) -> str | None:
@@ -395,15 +456,22 @@ def _prediction_columns(prediction: dict | None) -> dict:
     probabilities: dict[str, float] = {}
     for candidate in prediction["next_tokens"]:
         probabilities.setdefault(candidate["text"], candidate["prob"])
-    return {"prediction": prediction["next_tokens"][0]["text"] if prediction["next_tokens"] else None,
-            "probabilities": list(probabilities.items())}
+    return {
+        "prediction": prediction["next_tokens"][0]["text"] if prediction["next_tokens"] else None,
+        "probabilities": list(probabilities.items()),
+    }
 
 
 def gradients_record(row: Row, response: dict, tensors: str | None = None) -> dict:
     """An answered gradients row: the JSON summary (`format: json`, or an npz's `summary`)."""
     if "targets" in response:  # a continuation: one target per token
-        return {**_input_columns(row), **_token_columns(response), **_continuation_columns(response),
-                **evaluation_columns(response.get("evaluation")), "tensors": tensors}
+        return {
+            **_input_columns(row),
+            **_token_columns(response),
+            **_continuation_columns(response),
+            **evaluation_columns(response.get("evaluation")),
+            "tensors": tensors,
+        }
     target = response["target"]
     attributions = response.get("attributions")
     return {
@@ -449,22 +517,26 @@ def _continuation_columns(response: dict) -> dict:
     baseline = sum(t["baseline_score"] for t in targets)
     deltas = [t["convergence_delta"] for t in targets]
     delta = None if None in deltas else sum(deltas)  # saliency: no completeness
-    record.update({
-        "target_score": score,
-        "baseline_score": baseline,
-        "convergence_delta": delta,
-        "relative_delta": relative_delta(delta, score, baseline),
-        "n_steps": response["n_steps"],
-        "converged": response.get("converged"),
-        "within_tolerance": response["within_tolerance"],
-    })
+    record.update(
+        {
+            "target_score": score,
+            "baseline_score": baseline,
+            "convergence_delta": delta,
+            "relative_delta": relative_delta(delta, score, baseline),
+            "n_steps": response["n_steps"],
+            "converged": response.get("converged"),
+            "within_tolerance": response["within_tolerance"],
+        }
+    )
     if whole:
-        record.update({
-            "attributions": list(whole["attributions"]["raw"]),
-            "source_attributions": _with_texts(whole.get("sources"), response.get("sources")),
-            "sentence_attributions": _with_texts(whole.get("sentences"), response.get("sentences")),
-            "message_attributions": _json_text(whole.get("messages")),
-        })
+        record.update(
+            {
+                "attributions": list(whole["attributions"]["raw"]),
+                "source_attributions": _with_texts(whole.get("sources"), response.get("sources")),
+                "sentence_attributions": _with_texts(whole.get("sentences"), response.get("sentences")),
+                "message_attributions": _json_text(whole.get("messages")),
+            }
+        )
     return record
 
 
@@ -483,10 +555,12 @@ def evaluation_columns(evaluation: dict | None) -> dict:
     row = next((r for r in rows if r["target"] is None), rows[0])
     random = row.get("random") or {}
     return {
-        "evaluation_unit": evaluation["unit"], "evaluation_n_units": evaluation["n_units"],
+        "evaluation_unit": evaluation["unit"],
+        "evaluation_n_units": evaluation["n_units"],
         **{name: row[name] for name in EVALUATION_NUMBERS},
         **{f"random_{name}": random[name]["mean"] if random else None for name in EVALUATION_NUMBERS},
-        "win_rate_deletion": row["win_rate"]["deletion"], "win_rate_insertion": row["win_rate"]["insertion"],
+        "win_rate_deletion": row["win_rate"]["deletion"],
+        "win_rate_insertion": row["win_rate"]["insertion"],
     }
 
 
@@ -509,8 +583,7 @@ def reduce_heads(attention: np.ndarray, reduce: str) -> np.ndarray:
     raise ValueError(f"reduce must be one of {REDUCES}, got {reduce!r}")
 
 
-def attention_record(row: Row, response: dict, attention: np.ndarray, reduce: str,
-                     tensors: str | None = None) -> dict:
+def attention_record(row: Row, response: dict, attention: np.ndarray, reduce: str, tensors: str | None = None) -> dict:
     """An answered attention row; `attention` is the response's [L, H, T, T] array."""
     tokens = response["tokens"]
     prediction = response.get("prediction")
@@ -526,8 +599,9 @@ def attention_record(row: Row, response: dict, attention: np.ndarray, reduce: st
         "layers": list(block["layers"]),
         "heads": list(block["heads"]),
         "reduce": reduce,
-        "attention": nested_array(np.asarray(reduce_heads(np.asarray(attention, dtype=np.float32), reduce),
-                                             dtype=np.float32)),
+        "attention": nested_array(
+            np.asarray(reduce_heads(np.asarray(attention, dtype=np.float32), reduce), dtype=np.float32)
+        ),
         "tensors": tensors,
     }
 
@@ -615,8 +689,10 @@ class Output:
             # by meaning, not bytes: a setting added since (a column option left unset) is the same run
             differences = _differences(have, want) if want is not None and have != want else ""
             if differences:
-                raise DatasetError(f"{directory} holds results of other settings ({shard.name}): {differences}; "
-                                   "give another --out (or rerun with the same settings to resume)")
+                raise DatasetError(
+                    f"{directory} holds results of other settings ({shard.name}): {differences}; "
+                    "give another --out (or rerun with the same settings to resume)"
+                )
             out.done.update(pq.read_table(shard, columns=["row"]).column("row").to_pylist())
         return out
 
@@ -638,8 +714,11 @@ def _differences(there: bytes | None, here: bytes) -> str:
         return {prefix.rstrip("."): value}
 
     a, b = flat(orjson.loads(there)), flat(orjson.loads(here))
-    return ", ".join(f"{key} {orjson.dumps(a.get(key)).decode()} there, {orjson.dumps(b.get(key)).decode()} here"
-                     for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
+    return ", ".join(
+        f"{key} {orjson.dumps(a.get(key)).decode()} there, {orjson.dumps(b.get(key)).decode()} here"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    )
 
 
 def existing_shards(directory: Path) -> list[Path]:
@@ -656,8 +735,9 @@ class ShardWriter:
     """Buffers records and writes them as one shard every `shard_rows` rows or `flush_seconds`
     (so a killed run loses at most that much), and at close; each shard's rows sorted by row."""
 
-    def __init__(self, output: Output, shard_rows: int = 1000, flush_seconds: float = 60.0,
-                 shard_bytes: int = 64 << 20):
+    def __init__(
+        self, output: Output, shard_rows: int = 1000, flush_seconds: float = 60.0, shard_bytes: int = 64 << 20
+    ):
         self.output, self.shard_rows, self.flush_seconds = output, shard_rows, flush_seconds
         self.shard_bytes, self._bytes = shard_bytes, 0
         shards = output.shards
@@ -670,8 +750,11 @@ class ShardWriter:
     def add(self, record: dict) -> Path | None:
         self.buffer.append(record)
         self._bytes += _record_bytes(record)
-        if (len(self.buffer) >= self.shard_rows or self._bytes >= self.shard_bytes
-                or time.monotonic() - self._since >= self.flush_seconds):
+        if (
+            len(self.buffer) >= self.shard_rows
+            or self._bytes >= self.shard_bytes
+            or time.monotonic() - self._since >= self.flush_seconds
+        ):
             return self.flush()
         return None
 

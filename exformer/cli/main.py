@@ -41,8 +41,12 @@ from ..contract.vocabulary import (
 from . import dataset
 from .dataset import Columns, DatasetError, Row
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Attention and gradient explanations for Hugging Face transformers.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Attention and gradient explanations for Hugging Face transformers.",
+)
 
 KINDS = ("gradients", "attention")
 LOG_EVERY = 10.0  # s between progress lines when stderr is not a terminal
@@ -108,9 +112,11 @@ def _kind_of(model: str, given: Kind | None) -> str:
     for kind in KINDS:
         if model.endswith(f"-{kind}"):
             return kind
-    raise typer.BadParameter(f"cannot tell whether {model!r} is a gradients or an attention model from its "
-                             "name (archive.sh names end in -gradients / -attention); give --kind",
-                             param_hint="MODEL")
+    raise typer.BadParameter(
+        f"cannot tell whether {model!r} is a gradients or an attention model from its "
+        "name (archive.sh names end in -gradients / -attention); give --kind",
+        param_hint="MODEL",
+    )
 
 
 # --- explainers: a row in, a record out (or ServerError: not written, retried on a rerun) -------
@@ -178,8 +184,7 @@ class Local:
         from ..explain.checks import parse_request
         from ..explain.dispatch import explain_batch
 
-        request = parse_request(self.loaded, GradientsRequest,
-                                {**body, **({"format": "npz"} if self.tensors else {})})
+        request = parse_request(self.loaded, GradientsRequest, {**body, **({"format": "npz"} if self.tensors else {})})
         if not isinstance(request, GradientsRequest):
             raise request
         (result,) = explain_batch(self.loaded, [request])
@@ -291,9 +296,18 @@ class Progress:
                 def render(self, task):
                     return Text(f"{task.speed:.2f} rows/s" if task.speed else "… rows/s")
 
-            self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                           TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
-                           TextColumn("{task.fields[errors]} errors"), console=self.console, transient=False)
+            self.bar = Bar(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                Rate(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[errors]} errors"),
+                console=self.console,
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task(label, total=total or None, completed=already, errors=0)
         self.enabled = enabled
@@ -314,8 +328,10 @@ class Progress:
     def line(self) -> str:
         rate, left = self.rate(), max(0, self.total - self.already - self.done)
         eta = f"ETA {left / rate:.0f} s" if rate else "ETA ?"
-        return (f"{self.label}: {self.already + self.done:,}/{self.total:,} rows, {rate:.2f} rows/s, {eta}, "
-                f"{self.errors} errors")
+        return (
+            f"{self.label}: {self.already + self.done:,}/{self.total:,} rows, {rate:.2f} rows/s, {eta}, "
+            f"{self.errors} errors"
+        )
 
     def note(self, message: str) -> None:
         self.console.print(message, highlight=False)
@@ -332,8 +348,9 @@ class Progress:
 class Run:
     """Rows → explainer (up to `concurrency` at once) → shard writer; stops cleanly on SIGINT."""
 
-    def __init__(self, rows, explain, writer: "dataset.ShardWriter", progress: Progress, concurrency: int,
-                 max_lost: int):
+    def __init__(
+        self, rows, explain, writer: "dataset.ShardWriter", progress: Progress, concurrency: int, max_lost: int
+    ):
         self.rows, self.explain, self.writer, self.progress = rows, explain, writer, progress
         self.concurrency, self.max_lost = concurrency, max_lost
         self.stats = dataset.Stats()
@@ -402,8 +419,9 @@ class Run:
         self.progress.advance(True)
         if self.stats.first_error is None:
             self.stats.first_error = f"row {row.number}: {error}"
-            self.progress.note(f"[yellow]row {row.number} not written (the server failed; a rerun retries it): "
-                               f"{error}[/]")
+            self.progress.note(
+                f"[yellow]row {row.number} not written (the server failed; a rerun retries it): {error}[/]"
+            )
         if self._consecutive_lost >= self.max_lost and self.fatal is None:
             self.fatal = f"{self._consecutive_lost} rows in a row failed on the server side; last: {error}"
             self._cancel()
@@ -417,8 +435,7 @@ def _run(run: Run, writer: "dataset.ShardWriter") -> None:
     def on_sigint(signum, frame):
         if run.interrupted:
             raise KeyboardInterrupt
-        run.progress.note("[yellow]Ctrl-C: stopping, saving the rows answered so far "
-                          "(Ctrl-C again to stop at once)[/]")
+        run.progress.note("[yellow]Ctrl-C: stopping, saving the rows answered so far (Ctrl-C again to stop at once)[/]")
         run.interrupt()
 
     stops = (signal.SIGINT, signal.SIGTERM)  # SIGTERM (a batch system, `timeout`) stops the same way
@@ -448,14 +465,22 @@ def _summary(run: Run, output: "dataset.Output", model: str, out: Path, total: i
     wins = stats.win_rates()
     new = stats.ok + stats.refused
     return {
-        "model": model, "out": str(out), "rows_total": total, "rows_in_out": len(output.done),
-        "rows_ok": stats.ok, "rows_failed": stats.refused, "rows_not_written": stats.lost,
-        "seconds": round(seconds, 3), "rows_per_s": round(new / seconds, 3) if seconds > 0 else None,
-        "relative_delta_median": deltas[0] if deltas else None, "relative_delta_max": deltas[1] if deltas else None,
+        "model": model,
+        "out": str(out),
+        "rows_total": total,
+        "rows_in_out": len(output.done),
+        "rows_ok": stats.ok,
+        "rows_failed": stats.refused,
+        "rows_not_written": stats.lost,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(new / seconds, 3) if seconds > 0 else None,
+        "relative_delta_median": deltas[0] if deltas else None,
+        "relative_delta_max": deltas[1] if deltas else None,
         "rows_evaluated": len(stats.wins["deletion"]),
         "win_rate_deletion_mean": wins["deletion"] if wins else None,
         "win_rate_insertion_mean": wins["insertion"] if wins else None,
-        "shards_written": [p.name for p in run.writer.written], "interrupted": run.interrupted,
+        "shards_written": [p.name for p in run.writer.written],
+        "interrupted": run.interrupted,
         "first_error": stats.first_error,
     }
 
@@ -469,120 +494,225 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     console = Console(highlight=False, soft_wrap=True)
     s = summary
     shards = s["shards_written"]
-    console.print(f"{s['model']}: {s['rows_ok'] + s['rows_failed']:,} rows written to {s['out']} in "
-                  f"{len(shards)} shard{'s' * (len(shards) != 1)} ({s['rows_in_out']:,} of {s['rows_total']:,} "
-                  f"rows there now)")
+    console.print(
+        f"{s['model']}: {s['rows_ok'] + s['rows_failed']:,} rows written to {s['out']} in "
+        f"{len(shards)} shard{'s' * (len(shards) != 1)} ({s['rows_in_out']:,} of {s['rows_total']:,} "
+        f"rows there now)"
+    )
     rate = f"{s['rows_per_s']:.2f}" if s["rows_per_s"] is not None else "-"
-    console.print(f"  ok {s['rows_ok']:,}, failed {s['rows_failed']:,} (written with their error)"
-                  + (f", not written {s['rows_not_written']:,} (server errors; a rerun retries them)"
-                     if s["rows_not_written"] else "")
-                  + f"; {rate} rows/s over {s['seconds']:.1f} s")
+    console.print(
+        f"  ok {s['rows_ok']:,}, failed {s['rows_failed']:,} (written with their error)"
+        + (
+            f", not written {s['rows_not_written']:,} (server errors; a rerun retries them)"
+            if s["rows_not_written"]
+            else ""
+        )
+        + f"; {rate} rows/s over {s['seconds']:.1f} s"
+    )
     if s["relative_delta_median"] is not None:
-        console.print(f"  relative convergence delta |Σattr − (F(x) − F(x′))| / |F(x) − F(x′)|: "
-                      f"median {s['relative_delta_median']:.2e}, max {s['relative_delta_max']:.2e}")
+        console.print(
+            f"  relative convergence delta |Σattr − (F(x) − F(x′))| / |F(x) − F(x′)|: "
+            f"median {s['relative_delta_median']:.2e}, max {s['relative_delta_max']:.2e}"
+        )
     if s["win_rate_deletion_mean"] is not None:
-        console.print(f"  faithfulness over {s['rows_evaluated']:,} rows: mean win rate against random orders "
-                      f"deletion {s['win_rate_deletion_mean']:.2f}, insertion {s['win_rate_insertion_mean']:.2f}")
+        console.print(
+            f"  faithfulness over {s['rows_evaluated']:,} rows: mean win rate against random orders "
+            f"deletion {s['win_rate_deletion_mean']:.2f}, insertion {s['win_rate_insertion_mean']:.2f}"
+        )
 
 
 @app.command()
 def explain(
-    model: Annotated[str, typer.Argument(help="Served model name (e.g. sentiment-gradients, minilm-attention); "
-                                              "with --local, the name given to the loaded model.")],
-    input: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file (.gz/.bz2/.xz for the text formats).",
-                                          exists=True, dir_okay=False, readable=True)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory of Parquet shards (created; "
-                                                          "a rerun resumes into it).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Served model name (e.g. sentiment-gradients, minilm-attention); "
+            "with --local, the name given to the loaded model."
+        ),
+    ],
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, TSV, JSONL or Parquet file (.gz/.bz2/.xz for the text formats).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory of Parquet shards (created; a rerun resumes into it).")
+    ],
     text_column: Annotated[str, typer.Option(help="Column (JSONL: key) of the text.")] = "text",
     pair_column: Annotated[str | None, typer.Option(help="Column of a second segment (sentence pairs).")] = None,
-    target_column: Annotated[str | None, typer.Option(
-        help="Gradients: column of the target (label or class index; causal LMs: next token). "
-             "Empty: the model's prediction.")] = None,
+    target_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Gradients: column of the target (label or class index; causal LMs: next token). "
+            "Empty: the model's prediction."
+        ),
+    ] = None,
     id_column: Annotated[str | None, typer.Option(help="Column copied to the output's `id` (as text).")] = None,
-    messages_column: Annotated[str | None, typer.Option(
-        help='Gradients, chat models: column of the conversation, a JSON array of {"role", "content"} (JSONL, '
-             "Parquet: or the array itself); it replaces the text (whose column is then optional). Needs a "
-             "continuation (--continuation-column) or --max-new-tokens.")] = None,
-    sources_column: Annotated[str | None, typer.Option(
-        help='Gradients, causal LMs: column of the named spans of the prompt (e.g. RAG documents), a JSON array of '
-             '{"id", "message", "start", "end"} or {"id", "text"}; answers sum per source.')] = None,
-    continuation_column: Annotated[str | None, typer.Option(
-        help="Gradients, causal LMs: column of the text that follows the prompt (an answer); each of its "
-             "tokens is a target. Empty: generated with --max-new-tokens.")] = None,
+    messages_column: Annotated[
+        str | None,
+        typer.Option(
+            help='Gradients, chat models: column of the conversation, a JSON array of {"role", "content"} (JSONL, '
+            "Parquet: or the array itself); it replaces the text (whose column is then optional). Needs a "
+            "continuation (--continuation-column) or --max-new-tokens."
+        ),
+    ] = None,
+    sources_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Gradients, causal LMs: column of the named spans of the prompt (e.g. RAG documents), a JSON array of "
+            '{"id", "message", "start", "end"} or {"id", "text"}; answers sum per source.'
+        ),
+    ] = None,
+    continuation_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Gradients, causal LMs: column of the text that follows the prompt (an answer); each of its "
+            "tokens is a target. Empty: generated with --max-new-tokens."
+        ),
+    ] = None,
     format: Annotated[str | None, typer.Option(help="csv, tsv, jsonl or parquet (default: from the name).")] = None,
     kind: Annotated[Kind | None, typer.Option(help="Default: from the model name's -gradients/-attention.")] = None,
-    n_steps: Annotated[str | None, typer.Option(
-        callback=lambda value: _n_steps(value),
-        help='Gradients: path points (server default 50), or "auto": as many as --tolerance needs.')] = None,
-    tolerance: Annotated[float | None, typer.Option(
-        help='Gradients with --n-steps auto: the relative convergence delta to reach (server default 0.01).')] = None,
-    baseline: Annotated[str | None, typer.Option(
-        help=f"Gradients: {', '.join(BASELINES)} (server default pad; zero without a pad token).")] = None,
-    method: Annotated[str | None, typer.Option(
-        help=f"Gradients: {', '.join(FIXED_METHODS)} (default {FIXED_METHODS[0]}); with --n-steps auto: "
-             f"{' or '.join(NESTED_METHODS)} (default {NESTED_METHODS[0]}).")] = None,
-    score: Annotated[str | None, typer.Option(
-        help=f"Gradients: the F attributed: {', '.join(SCORES)} (default {SCORES[0]}).")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(
-        min=1, help="Gradients, causal LMs: generate each row's continuation greedily, at most this many tokens "
-                    "(rows without one in --continuation-column).")] = None,
-    attribution: Annotated[str | None, typer.Option(
-        help=f"Gradients: {', '.join(get_args(Attribution))} (default {get_args(Attribution)[0]}); "
-             f"{', '.join(GRADIENT_ATTRIBUTIONS)} for any target, the forward-only ones (continuations only) leave "
-             "out one --unit at a time (occlusion) or at random (contextcite).")] = None,
-    unit: Annotated[str | None, typer.Option(
-        help=f"occlusion/contextcite: what is left out: {', '.join(get_args(Unit))} (default source with "
-             "--sources-column, else sentence).")] = None,
-    ablation: Annotated[str | None, typer.Option(
-        help=f"occlusion/contextcite: {', '.join(get_args(Ablation))} (default {get_args(Ablation)[0]}): "
-             "the unit's text taken out, or its tokens replaced by the baseline token.")] = None,
-    n_ablations: Annotated[int | None, typer.Option(
-        help="contextcite: random masks the surrogate is fit on.")] = None,
-    keep_probability: Annotated[float | None, typer.Option(
-        help="contextcite: the chance that a unit is kept in a mask.")] = None,
-    n_holdout: Annotated[int | None, typer.Option(
-        help="contextcite: masks the surrogate's fit is measured on.")] = None,
-    evaluate: Annotated[bool, typer.Option(
-        "--evaluate", help="Gradients: also measure each row's faithfulness (the request's evaluate): deletion and "
-                           "insertion AOPC, comprehensiveness, sufficiency, their means over random orders and the "
-                           "win rates, as columns (a continuation: its whole answer's). Any --evaluate-* implies it.")
+    n_steps: Annotated[
+        str | None,
+        typer.Option(
+            callback=lambda value: _n_steps(value),
+            help='Gradients: path points (server default 50), or "auto": as many as --tolerance needs.',
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Gradients with --n-steps auto: the relative convergence delta to reach (server default 0.01)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help=f"Gradients: {', '.join(BASELINES)} (server default pad; zero without a pad token)."),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Gradients: {', '.join(FIXED_METHODS)} (default {FIXED_METHODS[0]}); with --n-steps auto: "
+            f"{' or '.join(NESTED_METHODS)} (default {NESTED_METHODS[0]})."
+        ),
+    ] = None,
+    score: Annotated[
+        str | None, typer.Option(help=f"Gradients: the F attributed: {', '.join(SCORES)} (default {SCORES[0]}).")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Gradients, causal LMs: generate each row's continuation greedily, at most this many tokens "
+            "(rows without one in --continuation-column).",
+        ),
+    ] = None,
+    attribution: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Gradients: {', '.join(get_args(Attribution))} (default {get_args(Attribution)[0]}); "
+            f"{', '.join(GRADIENT_ATTRIBUTIONS)} for any target, the forward-only ones (continuations only) leave "
+            "out one --unit at a time (occlusion) or at random (contextcite)."
+        ),
+    ] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            help=f"occlusion/contextcite: what is left out: {', '.join(get_args(Unit))} (default source with "
+            "--sources-column, else sentence)."
+        ),
+    ] = None,
+    ablation: Annotated[
+        str | None,
+        typer.Option(
+            help=f"occlusion/contextcite: {', '.join(get_args(Ablation))} (default {get_args(Ablation)[0]}): "
+            "the unit's text taken out, or its tokens replaced by the baseline token."
+        ),
+    ] = None,
+    n_ablations: Annotated[int | None, typer.Option(help="contextcite: random masks the surrogate is fit on.")] = None,
+    keep_probability: Annotated[
+        float | None, typer.Option(help="contextcite: the chance that a unit is kept in a mask.")
+    ] = None,
+    n_holdout: Annotated[
+        int | None, typer.Option(help="contextcite: masks the surrogate's fit is measured on.")
+    ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Gradients: also measure each row's faithfulness (the request's evaluate): deletion and "
+            "insertion AOPC, comprehensiveness, sufficiency, their means over random orders and the "
+            "win rates, as columns (a continuation: its whole answer's). Any --evaluate-* implies it.",
+        ),
     ] = False,
-    evaluate_unit: Annotated[str | None, typer.Option(
-        help=f"--evaluate: what is removed: {', '.join(get_args(Unit))} (default: the method's own unit; tokens "
-             "for a gradient method).")] = None,
-    evaluate_steps: Annotated[int | None, typer.Option(
-        help="--evaluate: points of each curve after the first (server default 10).")] = None,
-    evaluate_random_orders: Annotated[int | None, typer.Option(
-        help="--evaluate: random orders compared with (server default 10; 0: none, and no win rates).")] = None,
+    evaluate_unit: Annotated[
+        str | None,
+        typer.Option(
+            help=f"--evaluate: what is removed: {', '.join(get_args(Unit))} (default: the method's own unit; tokens "
+            "for a gradient method)."
+        ),
+    ] = None,
+    evaluate_steps: Annotated[
+        int | None, typer.Option(help="--evaluate: points of each curve after the first (server default 10).")
+    ] = None,
+    evaluate_random_orders: Annotated[
+        int | None,
+        typer.Option(help="--evaluate: random orders compared with (server default 10; 0: none, and no win rates)."),
+    ] = None,
     evaluate_seed: Annotated[int | None, typer.Option(help="--evaluate: the random orders' seed (default 0).")] = None,
-    evaluate_top_fraction: Annotated[float | None, typer.Option(
-        help="--evaluate: the share of units ERASER's comprehensiveness removes and sufficiency keeps "
-             "(server default 0.2).")] = None,
-    aggregate: Annotated[str | None, typer.Option(
-        help=f"Gradients: {', '.join(get_args(Aggregate))}: also sum integrated gradients per word or (with a "
-             "continuation) per sentence.")] = None,
+    evaluate_top_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="--evaluate: the share of units ERASER's comprehensiveness removes and sufficiency keeps "
+            "(server default 0.2)."
+        ),
+    ] = None,
+    aggregate: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Gradients: {', '.join(get_args(Aggregate))}: also sum integrated gradients per word or (with a "
+            "continuation) per sentence."
+        ),
+    ] = None,
     layers: Annotated[str | None, typer.Option(help='Attention: "all" or indices, e.g. 0,5.')] = None,
     heads: Annotated[str | None, typer.Option(help='Attention: "all" or indices.')] = None,
-    reduce: Annotated[Reduce, typer.Option(help="Attention: over heads, stored as per-layer [T, T] lists; "
-                                                "none: [L, H, T, T].")] = Reduce.mean,
-    encoding: Annotated[Encoding, typer.Option(help="Attention on the wire: json (exact) or float16-base64 "
-                                                    "(4.4-4.9x smaller, 3 digits).")] = Encoding.json,
-    url: Annotated[str, typer.Option(envvar="EXFORMER_URL", help="TorchServe's inference API.")] = "http://127.0.0.1:8080",
-    protocol: Annotated[Protocol, typer.Option(
-        help="torchserve: TorchServe's inference API; kserve-v1: an InferenceService on exformer's KServe "
-             "runtime (JSON only; no management API there, so concurrency is --concurrency, default 2).")
+    reduce: Annotated[
+        Reduce, typer.Option(help="Attention: over heads, stored as per-layer [T, T] lists; none: [L, H, T, T].")
+    ] = Reduce.mean,
+    encoding: Annotated[
+        Encoding,
+        typer.Option(help="Attention on the wire: json (exact) or float16-base64 (4.4-4.9x smaller, 3 digits)."),
+    ] = Encoding.json,
+    url: Annotated[
+        str, typer.Option(envvar="EXFORMER_URL", help="TorchServe's inference API.")
+    ] = "http://127.0.0.1:8080",
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="torchserve: TorchServe's inference API; kserve-v1: an InferenceService on exformer's KServe "
+            "runtime (JSON only; no management API there, so concurrency is --concurrency, default 2)."
+        ),
     ] = Protocol.torchserve,
     management_url: Annotated[str | None, typer.Option(help="Default: the inference port + 1.")] = None,
     token: Annotated[str | None, typer.Option(envvar="EXFORMER_TOKEN", help="Inference key (Bearer).")] = None,
-    management_token: Annotated[str | None, typer.Option(envvar="EXFORMER_MANAGEMENT_TOKEN",
-                                                            help="Management key (Bearer).")] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="Requests in flight (default: 2 × the "
-                                                                   "model's workers; 1 with --local).")] = None,
+    management_token: Annotated[
+        str | None, typer.Option(envvar="EXFORMER_MANAGEMENT_TOKEN", help="Management key (Bearer).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight (default: 2 × the model's workers; 1 with --local).")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 600.0,
-    tensors: Annotated[bool, typer.Option("--tensors", help="Also write each row's full tensors "
-                                                            "(_tensors/<row>.npz).")] = False,
-    local: Annotated[Path | None, typer.Option(help="Run in this process on this model directory "
-                                                       "(no TorchServe).", file_okay=False, exists=True)] = None,
+    tensors: Annotated[
+        bool, typer.Option("--tensors", help="Also write each row's full tensors (_tensors/<row>.npz).")
+    ] = False,
+    local: Annotated[
+        Path | None,
+        typer.Option(help="Run in this process on this model directory (no TorchServe).", file_okay=False, exists=True),
+    ] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard (also written every minute).")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON line on stdout.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
@@ -594,16 +724,38 @@ def explain(
     written.
     """
     kind_name = _kind_of(model, kind)
-    columns = Columns(text=text_column, pair=pair_column, target=target_column, id=id_column,
-                      messages=messages_column, sources=sources_column, continuation=continuation_column)
-    gradient_options = {"n_steps": n_steps, "tolerance": tolerance, "baseline": baseline, "method": method,
-                        "score": score, "attribution": attribution, "unit": unit, "ablation": ablation,
-                        "n_ablations": n_ablations, "keep_probability": keep_probability, "n_holdout": n_holdout,
-                        "aggregate": aggregate,
-                        "generate": None if max_new_tokens is None else {"max_new_tokens": max_new_tokens},
-                        "evaluate": _evaluate(evaluate, unit=evaluate_unit, steps=evaluate_steps,
-                                              random_orders=evaluate_random_orders, seed=evaluate_seed,
-                                              top_fraction=evaluate_top_fraction)}
+    columns = Columns(
+        text=text_column,
+        pair=pair_column,
+        target=target_column,
+        id=id_column,
+        messages=messages_column,
+        sources=sources_column,
+        continuation=continuation_column,
+    )
+    gradient_options = {
+        "n_steps": n_steps,
+        "tolerance": tolerance,
+        "baseline": baseline,
+        "method": method,
+        "score": score,
+        "attribution": attribution,
+        "unit": unit,
+        "ablation": ablation,
+        "n_ablations": n_ablations,
+        "keep_probability": keep_probability,
+        "n_holdout": n_holdout,
+        "aggregate": aggregate,
+        "generate": None if max_new_tokens is None else {"max_new_tokens": max_new_tokens},
+        "evaluate": _evaluate(
+            evaluate,
+            unit=evaluate_unit,
+            steps=evaluate_steps,
+            random_orders=evaluate_random_orders,
+            seed=evaluate_seed,
+            top_fraction=evaluate_top_fraction,
+        ),
+    }
     attention_given = {"--layers": layers, "--heads": heads}
     options: dict[str, Any]  # the request's fields
     if kind_name == "gradients":
@@ -616,28 +768,45 @@ def explain(
         wrong = [f"--{k.replace('_', '-')}" for k, v in gradient_options.items() if v is not None]
         wrong = ["--max-new-tokens" if w == "--generate" else w for w in wrong]
         wrong += [f"--{k}-column" for k in ("target", "messages", "sources", "continuation") if getattr(columns, k)]
-        options = {"layers": _indices(layers, "--layers"), "heads": _indices(heads, "--heads"),
-                   "encoding": encoding.value}
+        options = {
+            "layers": _indices(layers, "--layers"),
+            "heads": _indices(heads, "--heads"),
+            "encoding": encoding.value,
+        }
         reduce_name = reduce.value
     if wrong:
         raise typer.BadParameter(f"{', '.join(wrong)}: not for a {kind_name} model", param_hint="options")
     if tensors and attribution in FORWARD_ATTRIBUTIONS:
-        raise typer.BadParameter(f"{attribution} answers one value per unit: no tensors (integrated gradients "
-                                 "only)", param_hint="--tensors")
+        raise typer.BadParameter(
+            f"{attribution} answers one value per unit: no tensors (integrated gradients only)", param_hint="--tensors"
+        )
     if tensors and Protocol(protocol) is Protocol.kserve_v1 and not local:
-        raise typer.BadParameter("KServe's v1 protocol answers JSON: the full tensors come from TorchServe's "
-                                 "/predictions (--protocol torchserve)", param_hint="--tensors")
+        raise typer.BadParameter(
+            "KServe's v1 protocol answers JSON: the full tensors come from TorchServe's "
+            "/predictions (--protocol torchserve)",
+            param_hint="--tensors",
+        )
 
     console_err = _err_console()
     try:
         fmt = dataset.detect_format(input, format)
         # What the rows depend on; a rerun into the same --out must match it (exact json
         # attention and --local compute the same values, so neither is part of it).
-        settings = {"version": 1, "model": model, "kind": kind_name, "input": input.name,
-                    "columns": vars(columns), "reduce": reduce_name,
-                    "request": {k: v for k, v in options.items() if k != "encoding" or v != "json"}}
-        schema = dataset.schema(kind_name, reduce_name or "mean", settings,
-                                continuations=columns.continuations() or max_new_tokens is not None)
+        settings = {
+            "version": 1,
+            "model": model,
+            "kind": kind_name,
+            "input": input.name,
+            "columns": vars(columns),
+            "reduce": reduce_name,
+            "request": {k: v for k, v in options.items() if k != "encoding" or v != "json"},
+        }
+        schema = dataset.schema(
+            kind_name,
+            reduce_name or "mean",
+            settings,
+            continuations=columns.continuations() or max_new_tokens is not None,
+        )
         output = dataset.Output.open(out, schema, tensors=tensors)
     except DatasetError as error:
         console_err.print(f"[red]error:[/] {error}", highlight=False)
@@ -650,15 +819,20 @@ def explain(
         rows = _chain(first, rows)
         left = max(0, total - len(output.done))
         if output.done:
-            console_err.print(f"{out}: {len(output.done):,} rows already written"
-                              + ("; resuming" if left else "; nothing left to explain"), highlight=False)
+            console_err.print(
+                f"{out}: {len(output.done):,} rows already written"
+                + ("; resuming" if left else "; nothing left to explain"),
+                highlight=False,
+            )
         if local is not None:
-            explainer, label, workers_note = _local(local, model, kind_name, options, reduce_name, tensors, out,
-                                                    console_err, left)
+            explainer, label, workers_note = _local(
+                local, model, kind_name, options, reduce_name, tensors, out, console_err, left
+            )
             concurrency = 1 if concurrency is None else concurrency
         else:
-            client, served = _client(url, management_url, token, management_token, timeout, model, console_err,
-                                     Protocol(protocol).value)
+            client, served = _client(
+                url, management_url, token, management_token, timeout, model, console_err, Protocol(protocol).value
+            )
             if concurrency is None:
                 workers = served.workers if served else 0
                 concurrency = 2 * workers if workers else 2
@@ -684,16 +858,25 @@ def explain(
     summary = _summary(run, output, model, out, max(total, len(output.done)), seconds)
     _print_summary(summary, as_json)
     if run.interrupted:
-        console_err.print(f"[yellow]Interrupted.[/] {len(output.done):,} of {summary['rows_total']:,} rows are in "
-                          f"{out}; resume with the same command:\n  {_resume_command()}", highlight=False)
+        console_err.print(
+            f"[yellow]Interrupted.[/] {len(output.done):,} of {summary['rows_total']:,} rows are in "
+            f"{out}; resume with the same command:\n  {_resume_command()}",
+            highlight=False,
+        )
         raise typer.Exit(130)
     if run.fatal:
-        console_err.print(f"[red]Stopped:[/] {run.fatal}\nRows answered are saved; rerun the same command "
-                          f"to resume:\n  {_resume_command()}", highlight=False)
+        console_err.print(
+            f"[red]Stopped:[/] {run.fatal}\nRows answered are saved; rerun the same command "
+            f"to resume:\n  {_resume_command()}",
+            highlight=False,
+        )
         raise typer.Exit(1)
     if run.stats.lost:
-        console_err.print(f"[yellow]{run.stats.lost} rows not written[/] (server errors; first: "
-                          f"{run.stats.first_error}); rerun the same command to retry them", highlight=False)
+        console_err.print(
+            f"[yellow]{run.stats.lost} rows not written[/] (server errors; first: "
+            f"{run.stats.first_error}); rerun the same command to retry them",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
@@ -709,8 +892,17 @@ def _chain(first, rest):
         yield from rest
 
 
-def _local(model_dir: Path, model: str, kind: str, options: dict, reduce: str | None, tensors: bool, out: Path,
-           console, left: int):
+def _local(
+    model_dir: Path,
+    model: str,
+    kind: str,
+    options: dict,
+    reduce: str | None,
+    tensors: bool,
+    out: Path,
+    console,
+    left: int,
+):
     from transformers.utils import logging as hf_logging
 
     from ..core.loading import load_model
@@ -720,11 +912,16 @@ def _local(model_dir: Path, model: str, kind: str, options: dict, reduce: str | 
         console.print(f"loading {model_dir} …", highlight=False)
     loaded = load_model(model_dir, name=model)
     if kind == "gradients" and loaded.head not in ("sequence-classification", "causal-lm"):
-        raise typer.BadParameter(f"{model_dir} has no classification or causal-LM head: no gradients to "
-                                 "explain (use --kind attention)", param_hint="--local")
+        raise typer.BadParameter(
+            f"{model_dir} has no classification or causal-LM head: no gradients to explain (use --kind attention)",
+            param_hint="--local",
+        )
     local_options = {k: v for k, v in options.items() if k != "encoding"}  # nothing goes over a wire
-    return (Local(loaded, kind, local_options, reduce or "mean", tensors, out), f"{model} (local)",
-            f"in this process, {_threads()} threads")
+    return (
+        Local(loaded, kind, local_options, reduce or "mean", tensors, out),
+        f"{model} (local)",
+        f"in this process, {_threads()} threads",
+    )
 
 
 def _threads() -> int:
@@ -740,8 +937,9 @@ def _client(url, management_url, token, management_token, timeout, model, consol
     from ..contract.errors import RequestError, ServerError
 
     async def ask():
-        client = AsyncClient(url, token=token, management_url=management_url, management_token=management_token,
-                             timeout=timeout)
+        client = AsyncClient(
+            url, token=token, management_url=management_url, management_token=management_token, timeout=timeout
+        )
         try:
             return await client.models()
         finally:
@@ -753,16 +951,23 @@ def _client(url, management_url, token, management_token, timeout, model, consol
             raise ValueError("a KServe InferenceService has no management API")
         models = asyncio.run(ask())
     except (ServerError, RequestError, ValueError) as error:
-        console.print(f"[yellow]cannot list the served models ({error}); concurrency 2 unless "
-                      "--concurrency[/]", highlight=False)
+        console.print(
+            f"[yellow]cannot list the served models ({error}); concurrency 2 unless --concurrency[/]", highlight=False
+        )
     else:
         served = next((m for m in models if m.name == model), None)
         if served is None:
             names = ", ".join(m.name for m in models) or "none"
             console.print(f"[red]error:[/] {url} serves no model {model!r}; it serves: {names}", highlight=False)
             raise typer.Exit(2)
-    client = AsyncClient(url, token=token, management_url=management_url, management_token=management_token,
-                         timeout=timeout, protocol=protocol)
+    client = AsyncClient(
+        url,
+        token=token,
+        management_url=management_url,
+        management_token=management_token,
+        timeout=timeout,
+        protocol=protocol,
+    )
     return client, served
 
 

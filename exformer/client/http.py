@@ -161,8 +161,13 @@ class Call:
     answer: Any = field(default=None, repr=False)
 
     def request(self) -> httpx.Request:
-        return httpx.Request(self.method, self.url, headers=self.headers, content=self.content,
-                             extensions={"timeout": httpx.Timeout(self.timeout).as_dict()})
+        return httpx.Request(
+            self.method,
+            self.url,
+            headers=self.headers,
+            content=self.content,
+            extensions={"timeout": httpx.Timeout(self.timeout).as_dict()},
+        )
 
     def after(self, answer: httpx.Response | httpx.TransportError) -> float | None:
         """Seconds to wait before sending again; None when `answer` is final."""
@@ -187,8 +192,12 @@ class Call:
             try:
                 return self.decode(answer)
             except (ValueError, KeyError, TypeError) as error:
-                raise ServerError(f"{where}: a {status} answer that is not an explanation ({error})",
-                                  status, answer.content, self.sends) from error
+                raise ServerError(
+                    f"{where}: a {status} answer that is not an explanation ({error})",
+                    status,
+                    answer.content,
+                    self.sends,
+                ) from error
         body = _json_object(answer.content)
         body = _v1_error(body) or body  # KServe v1: {"predictions": [{"error": {...}}]}
         if 400 <= status < 500:
@@ -211,8 +220,10 @@ def _request_body(text: str | None, options: dict, defaults: dict) -> dict:
 def _gradients_format(tensors: bool, options: dict) -> str:
     fmt = options.pop("format", None) or ("npz" if tensors else "json")
     if fmt not in ("json", "npz") or (tensors and fmt != "npz"):
-        raise ValueError(f"gradients(): format {fmt!r} with tensors={tensors}: the JSON summary is the default, "
-                         "tensors=True fetches npz; for torch-gzip use explain(model, body)")
+        raise ValueError(
+            f"gradients(): format {fmt!r} with tensors={tensors}: the JSON summary is the default, "
+            "tensors=True fetches npz; for torch-gzip use explain(model, body)"
+        )
     return fmt
 
 
@@ -224,8 +235,13 @@ def _served_model(description: list[dict]) -> ServedModel:
     info = description[0]  # the default version
     name, workers = info["modelName"], info.get("workers", [])
     handler = next((h for h in ("attention", "gradients") if name.endswith(f"-{h}")), None)
-    return ServedModel(name, handler, len(workers), sum(w.get("status") == "READY" for w in workers),
-                       int(info.get("maxWorkers", len(workers))))
+    return ServedModel(
+        name,
+        handler,
+        len(workers),
+        sum(w.get("status") == "READY" for w in workers),
+        int(info.get("maxWorkers", len(workers))),
+    )
 
 
 def _management_default(url: str) -> str | None:
@@ -240,9 +256,17 @@ class _Calls:
 
     _transport: type
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, management_url: str | None = None,
-                 management_token: str | None = None, timeout: float = 300.0, retries: int = 3,
-                 backoff: float = 0.5, protocol: str = "torchserve"):
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        management_url: str | None = None,
+        management_token: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        protocol: str = "torchserve",
+    ):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r}: one of {PROTOCOLS}")
         self.protocol = protocol
@@ -256,28 +280,51 @@ class _Calls:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
-    def _call(self, method: str, url: str, token: str | None, content: bytes | None, timeout: float | None,
-              decode: Callable) -> Call:
+    def _call(
+        self, method: str, url: str, token: str | None, content: bytes | None, timeout: float | None, decode: Callable
+    ) -> Call:
         headers = {"Accept": "application/json, application/x-npz, application/gzip"}
         if content is not None:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return Call(method, url, headers, content, self.timeout if timeout is None else timeout, decode,
-                    self.retries, self.backoff)
+        return Call(
+            method,
+            url,
+            headers,
+            content,
+            self.timeout if timeout is None else timeout,
+            decode,
+            self.retries,
+            self.backoff,
+        )
 
     def _explain_call(self, model: str, body: dict, timeout: float | None, details: type | None = None) -> Call:
         details = details or (GradientsResult if model.endswith("-gradients") else AttentionResult)
         if self.protocol == "kserve-v1":  # an InferenceService: one instance, its answer unwrapped
             if body.get("format", "json") != "json":
-                raise ValueError(f"KServe's v1 protocol answers JSON, not {body['format']!r}: the full tensors "
-                                 "(tensors=True, npz, torch-gzip) come from TorchServe's /predictions")
+                raise ValueError(
+                    f"KServe's v1 protocol answers JSON, not {body['format']!r}: the full tensors "
+                    "(tensors=True, npz, torch-gzip) come from TorchServe's /predictions"
+                )
             content = orjson.dumps({"instances": [body]}, option=orjson.OPT_SERIALIZE_NUMPY)
-            return self._call("POST", f"{self.url}/v1/models/{quote(model, safe='')}:predict", self.token, content,
-                              timeout, partial(decode_v1_explanation, details=details))
+            return self._call(
+                "POST",
+                f"{self.url}/v1/models/{quote(model, safe='')}:predict",
+                self.token,
+                content,
+                timeout,
+                partial(decode_v1_explanation, details=details),
+            )
         content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-        return self._call("POST", f"{self.url}/predictions/{quote(model, safe='')}", self.token, content, timeout,
-                          partial(decode_explanation, details=details))
+        return self._call(
+            "POST",
+            f"{self.url}/predictions/{quote(model, safe='')}",
+            self.token,
+            content,
+            timeout,
+            partial(decode_explanation, details=details),
+        )
 
     def _attention_call(self, model, text, timeout, options) -> Call:
         body = _request_body(text, options, {"encoding": "float16-base64"})
@@ -314,15 +361,17 @@ class Client(_Calls):
 
     _transport = httpx.Client
 
-    def attention(self, model: str, text: str | None = None, *, timeout: float | None = None,
-                  **options) -> AttentionResult:
+    def attention(
+        self, model: str, text: str | None = None, *, timeout: float | None = None, **options
+    ) -> AttentionResult:
         """Attention of `text` (`options`: the contract's fields, e.g. layers=[0], heads=[1, 2],
         text_pair=…, mask=[3], top_k=3). Fetched as float16-base64 (4.4-4.9x smaller than json)
         unless encoding="json"; `.attention` is float32 either way. No text: the model's details."""
         return self._send(self._attention_call(model, text, timeout, options))
 
-    def gradients(self, model: str, text: str | None = None, *, tensors: bool = False, timeout: float | None = None,
-                  **options) -> GradientsResult:
+    def gradients(
+        self, model: str, text: str | None = None, *, tensors: bool = False, timeout: float | None = None, **options
+    ) -> GradientsResult:
         """Integrated gradients of `text` (`options`: target=, baseline=, n_steps=, method=,
         score=, returns=[…] for `return`, text_pair=…; causal LMs: continuation=…,
         generate={"max_new_tokens": n}, foil=…, messages=[…] instead of text, sources=[…],
@@ -373,8 +422,9 @@ class AsyncClient(_Calls):
 
     _transport = httpx.AsyncClient
 
-    async def attention(self, model: str, text: str | None = None, *, timeout: float | None = None,
-                        **options) -> AttentionResult:
+    async def attention(
+        self, model: str, text: str | None = None, *, timeout: float | None = None, **options
+    ) -> AttentionResult:
         """See Client.attention."""
         return await self._send(self._attention_call(model, text, timeout, options))
 

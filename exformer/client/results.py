@@ -92,8 +92,11 @@ class AttentionResult(_Result):
     kind = "attention"
 
     def _block(self, key: str) -> dict:
-        hint = "an empty request returns the model's details only" if "tokens" not in self else (
-            'it was asked with "rollout": "only"' if key == "attention" else "ask for it with rollout=True")
+        hint = (
+            "an empty request returns the model's details only"
+            if "tokens" not in self
+            else ('it was asked with "rollout": "only"' if key == "attention" else "ask for it with rollout=True")
+        )
         return self._need(key, hint)
 
     @cached_property
@@ -132,7 +135,7 @@ class AttentionResult(_Result):
 
     @property
     def aggregate(self) -> str | None:
-        """"mean" | "max" when the heads were aggregated, else None."""
+        """ "mean" | "max" when the heads were aggregated, else None."""
         return self._block("attention").get("aggregate")
 
     def _repr_parts(self) -> list[str]:
@@ -177,8 +180,10 @@ class GradientsResult(_Result):
         step_sizes, path_scores, alphas, gradient_norms, attributions [T]."""
         tensors = getattr(self, "_tensors", None)
         if tensors is None:
-            raise AttributeError("this is the JSON summary; the full tensors come with tensors=True "
-                                 '(client) or format="npz" (the npz answer)')
+            raise AttributeError(
+                "this is the JSON summary; the full tensors come with tensors=True "
+                '(client) or format="npz" (the npz answer)'
+            )
         return tensors
 
     @cached_property

@@ -64,7 +64,8 @@ def _assets() -> tuple[str, str]:
     if missing:
         raise ViewsNotBuilt(
             f"the standalone visualizer is not built ({', '.join(missing)} missing in {STATIC}): "
-            "run bin/setup, or `cd frontend && npm ci && npm run build:standalone`")
+            "run bin/setup, or `cd frontend && npm ci && npm run build:standalone`"
+        )
     return (STATIC / SCRIPT).read_text(encoding="utf-8"), (STATIC / STYLESHEET).read_text(encoding="utf-8")
 
 
@@ -91,8 +92,13 @@ def _float16_attention(attention: Mapping) -> dict:
     if list(values.shape) != shape:
         raise ValueError(f"attention data of shape {list(values.shape)} does not match its shape field {shape}")
     raw = np.ascontiguousarray(values, dtype="<f2").tobytes()
-    attention.update(encoding="float16-base64", dtype="float16", byteorder="little", shape=shape,
-                     data=base64.b64encode(raw).decode("ascii"))
+    attention.update(
+        encoding="float16-base64",
+        dtype="float16",
+        byteorder="little",
+        shape=shape,
+        data=base64.b64encode(raw).decode("ascii"),
+    )
     return attention
 
 
@@ -103,15 +109,19 @@ def embedded_response(kind: str, response: Any) -> dict:
     out = _plain(response)
     if kind == "attention":
         if "attention" not in out or "tokens" not in out:
-            raise ValueError("an attention view needs an attention response (tokens and attention); "
-                             "a details-only answer (an empty request) has nothing to draw")
+            raise ValueError(
+                "an attention view needs an attention response (tokens and attention); "
+                "a details-only answer (an empty request) has nothing to draw"
+            )
         out["attention"] = _float16_attention(_plain(out["attention"]))
     else:
         if "tokens" not in out and isinstance(out.get("summary"), Mapping):
             out = dict(out["summary"])  # an "npz" answer: its JSON summary
         if "tokens" not in out or "target" not in out:
-            raise ValueError("a gradients view needs the JSON summary of a gradients response "
-                             '(format "json", or the "summary" of an "npz" answer)')
+            raise ValueError(
+                "a gradients view needs the JSON summary of a gradients response "
+                '(format "json", or the "summary" of an "npz" answer)'
+            )
         for name in UNDRAWN:
             out.pop(name, None)
     return out
@@ -127,15 +137,23 @@ def _default(value: Any) -> Any:
 # In a <script> element only "</script" (and "<!--") can end or confuse it; in JSON a "<" is
 # always inside a string, where \u003c reads back the same. ">" and "&" likewise, for good
 # measure, and the two line separators some parsers once took for line ends.
-_JSON_ESCAPES = {b"<": b"\\u003c", b">": b"\\u003e", b"&": b"\\u0026",
-                 "\u2028".encode(): b"\\u2028", "\u2029".encode(): b"\\u2029"}
+_JSON_ESCAPES = {
+    b"<": b"\\u003c",
+    b">": b"\\u003e",
+    b"&": b"\\u0026",
+    "\u2028".encode(): b"\\u2028",
+    "\u2029".encode(): b"\\u2029",
+}
 _JSON_UNSAFE = re.compile(b"|".join(re.escape(k) for k in _JSON_ESCAPES))
 
 
 def payload_json(kind: str, response: Any) -> str:
     """`{"kind": …, "response": …}` as JSON safe inside a `<script>` element (no "<" at all)."""
-    data = orjson.dumps({"kind": kind, "response": embedded_response(kind, response)},
-                        default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    data = orjson.dumps(
+        {"kind": kind, "response": embedded_response(kind, response)},
+        default=_default,
+        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+    )
     return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], data).decode("utf-8")
 
 

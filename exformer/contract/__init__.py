@@ -17,6 +17,24 @@ from .responses import relative_delta
 from .settings import MAX_RESPONSE_BYTES, Settings
 from .vocabulary import *  # noqa: F403  every name of the vocabulary
 
-__all__ = ["decode_array", "decode_index_array", "decode_maps", "decode_rows", "RequestError", "ServerError",
-           "decode_body", "parse", "request_error", "AttentionRequest", "Generate", "GradientsRequest", "Request",
-           "TextRequest", "relative_delta", "MAX_RESPONSE_BYTES", "Settings", *responses.__all__, *vocabulary.__all__]
+__all__ = [
+    "decode_array",
+    "decode_index_array",
+    "decode_maps",
+    "decode_rows",
+    "RequestError",
+    "ServerError",
+    "decode_body",
+    "parse",
+    "request_error",
+    "AttentionRequest",
+    "Generate",
+    "GradientsRequest",
+    "Request",
+    "TextRequest",
+    "relative_delta",
+    "MAX_RESPONSE_BYTES",
+    "Settings",
+    *responses.__all__,
+    *vocabulary.__all__,
+]

@@ -34,8 +34,12 @@ def decode_index_array(block: dict) -> np.ndarray:
 
 def decode_rows(block: dict) -> dict[str, np.ndarray]:
     """A "topk-per-row" block as numpy: values and columns [..., T, k], kept and rest [..., T]."""
-    return {"values": decode_array(block["values"]), "columns": decode_index_array(block["columns"]),
-            "kept": decode_array(block["kept"]), "rest": decode_array(block["rest"])}
+    return {
+        "values": decode_array(block["values"]),
+        "columns": decode_index_array(block["columns"]),
+        "kept": decode_array(block["kept"]),
+        "rest": decode_array(block["rest"]),
+    }
 
 
 def decode_maps(block: dict) -> np.ndarray:

@@ -29,8 +29,9 @@ class RequestError(Exception):
         kept as sent; answers that are not ours (TorchServe's own 404, a bare 413) lack
         `field` and keep their own `type`."""
         if body.get("type") == "Timeout" and "progress" in body:
-            return DeadlineError(body.get("seconds") or 0.0, body.get("deadline_seconds") or 0.0, body["progress"],
-                                 body.get("cheaper"))
+            return DeadlineError(
+                body.get("seconds") or 0.0, body.get("deadline_seconds") or 0.0, body["progress"], body.get("cheaper")
+            )
         error = RequestError(None, str(body.get("message") or f"HTTP {status}"), int(body.get("code") or status or 400))
         error.field = body.get("field")
         error.estimate = body.get("estimate")
@@ -41,8 +42,9 @@ class RequestError(Exception):
     def type(self) -> str:
         if self._type:
             return self._type
-        return {400: "BadRequest", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
-                503: "ServiceUnavailable"}.get(self.code, "Error")
+        return {400: "BadRequest", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 503: "ServiceUnavailable"}.get(
+            self.code, "Error"
+        )
 
     def to_json(self) -> dict:
         body = {"code": self.code, "type": self.type, "message": self.message, "field": self.field}
@@ -76,8 +78,13 @@ class DeadlineError(RequestError):
         return DeadlineError(self.seconds, self.deadline, self.progress, cheaper)
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "seconds": self.seconds, "deadline_seconds": self.deadline,
-                "progress": self.progress, "cheaper": self.cheaper}
+        return {
+            **super().to_json(),
+            "seconds": self.seconds,
+            "deadline_seconds": self.deadline,
+            "progress": self.progress,
+            "cheaper": self.cheaper,
+        }
 
     def __reduce__(self):
         return type(self), (self.seconds, self.deadline, self.progress, self.cheaper)

@@ -40,17 +40,32 @@ class Evaluate(_Request):
     (deletion), adding them back (insertion) and against random orders of the same units."""
 
     unit: Unit | None = Field(
-        None, description="What is removed: token, word, sentence or source (default: the method's own unit; "
-                          "token for gradient methods). A gradient method's token values are summed per unit.")
-    steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS,
-                       description="Points of each curve after the first, at the fractions 1/steps, …, 1 of the units "
-                                   "(rounded to unit counts; equal counts once).")
-    random_orders: int = Field(DEFAULT_RANDOM_ORDERS, ge=0, le=MAX_RANDOM_ORDERS,
-                               description="Random orders of the units the explanation is compared with (0: none).")
-    seed: int = Field(0, ge=0, le=MAX_SEED,
-                      description="Random order k is numpy.random.default_rng((seed, k)).permutation(units).")
-    top_fraction: float = Field(DEFAULT_TOP_FRACTION, gt=0, le=1,
-                                description="ERASER's top k: this fraction of the units, rounded, at least one.")
+        None,
+        description="What is removed: token, word, sentence or source (default: the method's own unit; "
+        "token for gradient methods). A gradient method's token values are summed per unit.",
+    )
+    steps: int = Field(
+        DEFAULT_STEPS,
+        ge=1,
+        le=MAX_STEPS,
+        description="Points of each curve after the first, at the fractions 1/steps, …, 1 of the units "
+        "(rounded to unit counts; equal counts once).",
+    )
+    random_orders: int = Field(
+        DEFAULT_RANDOM_ORDERS,
+        ge=0,
+        le=MAX_RANDOM_ORDERS,
+        description="Random orders of the units the explanation is compared with (0: none).",
+    )
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Random order k is numpy.random.default_rng((seed, k)).permutation(units)."
+    )
+    top_fraction: float = Field(
+        DEFAULT_TOP_FRACTION,
+        gt=0,
+        le=1,
+        description="ERASER's top k: this fraction of the units, rounded, at least one.",
+    )
 
 
 # --- response -----------------------------------------------------------------------------------
@@ -70,15 +85,18 @@ class RandomOrders(_Response):
     sufficiency: Spread
     deletion: list[float] = Field(description="The mean deletion curve, at `fractions`.")
     insertion: list[float] = Field(description="The mean insertion curve, at `fractions`.")
-    deletion_std: list[float] = Field(description="The deletion curves' population standard deviation over the random "
-                                                  "orders, at `fractions` (a band around the mean curve).")
+    deletion_std: list[float] = Field(
+        description="The deletion curves' population standard deviation over the random "
+        "orders, at `fractions` (a band around the mean curve)."
+    )
     insertion_std: list[float] = Field(description="The same for the insertion curves.")
 
 
 class WinRate(_Response):
     deletion: float | None = Field(
         description="Share of random orders whose deletion AOPC is below the explanation's (ties count half); "
-                    "null without random orders.")
+        "null without random orders."
+    )
     insertion: float | None = Field(description="The same for the insertion AOPC.")
 
 
@@ -87,14 +105,19 @@ class EvaluationRow(_Response):
 
     target: int | None = Field(
         description="Which F: the position of the target token in `targets` (a continuation) or the class index "
-                    "(a classifier); null: the whole continuation.")
-    deletion: list[float] = Field(description="F with the explanation's top j units removed, j = `counts` "
-                                              "(the first point is F of the whole input).")
-    insertion: list[float] = Field(description="F with only the top j units kept (the first point: none kept, "
-                                               "the last: the whole input).")
+        "(a classifier); null: the whole continuation."
+    )
+    deletion: list[float] = Field(
+        description="F with the explanation's top j units removed, j = `counts` "
+        "(the first point is F of the whole input)."
+    )
+    insertion: list[float] = Field(
+        description="F with only the top j units kept (the first point: none kept, the last: the whole input)."
+    )
     deletion_aopc: float = Field(description="Mean over the counts after 0 of F(x) − deletion; higher is better.")
-    insertion_aopc: float = Field(description="Mean over the counts after 0 of insertion − F(nothing kept); "
-                                              "higher is better.")
+    insertion_aopc: float = Field(
+        description="Mean over the counts after 0 of insertion − F(nothing kept); higher is better."
+    )
     comprehensiveness: float = Field(description="ERASER: F(x) − F(x without the top k units); higher is better.")
     sufficiency: float = Field(description="ERASER: F(x) − F(only the top k units kept); lower is better.")
     random: RandomOrders | None = Field(description="The same over random orders; null without random orders.")
@@ -105,11 +128,15 @@ class Evaluation(_Response):
     """The answer's `evaluation` block."""
 
     unit: Unit = Field(description="What was removed.")
-    ablation: Ablation = Field(description='"remove": the unit\'s text taken out and the input tokenized again; '
-                                           '"baseline": its tokens replaced by the baseline token.')
+    ablation: Ablation = Field(
+        description='"remove": the unit\'s text taken out and the input tokenized again; '
+        '"baseline": its tokens replaced by the baseline token.'
+    )
     baseline: Baseline | None = Field(description='ablation "baseline": the token that replaced them.')
-    score: Literal["probability", "logit", "log_probability", "logit_probability"] = Field(description="F of the target rows (the whole continuation's row: log p(continuation), or "
-                                   "its log p/(1−p) with logit_probability).")
+    score: Literal["probability", "logit", "log_probability", "logit_probability"] = Field(
+        description="F of the target rows (the whole continuation's row: log p(continuation), or "
+        "its log p/(1−p) with logit_probability)."
+    )
     n_units: int = Field(description="Units the input has.")
     steps: int
     counts: list[int] = Field(description="Units removed (deletion) or kept (insertion) at each curve point.")
@@ -123,5 +150,17 @@ class Evaluation(_Response):
     forwards: int = Field(description="Distinct inputs the model ran (sets that make the same input run once).")
 
 
-__all__ = ["Evaluate", "Evaluation", "EvaluationRow", "RandomOrders", "Spread", "WinRate", "DEFAULT_STEPS",
-           "DEFAULT_RANDOM_ORDERS", "DEFAULT_TOP_FRACTION", "MAX_STEPS", "MAX_RANDOM_ORDERS", "MAX_SEED"]
+__all__ = [
+    "Evaluate",
+    "Evaluation",
+    "EvaluationRow",
+    "RandomOrders",
+    "Spread",
+    "WinRate",
+    "DEFAULT_STEPS",
+    "DEFAULT_RANDOM_ORDERS",
+    "DEFAULT_TOP_FRACTION",
+    "MAX_STEPS",
+    "MAX_RANDOM_ORDERS",
+    "MAX_SEED",
+]

@@ -52,8 +52,10 @@ def _not_json(body: bytes, error: orjson.JSONDecodeError) -> RequestError:
         return RequestError("body", "is not UTF-8 text")
     found = _NON_FINITE.search(body)
     if found:
-        return RequestError(found[1].decode(errors="replace"),
-                            f"is {found[2].decode()}, which is not a JSON number; send a finite number")
+        return RequestError(
+            found[1].decode(errors="replace"),
+            f"is {found[2].decode()}, which is not a JSON number; send a finite number",
+        )
     return RequestError("body", f"is not JSON ({error})")
 
 
@@ -80,14 +82,17 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
     if kind == "extra_forbidden" and len(first["loc"]) > 1 and loc[0] in _NESTED:  # inside a message, source, generate
         known = _nested_fields(model_class, loc[0])
         hint = difflib.get_close_matches(loc[-1], known, n=1)
-        return RequestError(_path(first["loc"]), f"unknown field; did you mean '{hint[0]}'?" if hint
-                            else f"unknown field; known fields: {known}")
+        return RequestError(
+            _path(first["loc"]),
+            f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}",
+        )
     if kind == "extra_forbidden":
         field = loc[0]
         known = sorted(f.alias or name for name, f in model_class.model_fields.items())
         hint = difflib.get_close_matches(field, known, n=1)
-        return RequestError(field, f"unknown field; did you mean '{hint[0]}'?" if hint
-                            else f"unknown field; known fields: {known}")
+        return RequestError(
+            field, f"unknown field; did you mean '{hint[0]}'?" if hint else f"unknown field; known fields: {known}"
+        )
     field = _field_name(loc, model_class, first)
     if len(first["loc"]) > 1 and loc and loc[0] in _NESTED:  # name the path: sources[1].end, generate.max_new_tokens
         field = _path(first["loc"])
@@ -97,11 +102,16 @@ def request_error(error: ValidationError, model_class: type[Request]) -> Request
         return RequestError(field, "is required")
     if kind == "too_long":
         ctx = first.get("ctx", {})
-        return RequestError(field, f"has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} "
-                                   "(a fixed limit of the contract)")
+        return RequestError(
+            field,
+            f"has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} (a fixed limit of the contract)",
+        )
     if value is None:  # a client's unset variable: say so rather than answer something else
-        advice = "leave every field out for the model's details" if field in ("text", "sequence") else \
-            "leave it out for its default"
+        advice = (
+            "leave every field out for the model's details"
+            if field in ("text", "sequence")
+            else "leave it out for its default"
+        )
         return RequestError(field, f"must not be null ({advice})")
     phrase = _PHRASES.get(kind) or first["msg"][0].lower() + first["msg"][1:]
     return RequestError(field, f"{phrase}, got {json_excerpt(value)}")
@@ -135,4 +145,3 @@ def _field_name(loc: list[str], model_class, first) -> str:
         alias = model_class.model_fields[name].alias
         return alias or name
     return name
-

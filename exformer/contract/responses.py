@@ -73,7 +73,8 @@ class Token(Response):
     special: bool
     masked: bool | None = Field(None, description="Attention only: replaced by the mask token.")
     predictions: list[TokenPrediction] | None = Field(
-        None, description="Attention only: top-k tokens at this position (masked LM) or after it (causal LM).")
+        None, description="Attention only: top-k tokens at this position (masked LM) or after it (causal LM)."
+    )
 
 
 class JsonArray(Response):
@@ -104,8 +105,11 @@ class Base64IndexArray(Response):
     data: str = Field(description="base64 of the little-endian unsigned integers, row-major.")
 
 
-_AGGREGATE = Field(None, description='Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds '
-                                     "that aggregate over the heads listed in `heads` (every head).")
+_AGGREGATE = Field(
+    None,
+    description='Set when `heads` was asked as "mean" or "max": the head axis (size 1) holds '
+    "that aggregate over the heads listed in `heads` (every head).",
+)
 
 
 class JsonAttention(JsonArray):
@@ -133,7 +137,9 @@ class SparseRows(Response):
     k: int = Field(description="Values per row: top_k_per_row, at most T.")
     values: JsonArray | Float16Array = Field(description="[..., T, k], largest first, in the request's encoding.")
     columns: JsonIndexArray | Base64IndexArray = Field(
-        description="[..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with float16-base64.")
+        description="[..., T, k]: the column (token attended to) of each value; base64 uint16/uint32 with "
+        "float16-base64."
+    )
     kept: JsonArray | Float16Array = Field(description="[..., T]: Σ values of each row.")
     rest: JsonArray | Float16Array = Field(description="[..., T]: each row's sum minus `kept`, the mass not sent.")
     min_kept_fraction: float = Field(description="min over rows of kept / (kept + rest).")
@@ -145,8 +151,10 @@ class SparseAttention(SparseRows):
     aggregate: HeadAggregate | None = _AGGREGATE
 
 
-_ROLLOUT_DOC = ("[layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), "
-                "R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l.")
+_ROLLOUT_DOC = (
+    "[layers, T, T]: R_l = Ã_l · R_(l-1), Ã_l = rows-normalised (0.5 · mean over heads of A_l + 0.5 · I), "
+    "R_(-1) = I (Abnar & Zuidema 2020): how much input token j (column) reaches token i (row) after layer l."
+)
 
 
 class JsonRollout(JsonArray):
@@ -180,10 +188,13 @@ class AttentionResponse(Truncation):
     model: ModelDetails
     tokens: list[Token]
     attention: JsonAttention | Float16Attention | SparseAttention | None = Field(
-        None, description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column); "
-                          'absent with "rollout": "only".')
+        None,
+        description="[layers, heads, tokens, tokens]: attention from each token (row) to each token (column); "
+        'absent with "rollout": "only".',
+    )
     rollout: JsonRollout | Float16Rollout | SparseRollout | None = Field(
-        None, description=_ROLLOUT_DOC + " Present when asked (rollout: true or \"only\").")
+        None, description=_ROLLOUT_DOC + ' Present when asked (rollout: true or "only").'
+    )
     prediction: ClassPrediction | None = Field(None, description="Classifiers only.")
 
 
@@ -243,13 +254,17 @@ class UnitAttribution(Response):
 class MessageAttribution(Response):
     message: int | None = Field(description="Index into `messages`; null: the generation prompt the template adds.")
     role: Role
-    attribution: float = Field(description="The sum over the message's tokens, the template's included (0 when held fixed).")
+    attribution: float = Field(
+        description="The sum over the message's tokens, the template's included (0 when held fixed)."
+    )
 
 
 class MessageUsed(Response):
     role: Role
     content: str
-    tokens: list[int] = Field(description="Indices into `tokens`: the message's own tokens, then the template's of its turn.")
+    tokens: list[int] = Field(
+        description="Indices into `tokens`: the message's own tokens, then the template's of its turn."
+    )
 
 
 class PathResponse(Truncation):
@@ -264,11 +279,14 @@ class PathResponse(Truncation):
     step_sizes: list[float] | None = None
     intermediates: JsonArray | None = Field(None, description="[n_steps, tokens, hidden] path points, when asked.")
     tolerance: float | None = Field(
-        None, description='n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.')
+        None, description='n_steps "auto": the relative convergence delta asked for; null for a fixed n_steps.'
+    )
     converged: bool | None = Field(
-        None, description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
-                          'local error estimate) was reached within max_n_steps, for every target of a '
-                          'continuation; null for a fixed n_steps.')
+        None,
+        description='n_steps "auto": whether |convergence_delta| <= tolerance x |F(x) - F(x\')| (and the '
+        "local error estimate) was reached within max_n_steps, for every target of a "
+        "continuation; null for a fixed n_steps.",
+    )
 
 
 GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency"]
@@ -282,15 +300,21 @@ class GradientsResponse(PathResponse):
     prediction: ClassPrediction | NextTokenPrediction
     target: Target
     baseline: BaselineUsed
-    convergence_delta: float | None = Field(description="Σ attributions − (F(x) − F(x')): the quadrature's error "
-                                                        "(null for saliency, which has no completeness).")
+    convergence_delta: float | None = Field(
+        description="Σ attributions − (F(x) − F(x')): the quadrature's error "
+        "(null for saliency, which has no completeness)."
+    )
     attributions: Attributions | None = None
     path_scores: list[float] | None = Field(None, description="F at each path point.")
     gradient_norms: list[float] | None = Field(None, description="‖∂F/∂x‖ at each path point.")
-    intermediate_gradients: JsonArray | None = Field(None, description="[n_steps, tokens, hidden], when asked in `return`.")
+    intermediate_gradients: JsonArray | None = Field(
+        None, description="[n_steps, tokens, hidden], when asked in `return`."
+    )
     words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the text.')
     evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
-    word_attributions: Attributions | None = Field(None, description='`aggregate: "word"`: per word, the sum over its tokens.')
+    word_attributions: Attributions | None = Field(
+        None, description='`aggregate: "word"`: per word, the sum over its tokens.'
+    )
 
 
 class GenerationToken(Token):
@@ -298,11 +322,17 @@ class GenerationToken(Token):
     are offsets in the continuation and its segment is 1."""
 
     target: bool
-    message: int | None = Field(None, description="With `messages`: the message it belongs to (null: the generation "
-                                                   "prompt); start/end are offsets in that message's content.")
+    message: int | None = Field(
+        None,
+        description="With `messages`: the message it belongs to (null: the generation "
+        "prompt); start/end are offsets in that message's content.",
+    )
     role: Role | None = Field(None, description="With `messages`: its message's role.")
-    template: bool | None = Field(None, description="With `messages`: added by the chat template (role markers, "
-                                                    "separators); held fixed along the path like special tokens.")
+    template: bool | None = Field(
+        None,
+        description="With `messages`: added by the chat template (role markers, "
+        "separators); held fixed along the path like special tokens.",
+    )
 
 
 class TokenChoice(Response):
@@ -321,7 +351,9 @@ class TargetToken(Response):
     text: str
     probability: float = Field(description="p(y_t | prompt, y_<t) at the input.")
     entropy: float = Field(description="Entropy of that next-token distribution, in nats.")
-    alternatives: list[TokenChoice] = Field(description="The top-k next tokens at the input (the archive's default_top_k).")
+    alternatives: list[TokenChoice] = Field(
+        description="The top-k next tokens at the input (the archive's default_top_k)."
+    )
 
 
 class GenerationTarget(TargetToken):
@@ -332,32 +364,47 @@ class GenerationTarget(TargetToken):
     baseline_score: float = Field(description="F_t(x').")
     convergence_delta: float | None = Field(description="Σ attributions − (F_t(x) − F_t(x')) (null for saliency).")
     attributions: Attributions | None = Field(
-        None, description="One value per preceding token: len(prompt) + t values for the t-th target.")
+        None, description="One value per preceding token: len(prompt) + t values for the t-th target."
+    )
     word_attributions: Attributions | None = Field(
-        None, description='`aggregate: "word"`: per word that the row covers (a word partly inside sums its included tokens).')
+        None,
+        description='`aggregate: "word"`: per word that the row covers (a word partly inside sums its included '
+        "tokens).",
+    )
     sentence_attributions: list[UnitAttribution] | None = Field(
-        None, description='`aggregate: "sentence"`: per sentence the row covers, the sum over its tokens.')
-    source_attributions: list[UnitAttribution] | None = Field(None, description="With `sources`: per source, the sum over its tokens.")
-    message_attributions: list[MessageAttribution] | None = Field(None, description="With `messages`: per message, the sum over its tokens.")
+        None, description='`aggregate: "sentence"`: per sentence the row covers, the sum over its tokens.'
+    )
+    source_attributions: list[UnitAttribution] | None = Field(
+        None, description="With `sources`: per source, the sum over its tokens."
+    )
+    message_attributions: list[MessageAttribution] | None = Field(
+        None, description="With `messages`: per message, the sum over its tokens."
+    )
     relative_delta: float | None = Field(
         description="|convergence_delta| / |score − baseline_score|: the share of the score change the row misses "
-                    "(null when the two scores are equal).")
+        "(null when the two scores are equal)."
+    )
     within_tolerance: bool | None = Field(
-        description="relative_delta <= tolerance: whether the row can be read as complete (null for saliency).")
+        description="relative_delta <= tolerance: whether the row can be read as complete (null for saliency)."
+    )
     path_scores: list[float] | None = Field(None, description="F_t at each path point.")
 
 
 class GenerationBaseline(Response):
     name: Baseline
     specials: Literal["keep", "replace"]
-    continuation: Literal["replace", "keep"] = Field(description="Whether earlier target tokens start from the baseline.")
+    continuation: Literal["replace", "keep"] = Field(
+        description="Whether earlier target tokens start from the baseline."
+    )
     seed: int | None
 
 
 class ContinuationAttributions(Response):
     """The whole continuation's: F = Σ_t F_t, so each value is the sum of the rows' values."""
 
-    attributions: Attributions = Field(description="Per token of prompt + continuation (a target's row is 0 past its prefix).")
+    attributions: Attributions = Field(
+        description="Per token of prompt + continuation (a target's row is 0 past its prefix)."
+    )
     sentences: list[UnitAttribution] | None = None
     sources: list[UnitAttribution] | None = None
     messages: list[MessageAttribution] | None = None
@@ -368,10 +415,13 @@ class GenerationResponse(PathResponse):
 
     attribution: GradientAttribution = Field("integrated_gradients", description="The method that answered.")
     messages: list[MessageUsed] | None = Field(None, description="With `messages`: the conversation and its tokens.")
-    sentences: list[TextUnit] | None = Field(None, description='`aggregate: "sentence"`: the prompt\'s and the continuation\'s sentences.')
+    sentences: list[TextUnit] | None = Field(
+        None, description="`aggregate: \"sentence\"`: the prompt's and the continuation's sentences."
+    )
     sources: list[TextUnit] | None = Field(None, description="With `sources`: each source where it was found.")
     continuation_attributions: ContinuationAttributions | None = Field(
-        None, description="The whole continuation's attributions (when attributions are returned).")
+        None, description="The whole continuation's attributions (when attributions are returned)."
+    )
     within_tolerance: bool | None = Field(description="Every row within the tolerance (null for saliency).")
     tokens: list[GenerationToken]
     continuation: str = Field(description="The continuation explained (given, or generated).")
@@ -379,9 +429,13 @@ class GenerationResponse(PathResponse):
     targets: list[GenerationTarget]
     contrastive: bool = Field(description="Whether F is a difference against foils.")
     baseline: GenerationBaseline
-    words: list[Word] | None = Field(None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.')
+    words: list[Word] | None = Field(
+        None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.'
+    )
     evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
-    intermediate_gradients: JsonArray | None = Field(None, description="[targets, n_steps, tokens, hidden], when asked.")
+    intermediate_gradients: JsonArray | None = Field(
+        None, description="[targets, n_steps, tokens, hidden], when asked."
+    )
 
 
 class AblationTarget(TargetToken):
@@ -390,13 +444,16 @@ class AblationTarget(TargetToken):
     score: float = Field(description="F_t after the whole prompt (in `score`).")
     attributions: list[UnitAttribution] = Field(
         description="occlusion: F_t(prompt) − F_t(prompt without the unit). contextcite: the surrogate's weight "
-                    "(the change of log p/(1−p) when the unit is kept).")
+        "(the change of log p/(1−p) when the unit is kept)."
+    )
 
 
 class SurrogateFit(Response):
     r2: float | None = Field(description="R² of the surrogate's predictions on the held-out masks.")
-    spearman: float | None = Field(description="Spearman's ρ between predicted and actual outputs on the held-out "
-                                               "masks (ContextCite's LDS); null when undefined.")
+    spearman: float | None = Field(
+        description="Spearman's ρ between predicted and actual outputs on the held-out "
+        "masks (ContextCite's LDS); null when undefined."
+    )
     mean_absolute_error: float | None
 
 
@@ -420,20 +477,26 @@ class AblationResponse(Truncation):
     model: ModelDetails
     attribution: Literal["occlusion", "contextcite"]
     unit: Unit
-    ablation: Ablation = Field(description='"remove": the unit\'s text taken out (and the whitespace before it); '
-                                           '"baseline": its tokens replaced by the baseline token.')
+    ablation: Ablation = Field(
+        description='"remove": the unit\'s text taken out (and the whitespace before it); '
+        '"baseline": its tokens replaced by the baseline token.'
+    )
     baseline: Baseline | None = Field(description='ablation "baseline": the token that replaced them.')
     score: Literal["probability", "logit", "log_probability", "logit_probability"] = Field(
-        description="F_t: occlusion uses the request's score; contextcite log p/(1-p) (ContextCite's).")
+        description="F_t: occlusion uses the request's score; contextcite log p/(1-p) (ContextCite's)."
+    )
     tokens: list[GenerationToken]
     messages: list[MessageUsed] | None = None
     continuation: str
     generated: bool
-    units: list[TextUnit] = Field(description="What was left out, one at a time (occlusion) or at random (contextcite).")
+    units: list[TextUnit] = Field(
+        description="What was left out, one at a time (occlusion) or at random (contextcite)."
+    )
     targets: list[AblationTarget]
     continuation_attributions: list[UnitAttribution] = Field(
         description="The whole answer: occlusion: the change of log p(continuation); contextcite: the surrogate of "
-                    "the continuation's log p/(1-p).")
+        "the continuation's log p/(1-p)."
+    )
     surrogate: Surrogate | None = Field(None, description="contextcite only.")
     forwards: int = Field(description="Prompts the model ran (distinct versions, the whole prompt included).")
     evaluation: Evaluation | None = Field(None, description="`evaluate`: the explanation's faithfulness, measured.")
@@ -453,11 +516,15 @@ class CostEstimate(Response):
     estimated_peak_bytes: int = Field(description="Parameters + activations kept for the backward + gradients held.")
     measured_from: str = Field(description="What the speed estimate rests on.")
     max_estimated_seconds: float = Field(description="The archive's limit (a request estimated over it is refused).")
-    within_limits: bool = Field(description="Whether it would run: refused only when over the limit even at the "
-                                            "fastest this worker has run requests of its kind.")
-    upper_bound: bool = Field(description='n_steps "auto", generate, occlusion or contextcite: the figures are for the '
-                                          "most it may run (forward-only: every ablated prompt as long as the whole, "
-                                          "none alike).")
+    within_limits: bool = Field(
+        description="Whether it would run: refused only when over the limit even at the "
+        "fastest this worker has run requests of its kind."
+    )
+    upper_bound: bool = Field(
+        description='n_steps "auto", generate, occlusion or contextcite: the figures are for the '
+        "most it may run (forward-only: every ablated prompt as long as the whole, "
+        "none alike)."
+    )
     cheaper: list[str] = Field(description="Cheaper requests, with their estimated seconds.")
 
 
@@ -470,8 +537,56 @@ class ErrorResponse(Response):
     field: str | None = None
     estimate: CostEstimate | None = Field(None, description="A request refused for its cost: what it would have cost.")
     seconds: float | None = Field(None, description="Timeout (503): the seconds the request ran before it stopped.")
-    deadline_seconds: float | None = Field(None, description="Timeout (503): the worker's deadline (the archive's deadline_seconds).")
+    deadline_seconds: float | None = Field(
+        None, description="Timeout (503): the worker's deadline (the archive's deadline_seconds)."
+    )
     progress: str | None = Field(None, description="Timeout (503): how far the request got.")
     cheaper: list[str] | None = Field(None, description="Timeout (503): requests that would take less.")
 
-__all__ = ['Response', 'ModelDetails', 'TokenPrediction', 'Token', 'JsonArray', 'Float16Array', 'JsonIndexArray', 'Base64IndexArray', 'JsonAttention', 'Float16Attention', 'SparseRows', 'SparseAttention', 'JsonRollout', 'Float16Rollout', 'SparseRollout', 'ClassPrediction', 'NextTokenPrediction', 'Truncation', 'AttentionResponse', 'ModelDetailsResponse', 'Target', 'BaselineUsed', 'Attributions', 'Word', 'PathResponse', 'GradientsResponse', 'GenerationToken', 'TokenChoice', 'TargetToken', 'GenerationTarget', 'GenerationBaseline', 'GenerationResponse', 'ErrorResponse', 'TextUnit', 'UnitAttribution', 'MessageAttribution', 'MessageUsed', 'ContinuationAttributions', 'AblationTarget', 'SurrogateFit', 'Surrogate', 'AblationResponse', 'CostEstimate', 'relative_delta']
+
+__all__ = [
+    "Response",
+    "ModelDetails",
+    "TokenPrediction",
+    "Token",
+    "JsonArray",
+    "Float16Array",
+    "JsonIndexArray",
+    "Base64IndexArray",
+    "JsonAttention",
+    "Float16Attention",
+    "SparseRows",
+    "SparseAttention",
+    "JsonRollout",
+    "Float16Rollout",
+    "SparseRollout",
+    "ClassPrediction",
+    "NextTokenPrediction",
+    "Truncation",
+    "AttentionResponse",
+    "ModelDetailsResponse",
+    "Target",
+    "BaselineUsed",
+    "Attributions",
+    "Word",
+    "PathResponse",
+    "GradientsResponse",
+    "GenerationToken",
+    "TokenChoice",
+    "TargetToken",
+    "GenerationTarget",
+    "GenerationBaseline",
+    "GenerationResponse",
+    "ErrorResponse",
+    "TextUnit",
+    "UnitAttribution",
+    "MessageAttribution",
+    "MessageUsed",
+    "ContinuationAttributions",
+    "AblationTarget",
+    "SurrogateFit",
+    "Surrogate",
+    "AblationResponse",
+    "CostEstimate",
+    "relative_delta",
+]

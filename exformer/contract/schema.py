@@ -28,25 +28,38 @@ from .responses import (
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "exformer-v1.schema.json"
-CONTRACT_MODELS = (AttentionRequest, GradientsRequest, AttentionResponse, ModelDetailsResponse,
-                   GradientsResponse, GenerationResponse, AblationResponse, CostEstimate, ErrorResponse,
-                   SparseRows, PathResponse)  # bases the generated types extend
+CONTRACT_MODELS = (
+    AttentionRequest,
+    GradientsRequest,
+    AttentionResponse,
+    ModelDetailsResponse,
+    GradientsResponse,
+    GenerationResponse,
+    AblationResponse,
+    CostEstimate,
+    ErrorResponse,
+    SparseRows,
+    PathResponse,
+)  # bases the generated types extend
 
 
 def contract_schema() -> dict:
     """One schema: every request (as a client writes it) and response (as the server sends it)
     under $defs, and a top-level object naming them, so generated types keep their names."""
     modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (model, "validation" if model.__name__.endswith("Request") else "serialization") for model in CONTRACT_MODELS]
+        (model, "validation" if model.__name__.endswith("Request") else "serialization") for model in CONTRACT_MODELS
+    ]
     refs, schema = models_json_schema(modes, ref_template="#/$defs/{model}")
-    schema.update({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "ExformerContract",
-        "description": "The wire contract (v1) of exformer-serve, generated from exformer.contract.",
-        "type": "object",
-        "properties": {model.__name__: refs[model, mode] for model, mode in modes},
-        "additionalProperties": False,
-    })
+    schema.update(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "ExformerContract",
+            "description": "The wire contract (v1) of exformer-serve, generated from exformer.contract.",
+            "type": "object",
+            "properties": {model.__name__: refs[model, mode] for model, mode in modes},
+            "additionalProperties": False,
+        }
+    )
     for name, definition in schema["$defs"].items():  # the generated types extend as the models do
         model = getattr(responses, name, None) or getattr(requests, name, None)
         base = model.__mro__[1].__name__ if isinstance(model, type) else None

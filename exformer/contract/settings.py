@@ -54,7 +54,7 @@ class Settings(BaseModel):
         None,
         gt=0,
         description="A request still running after this many seconds stops between two chunks of its work and is "
-        "answered 503 (type \"Timeout\", how far it got, cheaper options), before TorchServe's responseTimeout would "
+        'answered 503 (type "Timeout", how far it got, cheaper options), before TorchServe\'s responseTimeout would '
         "kill the worker; must be below responseTimeout. null: 80% of the model-config's responseTimeout "
         "(TorchServe's default 120 s when unset); none in a notebook.",
     )

@@ -7,8 +7,15 @@ from pydantic import Field
 
 Encoding = Literal["json", "float16-base64"]
 Baseline = Literal["zero", "pad", "unk", "mask", "period", "rand-norm", "rand-unif"]
-Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",  # captum's
-                 "fejer", "gausskronrod"]  # nested, for n_steps "auto" (fejer its default): exformer.core.adaptive
+Method = Literal[
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",  # captum's
+    "fejer",
+    "gausskronrod",
+]  # nested, for n_steps "auto" (fejer its default): exformer.core.adaptive
 Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit", "log_probability"]
@@ -21,8 +28,19 @@ GRADIENT_ATTRIBUTIONS = ("integrated_gradients", "gradient_x_input", "saliency")
 # target, dry_run, evaluate, ...) every method reads.
 _BASELINE = frozenset({"baseline", "baseline_specials", "seed"})
 METHOD_OPTIONS = {
-    "integrated_gradients": _BASELINE | {"n_steps", "method", "tolerance", "max_n_steps", "returns", "format",
-                                         "continuation_baseline", "foil", "dtype", "score"},
+    "integrated_gradients": _BASELINE
+    | {
+        "n_steps",
+        "method",
+        "tolerance",
+        "max_n_steps",
+        "returns",
+        "format",
+        "continuation_baseline",
+        "foil",
+        "dtype",
+        "score",
+    },
     "gradient_x_input": _BASELINE | {"continuation_baseline", "foil", "dtype", "score"},
     "saliency": frozenset({"foil", "dtype", "score"}),
     "occlusion": _BASELINE | {"unit", "ablation", "score"},

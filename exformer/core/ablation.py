@@ -147,9 +147,20 @@ def surrogate_fit(weights: np.ndarray, intercept: float, masks: np.ndarray, outp
 
     predicted = masks.astype(np.float64) @ weights + intercept
     rho = spearmanr(predicted, outputs).statistic
-    return {"r2": float(r2_score(outputs, predicted)), "spearman": None if np.isnan(rho) else float(rho),
-            "mean_absolute_error": float(np.abs(predicted - outputs).mean())}
+    return {
+        "r2": float(r2_score(outputs, predicted)),
+        "spearman": None if np.isnan(rho) else float(rho),
+        "mean_absolute_error": float(np.abs(predicted - outputs).mean()),
+    }
 
 
-__all__ = ["TargetScores", "score_versions", "contextcite_masks", "fit_surrogate", "surrogate_fit",
-           "continuation_logit_probability", "shared_prefix", "LASSO_ALPHA"]
+__all__ = [
+    "TargetScores",
+    "score_versions",
+    "contextcite_masks",
+    "fit_surrogate",
+    "surrogate_fit",
+    "continuation_logit_probability",
+    "shared_prefix",
+    "LASSO_ALPHA",
+]

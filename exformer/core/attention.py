@@ -55,7 +55,6 @@ def top_k_rows(matrices: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
     return {"values": top.values, "columns": top.indices.to(torch.int32), "kept": kept, "rest": rest}
 
 
-
 class LayerByLayer:
     """Takes each layer's attention [1, H, T, T] as the forward makes it and keeps only what the
     plan returns, in preallocated [returned layers, …] buffers on the CPU: the maps of the
@@ -76,8 +75,12 @@ class LayerByLayer:
         if self.plan.k is None:
             return {"dense": torch.empty(*lead, self.n)}
         k = min(self.plan.k, self.n)
-        return {"values": torch.empty(*lead, k), "columns": torch.empty(*lead, k, dtype=torch.int32),
-                "kept": torch.empty(lead), "rest": torch.empty(lead)}
+        return {
+            "values": torch.empty(*lead, k),
+            "columns": torch.empty(*lead, k, dtype=torch.int32),
+            "kept": torch.empty(lead),
+            "rest": torch.empty(lead),
+        }
 
     def _store(self, buffers: dict, slot: int, maps: torch.Tensor) -> None:
         if self.plan.k is None:  # dense buffers
@@ -167,11 +170,13 @@ def attention_pass(loaded, inputs: dict, plan: Plan) -> tuple[LayerByLayer, torc
         if not isinstance(output, tuple) or output[index] is None:
             raise RuntimeError(f"{type(module).__name__} returned no attention weights (is attention eager?)")
         collector(output[index])
-        return output[:index] + (None,) + output[index + 1:]
+        return output[:index] + (None,) + output[index + 1 :]
 
     modules = attention_modules(loaded.model)
-    handles = [module.register_forward_hook(lambda m, a, o, i=index: take(m, a, o, i), prepend=True)
-               for module, index in modules]
+    handles = [
+        module.register_forward_hook(lambda m, a, o, i=index: take(m, a, o, i), prepend=True)
+        for module, index in modules
+    ]
     try:
         out = loaded.model(**inputs, output_attentions=True)
     finally:
@@ -182,5 +187,3 @@ def attention_pass(loaded, inputs: dict, plan: Plan) -> tuple[LayerByLayer, torc
             collector(weights)
     logits = out.logits[0].float() if loaded.head else None
     return collector, (logits.to("cpu") if logits is not None else None)
-
-

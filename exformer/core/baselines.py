@@ -26,7 +26,7 @@ def baseline_token_id(tokenizer, name: str) -> int:
         return ids[0]
     token_id = getattr(tokenizer, f"{name}_token_id")
     if token_id is None:
-        raise RequestError("baseline", f"this model's tokenizer has no {name} token; try \"zero\"")
+        raise RequestError("baseline", f'this model\'s tokenizer has no {name} token; try "zero"')
     return token_id
 
 

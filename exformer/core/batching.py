@@ -39,8 +39,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 TOO_LARGE = "too long to explain within this worker's memory"
 
 
-def for_each_chunk(items: list, size: int, run, give_up=None, counters: PassCounters | None = None,
-                   what: str = "path points") -> None:
+def for_each_chunk(
+    items: list, size: int, run, give_up=None, counters: PassCounters | None = None, what: str = "path points"
+) -> None:
     """run(items[i:i+size]) over all items; out of memory, halve the size and retry (counted
     in `counters.oom_halvings`). Before each chunk the request's deadline is checked
     (exformer.core.deadline: `what` names the items in how far it got).
@@ -77,8 +78,7 @@ def attention_for_gradients(loaded):
     model = loaded.model
     current = model.config._attn_implementation
     wanted = loaded.options.gradient_attention.get(model.device.type, "sdpa")
-    switch = (current == "eager" and wanted != "eager" and model._supports_sdpa
-              and model._can_set_attn_implementation())
+    switch = current == "eager" and wanted != "eager" and model._supports_sdpa and model._can_set_attn_implementation()
     if switch:
         model.set_attn_implementation(wanted)
     try:
@@ -169,8 +169,9 @@ class FirstPositionLayer(torch.nn.Module):
         )
         if attention_mask is not None and attention_mask.shape[-2] != 1:
             attention_mask = attention_mask[..., :1, :]  # [B, 1, 1, T]: the first position's row
-        context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask,
-                                                                   scale=attention.scaling)  # [B, H, 1, d]
+        context = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, scale=attention.scaling
+        )  # [B, H, 1, d]
         out = self.layer.attention.output(context.transpose(1, 2).reshape(b, 1, -1), first)  # [B, 1, E]
         return self.layer.output(self.layer.intermediate(out), out)
 
@@ -188,8 +189,13 @@ def _first_position_layers(loaded):
         return None
     layers = getattr(getattr(getattr(model, model.base_model_prefix, None), "encoder", None), "layer", None)
     last: Any = layers[-1] if isinstance(layers, torch.nn.ModuleList) and len(layers) else None  # duck-typed
-    shaped = last is not None and all(hasattr(last, name) for name in ("attention", "intermediate", "output")) and \
-        all(hasattr(last.attention.self, name) for name in ("query", "key", "value", "scaling", "attention_head_size"))
+    shaped = (
+        last is not None
+        and all(hasattr(last, name) for name in ("attention", "intermediate", "output"))
+        and all(
+            hasattr(last.attention.self, name) for name in ("query", "key", "value", "scaling", "attention_head_size")
+        )
+    )
     return layers if shaped and not isinstance(last, FirstPositionLayer) else None
 
 
@@ -220,8 +226,11 @@ def head_logits(loaded, kwargs: dict, embeddings: torch.Tensor, spans, dtype: st
     if loaded.head == "causal-lm" and _accepts(model, "logits_to_keep"):
         extra["logits_to_keep"] = last[:, None]  # project only the positions we score
     autocast = torch.autocast(embeddings.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    with embedding_output(model.get_input_embeddings(), embeddings, kwargs["input_ids"]), autocast, \
-            head_position_only(loaded):
+    with (
+        embedding_output(model.get_input_embeddings(), embeddings, kwargs["input_ids"]),
+        autocast,
+        head_position_only(loaded),
+    ):
         logits = model(**kwargs, **extra).logits
     if loaded.head == "causal-lm":
         rows = torch.arange(len(spans), device=logits.device)

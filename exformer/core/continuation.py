@@ -141,8 +141,9 @@ def prefix_backward(model: torch.nn.Module, enabled: bool = True):
                 setattr(module, slot, previous)
 
 
-def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32",
-                  split: bool = False):
+def target_logits(
+    loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32", split: bool = False
+):
     """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
     forward, the vocabulary projected only at the scored positions.
 
@@ -165,16 +166,19 @@ def target_logits(loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int
             logits = model(input_ids=rows, use_cache=False, **extra).logits
             if split and extra and logits is seen.get("out"):
                 hidden = seen["hidden"]
-                return [torch.nn.functional.linear(hidden[:, t], head.weight, head.bias).float()[:, None]
-                        for t in range(hidden.shape[1])]  # 2-D: a strided 3-D input would make it a bmm
+                return [
+                    torch.nn.functional.linear(hidden[:, t], head.weight, head.bias).float()[:, None]
+                    for t in range(hidden.shape[1])
+                ]  # 2-D: a strided 3-D input would make it a bmm
     finally:
         hook.remove()
     logits = (logits if extra else logits[:, positions]).float()
     return list(logits.split(1, dim=1)) if split else logits
 
 
-def targets_at(loaded, path: ContinuationPath, alphas: list[float], chunk_points: int | None = None,
-               dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+def targets_at(
+    loaded, path: ContinuationPath, alphas: list[float], chunk_points: int | None = None, dtype: str = "float32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """∂F_t/∂x [n_t, len(alphas), L, E] and F_t [len(alphas), n_t] at the path points x' + α(x − x'):
     per chunk of points one forward, then one backward per target on the retained graph (over
     its own prefix only: `prefix_backward`)."""
@@ -198,24 +202,41 @@ def targets_at(loaded, path: ContinuationPath, alphas: list[float], chunk_points
                 scores[index, t] = f.detach().float().cpu()
 
     with attention_for_gradients(loaded), prefix_backward(loaded.model, loaded.options.prefix_backward):
-        for_each_chunk(list(range(len(alphas))), chunk_points or default_chunk_points(fed, loaded.device), run,
-                       counters=loaded.counters)
+        for_each_chunk(
+            list(range(len(alphas))),
+            chunk_points or default_chunk_points(fed, loaded.device),
+            run,
+            counters=loaded.counters,
+        )
     return grads, scores
 
 
-def integrate_targets(loaded, path: ContinuationPath, chunk_points: int | None = None,
-                      dtype: str = "float32") -> ContinuationGradients:
+def integrate_targets(
+    loaded, path: ContinuationPath, chunk_points: int | None = None, dtype: str = "float32"
+) -> ContinuationGradients:
     """Intermediate gradients of every target at the points of the path's fixed rule."""
     assert not isinstance(path.n_steps, str), '"auto" is refine_targets\'s'
     alphas, step_sizes = fixed_rule(path.method, path.n_steps)
     grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
-    return ContinuationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
-                               step_sizes=torch.tensor(step_sizes).float(), intermediate_gradients=grads,
-                               path_scores=scores)
+    return ContinuationGradients(
+        input=path.input.cpu(),
+        baseline=path.baseline.cpu(),
+        alphas=alphas,
+        step_sizes=torch.tensor(step_sizes).float(),
+        intermediate_gradients=grads,
+        path_scores=scores,
+    )
 
 
-def refine_targets(loaded, path: ContinuationPath, ends: tuple, tolerance: float, max_points: int,
-                   chunk_points: int | None = None, dtype: str = "float32") -> ContinuationGradients:
+def refine_targets(
+    loaded,
+    path: ContinuationPath,
+    ends: tuple,
+    tolerance: float,
+    max_points: int,
+    chunk_points: int | None = None,
+    dtype: str = "float32",
+) -> ContinuationGradients:
     """`n_steps: "auto"`: a nested rule (exformer.core.adaptive) refined until every target's
     convergence delta is within the tolerance (or max_points would be passed). All targets share
     each round's points, so a round is one batched pass; the rule's values carry a target axis:
@@ -230,11 +251,15 @@ def refine_targets(loaded, path: ContinuationPath, ends: tuple, tolerance: float
         keep = set(rule.alphas()) | set(rule.wanted())
         seen = {a: v for a, v in seen.items() if a in keep}
     alphas = rule.alphas()
-    return ContinuationGradients(input=path.input.cpu(), baseline=path.baseline.cpu(), alphas=alphas,
-                               step_sizes=torch.tensor(rule.weights()).float(),
-                               intermediate_gradients=torch.stack([seen[a][0] for a in alphas], 1),
-                               path_scores=torch.stack([seen[a][1] for a in alphas]),
-                               converged=rule.converged)
+    return ContinuationGradients(
+        input=path.input.cpu(),
+        baseline=path.baseline.cpu(),
+        alphas=alphas,
+        step_sizes=torch.tensor(rule.weights()).float(),
+        intermediate_gradients=torch.stack([seen[a][0] for a in alphas], 1),
+        path_scores=torch.stack([seen[a][1] for a in alphas]),
+        converged=rule.converged,
+    )
 
 
 @torch.no_grad()
@@ -244,8 +269,9 @@ def continuation_endpoint_logits(
     """Next-token logits [n_t, V] at x and at x' (one forward of both)."""
     fed = path.fed
     with attention_for_gradients(loaded):
-        logits = target_logits(loaded, path.ids[:fed], torch.stack([path.input[:fed], path.baseline[:fed]]),
-                               path.n_prompt, dtype).cpu()
+        logits = target_logits(
+            loaded, path.ids[:fed], torch.stack([path.input[:fed], path.baseline[:fed]]), path.n_prompt, dtype
+        ).cpu()
     return logits[0], logits[1]
 
 

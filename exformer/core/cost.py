@@ -51,9 +51,12 @@ class Speed:
 
     def source(self, kind: str) -> str:
         n = len(self.ratios[kind])
-        return (f"a {CALIBRATION_TOKENS}-token calibration pass on this worker" if not n else
-                f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {n} request(s) "
-                "of this kind")
+        return (
+            f"a {CALIBRATION_TOKENS}-token calibration pass on this worker"
+            if not n
+            else f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {n} request(s) "
+            "of this kind"
+        )
 
 
 def _time_passes(loaded) -> tuple[float, float]:
@@ -96,13 +99,22 @@ def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: in
     chunk = min(points, chunk or default_chunk_points(fed, loaded.device))
     backward_positions = points * sum(n_prompt + t for t in range(n_targets))
     speed = loaded.speed.calibrated(loaded)
-    seconds = (points * fed * speed.forward + backward_positions * (speed.gradient - speed.forward))
+    seconds = points * fed * speed.forward + backward_positions * (speed.gradient - speed.forward)
     vocabulary = loaded.config.get_text_config().vocab_size
-    peak = (parameter_bytes(loaded.model) + chunk * fed * activation_bytes(loaded.config, fed)
-            + n_targets * points * (fed + 1) * width * 4  # the intermediate gradients held
-            + chunk * n_targets * vocabulary * 4 * 2)  # the scored rows' logits and their softmax
-    return {"forwards": points, "backwards": points * n_targets, "positions": points * fed,
-            "calibrated_seconds": seconds, "estimated_peak_bytes": int(peak), "kind": "integrated_gradients"}
+    peak = (
+        parameter_bytes(loaded.model)
+        + chunk * fed * activation_bytes(loaded.config, fed)
+        + n_targets * points * (fed + 1) * width * 4  # the intermediate gradients held
+        + chunk * n_targets * vocabulary * 4 * 2
+    )  # the scored rows' logits and their softmax
+    return {
+        "forwards": points,
+        "backwards": points * n_targets,
+        "positions": points * fed,
+        "calibrated_seconds": seconds,
+        "estimated_peak_bytes": int(peak),
+        "kind": "integrated_gradients",
+    }
 
 
 def forward_cost(loaded, n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
@@ -112,8 +124,16 @@ def forward_cost(loaded, n_versions: int, length: int, shared: int, n_targets: i
     text = loaded.config.get_text_config()
     positions = shared + n_versions * (length + n_targets - 1 - shared)
     width = length + n_targets - shared
-    peak = (parameter_bytes(loaded.model)
-            + rows * width * 4 * (4 * text.hidden_size + 2 * text.num_attention_heads * (width + shared))
-            + rows * n_targets * text.vocab_size * 8 * 3)
-    return {"forwards": n_versions, "backwards": 0, "positions": positions,
-            "calibrated_seconds": positions * speed.forward, "estimated_peak_bytes": int(peak), "kind": "forward_only"}
+    peak = (
+        parameter_bytes(loaded.model)
+        + rows * width * 4 * (4 * text.hidden_size + 2 * text.num_attention_heads * (width + shared))
+        + rows * n_targets * text.vocab_size * 8 * 3
+    )
+    return {
+        "forwards": n_versions,
+        "backwards": 0,
+        "positions": positions,
+        "calibrated_seconds": positions * speed.forward,
+        "estimated_peak_bytes": int(peak),
+        "kind": "forward_only",
+    }

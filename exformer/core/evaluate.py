@@ -51,7 +51,7 @@ A toy scorer, F = the sum of the kept units' weights, explained by its own weigh
 True
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,11 +94,14 @@ def explanation_orders(attributions: np.ndarray) -> np.ndarray:
 
 def random_permutations(n_units: int, count: int, seed: int) -> np.ndarray:
     """[count, units]: order k is default_rng((seed, k)).permutation(n_units)."""
-    return np.array([np.random.default_rng((seed, k)).permutation(n_units) for k in range(count)],
-                    dtype=int).reshape(count, n_units)
+    return np.array([np.random.default_rng((seed, k)).permutation(n_units) for k in range(count)], dtype=int).reshape(
+        count, n_units
+    )
 
 
-def removal_sets(order: np.ndarray, counts: list[int], top_k: int) -> tuple[list[frozenset], list[frozenset], list[frozenset]]:
+def removal_sets(
+    order: np.ndarray, counts: list[int], top_k: int
+) -> tuple[list[frozenset], list[frozenset], list[frozenset]]:
     """For one order [units]: the sets removed along the deletion curve (the top j), along the
     insertion curve (all but the top j), and ERASER's two (the top k; all but the top k)."""
     ranked = [int(u) for u in order]
@@ -108,8 +111,14 @@ def removal_sets(order: np.ndarray, counts: list[int], top_k: int) -> tuple[list
     return deletion, insertion, eraser
 
 
-def evaluate(attributions: np.ndarray, score: Score, steps: int = 10, random_orders: int = 10, seed: int = 0,
-             top_fraction: float = 0.2) -> dict:
+def evaluate(
+    attributions: np.ndarray,
+    score: Score,
+    steps: int = 10,
+    random_orders: int = 10,
+    seed: int = 0,
+    top_fraction: float = 0.2,
+) -> dict:
     """Deletion and insertion curves, their AOPC, ERASER's comprehensiveness and sufficiency of
     each row's explanation, the same for `random_orders` random orders, and the win rates.
 
@@ -135,7 +144,9 @@ def evaluate(attributions: np.ndarray, score: Score, steps: int = 10, random_ord
         raise ValueError("steps ≥ 1, random_orders ≥ 0, seed ≥ 0 and 0 < top_fraction ≤ 1")
     n_rows, n_units = attributions.shape
     counts, top_k = step_counts(n_units, steps), top_count(n_units, top_fraction)
-    orders = np.concatenate([explanation_orders(attributions), random_permutations(n_units, random_orders, seed)])  # [rows + r, units]
+    orders = np.concatenate(
+        [explanation_orders(attributions), random_permutations(n_units, random_orders, seed)]
+    )  # [rows + r, units]
     index: dict[frozenset, int] = {}  # every distinct removal set → its version
 
     def versions(sets: list[frozenset]) -> list[int]:
@@ -150,12 +161,20 @@ def evaluate(attributions: np.ndarray, score: Score, steps: int = 10, random_ord
         raise ValueError(f"score returned shape {scored.shape}, expected {(len(index), n_rows)}")
     rows = []
     for r in range(n_rows):
-        used = np.r_[r, n_rows:len(orders)]  # this row's explanation, then the random orders
+        used = np.r_[r, n_rows : len(orders)]  # this row's explanation, then the random orders
         d, i, e = scored[deletion[used], r], scored[insertion[used], r], scored[eraser[used], r]  # [1 + random, …]
         numbers = _numbers(d, i, e)  # name → [1 + random]
         rows.append(_row(d, i, numbers))
-    return {"n_units": n_units, "counts": counts, "fractions": [j / n_units for j in counts], "top_k": top_k,
-            "random_orders": random_orders, "seed": seed, "versions": len(index), "rows": rows}
+    return {
+        "n_units": n_units,
+        "counts": counts,
+        "fractions": [j / n_units for j in counts],
+        "top_k": top_k,
+        "random_orders": random_orders,
+        "seed": seed,
+        "versions": len(index),
+        "rows": rows,
+    }
 
 
 def _numbers(deletion: np.ndarray, insertion: np.ndarray, eraser: np.ndarray) -> dict[str, np.ndarray]:
@@ -171,14 +190,22 @@ def _numbers(deletion: np.ndarray, insertion: np.ndarray, eraser: np.ndarray) ->
 
 def _row(deletion: np.ndarray, insertion: np.ndarray, numbers: dict[str, np.ndarray]) -> dict:
     """One row's answer: order 0 is the explanation's, the others random."""
-    row = {"deletion": deletion[0].tolist(), "insertion": insertion[0].tolist(),
-           **{name: float(values[0]) for name, values in numbers.items()}}
+    row = {
+        "deletion": deletion[0].tolist(),
+        "insertion": insertion[0].tolist(),
+        **{name: float(values[0]) for name, values in numbers.items()},
+    }
     if len(deletion) == 1:
         return {**row, "random": None, "win_rate": {"deletion": None, "insertion": None}}
-    row["random"] = {**{name: {"mean": float(values[1:].mean()), "std": float(values[1:].std())}
-                        for name, values in numbers.items()},
-                     "deletion": deletion[1:].mean(0).tolist(), "insertion": insertion[1:].mean(0).tolist(),
-                     "deletion_std": deletion[1:].std(0).tolist(), "insertion_std": insertion[1:].std(0).tolist()}
+    row["random"] = {
+        **{
+            name: {"mean": float(values[1:].mean()), "std": float(values[1:].std())} for name, values in numbers.items()
+        },
+        "deletion": deletion[1:].mean(0).tolist(),
+        "insertion": insertion[1:].mean(0).tolist(),
+        "deletion_std": deletion[1:].std(0).tolist(),
+        "insertion_std": insertion[1:].std(0).tolist(),
+    }
     row["win_rate"] = {curve: _win_rate(numbers[f"{curve}_aopc"]) for curve in ("deletion", "insertion")}
     return row
 
@@ -204,5 +231,14 @@ def unit_attributions(units: list[dict], values: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["evaluate", "step_counts", "top_count", "versions_bound", "explanation_orders", "random_permutations", "removal_sets",
-           "unit_attributions", "NUMBERS"]
+__all__ = [
+    "evaluate",
+    "step_counts",
+    "top_count",
+    "versions_bound",
+    "explanation_orders",
+    "random_permutations",
+    "removal_sets",
+    "unit_attributions",
+    "NUMBERS",
+]

@@ -113,8 +113,9 @@ class PointPass:
     is told, and its later points are skipped.
     """
 
-    def __init__(self, loaded, paths: list[StraightPath], chunk_points: int | None = None,
-                 dtype: str = "float32", too_large=None):
+    def __init__(
+        self, loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32", too_large=None
+    ):
         self.loaded, self.paths, self.chunk_points, self.dtype = loaded, paths, chunk_points, dtype
         self.too_large = too_large
         self.dropped: set[int] = set()
@@ -164,8 +165,9 @@ def contributions(path: StraightPath, gradient: torch.Tensor) -> np.ndarray:
     return (gradient.double() * (path.input - path.baseline).double().cpu()).sum(-1).numpy()
 
 
-def integrate(loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32",
-              too_large=None) -> list[PathGradients | None]:
+def integrate(
+    loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32", too_large=None
+) -> list[PathGradients | None]:
     """Intermediate gradients along each path: the fixed rules' points and the adaptive
     rules' first round in one batched pass, then one more pass per refinement round for the
     new points of the adaptive paths still open. A path that does not fit in memory is None.
@@ -192,8 +194,9 @@ def integrate(loaded, paths: list[StraightPath], chunk_points: int | None = None
             out.append(points.gradients(i, *fixed[i]))
         else:
             rule = rules[i]
-            out.append(points.gradients(i, rule.alphas(), rule.weights(), converged=rule.converged,
-                                        n_computed=rule.n_computed))
+            out.append(
+                points.gradients(i, rule.alphas(), rule.weights(), converged=rule.converged, n_computed=rule.n_computed)
+            )
     return out
 
 
@@ -212,8 +215,9 @@ def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "f
 
 
 @torch.no_grad()
-def endpoint_logits(loaded, paths: list[StraightPath], chunk_points: int, dtype: str = "float32",
-                    too_large=None) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+def endpoint_logits(
+    loaded, paths: list[StraightPath], chunk_points: int, dtype: str = "float32", too_large=None
+) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
     """(logits at x, logits at x') per path, forward only, in shared chunks; None where a
     path's endpoints do not fit in memory (`too_large(i)` is told)."""
     rows = [(i, end) for i in range(len(paths)) for end in ("input", "baseline")]
@@ -225,7 +229,8 @@ def endpoint_logits(loaded, paths: list[StraightPath], chunk_points: int, dtype:
         if not chunk:
             return
         kwargs, padded, spans = pad_batch(
-            loaded, [paths[i].inputs for i, _ in chunk], [getattr(paths[i], end) for i, end in chunk])
+            loaded, [paths[i].inputs for i, _ in chunk], [getattr(paths[i], end) for i, end in chunk]
+        )
         for key, logits in zip(chunk, head_logits(loaded, kwargs, padded, spans, dtype).cpu()):
             out[key] = logits
 
@@ -235,6 +240,12 @@ def endpoint_logits(loaded, paths: list[StraightPath], chunk_points: int, dtype:
             too_large(row[0])
 
     with attention_for_gradients(loaded):
-        for_each_chunk(rows, chunk_points, run, give_up if too_large is not None else None, loaded.counters,
-                       what="endpoint forwards")
+        for_each_chunk(
+            rows,
+            chunk_points,
+            run,
+            give_up if too_large is not None else None,
+            loaded.counters,
+            what="endpoint forwards",
+        )
     return [None if i in dropped else (out[i, "input"], out[i, "baseline"]) for i in range(len(paths))]

@@ -123,22 +123,30 @@ def bfloat16_not_native(device: torch.device) -> str | None:
         return f"bf16 autocast is not measured on {device.type}"
     capability = torch.backends.cpu.get_cpu_capability()
     try:
-        flags = {f for line in CPUINFO.read_text().splitlines() if line.startswith("flags")
-                 for f in line.split(":", 1)[1].split()}
+        flags = {
+            f
+            for line in CPUINFO.read_text().splitlines()
+            if line.startswith("flags")
+            for f in line.split(":", 1)[1].split()
+        }
     except OSError:
         flags = set()
     if "AVX512" in capability and flags & set(NATIVE_BF16_FLAGS):
         return None
-    return (f"this CPU has no native bf16 (torch CPU capability {capability}; "
-            f"none of {', '.join(NATIVE_BF16_FLAGS)} in {CPUINFO})")
+    return (
+        f"this CPU has no native bf16 (torch CPU capability {capability}; "
+        f"none of {', '.join(NATIVE_BF16_FLAGS)} in {CPUINFO})"
+    )
 
 
 def check_dtype(settings: Settings, device: torch.device) -> bool:
     """Whether bf16 is native on `device`; ValueError if the settings ask for bf16 where it is not."""
     why = bfloat16_not_native(device)
     if settings.dtype == "bfloat16" and why:
-        raise ValueError(f"handler setting 'dtype': bfloat16 needs native bf16, but {why}: emulated bf16 "
-                         f"autocast measured ~34x slower than float32; use \"auto\" or \"float32\"")
+        raise ValueError(
+            f"handler setting 'dtype': bfloat16 needs native bf16, but {why}: emulated bf16 "
+            f'autocast measured ~34x slower than float32; use "auto" or "float32"'
+        )
     return why is None
 
 
@@ -190,9 +198,7 @@ def load_model(
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
     model_class = model_class or AutoModel
-    model = model_class.from_pretrained(
-        model_dir, attn_implementation="eager", device_map=device_map
-    )
+    model = model_class.from_pretrained(model_dir, attn_implementation="eager", device_map=device_map)
     if device_map is None:
         model.to(device)
     model.eval().requires_grad_(False)

@@ -55,9 +55,15 @@ def text_prompt(loaded, text: str) -> Prompt:
     """`text` as the tokenizer encodes it (special tokens added, truncated to max_tokens)."""
     encoded = encode(loaded, text)
     spans = [None if span is None else (0, span[0], span[1]) for span in encoded.offsets]
-    return Prompt(ids=encoded.ids, texts=[text], spans=spans, fixed=list(encoded.special),
-                  special=list(encoded.special), n_tokens_input=encoded.n_tokens_input,
-                  n_tokens_dropped=encoded.n_tokens_dropped)
+    return Prompt(
+        ids=encoded.ids,
+        texts=[text],
+        spans=spans,
+        fixed=list(encoded.special),
+        special=list(encoded.special),
+        n_tokens_input=encoded.n_tokens_input,
+        n_tokens_dropped=encoded.n_tokens_dropped,
+    )
 
 
 def render(tokenizer, messages: list[dict]) -> tuple[str, list[int]]:
@@ -78,8 +84,11 @@ def render(tokenizer, messages: list[dict]) -> tuple[str, list[int]]:
         shift += len(message["content"]) - len(marker)
         position = found + len(marker)
     if len(starts) != len(messages) or "".join(rebuilt) + marked[position:] != rendered:
-        raise RequestError("messages", "this model's chat template rewrites the contents (they do not appear "
-                                       "verbatim in the rendered prompt), so its tokens cannot be traced back")
+        raise RequestError(
+            "messages",
+            "this model's chat template rewrites the contents (they do not appear "
+            "verbatim in the rendered prompt), so its tokens cannot be traced back",
+        )
     return rendered, starts
 
 
@@ -91,14 +100,15 @@ def chat_prompt(loaded, messages: list[dict]) -> Prompt:
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
     if len(ids) > loaded.max_tokens:
-        raise RequestError("messages", f"render to {len(ids)} tokens, over the model's max_tokens "
-                                       f"({loaded.max_tokens})", code=413)
+        raise RequestError(
+            "messages", f"render to {len(ids)} tokens, over the model's max_tokens ({loaded.max_tokens})", code=413
+        )
     ends = [s + len(m["content"]) for s, m in zip(starts, messages)]
     specials = set(tokenizer.all_special_ids)
     spans: list[tuple[int, int, int] | None] = []
     message_of: list[int | None] = []
     template: list[bool] = []
-    for (a, b) in offsets:
+    for a, b in offsets:
         first = visible_start(rendered, a, b)
         inside = next((k for k, (s, e) in enumerate(zip(starts, ends)) if s <= first < e and a < b), None)
         if inside is None:
@@ -110,9 +120,17 @@ def chat_prompt(loaded, messages: list[dict]) -> Prompt:
             spans.append((inside, max(a, s) - s, min(b, e) - s))
             template.append(False)
             message_of.append(inside)
-    return Prompt(ids=ids, texts=[m["content"] for m in messages], spans=spans, fixed=list(template),
-                  special=[i in specials for i in ids], roles=[m["role"] for m in messages],
-                  message_of=message_of, template=template, n_tokens_input=len(ids))
+    return Prompt(
+        ids=ids,
+        texts=[m["content"] for m in messages],
+        spans=spans,
+        fixed=list(template),
+        special=[i in specials for i in ids],
+        roles=[m["role"] for m in messages],
+        message_of=message_of,
+        template=template,
+        n_tokens_input=len(ids),
+    )
 
 
 def prompt_of(loaded, request) -> Prompt:

@@ -25,16 +25,32 @@ from ..contract.vocabulary import FIXED_METHODS, KRONROD_POINTS
 
 # QUADPACK's QK15 on [-1, 1] (Piessens et al. 1983): the non-negative Kronrod nodes, largest
 # first, their Kronrod weights, and the weights of the Gauss nodes among them (nodes 1, 3, 5, 7).
-_XK = (0.991455371120812639206854697526329, 0.949107912342758524526189684047851,
-       0.864864423359769072789712788640926, 0.741531185599394439863864773280788,
-       0.586087235467691130294144845693013, 0.405845151377397166906606412076961,
-       0.207784955007898467600689403773245, 0.0)
-_WK = (0.022935322010529224963732008058970, 0.063092092629978553290700663189204,
-       0.104790010322250183839876322541518, 0.140653259715525918745189590510238,
-       0.169004726639267902826583426598550, 0.190350578064785409913256402421014,
-       0.204432940075298892414161999234649, 0.209482141084727828012999174891714)
-_WG = (0.129484966168869693270611432679082, 0.279705391489276667901467771423780,
-       0.381830050505118944950369775488975, 0.417959183673469387755102040816327)
+_XK = (
+    0.991455371120812639206854697526329,
+    0.949107912342758524526189684047851,
+    0.864864423359769072789712788640926,
+    0.741531185599394439863864773280788,
+    0.586087235467691130294144845693013,
+    0.405845151377397166906606412076961,
+    0.207784955007898467600689403773245,
+    0.0,
+)
+_WK = (
+    0.022935322010529224963732008058970,
+    0.063092092629978553290700663189204,
+    0.104790010322250183839876322541518,
+    0.140653259715525918745189590510238,
+    0.169004726639267902826583426598550,
+    0.190350578064785409913256402421014,
+    0.204432940075298892414161999234649,
+    0.209482141084727828012999174891714,
+)
+_WG = (
+    0.129484966168869693270611432679082,
+    0.279705391489276667901467771423780,
+    0.381830050505118944950369775488975,
+    0.417959183673469387755102040816327,
+)
 
 
 def _kronrod_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,8 +79,12 @@ def fixed_rule(method: str, n_steps: int) -> tuple[list[float], list[float]]:
     if method == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n_steps)
         return (0.5 * (1 + x)).tolist(), (0.5 * w).tolist()
-    kind = {"riemann_left": "left", "riemann_right": "right", "riemann_middle": "middle",
-            "riemann_trapezoid": "trapezoid"}.get(method)
+    kind = {
+        "riemann_left": "left",
+        "riemann_right": "right",
+        "riemann_middle": "middle",
+        "riemann_trapezoid": "trapezoid",
+    }.get(method)
     if kind is None:
         raise ValueError(f"no fixed rule named {method!r}; known: {FIXED_METHODS}")
     if n_steps < 2 and kind != "right":  # one right point, α = 1 and weight 1, is gradient × input
@@ -74,8 +94,12 @@ def fixed_rule(method: str, n_steps: int) -> tuple[list[float], list[float]]:
     if kind == "trapezoid":
         steps[0] /= 2
         steps[-1] /= 2
-    start, end = {"trapezoid": (0, 1), "left": (0, 1 - 1 / n), "middle": (1 / (2 * n), 1 - 1 / (2 * n)),
-                  "right": (1 / n, 1)}[kind]
+    start, end = {
+        "trapezoid": (0, 1),
+        "left": (0, 1 - 1 / n),
+        "middle": (1 / (2 * n), 1 - 1 / (2 * n)),
+        "right": (1 / n, 1),
+    }[kind]
     return torch.linspace(start, end, n).tolist(), steps
 
 

@@ -88,8 +88,7 @@ def plan_device_map(config_or_dir, devices: list) -> dict[str, object]:
     architecture = (config.architectures or ["AutoModel"])[0]
     model_class: Any = getattr(transformers, architecture, transformers.AutoModel)  # a PreTrainedModel class
     with accelerate.init_empty_weights():
-        model = (model_class.from_config(config) if model_class is transformers.AutoModel
-                 else model_class(config))
+        model = model_class.from_config(config) if model_class is transformers.AutoModel else model_class(config)
     model.tie_weights()
     names = units(model)
     starts = balanced_cuts(unit_bytes(model, names), len(devices))

@@ -63,7 +63,7 @@ def sentence_units(texts: dict, spans) -> list[dict]:
     """Every sentence of every text in `texts` (in their order), with its tokens."""
     units = [{"where": where, "start": a, "end": b} for where, text in texts.items() for a, b in sentence_spans(text)]
     for k, (unit, tokens) in enumerate(zip(units, unit_of_tokens(spans, texts, units))):
-        unit.update(id=f"s{k}", text=texts[unit["where"]][unit["start"]:unit["end"]], tokens=tokens)
+        unit.update(id=f"s{k}", text=texts[unit["where"]][unit["start"] : unit["end"]], tokens=tokens)
     return units
 
 
@@ -84,8 +84,11 @@ def source_units(sources, texts: list[str], spans) -> list[dict]:
         else:
             found = [(w, a) for w, text in enumerate(texts) for a in _occurrences(text, source.text)]
             if len(found) != 1:
-                raise RequestError(field, f"text of source {source.id!r} occurs {len(found)} times in the prompt; "
-                                          "it must occur exactly once (or give message, start and end)")
+                raise RequestError(
+                    field,
+                    f"text of source {source.id!r} occurs {len(found)} times in the prompt; "
+                    "it must occur exactly once (or give message, start and end)",
+                )
             (where, start), end = found[0], found[0][1] + len(source.text)
         units.append({"id": source.id, "where": where, "start": start, "end": end, "text": texts[where][start:end]})
     for k, a in enumerate(units):

@@ -19,7 +19,7 @@ sentences of its text (and text pair), removed from the text and the text tokeni
 (`units.ablate_text`) or their tokens replaced by the baseline token.
 """
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,8 +42,14 @@ class ContinuationScorer:
     """F [versions, n_t + 1] of a continuation after versions of its prompt: each target token's
     in `score`, then the whole continuation's. `ids_of(removed)` makes a version's prompt ids."""
 
-    def __init__(self, loaded, ids_of: Callable[[frozenset[int]], Sequence[int]], targets: list[int], score: str,
-                 rows_per_forward: int | None = None):
+    def __init__(
+        self,
+        loaded,
+        ids_of: Callable[[frozenset[int]], Sequence[int]],
+        targets: list[int],
+        score: str,
+        rows_per_forward: int | None = None,
+    ):
         self.loaded, self.ids_of, self.targets, self.score = loaded, ids_of, list(targets), score
         self.rows_per_forward = rows_per_forward
         self.forwards = 0
@@ -57,12 +63,14 @@ class ContinuationScorer:
         out = np.empty((len(distinct), n_t + 1))  # [distinct, n_t + 1]
         for first in range(0, len(distinct), rows):
             check_deadline(WHAT, first, len(distinct))
-            chunk = [list(p) for p in distinct[first:first + rows]]
+            chunk = [list(p) for p in distinct[first : first + rows]]
             scores = score_versions(self.loaded, chunk, self.targets, rows_per_forward=len(chunk))
-            out[first:first + len(chunk), :n_t] = scores.of(self.score)
-            out[first:first + len(chunk), n_t] = (continuation_logit_probability(scores.logit_probability)
-                                                  if self.score == "logit_probability"
-                                                  else scores.log_probability.sum(-1))
+            out[first : first + len(chunk), :n_t] = scores.of(self.score)
+            out[first : first + len(chunk), n_t] = (
+                continuation_logit_probability(scores.logit_probability)
+                if self.score == "logit_probability"
+                else scores.log_probability.sum(-1)
+            )
         where = {p: k for k, p in enumerate(distinct)}
         return out[[where[p] for p in prompts]]
 
@@ -71,8 +79,15 @@ class ClassifierScorer:
     """F [versions, 1] of a classifier's `target` class after versions of its input;
     `inputs_of(removed)` makes a version's model kwargs (batch of one, as `tokens.encode`)."""
 
-    def __init__(self, loaded, inputs_of: Callable[[frozenset[int]], dict[str, torch.Tensor]], target: int,
-                 score: str, dtype: str = "float32", rows_per_forward: int | None = None):
+    def __init__(
+        self,
+        loaded,
+        inputs_of: Callable[[frozenset[int]], dict[str, torch.Tensor]],
+        target: int,
+        score: str,
+        dtype: str = "float32",
+        rows_per_forward: int | None = None,
+    ):
         self.loaded, self.inputs_of, self.target, self.score, self.dtype = loaded, inputs_of, target, score, dtype
         self.rows_per_forward = rows_per_forward
         self.forwards = 0
@@ -111,24 +126,59 @@ def classifier_units(loaded, encoded: Encoded, text: str, text_pair: str | None,
     if kind == "sentence":
         return sentence_units({k: t for k, t in texts.items() if t is not None}, spans)
     if kind == "word":
-        rows = [{"start": None if s is None else s[1], "end": None if s is None else s[2],
-                 "segment": None if s is None else s[0], "special": s is None} for s in spans]
-        return [{"id": f"w{k}", "where": w["segment"], "start": w["start"], "end": w["end"], "text": w["text"],
-                 "tokens": w["tokens"]} for k, w in enumerate(word_rows(rows, texts))]
+        rows = [
+            {
+                "start": None if s is None else s[1],
+                "end": None if s is None else s[2],
+                "segment": None if s is None else s[0],
+                "special": s is None,
+            }
+            for s in spans
+        ]
+        return [
+            {
+                "id": f"w{k}",
+                "where": w["segment"],
+                "start": w["start"],
+                "end": w["end"],
+                "text": w["text"],
+                "tokens": w["tokens"],
+            }
+            for k, w in enumerate(word_rows(rows, texts))
+        ]
     if kind == "token":
-        return [{"id": f"t{i}", "where": s[0], "start": s[1], "end": s[2], "text": (texts[s[0]] or "")[s[1]:s[2]],
-                 "tokens": [i]} for i, s in enumerate(spans) if s is not None]
+        return [
+            {
+                "id": f"t{i}",
+                "where": s[0],
+                "start": s[1],
+                "end": s[2],
+                "text": (texts[s[0]] or "")[s[1] : s[2]],
+                "tokens": [i],
+            }
+            for i, s in enumerate(spans)
+            if s is not None
+        ]
     raise RequestError("evaluate.unit", f"a classifier's units are tokens, words or sentences, not {kind!r}")
 
 
-def classifier_inputs(loaded, encoded: Encoded, text: str, text_pair: str | None, units: list[dict],
-                      ablation: str = "remove", baseline: str | None = None) -> Callable[[frozenset[int]], dict]:
+def classifier_inputs(
+    loaded,
+    encoded: Encoded,
+    text: str,
+    text_pair: str | None,
+    units: list[dict],
+    ablation: str = "remove",
+    baseline: str | None = None,
+) -> Callable[[frozenset[int]], dict]:
     """removed → the model kwargs of the input without those units: their characters taken out of
     the text (and the whitespace before them) and the texts tokenized again, or ("baseline") their
     tokens replaced by the baseline token (pad, unk, mask or period)."""
     if ablation == "baseline":
         if baseline not in TOKEN_BASELINES:
-            raise RequestError("baseline", f"replaces tokens by a token: one of {list(TOKEN_BASELINES)}, not {baseline!r}")
+            raise RequestError(
+                "baseline", f"replaces tokens by a token: one of {list(TOKEN_BASELINES)}, not {baseline!r}"
+            )
         token = baseline_token_id(loaded.tokenizer, baseline)
 
         def replaced(removed: frozenset[int]) -> dict:
@@ -146,8 +196,9 @@ def classifier_inputs(loaded, encoded: Encoded, text: str, text_pair: str | None
             return encoded.inputs
         texts = list(visible)
         for where in {units[u]["where"] for u in removed}:
-            texts[where] = ablate_text(texts[where], [(units[u]["start"], units[u]["end"])
-                                                      for u in removed if units[u]["where"] == where])
+            texts[where] = ablate_text(
+                texts[where], [(units[u]["start"], units[u]["end"]) for u in removed if units[u]["where"] == where]
+            )
         return encode(loaded, texts[0] or "", texts[1]).inputs  # nothing left: the special tokens alone
 
     return retokenized
@@ -162,7 +213,7 @@ def _visible_texts(encoded: Encoded, text: str, text_pair: str | None) -> list[s
     for offset, segment in zip(encoded.offsets, encoded.segments):
         if offset is not None and segment is not None:
             ends[segment] = max(ends.get(segment, 0), offset[1])
-    return [t if t is None else t[:ends.get(k, 0)] for k, t in enumerate((text, text_pair))]
+    return [t if t is None else t[: ends.get(k, 0)] for k, t in enumerate((text, text_pair))]
 
 
 __all__ = ["ContinuationScorer", "ClassifierScorer", "classifier_units", "classifier_inputs"]

@@ -36,8 +36,16 @@ def word_rows(tokens: list[dict], texts: dict) -> list[dict]:
             words[-1]["end"] = end
             words[-1]["tokens"].append(index)
         else:
-            words.append({"start": start, "end": end, "key": key, "segment": row["segment"],
-                          "message": row.get("message"), "tokens": [index]})
+            words.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "key": key,
+                    "segment": row["segment"],
+                    "message": row.get("message"),
+                    "tokens": [index],
+                }
+            )
         previous = (key, end)
     for word in words:
         text = texts[word["key"]][word["start"] : word["end"]]
@@ -46,9 +54,17 @@ def word_rows(tokens: list[dict], texts: dict) -> list[dict]:
             word["start"] += len(text) - len(stripped)
             text = stripped
         word["text"] = text
-    return [{"text": w["text"], "start": w["start"], "end": w["end"], "segment": w["segment"],
-             **({"message": w["message"]} if w["message"] is not None else {}), "tokens": w["tokens"]}
-            for w in words]
+    return [
+        {
+            "text": w["text"],
+            "start": w["start"],
+            "end": w["end"],
+            "segment": w["segment"],
+            **({"message": w["message"]} if w["message"] is not None else {}),
+            "tokens": w["tokens"],
+        }
+        for w in words
+    ]
 
 
 def word_sums(words: list[dict], raw: torch.Tensor) -> torch.Tensor:

@@ -33,11 +33,29 @@ def units_of(request, prompt: Prompt, tokens: list[dict]) -> list[dict]:
     if kind == "word":
         texts = {0: prompt.texts[0]} if prompt.roles is None else {(0, k): t for k, t in enumerate(prompt.texts)}
         words = word_rows(prompt_rows, texts)
-        return [{"id": f"w{k}", "where": w.get("message") or 0, "start": w["start"], "end": w["end"],
-                 "text": w["text"], "tokens": w["tokens"]} for k, w in enumerate(words)]
-    return [{"id": f"t{i}", "where": span[0], "start": span[1], "end": span[2],
-             "text": prompt.texts[span[0]][span[1]:span[2]], "tokens": [i]}
-            for i, span in enumerate(spans) if span is not None]
+        return [
+            {
+                "id": f"w{k}",
+                "where": w.get("message") or 0,
+                "start": w["start"],
+                "end": w["end"],
+                "text": w["text"],
+                "tokens": w["tokens"],
+            }
+            for k, w in enumerate(words)
+        ]
+    return [
+        {
+            "id": f"t{i}",
+            "where": span[0],
+            "start": span[1],
+            "end": span[2],
+            "text": prompt.texts[span[0]][span[1] : span[2]],
+            "tokens": [i],
+        }
+        for i, span in enumerate(spans)
+        if span is not None
+    ]
 
 
 def version_ids(loaded, request, prompt: Prompt, units: list[dict], removed: list[int]) -> tuple[int, ...]:
@@ -52,13 +70,15 @@ def version_ids(loaded, request, prompt: Prompt, units: list[dict], removed: lis
         return tuple(ids)
     texts = list(prompt.texts)
     for where in {units[u]["where"] for u in removed}:
-        texts[where] = ablate_text(prompt.texts[where], [(units[u]["start"], units[u]["end"])
-                                                         for u in removed if units[u]["where"] == where])
+        texts[where] = ablate_text(
+            prompt.texts[where], [(units[u]["start"], units[u]["end"]) for u in removed if units[u]["where"] == where]
+        )
     return tuple(prompt_ids(loaded, request, texts))
 
 
-def ablated_prompts(loaded, request, prompt: Prompt, units: list[dict],
-                    removals: list[list[int]]) -> tuple[list[int], list[tuple[int, ...]]]:
+def ablated_prompts(
+    loaded, request, prompt: Prompt, units: list[dict], removals: list[list[int]]
+) -> tuple[list[int], list[tuple[int, ...]]]:
     """For each removal (the units left out) the index of its prompt among the distinct prompts
     (the whole prompt first; identical ones run once), and those prompts."""
     versions = [version_ids(loaded, request, prompt, units, r) for r in removals]
@@ -72,9 +92,12 @@ def check_count(loaded, request, n_units: int) -> None:
     max_ablations, before anything runs (contextcite's counts are checked with the request)."""
     limit = loaded.settings.max_ablations
     if request.attribution == "occlusion" and n_units > limit:
-        raise RequestError("unit", f'"{request.units}" makes {n_units} units, one ablated prompt each, over this '
-                                   f"archive's max_ablations ({limit}); choose a coarser unit (sentence, source)",
-                           code=413)
+        raise RequestError(
+            "unit",
+            f'"{request.units}" makes {n_units} units, one ablated prompt each, over this '
+            f"archive's max_ablations ({limit}); choose a coarser unit (sentence, source)",
+            code=413,
+        )
 
 
 def n_holdout(request) -> int:
@@ -92,8 +115,19 @@ def forward_cost_of(loaded, plan, units: list[dict], n_prompts: int) -> dict:
     return forward_cost(loaded, n_prompts, len(prompt), shared, n_targets, rows)
 
 
-def answer(loaded, request, plan, units: list[dict], scores, score: str, per_target: np.ndarray, whole: np.ndarray,
-           full: np.ndarray, n_prompts: int, surrogate: dict | None = None) -> dict:
+def answer(
+    loaded,
+    request,
+    plan,
+    units: list[dict],
+    scores,
+    score: str,
+    per_target: np.ndarray,
+    whole: np.ndarray,
+    full: np.ndarray,
+    n_prompts: int,
+    surrogate: dict | None = None,
+) -> dict:
     """The contract's AblationResponse: per target and for the whole continuation, one value per unit."""
     described = described_targets(loaded, plan.targets, len(plan.prompt), torch.from_numpy(scores.full_logits))
     ids = [u["id"] for u in units]

@@ -56,13 +56,25 @@ def check_size(plan: Plan, encoding: str, n: int, top_k: int, limit: int) -> Non
         changes.append((f'"top_k_per_row": {SUGGESTED_TOP_K_PER_ROW}', {"k": SUGGESTED_TOP_K_PER_ROW}, encoding))
     if len(changes) > 1:
         smallest = "float16-base64" if any(e == "float16-base64" for _, _, e in changes) else encoding
-        changes.append((" with ".join(label for label, _, _ in changes),
-                        {k: v for _, c, _ in changes for k, v in c.items()}, smallest))
-    hints = [f"{label} (about {_mib(response_bytes(replace(plan, **change), enc, n, top_k))})"
-             for label, change, enc in changes]
+        changes.append(
+            (
+                " with ".join(label for label, _, _ in changes),
+                {k: v for _, c, _ in changes for k, v in c.items()},
+                smallest,
+            )
+        )
+    hints = [
+        f"{label} (about {_mib(response_bytes(replace(plan, **change), enc, n, top_k))})"
+        for label, change, enc in changes
+    ]
     maps = len(plan.layers) * (plan.head_maps if plan.attention else 0) + len(plan.layers) * plan.rollout
-    check_response_size(size, limit, "attention" if plan.attention else "rollout",
-                        f"{maps:,} maps of {n}x{n} tokens", hints + ['fewer "layers"', "a shorter text"])
+    check_response_size(
+        size,
+        limit,
+        "attention" if plan.attention else "rollout",
+        f"{maps:,} maps of {n}x{n} tokens",
+        hints + ['fewer "layers"', "a shorter text"],
+    )
 
 
 def _mib(size: int) -> str:
@@ -79,8 +91,12 @@ def top_k_predictions(loaded, logits: torch.Tensor, k: int, rows_per_chunk: int 
         indices.append(top.indices)
     ids = torch.cat(indices).flatten().tolist()
     tokenizer = loaded.tokenizer
-    rows = zip(ids, tokenizer.convert_ids_to_tokens(ids), tokenizer.batch_decode([[i] for i in ids]),
-               torch.cat(values).flatten().tolist())
+    rows = zip(
+        ids,
+        tokenizer.convert_ids_to_tokens(ids),
+        tokenizer.batch_decode([[i] for i in ids]),
+        torch.cat(values).flatten().tolist(),
+    )
     flat = [{"token": token, "text": text, "id": i, "prob": p} for i, token, text, p in rows]
     return [flat[start : start + k] for start in range(0, len(flat), k)]
 
@@ -118,12 +134,17 @@ def attention_response(loaded, request: AttentionRequest) -> dict:
         row["predictions"] = predictions[row["index"]] if predictions else None
     response = {"model": loaded.details(), "tokens": tokens}
     if attention is not None:
-        response["attention"] = {"layers": plan.layers, "heads": plan.heads, "aggregate": plan.aggregate,
-                                 **_encoded(attention, request.encoding)}
+        response["attention"] = {
+            "layers": plan.layers,
+            "heads": plan.heads,
+            "aggregate": plan.aggregate,
+            **_encoded(attention, request.encoding),
+        }
     if rollout is not None:
         response["rollout"] = {"layers": plan.layers, **_encoded(rollout, request.encoding)}
-    response.update(truncated=encoded.truncated, n_tokens_input=encoded.n_tokens_input,
-                    n_tokens_dropped=encoded.n_tokens_dropped)
+    response.update(
+        truncated=encoded.truncated, n_tokens_input=encoded.n_tokens_input, n_tokens_dropped=encoded.n_tokens_dropped
+    )
     if loaded.head == "sequence-classification" and logits is not None:
         probs = torch.softmax(logits[0] if logits.dim() > 1 else logits, dim=-1).tolist()
         response["prediction"] = {

@@ -45,8 +45,11 @@ def _text(loaded, request: TextRequest) -> None:
     for field in ("text", "text_pair", "continuation"):
         value = getattr(request, field, None)
         if value is not None and len(value) > limit:
-            raise RequestError(field, f"has {len(value)} characters; this archive accepts at most {limit} "
-                                      "(its max_text_chars)", code=413)
+            raise RequestError(
+                field,
+                f"has {len(value)} characters; this archive accepts at most {limit} (its max_text_chars)",
+                code=413,
+            )
 
 
 def _within(values, size: int, what: str) -> None:
@@ -111,15 +114,21 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
             resolve_target(loaded, foil, "foil")
     if request.dtype == "bfloat16" and not loaded.native_bfloat16:
         why = bfloat16_not_native(loaded.device) or "bf16 was not native when the model loaded"
-        raise RequestError("dtype", f'"bfloat16" needs native bf16, but {why}: emulated bf16 autocast measured '
-                                    '~34x slower than float32; leave dtype out (float32)')
+        raise RequestError(
+            "dtype",
+            f'"bfloat16" needs native bf16, but {why}: emulated bf16 autocast measured '
+            "~34x slower than float32; leave dtype out (float32)",
+        )
     if (
         request.ablation == "baseline"
         and request.attribution != "integrated_gradients"
         and baseline not in TOKEN_BASELINES
     ):
-        raise RequestError("baseline", f'ablation "baseline" puts one token in place of each left-out token: '
-                                       f'{", ".join(TOKEN_BASELINES)}, not {baseline}')
+        raise RequestError(
+            "baseline",
+            f'ablation "baseline" puts one token in place of each left-out token: '
+            f"{', '.join(TOKEN_BASELINES)}, not {baseline}",
+        )
     return request.model_copy(update=resolved)
 
 
@@ -134,16 +143,22 @@ def _ablations(loaded, request: GradientsRequest) -> None:
     if fitted + held > limit:
         given_holdout = request.n_holdout is not None and (request.n_ablations is None or held >= fitted)
         field = "n_holdout" if given_holdout else "n_ablations"  # the larger of those the client gave
-        raise RequestError(field, f"n_ablations + n_holdout = {fitted} + {held} is over this archive's max_ablations "
-                                  f"({limit}); ask for fewer, or raise max_ablations in the model-config")
+        raise RequestError(
+            field,
+            f"n_ablations + n_holdout = {fitted} + {held} is over this archive's max_ablations "
+            f"({limit}); ask for fewer, or raise max_ablations in the model-config",
+        )
 
 
 def _conversation(loaded, request: GradientsRequest) -> None:
     if loaded.head != "causal-lm":
-        raise RequestError("messages", f"{loaded.name} is not a causal LM (its head: {loaded.head}); a conversation "
-                                       "is explained by a chat model's answer")
+        raise RequestError(
+            "messages",
+            f"{loaded.name} is not a causal LM (its head: {loaded.head}); a conversation "
+            "is explained by a chat model's answer",
+        )
     if not getattr(loaded.tokenizer, "chat_template", None):
-        raise RequestError("messages", f"{loaded.name}'s tokenizer has no chat template; send the prompt as \"text\"")
+        raise RequestError("messages", f'{loaded.name}\'s tokenizer has no chat template; send the prompt as "text"')
     limit = loaded.settings.max_text_chars
     total = sum(len(m.content) for m in request.messages)
     if total > limit:
@@ -181,5 +196,3 @@ def resolve_target(model, value: int | str, field: str = "target") -> int:
     if token_id >= n_ids:
         raise RequestError(field, f"token id {token_id} is not among the model's {n_ids} outputs")
     return token_id
-
-

@@ -36,8 +36,12 @@ def estimate(loaded, plan: Plan, points: int | None = None) -> dict:
 
 def _corrected(loaded, figures: dict) -> dict:
     speed, kind, seconds = loaded.speed, figures.pop("kind"), figures["calibrated_seconds"]
-    return {**figures, "estimated_seconds": seconds * speed.correction(kind),
-            "best_seconds": seconds * speed.correction(kind, optimistic=True), "measured_from": speed.source(kind)}
+    return {
+        **figures,
+        "estimated_seconds": seconds * speed.correction(kind),
+        "best_seconds": seconds * speed.correction(kind, optimistic=True),
+        "measured_from": speed.source(kind),
+    }
 
 
 def evaluation_units_of(loaded, plan: Plan) -> list[dict]:
@@ -67,15 +71,21 @@ def _alternatives(request: GradientsRequest) -> list[tuple[str, dict]]:
     """Cheaper variants of a request: (how a user says it, the fields that change): the method's
     own, then other methods and coarser units."""
     fields = request.model_dump(by_alias=True, exclude_unset=True)
-    forward = {k: v for k, v in fields.items() if k in ("text", "messages", "continuation", "generate", "sources", "seed")}
+    forward = {
+        k: v for k, v in fields.items() if k in ("text", "messages", "continuation", "generate", "sources", "seed")
+    }
     unit = "source" if request.sources is not None else "sentence"
     options = METHODS[request.attribution].cheaper(request, fields)
     if request.attribution not in FORWARD_ONLY and request.generation:  # forward-only methods explain continuations
         options.append((f'"attribution": "occlusion" (unit "{unit}")', forward | {"attribution": "occlusion"}))
         options.append((f'"attribution": "contextcite" (unit "{unit}")', forward | {"attribution": "contextcite"}))
     elif request.attribution == "contextcite":
-        options.append((f'"attribution": "occlusion" (unit "{request.units}")',
-                        forward | {"attribution": "occlusion", "unit": request.units}))
+        options.append(
+            (
+                f'"attribution": "occlusion" (unit "{request.units}")',
+                forward | {"attribution": "occlusion", "unit": request.units},
+            )
+        )
     if request.attribution in FORWARD_ONLY and request.units in ("token", "word"):
         options.append((f'"unit": "{unit}"', fields | {"unit": unit}))
     if request.generate is not None and request.generate.max_new_tokens > 1:
@@ -100,12 +110,21 @@ def cost_estimate(loaded, plan: Plan) -> dict:
             continue
         if seconds < figures["estimated_seconds"]:
             cheaper.append(f"{said}: ~{seconds:.1f} s")
-    return checked(CostEstimate, {
-        "attribution": request.attribution, "n_tokens_prompt": len(plan.prompt), "n_tokens_continuation": plan.n_targets,
-        **figures, "max_estimated_seconds": limit, "within_limits": best <= limit,
-        "upper_bound": request.generate is not None or request.n_steps == "auto" or request.attribution in FORWARD_ONLY,
-        "cheaper": cheaper,  # forward-only: every ablated prompt counted as long as the whole, none alike
-    })
+    return checked(
+        CostEstimate,
+        {
+            "attribution": request.attribution,
+            "n_tokens_prompt": len(plan.prompt),
+            "n_tokens_continuation": plan.n_targets,
+            **figures,
+            "max_estimated_seconds": limit,
+            "within_limits": best <= limit,
+            "upper_bound": request.generate is not None
+            or request.n_steps == "auto"
+            or request.attribution in FORWARD_ONLY,
+            "cheaper": cheaper,  # forward-only: every ablated prompt counted as long as the whole, none alike
+        },
+    )
 
 
 def refuse_over_limit(loaded, plan: Plan) -> dict:
@@ -119,9 +138,14 @@ def refuse_over_limit(loaded, plan: Plan) -> dict:
     if figures["best_seconds"] <= limit:  # refused only if it is over even at this worker's best speed
         return figures
     full = cost_estimate(loaded, plan)
-    field = ({"integrated_gradients": "n_steps", "contextcite": "n_ablations", "occlusion": "unit"}.get(request.attribution)
-             or ("continuation" if request.continuation is not None else "generate"))
+    field = {"integrated_gradients": "n_steps", "contextcite": "n_ablations", "occlusion": "unit"}.get(
+        request.attribution
+    ) or ("continuation" if request.continuation is not None else "generate")
     options = "; ".join(full["cheaper"]) or "a shorter prompt or continuation"
-    raise RequestError(field, f"this request would take ~{figures['best_seconds']:.0f} s or more on this worker, over "
-                              f"the archive's max_estimated_seconds ({limit:.0f}); cheaper: {options}",
-                       code=413, estimate=full)
+    raise RequestError(
+        field,
+        f"this request would take ~{figures['best_seconds']:.0f} s or more on this worker, over "
+        f"the archive's max_estimated_seconds ({limit:.0f}); cheaper: {options}",
+        code=413,
+        estimate=full,
+    )

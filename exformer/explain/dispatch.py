@@ -14,8 +14,8 @@ from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
 from . import cost, evaluation
 from .methods import METHODS
-from .responses import with_evaluation
 from .plan import complete, generation_room, plan
+from .responses import with_evaluation
 
 
 def explain_batch(loaded, requests: list[GradientsRequest]) -> list:
@@ -31,8 +31,11 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list:
             single.setdefault(request.attribution, []).append(k)
     for name, ks in single.items():
         for k, answer in zip(ks, METHODS[name].run_single(loaded, [requests[k] for k in ks])):
-            out[k] = answer if requests[k].evaluate is None else _answered(_evaluated, loaded, METHODS[name], requests[k],
-                                                                           answer)
+            out[k] = (
+                answer
+                if requests[k].evaluate is None
+                else _answered(_evaluated, loaded, METHODS[name], requests[k], answer)
+            )
     return out
 
 

@@ -44,8 +44,13 @@ def encode_index_array(indices: torch.Tensor, encoding: str, n_columns: int) -> 
         return {"encoding": "json", "shape": list(indices.shape), "data": indices.contiguous().numpy()}
     dtype = "uint16" if n_columns <= 1 << 16 else "uint32"
     raw = indices.contiguous().numpy().astype("<u2" if dtype == "uint16" else "<u4").tobytes()
-    return {"encoding": "base64", "dtype": dtype, "byteorder": "little", "shape": list(indices.shape),
-            "data": base64.b64encode(raw).decode("ascii")}
+    return {
+        "encoding": "base64",
+        "dtype": dtype,
+        "byteorder": "little",
+        "shape": list(indices.shape),
+        "data": base64.b64encode(raw).decode("ascii"),
+    }
 
 
 def encode_sparse(rows: dict[str, torch.Tensor], encoding: str) -> dict:
@@ -119,8 +124,9 @@ def matrices_response_bytes(n_matrices: int, n: int, encoding: str, k: int | Non
     return int(rows * (k * (per_value + per_index) + 2 * per_value + 8))
 
 
-def gradients_response_bytes(returns, fmt: str, n_steps: int, n_tokens: int, width: int,
-                             n_targets: int | None = None) -> int:
+def gradients_response_bytes(
+    returns, fmt: str, n_steps: int, n_tokens: int, width: int, n_targets: int | None = None
+) -> int:
     """An upper bound of the encoded gradients response, known once the text is tokenized: one
     target, or a continuation's `n_targets` rows (each over at most n_tokens tokens)."""
     n, t, k = n_steps, n_tokens, n_targets or 1
@@ -140,8 +146,10 @@ def check_gradients_size(request, settings, n_tokens: int, width: int, n_targets
     """413 naming `return` before computing, when the answer would pass the archive's limit."""
     n = request.most_steps(settings)
     size = gradients_response_bytes(request.returned, request.format, n, n_tokens, width, n_targets)
-    hints = ['a lower "max_n_steps"' if request.n_steps == "auto" else 'fewer "n_steps"',
-             "a shorter continuation" if n_targets else "a shorter text"]
+    hints = [
+        'a lower "max_n_steps"' if request.n_steps == "auto" else 'fewer "n_steps"',
+        "a shorter continuation" if n_targets else "a shorter text",
+    ]
     if {"intermediate_gradients", "intermediates"} & set(request.returned):
         hints.insert(0, 'leave "intermediate_gradients"/"intermediates" out of "return" (the JSON summary is small)')
         if request.format == "json":

@@ -28,8 +28,9 @@ def evaluation_units(request, prompt: Prompt, tokens: list[dict], kind: str) -> 
     return units_of(request.model_copy(update={"unit": kind}), prompt, tokens)
 
 
-def continuation_scorer(loaded, request, prompt: Prompt, units: list[dict], targets: list[int],
-                        score: str) -> ContinuationScorer:
+def continuation_scorer(
+    loaded, request, prompt: Prompt, units: list[dict], targets: list[int], score: str
+) -> ContinuationScorer:
     """F [versions, n_t + 1] after versions of the prompt without sets of `units` (removed or
     replaced by the baseline token as `request.ablation` says), as occlusion's."""
     whole = tuple(prompt.ids)
@@ -40,39 +41,83 @@ def continuation_scorer(loaded, request, prompt: Prompt, units: list[dict], targ
     return ContinuationScorer(loaded, ids_of, targets, score)
 
 
-def evaluate_continuation(loaded, request, prompt: Prompt, units: list[dict], targets: list[int],
-                          attributions: np.ndarray, options: Evaluate, unit: str, score: str) -> dict:
+def evaluate_continuation(
+    loaded,
+    request,
+    prompt: Prompt,
+    units: list[dict],
+    targets: list[int],
+    attributions: np.ndarray,
+    options: Evaluate,
+    unit: str,
+    score: str,
+) -> dict:
     """The `evaluation` block of a continuation's answer; `attributions` [n_t + 1, units]: each
     target token's row, then the whole continuation's."""
     scorer = continuation_scorer(loaded, request, prompt, units, targets, score)
     result = evaluate(attributions, scorer, options.steps, options.random_orders, options.seed, options.top_fraction)
     ablation = request.ablation
-    return evaluation_block(result, options, [*range(len(targets)), None], unit=unit, ablation=ablation,
-                            baseline=request.baseline if ablation == "baseline" else None, score=score,
-                            forwards=scorer.forwards)
+    return evaluation_block(
+        result,
+        options,
+        [*range(len(targets)), None],
+        unit=unit,
+        ablation=ablation,
+        baseline=request.baseline if ablation == "baseline" else None,
+        score=score,
+        forwards=scorer.forwards,
+    )
 
 
-def evaluate_classifier(loaded, encoded: Encoded, text: str, text_pair: str | None, units: list[dict], target: int,
-                        attributions: np.ndarray, options: Evaluate, unit: str, score: str,
-                        ablation: str = "remove", baseline: str | None = None, dtype: str = "float32") -> dict:
+def evaluate_classifier(
+    loaded,
+    encoded: Encoded,
+    text: str,
+    text_pair: str | None,
+    units: list[dict],
+    target: int,
+    attributions: np.ndarray,
+    options: Evaluate,
+    unit: str,
+    score: str,
+    ablation: str = "remove",
+    baseline: str | None = None,
+    dtype: str = "float32",
+) -> dict:
     """The `evaluation` block of a classifier's answer; `attributions` [1, units] (or [units])."""
     inputs_of = classifier_inputs(loaded, encoded, text, text_pair, units, ablation, baseline)
     scorer = ClassifierScorer(loaded, inputs_of, target, score, dtype)
-    result = evaluate(np.reshape(attributions, (1, -1)), scorer, options.steps, options.random_orders, options.seed,
-                      options.top_fraction)
-    return evaluation_block(result, options, [target], unit=unit, ablation=ablation,
-                            baseline=baseline if ablation == "baseline" else None, score=score,
-                            forwards=scorer.forwards)
+    result = evaluate(
+        np.reshape(attributions, (1, -1)),
+        scorer,
+        options.steps,
+        options.random_orders,
+        options.seed,
+        options.top_fraction,
+    )
+    return evaluation_block(
+        result,
+        options,
+        [target],
+        unit=unit,
+        ablation=ablation,
+        baseline=baseline if ablation == "baseline" else None,
+        score=score,
+        forwards=scorer.forwards,
+    )
 
 
 def evaluation_block(result: dict, options: Evaluate, targets: list, **fields) -> dict:
     """core.evaluate's result as the contract's Evaluation (checked): `targets` names each row."""
     rows = [{"target": target, **row} for target, row in zip(targets, result["rows"])]
-    block = {**{k: v for k, v in result.items() if k != "rows"}, "steps": options.steps,
-             "top_fraction": options.top_fraction, "rows": rows, **fields}
+    block = {
+        **{k: v for k, v in result.items() if k != "rows"},
+        "steps": options.steps,
+        "top_fraction": options.top_fraction,
+        "rows": rows,
+        **fields,
+    }
     return checked(Evaluation, block)
-
-
 
 
 # --- an answer's evaluation (the dispatcher's entry) ----------------------------------------------
@@ -91,13 +136,19 @@ def check_size(loaded, request, n_rows: int, n_units: int) -> int:
     options, limit = request.evaluate, loaded.settings.max_ablations
     if n_units < 1:
         raise RequestError("evaluate.unit", "the input has no such unit to remove")
-    bound = min(versions_bound(n_rows, n_units, options.steps, options.random_orders, options.top_fraction),
-                2 ** min(n_units, 62))  # distinct removal sets: at most every subset of the units
+    bound = min(
+        versions_bound(n_rows, n_units, options.steps, options.random_orders, options.top_fraction),
+        2 ** min(n_units, 62),
+    )  # distinct removal sets: at most every subset of the units
     if bound > limit:
-        raise RequestError("evaluate", f"would score up to {bound} versions of the input ({n_rows} rows x "
-                                       f"{options.random_orders} random orders x {options.steps} steps over {n_units} "
-                                       f"units), over this archive's max_ablations ({limit}); ask fewer steps or "
-                                       "random_orders, or a coarser unit", code=413)
+        raise RequestError(
+            "evaluate",
+            f"would score up to {bound} versions of the input ({n_rows} rows x "
+            f"{options.random_orders} random orders x {options.steps} steps over {n_units} "
+            f"units), over this archive's max_ablations ({limit}); ask fewer steps or "
+            "random_orders, or a coarser unit",
+            code=413,
+        )
     return bound
 
 
@@ -130,9 +181,29 @@ def classifier_evaluation(loaded, method, request, answer) -> dict:
     values = method.token_values(answer.path).double().numpy()  # [T]
     attributions = unit_attributions(units, values[None])
     target = answer.summary["target"]["index"]
-    return evaluate_classifier(loaded, encoded, request.text, request.text_pair, units, target, attributions,
-                               request.evaluate, kind, request.score, dtype=loaded.dtype_for(request.dtype))
+    return evaluate_classifier(
+        loaded,
+        encoded,
+        request.text,
+        request.text_pair,
+        units,
+        target,
+        attributions,
+        request.evaluate,
+        kind,
+        request.score,
+        dtype=loaded.dtype_for(request.dtype),
+    )
 
 
-__all__ = ["evaluation_units", "continuation_scorer", "evaluate_continuation", "evaluate_classifier", "evaluation_block",
-           "evaluation_kind", "check_size", "continuation_evaluation", "classifier_evaluation"]
+__all__ = [
+    "evaluation_units",
+    "continuation_scorer",
+    "evaluate_continuation",
+    "evaluate_classifier",
+    "evaluation_block",
+    "evaluation_kind",
+    "check_size",
+    "continuation_evaluation",
+    "classifier_evaluation",
+]

@@ -45,15 +45,24 @@ def plan(loaded, request: GradientsRequest) -> Plan:
     cont = loaded.tokenizer(request.continuation, add_special_tokens=False, return_offsets_mapping=True)
     if not cont["input_ids"]:
         raise RequestError("continuation", "produced no tokens")
-    return Plan(request, prompt, len(cont["input_ids"]), list(cont["input_ids"]),
-                [tuple(o) for o in cont["offset_mapping"]], request.continuation)
+    return Plan(
+        request,
+        prompt,
+        len(cont["input_ids"]),
+        list(cont["input_ids"]),
+        [tuple(o) for o in cont["offset_mapping"]],
+        request.continuation,
+    )
 
 
 def generation_room(loaded, plan: Plan) -> None:
     """generate: a 413 where the prompt leaves no position to generate into."""
     if loaded.max_tokens - len(plan.prompt) < 1:
-        raise RequestError("text", f"has {len(plan.prompt)} tokens, the model's max_tokens ({loaded.max_tokens}): "
-                                   "no room to generate", code=413)
+        raise RequestError(
+            "text",
+            f"has {len(plan.prompt)} tokens, the model's max_tokens ({loaded.max_tokens}): no room to generate",
+            code=413,
+        )
 
 
 def complete(loaded, plan: Plan) -> Plan:
@@ -67,8 +76,12 @@ def complete(loaded, plan: Plan) -> Plan:
         plan.n_targets = len(plan.targets)
     if len(prompt) + plan.n_targets > loaded.max_tokens:
         name = "continuation" if request.continuation is not None else "generate"
-        raise RequestError(name, f"prompt ({len(prompt)} tokens) + continuation ({plan.n_targets} tokens) is over "
-                                 f"the model's max_tokens ({loaded.max_tokens})", code=413)
+        raise RequestError(
+            name,
+            f"prompt ({len(prompt)} tokens) + continuation ({plan.n_targets} tokens) is over "
+            f"the model's max_tokens ({loaded.max_tokens})",
+            code=413,
+        )
     plan.tokens = token_rows(loaded, prompt, plan.targets, plan.offsets, plan.text)
     return plan
 

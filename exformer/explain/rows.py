@@ -13,18 +13,40 @@ def token_rows(loaded, prompt: Prompt, targets: list[int], offsets, text: str) -
     strings = loaded.tokenizer.convert_ids_to_tokens(prompt.ids)
     rows = []
     for i, (tid, tok, span) in enumerate(zip(prompt.ids, strings, prompt.spans)):
-        row = {"index": i, "text": tok, "id": tid, "start": span[1] if span else None, "end": span[2] if span else None,
-               "surface": prompt.texts[span[0]][span[1]:span[2]] if span else None, "segment": 0 if span else None,
-               "special": prompt.special[i], "target": False}
+        row = {
+            "index": i,
+            "text": tok,
+            "id": tid,
+            "start": span[1] if span else None,
+            "end": span[2] if span else None,
+            "surface": prompt.texts[span[0]][span[1] : span[2]] if span else None,
+            "segment": 0 if span else None,
+            "special": prompt.special[i],
+            "target": False,
+        }
         if prompt.roles is not None and prompt.message_of is not None and prompt.template is not None:  # messages
             message = prompt.message_of[i]
-            row.update(message=message, role=prompt.roles[message] if message is not None else "assistant",
-                       template=prompt.template[i])
+            row.update(
+                message=message,
+                role=prompt.roles[message] if message is not None else "assistant",
+                template=prompt.template[i],
+            )
         rows.append(row)
     specials = set(loaded.tokenizer.all_special_ids)
     for tid, tok, (a, b) in zip(targets, loaded.tokenizer.convert_ids_to_tokens(targets), offsets):
-        rows.append({"index": len(rows), "text": tok, "id": tid, "start": a, "end": b, "surface": text[a:b],
-                     "segment": 1, "special": tid in specials, "target": True})
+        rows.append(
+            {
+                "index": len(rows),
+                "text": tok,
+                "id": tid,
+                "start": a,
+                "end": b,
+                "surface": text[a:b],
+                "segment": 1,
+                "special": tid in specials,
+                "target": True,
+            }
+        )
     return rows
 
 
@@ -42,9 +64,18 @@ def token_spans(tokens: list[dict]) -> list:
 
 def text_units(units: list[dict], prompt: Prompt) -> list[dict]:
     """core.units' units as the contract's TextUnits."""
-    return [{"id": u["id"], "text": u["text"], "segment": 1 if u["where"] == "c" else 0,
-             "message": None if u["where"] == "c" or prompt.roles is None else u["where"],
-             "start": u["start"], "end": u["end"], "tokens": u["tokens"]} for u in units]
+    return [
+        {
+            "id": u["id"],
+            "text": u["text"],
+            "segment": 1 if u["where"] == "c" else 0,
+            "message": None if u["where"] == "c" or prompt.roles is None else u["where"],
+            "start": u["start"],
+            "end": u["end"],
+            "tokens": u["tokens"],
+        }
+        for u in units
+    ]
 
 
 def unit_values(units: list[dict], raw: torch.Tensor) -> list[dict]:
@@ -70,16 +101,25 @@ def message_values(tokens: list[dict], raw: torch.Tensor, roles: list[str]) -> l
 
 def choice(loaded, token_id: int, probs: torch.Tensor) -> dict:
     tok = loaded.tokenizer
-    return {"id": token_id, "token": tok.convert_ids_to_tokens(token_id), "text": tok.decode([token_id]),
-            "probability": float(probs[token_id])}
+    return {
+        "id": token_id,
+        "token": tok.convert_ids_to_tokens(token_id),
+        "text": tok.decode([token_id]),
+        "probability": float(probs[token_id]),
+    }
 
 
 def messages_used(prompt: Prompt, tokens: list[dict]) -> list[dict]:
     """The contract's MessageUsed: each message with the indices of its tokens."""
     assert prompt.roles is not None, "a conversation's prompt"
-    return [{"role": role, "content": content,
-             "tokens": [r["index"] for r in tokens if not r["target"] and r.get("message") == k]}
-            for k, (role, content) in enumerate(zip(prompt.roles, prompt.texts))]
+    return [
+        {
+            "role": role,
+            "content": content,
+            "tokens": [r["index"] for r in tokens if not r["target"] and r.get("message") == k],
+        }
+        for k, (role, content) in enumerate(zip(prompt.roles, prompt.texts))
+    ]
 
 
 def described_targets(loaded, targets: list[int], n_prompt: int, logits: torch.Tensor) -> list[dict]:
@@ -87,16 +127,29 @@ def described_targets(loaded, targets: list[int], n_prompt: int, logits: torch.T
     probs = logits.softmax(-1)
     entropy = -(probs * logits.log_softmax(-1)).sum(-1)
     top = probs.topk(loaded.settings.default_top_k, dim=-1).indices.tolist()
-    return [{"position": n_prompt + t, **choice(loaded, y, probs[t]), "entropy": float(entropy[t]),
-             "alternatives": [choice(loaded, i, probs[t]) for i in top[t]]} for t, y in enumerate(targets)]
+    return [
+        {
+            "position": n_prompt + t,
+            **choice(loaded, y, probs[t]),
+            "entropy": float(entropy[t]),
+            "alternatives": [choice(loaded, i, probs[t]) for i in top[t]],
+        }
+        for t, y in enumerate(targets)
+    ]
 
 
 def continuation_answer(loaded, request, prompt: Prompt, tokens: list[dict], text: str) -> dict:
     """What every continuation answer opens with, whatever computed it: the model, the tokens (and
     the conversation), truncation, the continuation."""
-    answer = {"model": loaded.details(), "tokens": tokens, "truncated": prompt.truncated,
-              "n_tokens_input": prompt.n_tokens_input, "n_tokens_dropped": prompt.n_tokens_dropped,
-              "continuation": text, "generated": request.generate is not None}
+    answer = {
+        "model": loaded.details(),
+        "tokens": tokens,
+        "truncated": prompt.truncated,
+        "n_tokens_input": prompt.n_tokens_input,
+        "n_tokens_dropped": prompt.n_tokens_dropped,
+        "continuation": text,
+        "generated": request.generate is not None,
+    }
     if prompt.roles is not None:
         answer["messages"] = messages_used(prompt, tokens)
     return answer

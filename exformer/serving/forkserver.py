@@ -43,11 +43,25 @@ from pathlib import Path
 LAUNCHER = Path(__file__).with_name("forkserver-python")
 # What the handlers import, loaded once in the fork server. transformers' model machinery is
 # imported by any model load; the model classes themselves are left to each worker.
-PRELOAD = ("torch", "numpy", "orjson", "pydantic", "tokenizers", "safetensors.torch", "transformers",
-           "transformers.modeling_utils", "accelerate", "ts.model_service_worker",
-           "ts.torch_handler.base_handler")
-OUR_MODULES = ("exformer.serving.handler", "exformer.explain.dispatch", "exformer.explain.attention",
-               "exformer.explain.methods")
+PRELOAD = (
+    "torch",
+    "numpy",
+    "orjson",
+    "pydantic",
+    "tokenizers",
+    "safetensors.torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "accelerate",
+    "ts.model_service_worker",
+    "ts.torch_handler.base_handler",
+)
+OUR_MODULES = (
+    "exformer.serving.handler",
+    "exformer.explain.dispatch",
+    "exformer.explain.attention",
+    "exformer.explain.methods",
+)
 CONNECT_SECONDS = 60.0
 
 
@@ -58,6 +72,7 @@ def address(frontend_pid: int) -> str:
 
 # --- the launcher's side ------------------------------------------------------------------------
 
+
 def client(argv: list[str]) -> None:
     """Be TorchServe's worker process: ask the fork server for the worker, wait for its end."""
     python = os.environ.get("EXFORMER_WORKER_PYTHON") or sys.executable
@@ -66,8 +81,11 @@ def client(argv: list[str]) -> None:
         try:
             connection = _connect(python)
         except OSError as error:
-            print(f"exformer.serving.forkserver: no fork server ({error}); starting a plain worker",
-                  file=sys.stderr, flush=True)
+            print(
+                f"exformer.serving.forkserver: no fork server ({error}); starting a plain worker",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             sys.exit(_run_forked(connection, argv))
     os.execv(python, [python, *argv])
@@ -93,9 +111,15 @@ def _connect(python: str) -> socket.socket:
             logs = os.environ.get("LOG_LOCATION") or Path(f"/proc/{os.getppid()}/cwd").resolve() / "logs"
             log = Path(logs) / "forkserver.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.Popen([python, "-I", str(Path(__file__)), "serve", str(os.getppid())], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=open(log, "ab"), start_new_session=True, close_fds=True)
+            subprocess.Popen(
+                [python, "-I", str(Path(__file__)), "serve", str(os.getppid())],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=open(log, "ab"),
+                start_new_session=True,
+                close_fds=True,
+            )
             started = True
         time.sleep(0.05)
 
@@ -116,6 +140,7 @@ def _run_forked(connection: socket.socket, argv: list[str]) -> int:
 
 
 # --- the fork server ----------------------------------------------------------------------------
+
 
 def serve(frontend_pid: int) -> None:
     """Import once, then fork a worker per connection until the TorchServe frontend exits."""
@@ -143,8 +168,11 @@ def serve(frontend_pid: int) -> None:
                 return
             if key.data == "accept":
                 connection, _ = listener.accept()
-                child = _fork(connection, worker_script, keep_closed=[listener, frontend, selector,
-                                                                    *children, *[c for _, c in children.values()]])
+                child = _fork(
+                    connection,
+                    worker_script,
+                    keep_closed=[listener, frontend, selector, *children, *[c for _, c in children.values()]],
+                )
                 if isinstance(child, str):
                     _log(f"refused: {child}")
                     _send(connection, f"refused {child}\n")
@@ -208,7 +236,7 @@ def _fork(connection: socket.socket, worker_script: str, keep_closed: list) -> t
             if not chunk:
                 raise ConnectionError("the launcher closed the connection")
             message += chunk
-        request = json.loads(message[4:4 + size])
+        request = json.loads(message[4 : 4 + size])
         connection.settimeout(None)
     except (OSError, ValueError, struct.error) as error:
         reason = f"a bad request ({error})"
@@ -289,6 +317,7 @@ def _log(message: str) -> None:
 
 
 # --- starting TorchServe --------------------------------------------------------------------------
+
 
 def torchserve(arguments: list[str]) -> None:
     """`torchserve ARGUMENTS` with the launcher as the workers' Python.

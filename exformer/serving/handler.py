@@ -63,8 +63,12 @@ def require_json(content_type: str | None) -> None:
         return
     media_type = (content_type or "").split(";")[0].strip()[:80]
     sent = f"{media_type} is not accepted" if media_type else "missing"
-    raise RequestError("Content-Type", f"{sent}; send the body as JSON with -H 'Content-Type: application/json' "
-                       "(curl -d without it sends application/x-www-form-urlencoded)", code=415)
+    raise RequestError(
+        "Content-Type",
+        f"{sent}; send the body as JSON with -H 'Content-Type: application/json' "
+        "(curl -d without it sends application/x-www-form-urlencoded)",
+        code=415,
+    )
 
 
 def request_body(row: dict):
@@ -94,8 +98,21 @@ def threads_per_worker(settings: Settings, model_config: dict) -> int:
 
 
 class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _glibc():
@@ -142,10 +159,13 @@ def worker_settings(settings: Settings, model_config: dict) -> Settings:
     timeout = float(model_config.get("responseTimeout", DEFAULT_RESPONSE_TIMEOUT))
     seconds = settings.deadline_seconds or round(DEADLINE_SHARE * timeout, 1)
     if seconds >= timeout:
-        raise ValueError(f"handler setting 'deadline_seconds' ({seconds:g}) must be below the model-config's "
-                         f"responseTimeout ({timeout:g}), or TorchServe kills the worker before the request stops")
-    return settings.model_copy(update={"deadline_seconds": seconds,
-                                       "max_estimated_seconds": min(settings.max_estimated_seconds, seconds)})
+        raise ValueError(
+            f"handler setting 'deadline_seconds' ({seconds:g}) must be below the model-config's "
+            f"responseTimeout ({timeout:g}), or TorchServe kills the worker before the request stops"
+        )
+    return settings.model_copy(
+        update={"deadline_seconds": seconds, "max_estimated_seconds": min(settings.max_estimated_seconds, seconds)}
+    )
 
 
 class BadHandlerSettings(Exception):
@@ -211,8 +231,9 @@ class ExplainerHandler:
                 rows.append(([self._parse(body, explain) for body in bodies], extra))
             except RequestError as error:
                 rows.append(error)
-        parsed = [r for row in rows if not isinstance(row, RequestError) for r in row[0]
-                  if not isinstance(r, RequestError)]
+        parsed = [
+            r for row in rows if not isinstance(row, RequestError) for r in row[0] if not isinstance(r, RequestError)
+        ]
         results = dict(zip(map(id, parsed), self._explain(parsed))) if parsed else {}
         responses = []
         for idx, row in enumerate(rows):
@@ -248,14 +269,16 @@ class ExplainerHandler:
                 results = self.explain_batch(requests)
         except Exception as error:  # one broken batch must not kill the worker
             results = [error] * len(requests)
-        results = [r.with_cheaper(cheaper_requests(q)) if isinstance(r, DeadlineError) and not r.cheaper else r
-                   for r, q in zip(results, requests)]
+        results = [
+            r.with_cheaper(cheaper_requests(q)) if isinstance(r, DeadlineError) and not r.cheaper else r
+            for r, q in zip(results, requests)
+        ]
         self.metrics.batch([r for r in results if not isinstance(r, Exception)], time.perf_counter() - started)
         return results
 
     def _respond(self, context, idx, protocol, answers: list, extra):
         if protocol is None:
-            (request, result), = answers
+            ((request, result),) = answers
             return self._answer(context, idx, request, result)
         context.set_response_content_type(idx, JSON)
         if protocol == "v1":
@@ -264,7 +287,7 @@ class ExplainerHandler:
             if status != 200:
                 context.set_response_status(status, "no instance could be answered", idx)
             return body
-        (request, result), = answers
+        ((request, result),) = answers
         answer = self._as_json(request, result)
         if "error" in answer:
             context.set_response_status(answer["error"]["code"], ascii_phrase(answer["error"]["message"]), idx)
@@ -319,8 +342,15 @@ class ExplainerHandler:
         logger.error("request failed:\n%s", "".join(traceback.format_exception(error)))
         busy = isinstance(error, torch.OutOfMemoryError)
         code = 503 if busy else 500
-        message = "out of memory; retry later or send a smaller request" if busy else (
-            f"internal error ({type(error).__name__}); the worker is still running, see its log"
+        message = (
+            "out of memory; retry later or send a smaller request"
+            if busy
+            else (f"internal error ({type(error).__name__}); the worker is still running, see its log")
         )
-        return {"error": message, "code": code, "type": "ServiceUnavailable" if busy else "InternalServerError",
-                "message": message, "field": None}
+        return {
+            "error": message,
+            "code": code,
+            "type": "ServiceUnavailable" if busy else "InternalServerError",
+            "message": message,
+            "field": None,
+        }

@@ -85,8 +85,11 @@ def v1_instances(body) -> list:
         got = "nothing" if instances is None else orjson.dumps(instances).decode()[:80]
         raise RequestError("instances", f"must be a non-empty list of requests, got {got}")
     if len(instances) > MAX_INSTANCES:
-        raise RequestError("instances", f"has {len(instances)} requests; at most {MAX_INSTANCES} in one body (a fixed "
-                                        "limit: they share one batch and one deadline); send several bodies")
+        raise RequestError(
+            "instances",
+            f"has {len(instances)} requests; at most {MAX_INSTANCES} in one body (a fixed "
+            "limit: they share one batch and one deadline); send several bodies",
+        )
     return [{"text": item} if isinstance(item, str) else item for item in instances]
 
 
@@ -100,8 +103,7 @@ def v1_answer(answers: list, explain: bool) -> tuple[bytes, int]:
 
 # --- v2 -----------------------------------------------------------------------------------------
 
-_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-            "FP16", "FP32", "FP64"}
+_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 
 
 def v2_request(body, fields: set[str]) -> tuple[dict, str | None]:
@@ -149,13 +151,21 @@ def v2_answer(result: dict, model: dict, request_id: str | None) -> bytes:
     outputs = []
     for name, value in result.items():
         outputs.extend(_outputs(name, value))
-    return orjson.dumps({"id": request_id or "", "model_name": model["name"], "model_version": model["version"],
-                         "outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(
+        {"id": request_id or "", "model_name": model["name"], "model_version": model["version"], "outputs": outputs},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 def _tensor(name: str, array: np.ndarray) -> dict:
-    datatype = {"float16": "FP16", "float32": "FP32", "float64": "FP64", "int64": "INT64",
-                "int32": "INT32", "bool": "BOOL"}[array.dtype.name]
+    datatype = {
+        "float16": "FP16",
+        "float32": "FP32",
+        "float64": "FP64",
+        "int64": "INT64",
+        "int32": "INT32",
+        "bool": "BOOL",
+    }[array.dtype.name]
     data = array.reshape(-1)
     if datatype == "FP16":  # orjson writes float16 arrays as numbers too, but not everywhere
         data = data.astype(np.float32)
@@ -168,8 +178,12 @@ def _outputs(name: str, value) -> list[dict]:
     if isinstance(value, dict) and value.get("encoding") == "topk-per-row":  # sparse rows: each array an output
         return [o for key, v in value.items() for o in _outputs(f"{name}.{key}", v)]
     if isinstance(value, dict) and "encoding" in value and "shape" in value:  # an encoded tensor
-        extra = [o for key, v in value.items() if key not in ("encoding", "shape", "data", "dtype", "byteorder")
-                 for o in _outputs(f"{name}.{key}", v)]
+        extra = [
+            o
+            for key, v in value.items()
+            if key not in ("encoding", "shape", "data", "dtype", "byteorder")
+            for o in _outputs(f"{name}.{key}", v)
+        ]
         return [_tensor(name, _decode_array(value)), *extra]
     if isinstance(value, np.ndarray):
         return [_tensor(name, value)]

@@ -138,10 +138,14 @@ def app(behind: TorchServeBehind):
     def too_large(size: int | None) -> JSONResponse:
         """The contract's 413 (with KServe's `error` key), where TorchServe would answer an empty one."""
         sent = f"{size} bytes, " if size is not None else ""
-        message = (f"body: {sent}over this server's max_request_size ({behind.max_request_size} bytes, "
-                   "config.properties); send a shorter text, or fewer instances per call")
-        return JSONResponse({"error": message, "code": 413, "type": "PayloadTooLarge", "message": message,
-                             "field": "body"}, status_code=413)
+        message = (
+            f"body: {sent}over this server's max_request_size ({behind.max_request_size} bytes, "
+            "config.properties); send a shorter text, or fewer instances per call"
+        )
+        return JSONResponse(
+            {"error": message, "code": 413, "type": "PayloadTooLarge", "message": message, "field": "body"},
+            status_code=413,
+        )
 
     async def bounded_body(request: Request) -> bytes | JSONResponse:
         """The body, or the 413 as soon as it passes max_request_size (declared or read)."""
@@ -162,8 +166,11 @@ def app(behind: TorchServeBehind):
 
     async def model_or_error(request: Request, need_token: bool):
         if need_token and not authorized(request):
-            return None, error(401, "Token Authorization failed. Token either incorrect, expired, or not provided "
-                                    "correctly (Authorization: Bearer <inference key>)")
+            return None, error(
+                401,
+                "Token Authorization failed. Token either incorrect, expired, or not provided "
+                "correctly (Authorization: Bearer <inference key>)",
+            )
         name = request.path_params["name"]
         described = await behind.describe(name)
         if described is None:
@@ -196,13 +203,17 @@ def app(behind: TorchServeBehind):
         if failed:
             return failed
         name, described = found
-        return JSONResponse({
-            "name": name, "versions": [described["version"]], "platform": PLATFORM,
-            # one BYTES input holding the JSON request, or inputs named after its fields; the
-            # outputs are the answer's fields, which depend on the request (docs/kserve.md)
-            "inputs": [{"name": "request", "datatype": "BYTES", "shape": [1]}],
-            "outputs": [],
-        })
+        return JSONResponse(
+            {
+                "name": name,
+                "versions": [described["version"]],
+                "platform": PLATFORM,
+                # one BYTES input holding the JSON request, or inputs named after its fields; the
+                # outputs are the answer's fields, which depend on the request (docs/kserve.md)
+                "inputs": [{"name": "request", "datatype": "BYTES", "shape": [1]}],
+                "outputs": [],
+            }
+        )
 
     async def v1_models(request: Request) -> Response:
         if not authorized(request):
@@ -221,16 +232,25 @@ def app(behind: TorchServeBehind):
         if isinstance(body, Response):
             return body
         try:
-            answer = await behind.http.request(request.method, f"{behind.inference}{request.url.path}",
-                                               params=request.query_params, content=body, headers=headers)
+            answer = await behind.http.request(
+                request.method,
+                f"{behind.inference}{request.url.path}",
+                params=request.query_params,
+                content=body,
+                headers=headers,
+            )
         except httpx.ConnectError:
             return error(503, "TorchServe is not accepting connections yet")
         kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type",)}
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
     routes = [
-        Route("/", alive), Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server),
-        Route("/v2/models/{name}/ready", model_ready), Route("/v2/models/{name}", v2_model),
+        Route("/", alive),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}", v2_model),
         Route("/v2/models/{name}/infer", passed_through, methods=["POST"]),
         Route("/v1/models", v1_models),
         Route("/v1/models/{name}:predict", passed_through, methods=["POST"]),
@@ -256,9 +276,21 @@ def main(argv: list[str] | None = None) -> int:
     config = Path(args.ts_config).read_text()
     workdir = Path.cwd()
     torchserve = subprocess.Popen(
-        [sys.executable, "-m", "exformer.serving.forkserver", "torchserve", "--start", "--foreground", "--ncs",
-         "--model-store", args.model_store, "--ts-config", args.ts_config],
-        env={"TS_DECODE_INPUT_REQUEST": "false", **os.environ})
+        [
+            sys.executable,
+            "-m",
+            "exformer.serving.forkserver",
+            "torchserve",
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--model-store",
+            args.model_store,
+            "--ts-config",
+            args.ts_config,
+        ],
+        env={"TS_DECODE_INPUT_REQUEST": "false", **os.environ},
+    )
     import uvicorn
 
     def stop_torchserve() -> None:
@@ -269,8 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             torchserve.terminate()
 
-    front = uvicorn.Server(uvicorn.Config(app(TorchServeBehind(config, workdir)), host=address.hostname,
-                                          port=address.port or 8080, log_level="warning", access_log=False))
+    front = uvicorn.Server(
+        uvicorn.Config(
+            app(TorchServeBehind(config, workdir)),
+            host=address.hostname,
+            port=address.port or 8080,
+            log_level="warning",
+            access_log=False,
+        )
+    )
 
     async def run() -> int:
         serving = asyncio.create_task(front.serve())
@@ -286,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     front.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     started = time.time()
     code = asyncio.run(run())
-    print(f"exformer.serving.kserve_front: TorchServe exited with {code} after {time.time() - started:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"exformer.serving.kserve_front: TorchServe exited with {code} after {time.time() - started:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return code
 
 

@@ -22,10 +22,18 @@ from ..contract.responses import relative_delta
 
 logger = logging.getLogger(__name__)
 
-HISTOGRAMS = ("exformer_tokens_per_request", "exformer_path_points_per_request",
-              "exformer_seconds_per_path_point", "exformer_relative_convergence_delta")
-UNITS = {"exformer_tokens_per_request": "count", "exformer_path_points_per_request": "count",
-         "exformer_seconds_per_path_point": "seconds", "exformer_relative_convergence_delta": "ratio"}
+HISTOGRAMS = (
+    "exformer_tokens_per_request",
+    "exformer_path_points_per_request",
+    "exformer_seconds_per_path_point",
+    "exformer_relative_convergence_delta",
+)
+UNITS = {
+    "exformer_tokens_per_request": "count",
+    "exformer_path_points_per_request": "count",
+    "exformer_seconds_per_path_point": "seconds",
+    "exformer_relative_convergence_delta": "ratio",
+}
 
 
 class Metrics:
@@ -44,9 +52,11 @@ class Metrics:
         for name in HISTOGRAMS:
             self.metrics[name] = cache.add_metric_to_cache(name, UNITS[name], ["ModelName"], MetricTypes.HISTOGRAM)
         self.metrics["exformer_oom_chunk_halvings_total"] = cache.add_metric_to_cache(
-            "exformer_oom_chunk_halvings_total", "count", ["ModelName"], MetricTypes.COUNTER)
+            "exformer_oom_chunk_halvings_total", "count", ["ModelName"], MetricTypes.COUNTER
+        )
         self.metrics["exformer_requests_refused_total"] = cache.add_metric_to_cache(
-            "exformer_requests_refused_total", "count", ["ModelName", "Field"], MetricTypes.COUNTER)
+            "exformer_requests_refused_total", "count", ["ModelName", "Field"], MetricTypes.COUNTER
+        )
 
     def _emit(self, name: str, value, *labels: str) -> None:
         metric = self.metrics.get(name)

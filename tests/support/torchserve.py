@@ -45,7 +45,9 @@ class TorchServe:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         data = data.encode() if isinstance(data, str) else data
         request = urllib.request.Request(
-            f"{self.inference}/{path}/{model}", data=data, method="POST",
+            f"{self.inference}/{path}/{model}",
+            data=data,
+            method="POST",
             headers={"Content-Type": content_type} if content_type else {},
         )
         return _send(request, timeout)
@@ -97,8 +99,9 @@ def _send(request, timeout) -> Response:
         return Response(e.code, dict(e.headers), e.read())
 
 
-def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True,
-          forkserver: bool = True) -> TorchServe:
+def start(
+    workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True, forkserver: bool = True
+) -> TorchServe:
     """Start TorchServe on PORTS (+ `port_offset`, for a second server beside the first)
     serving `archives` (name → .mar); wait for every model unless told not to. As bin/serve,
     workers are forked from exformer's fork server unless `forkserver` is False."""
@@ -112,13 +115,22 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
         config = re.sub(rf"^{api}_address=.*$", f"{api}_address=http://127.0.0.1:{port}", config, flags=re.M)
     origin = FRONTEND_ORIGIN.replace(":18090", f":{18090 + port_offset}")  # a second server, a second page
     config = re.sub(r"^cors_allowed_origin=.*$", f"cors_allowed_origin={origin}", config, flags=re.M)
-    config += (f"\ngrpc_inference_port={17070 + port_offset}\ngrpc_management_port={17071 + port_offset}\n"
-               f"model_store={store}\n")
+    config += (
+        f"\ngrpc_inference_port={17070 + port_offset}\ngrpc_management_port={17071 + port_offset}\n"
+        f"model_store={store}\n"
+    )
     (workdir / "config.properties").write_text(config)
-    env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir),
-           "LOG_LOCATION": str(workdir / "logs"), "METRICS_LOCATION": str(workdir / "logs"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **SERVING_ENV,
-           **({} if forkserver else {"EXFORMER_FORKSERVER": "0"})}
+    env = {
+        **os.environ,
+        "TMPDIR": str(workdir),
+        "TEMP": str(workdir),
+        "LOG_LOCATION": str(workdir / "logs"),
+        "METRICS_LOCATION": str(workdir / "logs"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **SERVING_ENV,
+        **({} if forkserver else {"EXFORMER_FORKSERVER": "0"}),
+    }
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
         [
@@ -142,8 +154,9 @@ def start(workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: 
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = TorchServe(f"http://127.0.0.1:{ports['inference']}", f"http://127.0.0.1:{ports['management']}",
-                        workdir, process)
+    server = TorchServe(
+        f"http://127.0.0.1:{ports['inference']}", f"http://127.0.0.1:{ports['management']}", workdir, process
+    )
     try:
         for name in archives if wait else ():
             server.wait_ready(name)
@@ -168,8 +181,9 @@ def load_failure(server: TorchServe, marker: str, timeout: float = 90) -> str | 
 def stop(server: TorchServe) -> None:
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     env = {**os.environ, "TMPDIR": str(server.workdir), "TEMP": str(server.workdir)}
-    subprocess.run([str(venv_bin / "torchserve"), "--stop"], env=env, cwd=server.workdir,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [str(venv_bin / "torchserve"), "--stop"], env=env, cwd=server.workdir, capture_output=True, timeout=60
+    )
     try:
         server.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -188,8 +202,13 @@ def serving(workdir: Path, archives: dict[str, Path], **options):
 
 def archive(name: str, handler: str, model_dir: Path, config: Path, out: Path) -> Path:
     """Build with the user-facing archive.sh into `out`."""
-    subprocess.run([str(ROOT / "archive.sh"), name, handler, str(model_dir), str(config)],
-                   check=True, capture_output=True, cwd=ROOT, env={**os.environ, "MODEL_STORE": str(out)})
+    subprocess.run(
+        [str(ROOT / "archive.sh"), name, handler, str(model_dir), str(config)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "MODEL_STORE": str(out)},
+    )
     return out / f"{name}.mar"
 
 
@@ -259,6 +278,7 @@ def scale(torchserve, model, n):
 
 
 # --- the processes behind a worker (tests/test_forkserver.py, bench/memory.py) -------------------
+
 
 def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

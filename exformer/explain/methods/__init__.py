@@ -13,12 +13,15 @@ from .integrated_gradients import IntegratedGradients
 from .occlusion import Occlusion
 from .saliency import Saliency
 
-METHODS: dict[str, Method] = {method.name: method for method in (
-    IntegratedGradients(),
-    GradientXInput(),
-    Saliency(),
-    Occlusion(),
-    ContextCite(),
-)}
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        IntegratedGradients(),
+        GradientXInput(),
+        Saliency(),
+        Occlusion(),
+        ContextCite(),
+    )
+}
 
 __all__ = ["METHODS", "Method"]

@@ -50,9 +50,26 @@ class ContextCite(Occlusion):
         per_target = np.stack([w for w, _ in fitted], 1)
         answer = continuation_logit_probability(outputs)  # [masks]
         whole, intercept = fit_surrogate(masks[:n_fit], answer[:n_fit], n_tokens=n_t)
-        surrogate = {"n_ablations": n_fit, "n_holdout": ablations.n_holdout(request), "keep_probability": keep,
-                     "seed": request.seed, "lasso_alpha": LASSO_ALPHA, "intercept": intercept,
-                     "fit": surrogate_fit(whole, intercept, masks[n_fit:], answer[n_fit:]),
-                     "n_distinct_prompts": len(distinct)}
-        return ablations.answer(loaded, request, plan, units, scores, "logit_probability", per_target, whole,
-                                scores.logit_probability[0], len(distinct), surrogate)
+        surrogate = {
+            "n_ablations": n_fit,
+            "n_holdout": ablations.n_holdout(request),
+            "keep_probability": keep,
+            "seed": request.seed,
+            "lasso_alpha": LASSO_ALPHA,
+            "intercept": intercept,
+            "fit": surrogate_fit(whole, intercept, masks[n_fit:], answer[n_fit:]),
+            "n_distinct_prompts": len(distinct),
+        }
+        return ablations.answer(
+            loaded,
+            request,
+            plan,
+            units,
+            scores,
+            "logit_probability",
+            per_target,
+            whole,
+            scores.logit_probability[0],
+            len(distinct),
+            surrogate,
+        )

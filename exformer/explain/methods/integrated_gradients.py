@@ -70,8 +70,13 @@ class IntegratedGradients(Method):
 
     def cheaper(self, request: GradientsRequest, fields: dict) -> list[tuple[str, dict]]:
         if request.n_steps == "auto" or request.n_steps > 16:
-            return [('"n_steps": 16', {k: v for k, v in fields.items() if k not in ("tolerance", "max_n_steps")}
-                     | {"n_steps": 16, "method": "gausslegendre"})]
+            return [
+                (
+                    '"n_steps": 16',
+                    {k: v for k, v in fields.items() if k not in ("tolerance", "max_n_steps")}
+                    | {"n_steps": 16, "method": "gausslegendre"},
+                )
+            ]
         return []
 
     # --- a continuation -------------------------------------------------------------------------
@@ -87,23 +92,34 @@ class IntegratedGradients(Method):
             x = embed(ids[None])[0].float()
         baseline = baseline_embeddings(loaded, ids, fixed, request.baseline, request.baseline_specials, request.seed)
         if request.continuation_baseline == "keep":
-            baseline[len(prompt):] = x[len(prompt):]
-        path = ContinuationPath(ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method,
-                                request.score)
+            baseline[len(prompt) :] = x[len(prompt) :]
+        path = ContinuationPath(
+            ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score
+        )
         dtype = loaded.dtype_for(request.dtype)
         logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype)
         if request.n_steps == "auto":
-            ends = tuple(contrast(request.score, logits[None], targets, foils)[0].double().numpy()
-                         for logits in (logits_x, logits_b))
-            gradients = refine_targets(loaded, path, ends, request.tolerance or DEFAULT_TOLERANCE, request.most_steps(settings),
-                                       settings.internal_batch_size, dtype)
+            ends = tuple(
+                contrast(request.score, logits[None], targets, foils)[0].double().numpy()
+                for logits in (logits_x, logits_b)
+            )
+            gradients = refine_targets(
+                loaded,
+                path,
+                ends,
+                request.tolerance or DEFAULT_TOLERANCE,
+                request.most_steps(settings),
+                settings.internal_batch_size,
+                dtype,
+            )
         else:
             gradients = integrate_targets(loaded, path, settings.internal_batch_size, dtype)
         summary = self._continuation_summary(loaded, request, plan, path, gradients, logits_x, logits_b)
         return GradientsAnswer(request=request, summary=summary, path=gradients)
 
-    def _continuation_summary(self, loaded, request, plan: Plan, path: ContinuationPath, gradients, logits_x,
-                              logits_b) -> dict:
+    def _continuation_summary(
+        self, loaded, request, plan: Plan, path: ContinuationPath, gradients, logits_x, logits_b
+    ) -> dict:
         prompt, (_, tokens), text = plan.prompt, plan.known(), plan.text
         n_t, n_prompt = len(path.targets), path.n_prompt
         score_x = contrast(path.score, logits_x[None], path.targets, path.foils)[0]  # [n_t]
@@ -115,8 +131,10 @@ class IntegratedGradients(Method):
         tolerance = request.tolerance or DEFAULT_TOLERANCE
         spans = token_spans(tokens)
         texts: dict = {**dict(enumerate(prompt.texts)), "c": text}
-        word_texts: dict = {1: text, **({0: prompt.texts[0]} if prompt.roles is None else
-                                        {(0, k): t for k, t in enumerate(prompt.texts)})}
+        word_texts: dict = {
+            1: text,
+            **({0: prompt.texts[0]} if prompt.roles is None else {(0, k): t for k, t in enumerate(prompt.texts)}),
+        }
         words = word_rows(tokens, word_texts) if request.aggregate == "word" else None
         sentences = sentence_units(texts, spans) if request.aggregate == "sentence" else None
         sources = source_units(request.sources, prompt.texts, spans) if request.sources is not None else None
@@ -160,7 +178,7 @@ class IntegratedGradients(Method):
         if "attributions" in returned:
             whole = values[:, : n_prompt + n_t].clone()
             for t in range(n_t):
-                whole[t, n_prompt + t:] = 0  # a row covers its own prefix only
+                whole[t, n_prompt + t :] = 0  # a row covers its own prefix only
             total = whole.sum(0)
             summary["continuation_attributions"] = {"attributions": attribution_values(total)}
             _unit_sums(summary["continuation_attributions"], total, sentences, sources, tokens, prompt, plural=True)
@@ -181,8 +199,11 @@ class IntegratedGradients(Method):
             return {"convergence_delta": None, "relative_delta": None, "within_tolerance": None}
         delta = total - (score - baseline_score)
         share = relative_delta(delta, score, baseline_score)
-        return {"convergence_delta": delta, "relative_delta": share,
-                "within_tolerance": share <= tolerance if share is not None else abs(delta) <= 1e-6}
+        return {
+            "convergence_delta": delta,
+            "relative_delta": share,
+            "within_tolerance": share <= tolerance if share is not None else abs(delta) <= 1e-6,
+        }
 
     # --- single targets, a batch at a time ------------------------------------------------------
     def run_single(self, loaded, requests: list[GradientsRequest]) -> list:
@@ -193,8 +214,9 @@ class IntegratedGradients(Method):
             return []
         dtypes = [loaded.dtype_for(request.dtype) for request in requests]
         if len(set(dtypes)) > 1:  # one pass per dtype: a pass computes in one
-            groups = {d: iter(self.run_single(loaded, [r for r, rd in zip(requests, dtypes) if rd == d]))
-                      for d in set(dtypes)}
+            groups = {
+                d: iter(self.run_single(loaded, [r for r, rd in zip(requests, dtypes) if rd == d])) for d in set(dtypes)
+            }
             return [next(groups[d]) for d in dtypes]
         dtype, settings = dtypes[0], loaded.settings
         prepared: list = []
@@ -217,13 +239,21 @@ class IntegratedGradients(Method):
                 path.target = int(end[0].argmax())
             path.ends = tuple(per_row(torch.stack(end), [path.target] * 2, [path.score] * 2).tolist())
         live = [i for i in range(len(paths)) if i not in failed]
-        gradients = integrate(loaded, [paths[i] for i in live], settings.internal_batch_size, dtype,
-                              too_large=lambda j: failed.add(live[j]))
+        gradients = integrate(
+            loaded,
+            [paths[i] for i in live],
+            settings.internal_batch_size,
+            dtype,
+            too_large=lambda j: failed.add(live[j]),
+        )
         by_path = dict(zip(live, gradients))
         results = []
         for i, (request, path, encoded) in enumerate(todo):
-            results.append(RequestError("text", TOO_LARGE, code=413) if i in failed
-                           else self._single_summary(loaded, request, path, encoded, by_path[i], ends[i]))
+            results.append(
+                RequestError("text", TOO_LARGE, code=413)
+                if i in failed
+                else self._single_summary(loaded, request, path, encoded, by_path[i], ends[i])
+            )
         answers = iter(results)
         return [p if isinstance(p, RequestError) else next(answers) for p in prepared]
 
@@ -235,11 +265,21 @@ class IntegratedGradients(Method):
         ids = encoded.inputs["input_ids"][0]
         with torch.no_grad():
             x = embed(ids[None])[0].float()
-        baseline = baseline_embeddings(loaded, ids, encoded.special, request.baseline, request.baseline_specials,
-                                       request.seed)
+        baseline = baseline_embeddings(
+            loaded, ids, encoded.special, request.baseline, request.baseline_specials, request.seed
+        )
         target = request.target if isinstance(request.target, int) else None  # checks resolved a label to its index
-        path = StraightPath(encoded.inputs, x, baseline, target, request.n_steps, request.method, request.score,
-                            request.tolerance, n_steps)
+        path = StraightPath(
+            encoded.inputs,
+            x,
+            baseline,
+            target,
+            request.n_steps,
+            request.method,
+            request.score,
+            request.tolerance,
+            n_steps,
+        )
         return request, path, encoded
 
     def _single_summary(self, loaded, request, path: StraightPath, encoded, gradients, ends) -> GradientsAnswer:
@@ -292,8 +332,11 @@ def _foils(loaded, foil, n_t: int) -> list[int] | None:
     if not isinstance(foil, list):
         return [resolve_target(loaded, foil, "foil")] * n_t
     if len(foil) != n_t:
-        raise RequestError("foil", f"has {len(foil)} tokens but the continuation has {n_t} target tokens; "
-                                   "give one foil for all, or one per target token")
+        raise RequestError(
+            "foil",
+            f"has {len(foil)} tokens but the continuation has {n_t} target tokens; "
+            "give one foil for all, or one per target token",
+        )
     return [resolve_target(loaded, f, "foil") for f in foil]
 
 

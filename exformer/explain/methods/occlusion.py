@@ -38,9 +38,21 @@ class Occlusion(Method):
 
     def run(self, loaded, plan: Plan) -> dict:
         request, units, (targets, _) = plan.request, self.units(loaded, plan), plan.known()
-        versions, distinct = ablations.ablated_prompts(loaded, request, plan.prompt, units, [[u] for u in range(len(units))])
+        versions, distinct = ablations.ablated_prompts(
+            loaded, request, plan.prompt, units, [[u] for u in range(len(units))]
+        )
         scores = score_versions(loaded, [list(d) for d in distinct], targets)
         per_target = scores.of(request.score)[0][None, :] - scores.of(request.score)[versions]  # [units, n_t]
         whole = scores.log_probability[0].sum() - scores.log_probability[versions].sum(-1)  # Σ log p
-        return ablations.answer(loaded, request, plan, units, scores, request.score, per_target, whole,
-                                scores.of(request.score)[0], len(distinct))
+        return ablations.answer(
+            loaded,
+            request,
+            plan,
+            units,
+            scores,
+            request.score,
+            per_target,
+            whole,
+            scores.of(request.score)[0],
+            len(distinct),
+        )
