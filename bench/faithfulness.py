@@ -427,6 +427,7 @@ def main() -> None:
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
     began, load_before = time.perf_counter(), load_average()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    code = code_version()  # the tree it ran: taken before the run (a commit during it is not what ran)
     sections, items = [], []
     if args.skip != "sentiment":
         sections.append(("sentiment", sentiment(args)))
@@ -440,7 +441,7 @@ def main() -> None:
         "",
         f"- command: `{command}`",
         f"- machine: {machine()}",
-        f"- date: {date}; code: {code_version()}; {versions()}",
+        f"- date: {date}; code: {code} at the start; {versions()}",
         f"- load average (1, 5, 15 min): {load_before} at the start, {load_average()} at the end "
         f"(others' processes share the cores); the run took {(time.perf_counter() - began) / 60:.1f} min",
         f"- sentiment: {args.reviews} held-out Rotten Tomatoes reviews ({REVIEWS.name}), F = p(predicted "
