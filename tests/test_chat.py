@@ -14,20 +14,12 @@ import torch
 from exformer import explain_gradients, load_model
 from exformer.contract.errors import RequestError
 from exformer.core.units import ablate_text, sentence_spans
+from support.rag import ANSWER, DOC_A, DOC_B, QUESTION, RAG, SOURCES
 from tiny_models import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMOLLM2 = ROOT / "build" / "models" / "smollm2"
-DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."
-DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
-QUESTION = "In which city is the Eiffel Tower?"
-RAG = [
-    {"role": "system", "content": "Answer the question from the documents."},
-    {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: {QUESTION}"},
-]
-SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
-ANSWER = "The Eiffel Tower is in Paris."
 
 
 @pytest.fixture(scope="module")

@@ -241,6 +241,16 @@ EVALUATION_COLUMNS = [
     "win_rate_deletion",
     "win_rate_insertion",
 ]
+SALIENCY_BY_REVIEW = [
+    "--local",
+    SENTIMENT,
+    "--text-column",
+    "review",
+    "--target-column",
+    "label",
+    "--attribution",
+    "saliency",
+]
 EVALUATE_ARGS = ["--evaluate-unit", "word", "--evaluate-random-orders", 4, "--evaluate-steps", 5]
 
 
@@ -254,14 +264,7 @@ def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
             source,
             "--out",
             out,
-            "--local",
-            SENTIMENT,
-            "--text-column",
-            "review",
-            "--target-column",
-            "label",
-            "--attribution",
-            "saliency",
+            *SALIENCY_BY_REVIEW,
             *EVALUATE_ARGS,
             "--no-progress",
             "--json",
@@ -310,14 +313,7 @@ def test_evaluate_writes_each_rows_faithfulness_as_columns(heldout, tmp_path):
         source,
         "--out",
         out,
-        "--local",
-        SENTIMENT,
-        "--text-column",
-        "review",
-        "--target-column",
-        "label",
-        "--attribution",
-        "saliency",
+        *SALIENCY_BY_REVIEW,
         "--evaluate-unit",
         "word",
         "--evaluate-random-orders",

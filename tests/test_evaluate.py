@@ -34,22 +34,12 @@ from exformer.core.versions import classifier_units
 from exformer.explain import parse_request
 from exformer.explain.evaluation import evaluate_classifier, evaluate_continuation, evaluation_units
 from exformer.explain.rows import token_rows
+from support.rag import ANSWER, RAG, SOURCES
 from tiny_models import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SENTIMENT, SMOLLM2 = ROOT / "build" / "models" / "sentiment", ROOT / "build" / "models" / "smollm2"
-DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."  # tests/test_chat.py's RAG prompt
-DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
-RAG = [
-    {"role": "system", "content": "Answer the question from the documents."},
-    {
-        "role": "user",
-        "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: In which city is the Eiffel Tower?",
-    },
-]
-SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
-ANSWER = "The Eiffel Tower is in Paris."
 REVIEW = "The film was slow and the acting wooden, but the ending was wonderful. I left smiling."
 
 

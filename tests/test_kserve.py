@@ -109,24 +109,17 @@ def start_as_kserve(storage: Path, workdir: Path, envelope: str) -> KServeTorchS
     with TS_SERVICE_ENVELOPE, as KServe's runtime runs it; ports moved by TS_* variables."""
     workdir.mkdir(parents=True)
     port = PORTS[envelope]
-    env = {
-        **os.environ,
-        "TS_SERVICE_ENVELOPE": envelope,
-        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
-        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port + 1}",
-        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{port + 2}",
-        "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
-        "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",
-        "TS_GRPC_INFERENCE_PORT": str(port + 3),
-        "TS_GRPC_MANAGEMENT_PORT": str(port + 4),
-        "TMPDIR": str(workdir),
-        "TEMP": str(workdir),
-        "LOG_LOCATION": str(workdir / "logs"),
-        "METRICS_LOCATION": str(workdir / "logs"),
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        **ts.SERVING_ENV,
-    }
+    env = ts.serving_env(
+        workdir,
+        TS_SERVICE_ENVELOPE=envelope,
+        TS_INFERENCE_ADDRESS=f"http://127.0.0.1:{port}",
+        TS_MANAGEMENT_ADDRESS=f"http://127.0.0.1:{port + 1}",
+        TS_METRICS_ADDRESS=f"http://127.0.0.1:{port + 2}",
+        TS_GRPC_INFERENCE_ADDRESS="127.0.0.1",
+        TS_GRPC_MANAGEMENT_ADDRESS="127.0.0.1",
+        TS_GRPC_INFERENCE_PORT=str(port + 3),
+        TS_GRPC_MANAGEMENT_PORT=str(port + 4),
+    )
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
         [

@@ -23,18 +23,12 @@ from exformer.contract.vocabulary import MAX_INDICES, MAX_MESSAGES, MAX_SOURCES
 from exformer.core.ablation import contextcite_masks
 from exformer.core.deadline import deadline
 from exformer.serving.handler import worker_settings
+from support.rag import RAG, SOURCES
 from tiny_models import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMOLLM2, SENTIMENT = ROOT / "build" / "models" / "smollm2", ROOT / "build" / "models" / "sentiment"
-DOC_A = "The Eiffel Tower stands in Paris. It was finished in 1889."
-DOC_B = "The Colosseum stands in Rome. It held fifty thousand people."
-RAG = [
-    {"role": "system", "content": "Answer the question from the documents."},
-    {"role": "user", "content": f"Document A: {DOC_A}\nDocument B: {DOC_B}\nQuestion: Where is the Eiffel Tower?"},
-]
-SOURCES = [{"id": "A", "text": DOC_A}, {"id": "B", "text": DOC_B}]
 LIMITS = Settings()  # the archives' defaults (deploy/*.yaml change none of these)
 REVIEW = "A dull, lifeless film whose actors seem as bored as the audience. " * 6
 

@@ -99,6 +99,22 @@ def _send(request, timeout) -> Response:
         return Response(e.code, dict(e.headers), e.read())
 
 
+def serving_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment a test's TorchServe runs in: its temporary files and logs under `workdir`,
+    offline, bodies decoded by our handlers (SERVING_ENV), and `extra`."""
+    return {
+        **os.environ,
+        "TMPDIR": str(workdir),
+        "TEMP": str(workdir),
+        "LOG_LOCATION": str(workdir / "logs"),
+        "METRICS_LOCATION": str(workdir / "logs"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **SERVING_ENV,
+        **extra,
+    }
+
+
 def start(
     workdir: Path, archives: dict[str, Path], port_offset: int = 0, wait: bool = True, forkserver: bool = True
 ) -> TorchServe:
@@ -120,17 +136,7 @@ def start(
         f"model_store={store}\n"
     )
     (workdir / "config.properties").write_text(config)
-    env = {
-        **os.environ,
-        "TMPDIR": str(workdir),
-        "TEMP": str(workdir),
-        "LOG_LOCATION": str(workdir / "logs"),
-        "METRICS_LOCATION": str(workdir / "logs"),
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        **SERVING_ENV,
-        **({} if forkserver else {"EXFORMER_FORKSERVER": "0"}),
-    }
+    env = serving_env(workdir, **({} if forkserver else {"EXFORMER_FORKSERVER": "0"}))
     venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
     process = subprocess.Popen(
         [
