@@ -8,7 +8,9 @@ forwards, so the error of the scalar sum is not estimated but measured: δ = Σ 
 why a fixed count is wrong both ways: fₜ is often a narrow bump where F moves, 8 points miss
 it by 20% and more, 32 Gauss points leave 7% of inputs above 1%, while most need < 16.
 
-Two nested rules, one interface (`wanted()` → gradients → `update()`, until `wanted()` is empty):
+Every rule has one interface (`wanted()` → gradients → `update()`, until `wanted()` is empty),
+and one driver runs them all (`refine`): captum's fixed rules are one-round rules (`FixedRule`),
+and two nested rules refine:
 
 - "gausskronrod" (`KronrodRule`): G7/K15 on subintervals, refined
   locally. The 7 Gauss nodes are among the 15 Kronrod nodes, so each interval gives two
@@ -58,12 +60,14 @@ holds for each target, and the estimates sum over all of them.
 (True, 15, 15)
 """
 
-from collections.abc import Callable
-from typing import Protocol, cast
+from collections.abc import Callable, Hashable
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 
-from .quadrature import KRONROD_POINTS, fejer_rule, kronrod_rule
+from .quadrature import KRONROD_POINTS, fejer_rule, fixed_rule, kronrod_rule
+
+Key = TypeVar("Key", bound=Hashable)  # what a driver calls its paths (an index, a target set)
 
 SCALE_FLOOR = 1e-3  # of max(|F(x)|, |F(x′)|): see the module docstring
 
@@ -223,11 +227,38 @@ class FejerRule:
         return [float(w) for w in fejer_rule(self.level)[1]]
 
 
-class Rule(Protocol):
-    """What a path's driver uses of a nested rule (`KronrodRule`, `FejerRule`)."""
+class FixedRule:
+    """captum's fixed rule (`fixed_rule`) as a one-round rule: it wants its points once and is
+    done, whatever their values, so fixed and nested rules run through the one `refine`."""
 
-    n_computed: int
-    converged: bool
+    converged: bool | None = None  # a fixed rule makes no claim
+    n_computed: int | None = None  # nor counts what the pass computed
+
+    def __init__(self, method: str, n_steps: int):
+        self._alphas, self._weights = fixed_rule(method, n_steps)
+        self._done = False
+
+    def wanted(self) -> list[float]:
+        return [] if self._done else list(self._alphas)
+
+    def update(self, values: dict[float, np.ndarray]) -> None:
+        self._done = True
+
+    def alphas(self) -> list[float]:
+        return list(self._alphas)
+
+    def weights(self) -> list[float]:
+        return list(self._weights)
+
+
+class Rule(Protocol):
+    """What a path's driver (`refine`) uses of a rule (`FixedRule`, `KronrodRule`, `FejerRule`)."""
+
+    @property
+    def n_computed(self) -> int | None: ...  # gradients computed (None: a fixed rule does not count)
+
+    @property
+    def converged(self) -> bool | None: ...  # None: a fixed rule makes no claim
 
     def wanted(self) -> list[float]: ...
 
@@ -240,3 +271,47 @@ class Rule(Protocol):
 
 # the nested methods, by name: (ends, tolerance, max_points) → a rule
 RULES: dict[str, Callable[[tuple, float, int], Rule]] = {"gausskronrod": KronrodRule, "fejer": FejerRule}
+
+
+def rule_for(
+    method: str, n_steps: int | str, ends: tuple | None = None, tolerance: float = 0.0, max_points: int = 0
+) -> Rule:
+    """The rule of a request: captum's fixed `method` with `n_steps` points, or with
+    `n_steps: "auto"` the nested `method` refined against the path's `ends` (F(x), F(x′))."""
+    if n_steps != "auto":
+        return FixedRule(method, int(n_steps))
+    assert ends is not None, "an adaptive rule checks against the path's ends"
+    return RULES[method](ends, tolerance, max_points)
+
+
+def refine(
+    rules: dict[Key, Rule], values_at: Callable[[list[tuple[Key, float]]], dict[tuple[Key, float], np.ndarray]]
+) -> set[Key]:
+    """Run every rule to its end, each round's wanted points of all rules in ONE call of
+    `values_at` (→ fₜ(α) [..., T] per point; a key missing from its answer is dropped, e.g. too
+    large for memory, and asked nothing more). The rules' dict order is the order points are
+    asked in. Returns the dropped keys.
+
+    >>> rules = {"a": FixedRule("riemann_right", 2), "b": FejerRule((1.0, 0.0), 1e-6, 500)}
+    >>> asked = []
+    >>> def values_at(points):
+    ...     asked.append(len(points))
+    ...     return {(k, a): np.array([2 * a]) for k, a in points}
+    >>> refine(rules, values_at), asked, rules["b"].converged
+    (set(), [17], True)
+    """
+    dropped: set[Key] = set()
+    wanted = [(key, a) for key, rule in rules.items() for a in rule.wanted()]
+    while wanted:
+        values = values_at(wanted)
+        wanted = []
+        for key, rule in rules.items():
+            asked = rule.wanted()
+            if key in dropped or not asked:
+                continue
+            if any((key, a) not in values for a in asked):
+                dropped.add(key)
+                continue
+            rule.update({a: values[key, a] for a in asked})
+            wanted += [(key, a) for a in rule.wanted()]
+    return dropped

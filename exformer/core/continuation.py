@@ -17,19 +17,20 @@ positions), and each target's gradient is one backward on that retained graph, c
 its own prefix (`prefix_backward`); captum pays a forward and a backward per target instead.
 (A forward segment by segment on the KV cache, the other way to bound each backward, was 4x
 slower on CPU: one-token segments make weight-bound matmuls.) `n_steps: "auto"` refines one
-nested rule for all targets (`refine_targets`). Requests and responses: exformer.explain.methods.integrated_gradients.
+nested rule for all targets (`integrate_targets`, through the same driver as straight paths).
+Requests and responses: exformer.explain.methods.integrated_gradients.
 """
 
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .adaptive import RULES
+from .adaptive import refine, rule_for
 from .batching import _accepts, attention_for_gradients, default_chunk_points, embedding_output, for_each_chunk
 from .deadline import check as check_deadline
 from .integrated import path_point
-from .quadrature import fixed_rule
 from .scores import contrast
 
 
@@ -43,7 +44,7 @@ class ContinuationPath:
     n_prompt: int
     targets: list[int]  # y_t
     foils: list[int] | None  # one per target, or None
-    n_steps: int | str = 50  # "auto": refined (refine_targets)
+    n_steps: int | str = 50  # "auto": refined (integrate_targets)
     method: str = "gausslegendre"
     score: str = "probability"
 
@@ -212,44 +213,34 @@ def targets_at(
 
 
 def integrate_targets(
-    loaded, path: ContinuationPath, chunk_points: int | None = None, dtype: str = "float32"
-) -> ContinuationGradients:
-    """Intermediate gradients of every target at the points of the path's fixed rule."""
-    assert not isinstance(path.n_steps, str), '"auto" is refine_targets\'s'
-    alphas, step_sizes = fixed_rule(path.method, path.n_steps)
-    grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
-    return ContinuationGradients(
-        input=path.input.cpu(),
-        baseline=path.baseline.cpu(),
-        alphas=alphas,
-        step_sizes=torch.tensor(step_sizes).float(),
-        intermediate_gradients=grads,
-        path_scores=scores,
-    )
-
-
-def refine_targets(
     loaded,
     path: ContinuationPath,
-    ends: tuple,
-    tolerance: float,
-    max_points: int,
     chunk_points: int | None = None,
     dtype: str = "float32",
+    ends: tuple | None = None,
+    tolerance: float = 0.0,
+    max_points: int = 0,
 ) -> ContinuationGradients:
-    """`n_steps: "auto"`: a nested rule (exformer.core.adaptive) refined until every target's
-    convergence delta is within the tolerance (or max_points would be passed). All targets share
-    each round's points, so a round is one batched pass; the rule's values carry a target axis:
-    fₜ,ᵢ(α) = (xᵢ − x′ᵢ) · ∂F_t/∂xᵢ, [n_t, L]. Every gradient is computed once."""
-    rule = RULES[path.method](ends, tolerance, max_points)
+    """Intermediate gradients of every target along the path's rule (`adaptive.refine`): a fixed
+    rule in one pass; with `n_steps: "auto"` one nested rule for all targets, refined until
+    every target's convergence delta is within the tolerance against its `ends` (F(x), F(x')),
+    or max_points would be passed. The targets share each round's points, so a round is one
+    batched pass; the rule's values carry the target axis: fₜ,ᵢ(α) = (xᵢ − x′ᵢ) · ∂F_t/∂xᵢ,
+    [n_t, L]. Every gradient is computed once."""
+    rule = rule_for(path.method, path.n_steps, ends, tolerance, max_points)
     seen: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # α → (∂F/∂x [n_t, L, E], F [n_t])
     difference = (path.input - path.baseline).double()
-    while wanted := rule.wanted():
-        grads, scores = targets_at(loaded, path, wanted, chunk_points, dtype)
-        seen.update({a: (grads[:, k], scores[k]) for k, a in enumerate(wanted)})
-        rule.update({a: (seen[a][0].double() * difference).sum(-1).numpy() for a in wanted})
+
+    def values_at(wanted: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
+        nonlocal seen
         keep = set(rule.alphas()) | set(rule.wanted())
-        seen = {a: v for a, v in seen.items() if a in keep}
+        seen = {a: v for a, v in seen.items() if a in keep}  # free the gradients the rule dropped
+        alphas = [a for _, a in wanted]
+        grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
+        seen.update({a: (grads[:, k], scores[k]) for k, a in enumerate(alphas)})
+        return {(0, a): (seen[a][0].double() * difference).sum(-1).numpy() for a in alphas}
+
+    refine({0: rule}, values_at)
     alphas = rule.alphas()
     return ContinuationGradients(
         input=path.input.cpu(),

@@ -26,7 +26,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from .adaptive import RULES, Rule
+from .adaptive import Rule, refine, rule_for
 from .batching import (
     attention_for_gradients,
     default_chunk_points,
@@ -34,7 +34,6 @@ from .batching import (
     head_logits,
     pad_batch,
 )
-from .quadrature import fixed_rule
 from .scores import per_row
 
 
@@ -60,15 +59,11 @@ class StraightPath:
     def adaptive(self) -> bool:
         return self.n_steps == "auto"
 
-    def fixed_steps(self) -> tuple[list[float], list[float]]:
-        """(alphas, step sizes) of a path that is not adaptive."""
-        assert not isinstance(self.n_steps, str), "an adaptive path has no fixed rule"
-        return fixed_rule(self.method, self.n_steps)
-
     def rule(self) -> Rule:
-        """A fresh nested rule for an adaptive path."""
-        assert self.ends is not None and self.tolerance is not None, "an adaptive path has ends and a tolerance"
-        return RULES[self.method](self.ends, self.tolerance, self.max_n_steps)
+        """A fresh rule for the path: its fixed rule, or a nested rule checked against its ends."""
+        if self.adaptive:
+            assert self.ends is not None and self.tolerance is not None, "an adaptive path has ends and a tolerance"
+        return rule_for(self.method, self.n_steps, self.ends, self.tolerance or 0.0, self.max_n_steps)
 
 
 @dataclass
@@ -168,36 +163,30 @@ def contributions(path: StraightPath, gradient: torch.Tensor) -> np.ndarray:
 def integrate(
     loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32", too_large=None
 ) -> list[PathGradients | None]:
-    """Intermediate gradients along each path: the fixed rules' points and the adaptive
-    rules' first round in one batched pass, then one more pass per refinement round for the
-    new points of the adaptive paths still open. A path that does not fit in memory is None.
+    """Intermediate gradients along each path, driven by its rule (`adaptive.refine`): the fixed
+    rules' points and the adaptive rules' first round in one batched pass, then one more pass
+    per refinement round for the new points of the adaptive paths still open. A path that does
+    not fit in memory is None.
     """
     points = PointPass(loaded, paths, chunk_points, dtype, too_large)
-    fixed = {i: p.fixed_steps() for i, p in enumerate(paths) if not p.adaptive}
-    rules = {i: p.rule() for i, p in enumerate(paths) if p.adaptive}
-    wanted = [(i, a) for i, (alphas, _) in fixed.items() for a in alphas]
-    wanted += [(i, a) for i, rule in rules.items() for a in rule.wanted()]
-    while wanted:
-        points.run(wanted)
-        wanted = []
-        for i, rule in rules.items():
-            if i in points.dropped or not rule.wanted():
-                continue
-            rule.update({a: contributions(paths[i], points.seen[i][a][0]) for a in rule.wanted()})
+    order = sorted(range(len(paths)), key=lambda i: paths[i].adaptive)  # the fixed rules' points first
+    rules = {i: paths[i].rule() for i in order}
+
+    def values_at(wanted: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
+        for i, rule in rules.items():  # free the gradients no rule will use again
             points.forget(i, set(rule.alphas()) | set(rule.wanted()))
-            wanted += [(i, a) for a in rule.wanted()]
-    out: list[PathGradients | None] = []
-    for i in range(len(paths)):
-        if i in points.dropped:
-            out.append(None)
-        elif i in fixed:
-            out.append(points.gradients(i, *fixed[i]))
-        else:
-            rule = rules[i]
-            out.append(
-                points.gradients(i, rule.alphas(), rule.weights(), converged=rule.converged, n_computed=rule.n_computed)
-            )
-    return out
+        points.run(wanted)
+        return {(i, a): contributions(paths[i], points.seen[i][a][0]) for i, a in wanted if i not in points.dropped}
+
+    refine(rules, values_at)
+    return [
+        None
+        if i in points.dropped
+        else points.gradients(
+            i, rules[i].alphas(), rules[i].weights(), converged=rules[i].converged, n_computed=rules[i].n_computed
+        )
+        for i in range(len(paths))
+    ]
 
 
 def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "float32"):

@@ -29,7 +29,6 @@ from ...core.continuation import (
     ContinuationPath,
     continuation_endpoint_logits,
     integrate_targets,
-    refine_targets,
 )
 from ...core.cost import gradients_cost
 from ...core.integrated import StraightPath, endpoint_logits, integrate
@@ -98,22 +97,21 @@ class IntegratedGradients(Method):
         )
         dtype = loaded.dtype_for(request.dtype)
         logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype)
+        ends = None
         if request.n_steps == "auto":
             ends = tuple(
                 contrast(request.score, logits[None], targets, foils)[0].double().numpy()
                 for logits in (logits_x, logits_b)
             )
-            gradients = refine_targets(
-                loaded,
-                path,
-                ends,
-                request.tolerance or DEFAULT_TOLERANCE,
-                request.most_steps(settings),
-                settings.internal_batch_size,
-                dtype,
-            )
-        else:
-            gradients = integrate_targets(loaded, path, settings.internal_batch_size, dtype)
+        gradients = integrate_targets(
+            loaded,
+            path,
+            settings.internal_batch_size,
+            dtype,
+            ends,
+            request.tolerance or DEFAULT_TOLERANCE,
+            request.most_steps(settings),
+        )
         summary = self._continuation_summary(loaded, request, plan, path, gradients, logits_x, logits_b)
         return GradientsAnswer(request=request, summary=summary, path=gradients)
 
