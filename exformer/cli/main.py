@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import orjson
 import typer
@@ -40,6 +40,9 @@ from ..contract.vocabulary import (
 )
 from . import dataset
 from .dataset import Columns, DatasetError, Row
+
+if TYPE_CHECKING:  # the base install has no torch: a local model is loaded on demand
+    from ..core.loading import LoadedModel
 
 app = typer.Typer(
     add_completion=False,
@@ -161,7 +164,7 @@ class Served:
 class Local:
     """Rows through a model loaded in this process (the handlers' core; no TorchServe)."""
 
-    def __init__(self, loaded, kind: str, options: dict, reduce: str, tensors: bool, out: Path):
+    def __init__(self, loaded: "LoadedModel", kind: str, options: dict, reduce: str, tensors: bool, out: Path):
         self.loaded, self.kind, self.options = loaded, kind, options
         self.reduce, self.tensors, self.out = reduce, tensors, out
 

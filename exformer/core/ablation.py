@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .batching import for_each_chunk
+from .loading import LoadedModel
 from .scores import head, score
 
 LASSO_ALPHA = 0.01  # ContextCite's
@@ -53,7 +54,7 @@ def shared_prefix(sequences: list[list[int]]) -> int:
 
 @torch.inference_mode()
 def score_versions(
-    loaded, prompts: list[list[int]], targets: list[int], rows_per_forward: int | None = None
+    loaded: LoadedModel, prompts: list[list[int]], targets: list[int], rows_per_forward: int | None = None
 ) -> TargetScores:
     """The targets' scores after each prompt in `prompts` (each followed by the targets), and
     the next-token logits after the first."""

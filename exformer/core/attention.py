@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .loading import LoadedModel
+
 
 @torch.inference_mode()
-def attention_forward(loaded, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+def attention_forward(loaded: LoadedModel, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention stacked to [layers, heads, tokens, tokens] and the head's logits (or None).
     Every map of every layer at once: for short texts and benchmarks (see `attention_pass`)."""
     out = loaded.model(**inputs, output_attentions=True)
@@ -157,7 +159,7 @@ def attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
 
 
 @torch.inference_mode()
-def attention_pass(loaded, inputs: dict, plan: Plan) -> tuple[LayerByLayer, torch.Tensor | None]:
+def attention_pass(loaded: LoadedModel, inputs: dict, plan: Plan) -> tuple[LayerByLayer, torch.Tensor | None]:
     """One forward; each layer's attention goes to a LayerByLayer as it is made (and is then
     dropped from the model's outputs), so the peak memory is one layer's maps plus the answer."""
     n_layers = loaded.config.num_hidden_layers

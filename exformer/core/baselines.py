@@ -15,6 +15,7 @@ import torch
 
 from ..contract.errors import RequestError
 from ..contract.vocabulary import TOKEN_BASELINES
+from .loading import LoadedModel
 
 
 def baseline_token_id(tokenizer, name: str) -> int:
@@ -51,10 +52,10 @@ def baseline_ids(input_ids: torch.Tensor, token_id: int, replace: torch.Tensor) 
 
 @torch.no_grad()
 def baseline_embeddings(
-    loaded, input_ids: torch.Tensor, special: list[bool], name: str, specials: str = "keep", seed: int = 0
+    loaded: LoadedModel, input_ids: torch.Tensor, special: list[bool], name: str, specials: str = "keep", seed: int = 0
 ) -> torch.Tensor:
     """x' [T, E] for the ids [T] of one sequence, on the embedding module's device."""
-    embed = loaded.model.get_input_embeddings()
+    embed = loaded.embedding
     device = embed.weight.device
     input_ids = input_ids.to(device)
     replace = replaced_positions(special, specials)

@@ -31,6 +31,7 @@ from .adaptive import refine, rule_for
 from .batching import _accepts, attention_for_gradients, default_chunk_points, embedding_output, for_each_chunk
 from .deadline import check as check_deadline
 from .integrated import path_point
+from .loading import LoadedModel
 from .scores import contrast
 
 
@@ -143,7 +144,12 @@ def prefix_backward(model: torch.nn.Module, enabled: bool = True):
 
 
 def target_logits(
-    loaded, ids: torch.Tensor, points: torch.Tensor, n_prompt: int, dtype: str = "float32", split: bool = False
+    loaded: LoadedModel,
+    ids: torch.Tensor,
+    points: torch.Tensor,
+    n_prompt: int,
+    dtype: str = "float32",
+    split: bool = False,
 ):
     """Next-token logits [B, n_t, V] after positions P-1 … L-1 of `points` [B, L, E]: one causal
     forward, the vocabulary projected only at the scored positions.
@@ -178,7 +184,11 @@ def target_logits(
 
 
 def targets_at(
-    loaded, path: ContinuationPath, alphas: list[float], chunk_points: int | None = None, dtype: str = "float32"
+    loaded: LoadedModel,
+    path: ContinuationPath,
+    alphas: list[float],
+    chunk_points: int | None = None,
+    dtype: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """∂F_t/∂x [n_t, len(alphas), L, E] and F_t [len(alphas), n_t] at the path points x' + α(x − x'):
     per chunk of points one forward, then one backward per target on the retained graph (over
@@ -213,7 +223,7 @@ def targets_at(
 
 
 def integrate_targets(
-    loaded,
+    loaded: LoadedModel,
     path: ContinuationPath,
     chunk_points: int | None = None,
     dtype: str = "float32",
@@ -255,7 +265,7 @@ def integrate_targets(
 
 @torch.no_grad()
 def continuation_endpoint_logits(
-    loaded, path: ContinuationPath, dtype: str = "float32"
+    loaded: LoadedModel, path: ContinuationPath, dtype: str = "float32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token logits [n_t, V] at x and at x' (one forward of both)."""
     fed = path.fed
@@ -267,7 +277,7 @@ def continuation_endpoint_logits(
 
 
 @torch.no_grad()
-def greedy(loaded, ids: torch.Tensor, max_new_tokens: int) -> list[int]:
+def greedy(loaded: LoadedModel, ids: torch.Tensor, max_new_tokens: int) -> list[int]:
     """Greedy continuation ids (argmax each step, on the KV cache), ending after an EOS."""
     model = loaded.model
     eos = loaded.tokenizer.eos_token_id

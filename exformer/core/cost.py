@@ -11,10 +11,14 @@ backward, and the gradients a continuation holds.
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from .batching import default_chunk_points
+
+if TYPE_CHECKING:  # loading imports this module (Speed)
+    from .loading import LoadedModel
 
 CALIBRATION_TOKENS = 64
 
@@ -28,10 +32,11 @@ class Speed:
     gradient: float | None = None
     ratios: dict = field(default_factory=lambda: {"integrated_gradients": [], "forward_only": []})
 
-    def calibrated(self, loaded) -> "Speed":
-        if self.forward is None:
+    def calibrated(self, loaded: "LoadedModel") -> tuple[float, float]:
+        """(forward, gradient) seconds per position, timed on the first call."""
+        if self.forward is None or self.gradient is None:
             self.forward, self.gradient = _time_passes(loaded)
-        return self
+        return self.forward, self.gradient
 
     def learn(self, kind: str, predicted: float, seconds: float) -> None:
         """A request of `kind` predicted (uncorrected) at `predicted` s took `seconds`."""
@@ -59,7 +64,7 @@ class Speed:
         )
 
 
-def _time_passes(loaded) -> tuple[float, float]:
+def _time_passes(loaded: "LoadedModel") -> tuple[float, float]:
     model, device = loaded.model, loaded.device
     ids = (torch.arange(CALIBRATION_TOKENS, device=device)[None] % max(2, model.config.vocab_size)).expand(2, -1)
     with torch.inference_mode():
@@ -91,15 +96,15 @@ def activation_bytes(config, length: int) -> int:
     return 4 * text.num_hidden_layers * per_layer
 
 
-def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
+def gradients_cost(loaded: "LoadedModel", n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
     """Integrated gradients of a continuation: one forward per path point over prompt + targets,
     one backward per target per point over its own prefix."""
     fed = n_prompt + n_targets - 1
-    width = loaded.model.get_input_embeddings().embedding_dim
+    width = loaded.embedding.embedding_dim
     chunk = min(points, chunk or default_chunk_points(fed, loaded.device))
     backward_positions = points * sum(n_prompt + t for t in range(n_targets))
-    speed = loaded.speed.calibrated(loaded)
-    seconds = points * fed * speed.forward + backward_positions * (speed.gradient - speed.forward)
+    forward, gradient = loaded.speed.calibrated(loaded)
+    seconds = points * fed * forward + backward_positions * (gradient - forward)
     vocabulary = loaded.config.get_text_config().vocab_size
     peak = (
         parameter_bytes(loaded.model)
@@ -117,10 +122,10 @@ def gradients_cost(loaded, n_prompt: int, n_targets: int, points: int, chunk: in
     }
 
 
-def forward_cost(loaded, n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
+def forward_cost(loaded: "LoadedModel", n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
     """`n_versions` forward-only versions of a prompt of at most `length` tokens: each runs past
     the `shared` prefix, under inference mode. Counts only: nothing is built."""
-    speed = loaded.speed.calibrated(loaded)
+    forward, gradient = loaded.speed.calibrated(loaded)
     text = loaded.config.get_text_config()
     positions = shared + n_versions * (length + n_targets - 1 - shared)
     width = length + n_targets - shared
@@ -133,7 +138,7 @@ def forward_cost(loaded, n_versions: int, length: int, shared: int, n_targets: i
         "forwards": n_versions,
         "backwards": 0,
         "positions": positions,
-        "calibrated_seconds": positions * speed.forward,
+        "calibrated_seconds": positions * forward,
         "estimated_peak_bytes": int(peak),
         "kind": "forward_only",
     }

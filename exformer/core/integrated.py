@@ -34,6 +34,7 @@ from .batching import (
     head_logits,
     pad_batch,
 )
+from .loading import LoadedModel
 from .scores import per_row
 
 
@@ -109,7 +110,12 @@ class PointPass:
     """
 
     def __init__(
-        self, loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32", too_large=None
+        self,
+        loaded: LoadedModel,
+        paths: list[StraightPath],
+        chunk_points: int | None = None,
+        dtype: str = "float32",
+        too_large=None,
     ):
         self.loaded, self.paths, self.chunk_points, self.dtype = loaded, paths, chunk_points, dtype
         self.too_large = too_large
@@ -161,7 +167,11 @@ def contributions(path: StraightPath, gradient: torch.Tensor) -> np.ndarray:
 
 
 def integrate(
-    loaded, paths: list[StraightPath], chunk_points: int | None = None, dtype: str = "float32", too_large=None
+    loaded: LoadedModel,
+    paths: list[StraightPath],
+    chunk_points: int | None = None,
+    dtype: str = "float32",
+    too_large=None,
 ) -> list[PathGradients | None]:
     """Intermediate gradients along each path, driven by its rule (`adaptive.refine`): the fixed
     rules' points and the adaptive rules' first round in one batched pass, then one more pass
@@ -189,7 +199,7 @@ def integrate(
     ]
 
 
-def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "float32"):
+def gradients_at(loaded: LoadedModel, rows: list[tuple[StraightPath, float]], dtype: str = "float32"):
     """One chunk: (∂F/∂x [T_i, E] per row on CPU, F [B]) at the points x' + α(x − x')."""
     points = [path_point(p.input, p.baseline, alpha) for p, alpha in rows]
     kwargs, padded, spans = pad_batch(loaded, [p.inputs for p, _ in rows], points)
@@ -205,7 +215,7 @@ def gradients_at(loaded, rows: list[tuple[StraightPath, float]], dtype: str = "f
 
 @torch.no_grad()
 def endpoint_logits(
-    loaded, paths: list[StraightPath], chunk_points: int, dtype: str = "float32", too_large=None
+    loaded: LoadedModel, paths: list[StraightPath], chunk_points: int, dtype: str = "float32", too_large=None
 ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
     """(logits at x, logits at x') per path, forward only, in shared chunks; None where a
     path's endpoints do not fit in memory (`too_large(i)` is told)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -43,6 +43,11 @@ class LoadedModel:
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def embedding(self) -> torch.nn.Embedding:
+        """The word-embedding layer: where every gradient method's x and x' live."""
+        return cast(torch.nn.Embedding, self.model.get_input_embeddings())
 
     @property
     def default_dtype(self) -> str:

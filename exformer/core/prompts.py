@@ -17,6 +17,7 @@ content are the generation prompt's (message None, role "assistant").
 from dataclasses import dataclass
 
 from ..contract.errors import RequestError
+from .loading import LoadedModel
 from .tokens import encode
 
 
@@ -51,7 +52,7 @@ def visible_start(text: str, start: int, end: int) -> int:
     return start
 
 
-def text_prompt(loaded, text: str) -> Prompt:
+def text_prompt(loaded: LoadedModel, text: str) -> Prompt:
     """`text` as the tokenizer encodes it (special tokens added, truncated to max_tokens)."""
     encoded = encode(loaded, text)
     spans = [None if span is None else (0, span[0], span[1]) for span in encoded.offsets]
@@ -92,7 +93,7 @@ def render(tokenizer, messages: list[dict]) -> tuple[str, list[int]]:
     return rendered, starts
 
 
-def chat_prompt(loaded, messages: list[dict]) -> Prompt:
+def chat_prompt(loaded: LoadedModel, messages: list[dict]) -> Prompt:
     """A conversation through the chat template; a prompt over max_tokens is refused (a
     conversation cut short would explain another one)."""
     tokenizer = loaded.tokenizer
@@ -133,14 +134,14 @@ def chat_prompt(loaded, messages: list[dict]) -> Prompt:
     )
 
 
-def prompt_of(loaded, request) -> Prompt:
+def prompt_of(loaded: LoadedModel, request) -> Prompt:
     """The request's prompt: its `messages` through the chat template, or its `text`."""
     if request.messages is None:
         return text_prompt(loaded, request.text)
     return chat_prompt(loaded, [m.model_dump() for m in request.messages])
 
 
-def prompt_ids(loaded, request, texts: list[str]) -> list[int]:
+def prompt_ids(loaded: LoadedModel, request, texts: list[str]) -> list[int]:
     """The ids of the same prompt with other texts in place of `texts` (an ablation). A text
     with nothing left is the tokenizer's BOS token (else its EOS, GPT-2's document separator):
     a causal LM needs one token to predict the first target from."""

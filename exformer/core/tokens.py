@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..contract.errors import RequestError
+from .loading import LoadedModel
 
 
 @dataclass
@@ -31,7 +32,7 @@ def _accepted_inputs(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
-def encode(loaded, text: str, text_pair: str | None = None) -> Encoded:
+def encode(loaded: LoadedModel, text: str, text_pair: str | None = None) -> Encoded:
     """Tokenize once (a second time only to truncate a text over the model's max_tokens)."""
     max_tokens = loaded.max_tokens
     tokenize = lambda truncate: loaded.tokenizer(  # noqa: E731
@@ -80,7 +81,7 @@ def encode(loaded, text: str, text_pair: str | None = None) -> Encoded:
     )
 
 
-def token_table(loaded, encoded: Encoded, text: str, text_pair: str | None) -> list[dict]:
+def token_table(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None) -> list[dict]:
     """One row per token: what the tokenizer made of the input, and where it came from."""
     strings = loaded.tokenizer.convert_ids_to_tokens(encoded.ids)
     sources = (text, text_pair or "")  # a token of the pair comes with a pair

@@ -30,6 +30,7 @@ from .ablation import continuation_logit_probability, default_rows, score_versio
 from .baselines import baseline_token_id
 from .batching import attention_for_gradients, for_each_chunk, head_logits, pad_batch
 from .deadline import check as check_deadline
+from .loading import LoadedModel
 from .scores import score as score_of
 from .tokens import Encoded, encode
 from .units import ablate_text, sentence_units
@@ -44,7 +45,7 @@ class ContinuationScorer:
 
     def __init__(
         self,
-        loaded,
+        loaded: LoadedModel,
         ids_of: Callable[[frozenset[int]], Sequence[int]],
         targets: list[int],
         score: str,
@@ -81,7 +82,7 @@ class ClassifierScorer:
 
     def __init__(
         self,
-        loaded,
+        loaded: LoadedModel,
         inputs_of: Callable[[frozenset[int]], dict[str, torch.Tensor]],
         target: int,
         score: str,
@@ -105,7 +106,7 @@ class ClassifierScorer:
         @torch.inference_mode()
         def run(chunk: list[int]):
             rows = [inputs[k] for k in chunk]
-            embed = self.loaded.model.get_input_embeddings()
+            embed = self.loaded.embedding
             embeddings = [embed(row["input_ids"].to(embed.weight.device))[0] for row in rows]  # [T, E] each
             kwargs, padded, spans = pad_batch(self.loaded, rows, embeddings)
             logits = head_logits(self.loaded, kwargs, padded, spans, self.dtype)  # [B, classes]
@@ -118,7 +119,7 @@ class ClassifierScorer:
         return np.array([[scored[key]] for key in keys])  # [versions, 1]
 
 
-def classifier_units(loaded, encoded: Encoded, text: str, text_pair: str | None, kind: str) -> list[dict]:
+def classifier_units(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None, kind: str) -> list[dict]:
     """A classifier input's units (ids as `exformer.explain.ablations.units_of`: t{i}, w{k}, s{k}),
     each with the text it lies in ("where": 0 text, 1 text pair), its span there and its tokens."""
     texts: dict = {0: text, 1: text_pair}
@@ -163,7 +164,7 @@ def classifier_units(loaded, encoded: Encoded, text: str, text_pair: str | None,
 
 
 def classifier_inputs(
-    loaded,
+    loaded: LoadedModel,
     encoded: Encoded,
     text: str,
     text_pair: str | None,

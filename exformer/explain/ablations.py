@@ -13,6 +13,7 @@ from ..contract.vocabulary import DEFAULT_HOLDOUT
 from ..core.ablation import default_rows
 from ..core.baselines import baseline_token_id
 from ..core.cost import forward_cost
+from ..core.loading import LoadedModel
 from ..core.prompts import Prompt, prompt_ids
 from ..core.units import ablate_text, sentence_units, source_units
 from ..core.words import word_rows
@@ -58,7 +59,7 @@ def units_of(request, prompt: Prompt, tokens: list[dict]) -> list[dict]:
     ]
 
 
-def version_ids(loaded, request, prompt: Prompt, units: list[dict], removed: list[int]) -> tuple[int, ...]:
+def version_ids(loaded: LoadedModel, request, prompt: Prompt, units: list[dict], removed: list[int]) -> tuple[int, ...]:
     """The prompt's ids with the units `removed` left out: their text taken out and the prompt
     tokenized again (as ContextCite), or their tokens replaced by the baseline token."""
     if request.ablation == "baseline":
@@ -77,7 +78,7 @@ def version_ids(loaded, request, prompt: Prompt, units: list[dict], removed: lis
 
 
 def ablated_prompts(
-    loaded, request, prompt: Prompt, units: list[dict], removals: list[list[int]]
+    loaded: LoadedModel, request, prompt: Prompt, units: list[dict], removals: list[list[int]]
 ) -> tuple[list[int], list[tuple[int, ...]]]:
     """For each removal (the units left out) the index of its prompt among the distinct prompts
     (the whole prompt first; identical ones run once), and those prompts."""
@@ -87,7 +88,7 @@ def ablated_prompts(
     return [row[v] for v in versions], distinct
 
 
-def check_count(loaded, request, n_units: int) -> None:
+def check_count(loaded: LoadedModel, request, n_units: int) -> None:
     """Occlusion runs one prompt per unit: refused (413, naming `unit`) past the archive's
     max_ablations, before anything runs (contextcite's counts are checked with the request)."""
     limit = loaded.settings.max_ablations
@@ -104,7 +105,7 @@ def n_holdout(request) -> int:
     return DEFAULT_HOLDOUT if request.n_holdout is None else request.n_holdout
 
 
-def forward_cost_of(loaded, plan, units: list[dict], n_prompts: int) -> dict:
+def forward_cost_of(loaded: LoadedModel, plan, units: list[dict], n_prompts: int) -> dict:
     """The closed-form cost of `n_prompts` ablated prompts (exformer.core.cost.forward_cost): every
     version as long as the whole prompt, sharing the tokens before the first unit (upper bounds:
     a removed unit shortens its version, identical prompts run once)."""
@@ -116,7 +117,7 @@ def forward_cost_of(loaded, plan, units: list[dict], n_prompts: int) -> dict:
 
 
 def answer(
-    loaded,
+    loaded: LoadedModel,
     request,
     plan,
     units: list[dict],

@@ -12,6 +12,7 @@ from ..contract.requests import AttentionRequest
 from ..contract.responses import AttentionResponse
 from ..contract.vocabulary import HEAD_AGGREGATES
 from ..core.attention import Plan, attention_pass
+from ..core.loading import LoadedModel
 from ..core.tokens import encode, token_table
 from .encoding import check_response_size, encode_array, encode_sparse, matrices_response_bytes
 from .responses import checked, details_response
@@ -19,7 +20,7 @@ from .responses import checked, details_response
 SUGGESTED_TOP_K_PER_ROW = 32  # what a 413 suggests; bench/long_attention.py shows the mass it keeps
 
 
-def plan_of(loaded, request: AttentionRequest) -> Plan:
+def plan_of(loaded: LoadedModel, request: AttentionRequest) -> Plan:
     cfg = loaded.config
     every = lambda value, size: list(range(size)) if isinstance(value, str) else list(value)  # noqa: E731
     return Plan(
@@ -81,7 +82,7 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
-def top_k_predictions(loaded, logits: torch.Tensor, k: int, rows_per_chunk: int = 256) -> list[list[dict]]:
+def top_k_predictions(loaded: LoadedModel, logits: torch.Tensor, k: int, rows_per_chunk: int = 256) -> list[list[dict]]:
     """Per position, the k most probable tokens (masked-LM: this position; causal: the next).
     Softmax by chunks of rows: at 2k tokens a whole [T, vocab] softmax is another 400 MB."""
     values, indices = [], []
@@ -105,7 +106,7 @@ def _encoded(buffers: dict, encoding: str) -> dict:
     return encode_array(buffers["dense"], encoding) if "dense" in buffers else encode_sparse(buffers, encoding)
 
 
-def attention_response(loaded, request: AttentionRequest) -> dict:
+def attention_response(loaded: LoadedModel, request: AttentionRequest) -> dict:
     """The attention response (a dict, as sent on the wire; json arrays as numpy arrays)."""
     if request.text is None:
         return details_response(loaded)
@@ -132,7 +133,7 @@ def attention_response(loaded, request: AttentionRequest) -> dict:
     for row in tokens:
         row["masked"] = row["index"] in masked
         row["predictions"] = predictions[row["index"]] if predictions else None
-    response = {"model": loaded.details(), "tokens": tokens}
+    response: dict = {"model": loaded.details(), "tokens": tokens}
     if attention is not None:
         response["attention"] = {
             "layers": plan.layers,
@@ -145,7 +146,7 @@ def attention_response(loaded, request: AttentionRequest) -> dict:
     response.update(
         truncated=encoded.truncated, n_tokens_input=encoded.n_tokens_input, n_tokens_dropped=encoded.n_tokens_dropped
     )
-    if loaded.head == "sequence-classification" and logits is not None:
+    if loaded.labels is not None and logits is not None:  # a classifier
         probs = torch.softmax(logits[0] if logits.dim() > 1 else logits, dim=-1).tolist()
         response["prediction"] = {
             "label": loaded.labels[max(range(len(probs)), key=probs.__getitem__)],

@@ -14,12 +14,12 @@ from ..contract.parsing import parse
 from ..contract.requests import AttentionRequest, GradientsRequest, Request, TextRequest
 from ..contract.vocabulary import DEFAULT_ABLATIONS, DEFAULT_HOLDOUT, GRADIENT_HEADS, TOKEN_BASELINES
 from ..core.baselines import baseline_token_id, default_baseline
-from ..core.loading import bfloat16_not_native
+from ..core.loading import LoadedModel, bfloat16_not_native
 
 R = TypeVar("R", bound=TextRequest)
 
 
-def parse_request(loaded, model_class: type[R], body) -> R | RequestError:
+def parse_request(loaded: LoadedModel, model_class: type[R], body) -> R | RequestError:
     """A body → the checked request, or the first problem as a RequestError (returned, not
     raised: the caller answers it)."""
     request = parse(model_class, body)
@@ -31,7 +31,7 @@ def parse_request(loaded, model_class: type[R], body) -> R | RequestError:
         return error
 
 
-def check(loaded, request: Request) -> TextRequest:
+def check(loaded: LoadedModel, request: Request) -> TextRequest:
     """The model's rules for a parsed request; the request with what they resolved."""
     if isinstance(request, AttentionRequest):
         return check_attention(loaded, request)
@@ -40,7 +40,7 @@ def check(loaded, request: Request) -> TextRequest:
     raise TypeError(f"no checks for {type(request).__name__}")
 
 
-def _text(loaded, request: TextRequest) -> None:
+def _text(loaded: LoadedModel, request: TextRequest) -> None:
     limit = loaded.settings.max_text_chars
     for field in ("text", "text_pair", "continuation"):
         value = getattr(request, field, None)
@@ -59,7 +59,7 @@ def _within(values, size: int, what: str) -> None:
             raise RequestError(what, f"{bad} out of range: this model has {what} 0..{size - 1}")
 
 
-def check_attention(loaded, request: AttentionRequest) -> AttentionRequest:
+def check_attention(loaded: LoadedModel, request: AttentionRequest) -> AttentionRequest:
     if request.details_only:
         return request
     cfg = loaded.config
@@ -74,7 +74,7 @@ def check_attention(loaded, request: AttentionRequest) -> AttentionRequest:
     return request
 
 
-def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
+def check_gradients(loaded: LoadedModel, request: GradientsRequest) -> GradientsRequest:
     if request.details_only:
         return request
     settings = loaded.settings
@@ -132,7 +132,7 @@ def check_gradients(loaded, request: GradientsRequest) -> GradientsRequest:
     return request.model_copy(update=resolved)
 
 
-def _ablations(loaded, request: GradientsRequest) -> None:
+def _ablations(loaded: LoadedModel, request: GradientsRequest) -> None:
     """contextcite's masks, fitted and held out, within the archive's max_ablations (occlusion's
     count is its units': exformer.explain.ablations.check_count)."""
     if request.attribution != "contextcite":
@@ -150,7 +150,7 @@ def _ablations(loaded, request: GradientsRequest) -> None:
         )
 
 
-def _conversation(loaded, request: GradientsRequest) -> None:
+def _conversation(loaded: LoadedModel, request: GradientsRequest) -> None:
     if loaded.head != "causal-lm":
         raise RequestError(
             "messages",

@@ -11,6 +11,7 @@ import dataclasses
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
 from ..contract.responses import CostEstimate
+from ..core.loading import LoadedModel
 from . import ablations, evaluation
 from .methods import METHODS
 from .plan import Plan
@@ -20,7 +21,7 @@ from .rows import token_rows
 FORWARD_ONLY = tuple(name for name, method in METHODS.items() if method.speed == "forward_only")
 
 
-def estimate(loaded, plan: Plan, points: int | None = None) -> dict:
+def estimate(loaded: LoadedModel, plan: Plan, points: int | None = None) -> dict:
     """The figures of running the plan (integrated gradients: at `points` path points, by default
     the most the request may use), in seconds as this worker's recent requests ran
     (`estimated_seconds`) and at its best (`best_seconds`)."""
@@ -34,7 +35,7 @@ def estimate(loaded, plan: Plan, points: int | None = None) -> dict:
     return figures
 
 
-def _corrected(loaded, figures: dict) -> dict:
+def _corrected(loaded: LoadedModel, figures: dict) -> dict:
     speed, kind, seconds = loaded.speed, figures.pop("kind"), figures["calibrated_seconds"]
     return {
         **figures,
@@ -44,7 +45,7 @@ def _corrected(loaded, figures: dict) -> dict:
     }
 
 
-def evaluation_units_of(loaded, plan: Plan) -> list[dict]:
+def evaluation_units_of(loaded: LoadedModel, plan: Plan) -> list[dict]:
     """The units the answer's `evaluate` removes: the method's own (forward-only), else the kind asked."""
     request = plan.request
     if request.attribution in FORWARD_ONLY:
@@ -53,7 +54,7 @@ def evaluation_units_of(loaded, plan: Plan) -> list[dict]:
     return evaluation.evaluation_units(request, plan.prompt, rows, evaluation.evaluation_kind(request))
 
 
-def _evaluation_cost(loaded, plan: Plan) -> dict:
+def _evaluation_cost(loaded: LoadedModel, plan: Plan) -> dict:
     """`evaluate`'s versions of the prompt, at most core.evaluate.versions_bound of them."""
     units = evaluation_units_of(loaded, plan)
     bound = evaluation.check_size(loaded, plan.request, plan.n_targets + 1, len(units))
@@ -94,7 +95,7 @@ def _alternatives(request: GradientsRequest) -> list[tuple[str, dict]]:
     return options
 
 
-def cost_estimate(loaded, plan: Plan) -> dict:
+def cost_estimate(loaded: LoadedModel, plan: Plan) -> dict:
     """The contract's CostEstimate, cheaper requests included."""
     request = plan.request
     figures = estimate(loaded, plan)
@@ -127,7 +128,7 @@ def cost_estimate(loaded, plan: Plan) -> dict:
     )
 
 
-def refuse_over_limit(loaded, plan: Plan) -> dict:
+def refuse_over_limit(loaded: LoadedModel, plan: Plan) -> dict:
     """The request's figures; a 413 carrying them (and the cheaper requests) when its estimated
     seconds pass the archive's max_estimated_seconds (n_steps "auto": at its first rule, the
     least it runs; its max_n_steps bounds the rest, and a dry run shows that upper bound)."""

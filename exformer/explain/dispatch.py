@@ -12,13 +12,14 @@ import time
 
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
+from ..core.loading import LoadedModel
 from . import cost, evaluation
 from .methods import METHODS
 from .plan import complete, generation_room, plan
 from .responses import with_evaluation
 
 
-def explain_batch(loaded, requests: list[GradientsRequest]) -> list:
+def explain_batch(loaded: LoadedModel, requests: list[GradientsRequest]) -> list:
     """One answer (a GradientsAnswer, a checked dict) or RequestError per request."""
     if any(request.details_only for request in requests):
         raise ValueError("a details request (no text) has no gradients; answer it with loaded.details()")
@@ -39,14 +40,14 @@ def explain_batch(loaded, requests: list[GradientsRequest]) -> list:
     return out
 
 
-def _evaluated(loaded, method, request, answer):
+def _evaluated(loaded: LoadedModel, method, request, answer):
     """A single-target answer with its `evaluation` (exformer.explain.evaluation)."""
     if isinstance(answer, RequestError):
         return answer
     return with_evaluation(answer, evaluation.classifier_evaluation(loaded, method, request, answer))
 
 
-def explain_continuation(loaded, request: GradientsRequest):
+def explain_continuation(loaded: LoadedModel, request: GradientsRequest):
     """One continuation/generate request, answered (RequestError naming the field if it cannot be)."""
     method = METHODS[request.attribution]
     planned = plan(loaded, request)

@@ -13,6 +13,7 @@ from ..contract.errors import RequestError
 from ..contract.evaluation import Evaluate, Evaluation
 from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
 from ..core.evaluate import evaluate, unit_attributions, versions_bound
+from ..core.loading import LoadedModel
 from ..core.prompts import Prompt
 from ..core.tokens import Encoded, encode
 from ..core.versions import ClassifierScorer, ContinuationScorer, classifier_inputs, classifier_units
@@ -29,7 +30,7 @@ def evaluation_units(request, prompt: Prompt, tokens: list[dict], kind: str) -> 
 
 
 def continuation_scorer(
-    loaded, request, prompt: Prompt, units: list[dict], targets: list[int], score: str
+    loaded: LoadedModel, request, prompt: Prompt, units: list[dict], targets: list[int], score: str
 ) -> ContinuationScorer:
     """F [versions, n_t + 1] after versions of the prompt without sets of `units` (removed or
     replaced by the baseline token as `request.ablation` says), as occlusion's."""
@@ -42,7 +43,7 @@ def continuation_scorer(
 
 
 def evaluate_continuation(
-    loaded,
+    loaded: LoadedModel,
     request,
     prompt: Prompt,
     units: list[dict],
@@ -70,7 +71,7 @@ def evaluate_continuation(
 
 
 def evaluate_classifier(
-    loaded,
+    loaded: LoadedModel,
     encoded: Encoded,
     text: str,
     text_pair: str | None,
@@ -130,7 +131,7 @@ def evaluation_kind(request) -> str:
     return request.units if request.attribution in FORWARD_ATTRIBUTIONS else "token"
 
 
-def check_size(loaded, request, n_rows: int, n_units: int) -> int:
+def check_size(loaded: LoadedModel, request, n_rows: int, n_units: int) -> int:
     """The most versions the evaluation scores; a 413 naming `evaluate` past the archive's
     max_ablations, before anything runs."""
     options, limit = request.evaluate, loaded.settings.max_ablations
@@ -152,7 +153,7 @@ def check_size(loaded, request, n_rows: int, n_units: int) -> int:
     return bound
 
 
-def continuation_evaluation(loaded, method, plan, answer) -> dict:
+def continuation_evaluation(loaded: LoadedModel, method, plan, answer) -> dict:
     """The `evaluation` of a continuation's answer (a gradient method's GradientsAnswer or a
     forward-only method's dict), on the units `evaluation_kind` names."""
     request, prompt, targets = plan.request, plan.prompt, plan.targets
@@ -172,7 +173,7 @@ def continuation_evaluation(loaded, method, plan, answer) -> dict:
     return evaluate_continuation(loaded, request, prompt, units, targets, attributions, request.evaluate, kind, score)
 
 
-def classifier_evaluation(loaded, method, request, answer) -> dict:
+def classifier_evaluation(loaded: LoadedModel, method, request, answer) -> dict:
     """The `evaluation` of a single-target gradient answer (a class, or a next token)."""
     encoded = encode(loaded, request.text, request.text_pair)
     kind = evaluation_kind(request)

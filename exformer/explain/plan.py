@@ -10,6 +10,7 @@ import torch
 from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
 from ..core.continuation import greedy
+from ..core.loading import LoadedModel
 from ..core.prompts import Prompt, prompt_of
 from ..core.units import source_units
 from .encoding import check_gradients_size
@@ -34,7 +35,7 @@ class Plan:
         return self.targets, self.tokens
 
 
-def plan(loaded, request: GradientsRequest) -> Plan:
+def plan(loaded: LoadedModel, request: GradientsRequest) -> Plan:
     """The prompt and the count of targets: everything an estimate needs, and nothing run.
     A source not found in the prompt is refused here, before any cost."""
     prompt = prompt_of(loaded, request)
@@ -55,7 +56,7 @@ def plan(loaded, request: GradientsRequest) -> Plan:
     )
 
 
-def generation_room(loaded, plan: Plan) -> None:
+def generation_room(loaded: LoadedModel, plan: Plan) -> None:
     """generate: a 413 where the prompt leaves no position to generate into."""
     if loaded.max_tokens - len(plan.prompt) < 1:
         raise RequestError(
@@ -65,7 +66,7 @@ def generation_room(loaded, plan: Plan) -> None:
         )
 
 
-def complete(loaded, plan: Plan) -> Plan:
+def complete(loaded: LoadedModel, plan: Plan) -> Plan:
     """The targets (generated greedily where asked), checked against max_tokens, and the token rows."""
     request, prompt = plan.request, plan.prompt
     if plan.targets is None:
@@ -92,7 +93,7 @@ def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int
     return tokenizer.decode(ids), [(a, max(a, b)) for a, b in zip([0] + ends[:-1], ends)]
 
 
-def check_size(loaded, request: GradientsRequest, length: int, n_t: int) -> None:
+def check_size(loaded: LoadedModel, request: GradientsRequest, length: int, n_t: int) -> None:
     """413 naming `return` where the answer's tensors would pass the archive's limit."""
-    width = loaded.model.get_input_embeddings().embedding_dim
+    width = loaded.embedding.embedding_dim
     check_gradients_size(request, loaded.settings, length, width, n_t)

@@ -13,6 +13,7 @@ from ..contract.requests import GradientsRequest
 from ..contract.responses import AblationResponse, GenerationResponse, GradientsResponse, ModelDetailsResponse
 from ..core.continuation import ContinuationGradients
 from ..core.integrated import PathGradients
+from ..core.loading import LoadedModel
 from .encoding import encode_array, json_bytes, npz_bytes, torch_gzip_bytes
 
 
@@ -39,7 +40,7 @@ def with_evaluation(answer, block: dict):
     return checked(AblationResponse, {**answer, "evaluation": block})
 
 
-def details_response(loaded) -> dict:
+def details_response(loaded: LoadedModel) -> dict:
     """The answer to an empty request: the model's details."""
     return checked(ModelDetailsResponse, {"model": loaded.details()})
 

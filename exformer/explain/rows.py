@@ -4,10 +4,11 @@ TextUnits, sums per unit and per message, and a token choice."""
 
 import torch
 
+from ..core.loading import LoadedModel
 from ..core.prompts import Prompt
 
 
-def token_rows(loaded, prompt: Prompt, targets: list[int], offsets, text: str) -> list[dict]:
+def token_rows(loaded: LoadedModel, prompt: Prompt, targets: list[int], offsets, text: str) -> list[dict]:
     """The contract's GenerationTokens: the prompt's (with their message, role and template flag
     in a conversation), then the continuation's."""
     strings = loaded.tokenizer.convert_ids_to_tokens(prompt.ids)
@@ -99,7 +100,7 @@ def message_values(tokens: list[dict], raw: torch.Tensor, roles: list[str]) -> l
     return [{"message": m, "role": roles[m] if m is not None else "assistant", "attribution": sums[m]} for m in order]
 
 
-def choice(loaded, token_id: int, probs: torch.Tensor) -> dict:
+def choice(loaded: LoadedModel, token_id: int, probs: torch.Tensor) -> dict:
     tok = loaded.tokenizer
     return {
         "id": token_id,
@@ -122,7 +123,7 @@ def messages_used(prompt: Prompt, tokens: list[dict]) -> list[dict]:
     ]
 
 
-def described_targets(loaded, targets: list[int], n_prompt: int, logits: torch.Tensor) -> list[dict]:
+def described_targets(loaded: LoadedModel, targets: list[int], n_prompt: int, logits: torch.Tensor) -> list[dict]:
     """The contract's TargetToken of each target, from its next-token logits [n_t, V] at the input."""
     probs = logits.softmax(-1)
     entropy = -(probs * logits.log_softmax(-1)).sum(-1)
@@ -138,7 +139,7 @@ def described_targets(loaded, targets: list[int], n_prompt: int, logits: torch.T
     ]
 
 
-def continuation_answer(loaded, request, prompt: Prompt, tokens: list[dict], text: str) -> dict:
+def continuation_answer(loaded: LoadedModel, request, prompt: Prompt, tokens: list[dict], text: str) -> dict:
     """What every continuation answer opens with, whatever computed it: the model, the tokens (and
     the conversation), truncation, the continuation."""
     answer = {

@@ -8,6 +8,7 @@ class, a next token) runs through `run_single`, batched as TorchServe hands it.
 """
 
 from ...contract.requests import GradientsRequest
+from ...core.loading import LoadedModel
 from ..plan import Plan
 
 
@@ -16,12 +17,12 @@ class Method:
     speed: str = "integrated_gradients"  # which measured speed its estimates use: a gradient pass or "forward_only"
     single_target: bool = True  # whether it explains a classifier's class or a next token (not only continuations)
 
-    def cost(self, loaded, plan: Plan, points: int | None = None) -> dict:
+    def cost(self, loaded: LoadedModel, plan: Plan, points: int | None = None) -> dict:
         """The request's forwards, backwards, positions, seconds and peak memory (exformer.core.cost),
         counted from the plan; `points`: integrated gradients at that many path points."""
         raise NotImplementedError
 
-    def units(self, loaded, plan: Plan) -> list[dict]:
+    def units(self, loaded: LoadedModel, plan: Plan) -> list[dict]:
         """A forward-only method's units of the prompt: what it leaves out (and is evaluated on)."""
         raise NotImplementedError(f"{self.name} leaves no units out")
 
@@ -33,10 +34,10 @@ class Method:
         """Cheaper variants of the request: (how a user says it, its fields)."""
         return []
 
-    def run(self, loaded, plan: Plan):
+    def run(self, loaded: LoadedModel, plan: Plan):
         """A continuation's answer (a GradientsAnswer, or a checked dict)."""
         raise NotImplementedError
 
-    def run_single(self, loaded, requests: list[GradientsRequest]) -> list:
+    def run_single(self, loaded: LoadedModel, requests: list[GradientsRequest]) -> list:
         """Single-target requests of one batch: an answer or a RequestError each."""
         raise NotImplementedError

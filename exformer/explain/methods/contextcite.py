@@ -20,6 +20,7 @@ from ...core.ablation import (
     score_versions,
     surrogate_fit,
 )
+from ...core.loading import LoadedModel
 from .. import ablations
 from ..plan import Plan
 from .occlusion import Occlusion
@@ -37,7 +38,7 @@ class ContextCite(Occlusion):
         n = request.n_ablations or DEFAULT_ABLATIONS
         return [(f'"n_ablations": {n // 2}', fields | {"n_ablations": n // 2})] if n > 16 else []
 
-    def run(self, loaded, plan: Plan) -> dict:
+    def run(self, loaded: LoadedModel, plan: Plan) -> dict:
         request, units, (targets, _) = plan.request, self.units(loaded, plan), plan.known()
         n_t = len(targets)
         n_fit, keep = request.n_ablations or DEFAULT_ABLATIONS, request.keep_probability or DEFAULT_KEEP_PROBABILITY

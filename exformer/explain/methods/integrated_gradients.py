@@ -32,6 +32,7 @@ from ...core.continuation import (
 )
 from ...core.cost import gradients_cost
 from ...core.integrated import StraightPath, endpoint_logits, integrate
+from ...core.loading import LoadedModel
 from ...core.scores import contrast, per_row
 from ...core.tokens import Encoded, encode, token_table
 from ...core.units import sentence_units, source_units
@@ -59,7 +60,7 @@ class IntegratedGradients(Method):
         return gradients.integrated_gradients.sum(-1)
 
     # --- cost -----------------------------------------------------------------------------------
-    def cost(self, loaded, plan: Plan, points: int | None = None) -> dict:
+    def cost(self, loaded: LoadedModel, plan: Plan, points: int | None = None) -> dict:
         request = self.rule(plan.request)
         points = points or request.most_steps(loaded.settings)
         return gradients_cost(loaded, len(plan.prompt), plan.n_targets, points, loaded.settings.internal_batch_size)
@@ -79,13 +80,13 @@ class IntegratedGradients(Method):
         return []
 
     # --- a continuation -------------------------------------------------------------------------
-    def run(self, loaded, plan: Plan) -> GradientsAnswer:
+    def run(self, loaded: LoadedModel, plan: Plan) -> GradientsAnswer:
         request, prompt, (targets, _) = self.rule(plan.request), plan.prompt, plan.known()
         settings, device, n_t = loaded.settings, loaded.device, len(targets)
         check_size(loaded, request, len(prompt) + n_t, n_t)
         foils = _foils(loaded, request.foil, n_t)
         ids = torch.tensor(prompt.ids + targets, device=device)
-        embed = loaded.model.get_input_embeddings()
+        embed = loaded.embedding
         fixed = prompt.fixed + [False] * n_t  # special and template tokens stay themselves ("keep")
         with torch.no_grad():
             x = embed(ids[None])[0].float()
@@ -116,7 +117,7 @@ class IntegratedGradients(Method):
         return GradientsAnswer(request=request, summary=summary, path=gradients)
 
     def _continuation_summary(
-        self, loaded, request, plan: Plan, path: ContinuationPath, gradients, logits_x, logits_b
+        self, loaded: LoadedModel, request, plan: Plan, path: ContinuationPath, gradients, logits_x, logits_b
     ) -> dict:
         prompt, (_, tokens), text = plan.prompt, plan.known(), plan.text
         n_t, n_prompt = len(path.targets), path.n_prompt
@@ -204,7 +205,7 @@ class IntegratedGradients(Method):
         }
 
     # --- single targets, a batch at a time ------------------------------------------------------
-    def run_single(self, loaded, requests: list[GradientsRequest]) -> list:
+    def run_single(self, loaded: LoadedModel, requests: list[GradientsRequest]) -> list:
         """One result per request, computed together: the requests' path points share chunks (one
         pass per dtype where the requests ask for different ones). A request that cannot be
         prepared, or does not fit in memory, gets its RequestError in its place."""
@@ -255,9 +256,11 @@ class IntegratedGradients(Method):
         answers = iter(results)
         return [p if isinstance(p, RequestError) else next(answers) for p in prepared]
 
-    def _prepare(self, loaded, request: GradientsRequest) -> tuple[GradientsRequest, StraightPath, Encoded]:
+    def _prepare(
+        self, loaded: LoadedModel, request: GradientsRequest
+    ) -> tuple[GradientsRequest, StraightPath, Encoded]:
         encoded = encode(loaded, request.text, request.text_pair)
-        embed = loaded.model.get_input_embeddings()
+        embed = loaded.embedding
         n_steps = request.most_steps(loaded.settings)  # adaptive: at most max_n_steps
         check_gradients_size(request, loaded.settings, len(encoded), embed.embedding_dim)
         ids = encoded.inputs["input_ids"][0]
@@ -280,7 +283,9 @@ class IntegratedGradients(Method):
         )
         return request, path, encoded
 
-    def _single_summary(self, loaded, request, path: StraightPath, encoded, gradients, ends) -> GradientsAnswer:
+    def _single_summary(
+        self, loaded: LoadedModel, request, path: StraightPath, encoded, gradients, ends
+    ) -> GradientsAnswer:
         """`ends`: the logits at x and at x′ (known: the path was not dropped)."""
         logits_x, logits_b = ends
         target = int(path.target)  # type: ignore[arg-type]  # set from the logits at x where not asked
@@ -324,7 +329,7 @@ class IntegratedGradients(Method):
         return GradientsAnswer(request=request, summary=summary, path=gradients)
 
 
-def _foils(loaded, foil, n_t: int) -> list[int] | None:
+def _foils(loaded: LoadedModel, foil, n_t: int) -> list[int] | None:
     if foil is None:
         return None
     if not isinstance(foil, list):
@@ -349,15 +354,15 @@ def _unit_sums(entry: dict, raw, sentences, sources, tokens, prompt, plural: boo
         entry[name("messages")] = message_values(tokens, raw, prompt.roles)
 
 
-def _prediction(loaded, logits: torch.Tensor) -> dict:
+def _prediction(loaded: LoadedModel, logits: torch.Tensor) -> dict:
     probs = logits.softmax(-1)
-    if loaded.head == "sequence-classification":
+    if loaded.labels is not None:  # a classifier
         return {"label": loaded.labels[int(probs.argmax())], "probabilities": dict(zip(loaded.labels, probs.tolist()))}
     return {"next_tokens": top_k_predictions(loaded, logits[None], loaded.settings.default_top_k)[0]}
 
 
-def _describe_target(loaded, target: int) -> dict:
-    if loaded.head == "sequence-classification":
+def _describe_target(loaded: LoadedModel, target: int) -> dict:
+    if loaded.labels is not None:  # a classifier
         return {"index": target, "label": loaded.labels[target]}
     tokenizer = loaded.tokenizer
     return {"index": target, "token": tokenizer.convert_ids_to_tokens(target), "text": tokenizer.decode([target])}

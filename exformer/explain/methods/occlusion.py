@@ -9,6 +9,7 @@ positive where the unit raised the target's score; for the whole answer, the dro
 """
 
 from ...core.ablation import score_versions
+from ...core.loading import LoadedModel
 from .. import ablations
 from ..plan import Plan
 from ..rows import token_rows
@@ -20,7 +21,7 @@ class Occlusion(Method):
     speed = "forward_only"
     single_target = False
 
-    def units(self, loaded, plan: Plan) -> list[dict]:
+    def units(self, loaded: LoadedModel, plan: Plan) -> list[dict]:
         """What is left out, made once per plan (the estimate's count is the run's)."""
         if plan.units is None:
             rows = token_rows(loaded, plan.prompt, [], [], "")
@@ -31,12 +32,12 @@ class Occlusion(Method):
         """The most distinct prompts it runs: the whole prompt and one per removal."""
         return n_units + 1
 
-    def cost(self, loaded, plan: Plan, points: int | None = None) -> dict:
+    def cost(self, loaded: LoadedModel, plan: Plan, points: int | None = None) -> dict:
         units = self.units(loaded, plan)
         ablations.check_count(loaded, plan.request, len(units))
         return ablations.forward_cost_of(loaded, plan, units, self.n_prompts(plan.request, len(units)))
 
-    def run(self, loaded, plan: Plan) -> dict:
+    def run(self, loaded: LoadedModel, plan: Plan) -> dict:
         request, units, (targets, _) = plan.request, self.units(loaded, plan), plan.known()
         versions, distinct = ablations.ablated_prompts(
             loaded, request, plan.prompt, units, [[u] for u in range(len(units))]
