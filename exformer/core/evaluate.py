@@ -55,6 +55,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .units import Unit
+
 Score = Callable[[list[frozenset[int]]], np.ndarray]  # removal sets → F [len(removed), rows]
 NUMBERS = ("deletion_aopc", "insertion_aopc", "comprehensiveness", "sufficiency")
 
@@ -216,7 +218,7 @@ def _win_rate(areas: np.ndarray) -> float:
     return float(((others < mine).sum() + 0.5 * (others == mine).sum()) / len(others))
 
 
-def unit_attributions(units: list[dict], values: np.ndarray) -> np.ndarray:
+def unit_attributions(units: list[Unit], values: np.ndarray) -> np.ndarray:
     """[rows, units]: per unit the sum of its tokens' values [rows, tokens] (tokens past the
     values' end count nothing), e.g. a gradient method's token rows summed per word or sentence.
 

@@ -3,6 +3,7 @@ about truncation (the old exFormer cut at 225 characters without a word)."""
 
 import inspect
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import torch
 
@@ -81,11 +82,31 @@ def encode(loaded: LoadedModel, text: str, text_pair: str | None = None) -> Enco
     )
 
 
-def token_table(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None) -> list[dict]:
+class TokenRow(TypedDict):
+    """One token of an answer (the contract's Token, GenerationToken): what the tokenizer made of
+    the input and where it lies; `start`/`end` index the text of its `segment` (or message)."""
+
+    index: int
+    text: str
+    id: int
+    start: int | None
+    end: int | None
+    surface: str | None
+    segment: int | None
+    special: bool
+    target: NotRequired[bool]  # a continuation's rows: False in the prompt
+    message: NotRequired[int | None]  # in a conversation: the message it lies in (None: the template's)
+    role: NotRequired[str]
+    template: NotRequired[bool]
+    masked: NotRequired[bool]  # the attention view's
+    predictions: NotRequired[list[dict] | None]
+
+
+def token_table(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None) -> list[TokenRow]:
     """One row per token: what the tokenizer made of the input, and where it came from."""
     strings = loaded.tokenizer.convert_ids_to_tokens(encoded.ids)
     sources = (text, text_pair or "")  # a token of the pair comes with a pair
-    rows = []
+    rows: list[TokenRow] = []
     for i, (tid, tok, span, is_special, seg) in enumerate(
         zip(encoded.ids, strings, encoded.offsets, encoded.special, encoded.segments)
     ):

@@ -15,10 +15,25 @@ whitespace only (a line break between sentences) belongs to none.
 """
 
 import re
+from typing import Literal, TypedDict
 
 from ..contract.errors import RequestError
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n")
+
+
+Where = int | Literal["c"]  # which text a unit lies in: a prompt text (or segment) by index, "c" the continuation
+
+
+class Unit(TypedDict):
+    """A span of one text that attributions are summed over and ablations leave out."""
+
+    id: str
+    where: Where
+    start: int
+    end: int
+    text: str
+    tokens: list[int]  # the indices of the tokens whose first visible character it holds
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -37,7 +52,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return trimmed
 
 
-def unit_of_tokens(spans: list[tuple[object, int, int] | None], texts: dict, units: list[dict]) -> list[list[int]]:
+def unit_of_tokens(spans: list[tuple[object, int, int] | None], texts: dict, units: list[Unit]) -> list[list[int]]:
     """For each unit ({"where", "start", "end"}), the indices of the tokens whose first visible
     character it holds; `spans` is each token's (where, start, end), or None."""
     members: list[list[int]] = [[] for _ in units]
@@ -59,18 +74,21 @@ def unit_of_tokens(spans: list[tuple[object, int, int] | None], texts: dict, uni
     return members
 
 
-def sentence_units(texts: dict, spans) -> list[dict]:
+def sentence_units(texts: dict, spans) -> list[Unit]:
     """Every sentence of every text in `texts` (in their order), with its tokens."""
-    units = [{"where": where, "start": a, "end": b} for where, text in texts.items() for a, b in sentence_spans(text)]
-    for k, (unit, tokens) in enumerate(zip(units, unit_of_tokens(spans, texts, units))):
-        unit.update(id=f"s{k}", text=texts[unit["where"]][unit["start"] : unit["end"]], tokens=tokens)
+    units = [
+        Unit(id=f"s{k}", where=where, start=a, end=b, text=texts[where][a:b], tokens=[])
+        for k, (where, a, b) in enumerate((w, a, b) for w, text in texts.items() for a, b in sentence_spans(text))
+    ]
+    for unit, tokens in zip(units, unit_of_tokens(spans, texts, units)):
+        unit["tokens"] = tokens
     return units
 
 
-def source_units(sources, texts: list[str], spans) -> list[dict]:
+def source_units(sources, texts: list[str], spans) -> list[Unit]:
     """The request's sources as spans of the prompt's texts (index into `texts`), each with its
     tokens; a text source must occur exactly once, sources must not overlap."""
-    units = []
+    units: list[Unit] = []
     for k, source in enumerate(sources):
         field = f"sources[{k}]"
         if source.text is None:
@@ -90,7 +108,7 @@ def source_units(sources, texts: list[str], spans) -> list[dict]:
                     "it must occur exactly once (or give message, start and end)",
                 )
             (where, start), end = found[0], found[0][1] + len(source.text)
-        units.append({"id": source.id, "where": where, "start": start, "end": end, "text": texts[where][start:end]})
+        units.append(Unit(id=source.id, where=where, start=start, end=end, text=texts[where][start:end], tokens=[]))
     for k, a in enumerate(units):
         for b in units[:k]:
             if a["where"] == b["where"] and a["start"] < b["end"] and b["start"] < a["end"]:
@@ -103,6 +121,17 @@ def source_units(sources, texts: list[str], spans) -> list[dict]:
             raise RequestError("sources", f"source {unit['id']!r} holds no token of the prompt")
         unit["tokens"] = tokens
     return units
+
+
+def removed_spans(units: list[Unit], removed) -> dict[int, list[tuple[int, int]]]:
+    """The spans to take out of each prompt text when the units `removed` (indices) are left out."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for u in removed:
+        where = units[u]["where"]
+        if where == "c":
+            raise ValueError(f"unit {units[u]['id']} is the continuation's: only a prompt's units are left out")
+        spans.setdefault(where, []).append((units[u]["start"], units[u]["end"]))
+    return spans
 
 
 def _occurrences(text: str, part: str) -> list[int]:

@@ -32,8 +32,8 @@ from .batching import attention_for_gradients, for_each_chunk, head_logits, pad_
 from .deadline import check as check_deadline
 from .loading import LoadedModel
 from .scores import score as score_of
-from .tokens import Encoded, encode
-from .units import ablate_text, sentence_units
+from .tokens import Encoded, TokenRow, encode
+from .units import Unit, ablate_text, removed_spans, sentence_units
 from .words import word_rows
 
 WHAT = "evaluation versions"  # how far a request stopped at its deadline got
@@ -119,44 +119,36 @@ class ClassifierScorer:
         return np.array([[scored[key]] for key in keys])  # [versions, 1]
 
 
-def classifier_units(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None, kind: str) -> list[dict]:
+def classifier_units(loaded: LoadedModel, encoded: Encoded, text: str, text_pair: str | None, kind: str) -> list[Unit]:
     """A classifier input's units (ids as `exformer.explain.ablations.units_of`: t{i}, w{k}, s{k}),
     each with the text it lies in ("where": 0 text, 1 text pair), its span there and its tokens."""
     texts: dict = {0: text, 1: text_pair}
-    spans = [None if o is None else (s, o[0], o[1]) for o, s in zip(encoded.offsets, encoded.segments)]
+    spans = [None if o is None or s is None else (s, o[0], o[1]) for o, s in zip(encoded.offsets, encoded.segments)]
     if kind == "sentence":
         return sentence_units({k: t for k, t in texts.items() if t is not None}, spans)
     if kind == "word":
         rows = [
-            {
-                "start": None if s is None else s[1],
-                "end": None if s is None else s[2],
-                "segment": None if s is None else s[0],
-                "special": s is None,
-            }
-            for s in spans
+            TokenRow(
+                index=i,
+                text="",
+                id=0,
+                start=None if s is None else s[1],
+                end=None if s is None else s[2],
+                surface=None,
+                segment=None if s is None else s[0],
+                special=s is None,
+            )
+            for i, s in enumerate(spans)
         ]
         return [
-            {
-                "id": f"w{k}",
-                "where": w["segment"],
-                "start": w["start"],
-                "end": w["end"],
-                "text": w["text"],
-                "tokens": w["tokens"],
-            }
+            Unit(
+                id=f"w{k}", where=w["segment"] or 0, start=w["start"], end=w["end"], text=w["text"], tokens=w["tokens"]
+            )
             for k, w in enumerate(word_rows(rows, texts))
         ]
     if kind == "token":
         return [
-            {
-                "id": f"t{i}",
-                "where": s[0],
-                "start": s[1],
-                "end": s[2],
-                "text": (texts[s[0]] or "")[s[1] : s[2]],
-                "tokens": [i],
-            }
+            Unit(id=f"t{i}", where=s[0], start=s[1], end=s[2], text=(texts[s[0]] or "")[s[1] : s[2]], tokens=[i])
             for i, s in enumerate(spans)
             if s is not None
         ]
@@ -168,7 +160,7 @@ def classifier_inputs(
     encoded: Encoded,
     text: str,
     text_pair: str | None,
-    units: list[dict],
+    units: list[Unit],
     ablation: str = "remove",
     baseline: str | None = None,
 ) -> Callable[[frozenset[int]], dict]:
@@ -196,10 +188,8 @@ def classifier_inputs(
         if not removed:
             return encoded.inputs
         texts = list(visible)
-        for where in {units[u]["where"] for u in removed}:
-            texts[where] = ablate_text(
-                texts[where], [(units[u]["start"], units[u]["end"]) for u in removed if units[u]["where"] == where]
-            )
+        for where, spans in removed_spans(units, removed).items():
+            texts[where] = ablate_text(texts[where] or "", spans)
         return encode(loaded, texts[0] or "", texts[1]).inputs  # nothing left: the special tokens alone
 
     return retokenized

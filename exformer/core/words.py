@@ -12,15 +12,30 @@ token. Specials belong to no word. The same rule serves every tokenizer that giv
 [('The', [0]), ('cats.', [1, 2])]
 """
 
+from typing import NotRequired, TypedDict
+
 import torch
 
+from .tokens import TokenRow
 
-def text_key(row: dict):
+
+class Word(TypedDict):
+    """The contract's Word: a whitespace-separated run of tokens, its span in its text."""
+
+    text: str
+    start: int
+    end: int
+    segment: int | None
+    message: NotRequired[int]  # in a conversation
+    tokens: list[int]
+
+
+def text_key(row: TokenRow):
     """Which text a token row's offsets are in: its segment, or (0, message) in a conversation."""
     return (0, row["message"]) if row.get("message") is not None and row["segment"] == 0 else row["segment"]
 
 
-def word_rows(tokens: list[dict], texts: dict) -> list[dict]:
+def word_rows(tokens: list[TokenRow], texts: dict) -> list[Word]:
     """The contract's `words`: text, start, end (in its text), segment (and message), token
     indices. `texts` by `text_key`: a segment, or (0, message) for a message's content."""
     words: list[dict] = []
@@ -54,20 +69,16 @@ def word_rows(tokens: list[dict], texts: dict) -> list[dict]:
             word["start"] += len(text) - len(stripped)
             text = stripped
         word["text"] = text
-    return [
-        {
-            "text": w["text"],
-            "start": w["start"],
-            "end": w["end"],
-            "segment": w["segment"],
-            **({"message": w["message"]} if w["message"] is not None else {}),
-            "tokens": w["tokens"],
-        }
-        for w in words
-    ]
+    out: list[Word] = []
+    for w in words:
+        made = Word(text=w["text"], start=w["start"], end=w["end"], segment=w["segment"], tokens=w["tokens"])
+        if w["message"] is not None:
+            made["message"] = w["message"]
+        out.append(made)
+    return out
 
 
-def word_sums(words: list[dict], raw: torch.Tensor) -> torch.Tensor:
+def word_sums(words: list[Word], raw: torch.Tensor) -> torch.Tensor:
     """Per word with a token among the first len(raw) tokens: the sum of those tokens' values."""
     n = len(raw)
     covered = [[i for i in w["tokens"] if i < n] for w in words]

@@ -15,13 +15,14 @@ from ..core.baselines import baseline_token_id
 from ..core.cost import forward_cost
 from ..core.loading import LoadedModel
 from ..core.prompts import Prompt, prompt_ids
-from ..core.units import ablate_text, sentence_units, source_units
+from ..core.tokens import TokenRow
+from ..core.units import Unit, ablate_text, removed_spans, sentence_units, source_units
 from ..core.words import word_rows
 from .responses import checked
 from .rows import continuation_answer, described_targets, text_units, token_spans
 
 
-def units_of(request, prompt: Prompt, tokens: list[dict]) -> list[dict]:
+def units_of(request, prompt: Prompt, tokens: list[TokenRow]) -> list[Unit]:
     """What the method leaves out: the prompt's content tokens, words, sentences or sources,
     each with the text it lies in ("where": index into prompt.texts) and its tokens."""
     prompt_rows = [r for r in tokens if not r["target"]]
@@ -59,7 +60,7 @@ def units_of(request, prompt: Prompt, tokens: list[dict]) -> list[dict]:
     ]
 
 
-def version_ids(loaded: LoadedModel, request, prompt: Prompt, units: list[dict], removed: list[int]) -> tuple[int, ...]:
+def version_ids(loaded: LoadedModel, request, prompt: Prompt, units: list[Unit], removed: list[int]) -> tuple[int, ...]:
     """The prompt's ids with the units `removed` left out: their text taken out and the prompt
     tokenized again (as ContextCite), or their tokens replaced by the baseline token."""
     if request.ablation == "baseline":
@@ -70,15 +71,13 @@ def version_ids(loaded: LoadedModel, request, prompt: Prompt, units: list[dict],
                 ids[i] = token
         return tuple(ids)
     texts = list(prompt.texts)
-    for where in {units[u]["where"] for u in removed}:
-        texts[where] = ablate_text(
-            prompt.texts[where], [(units[u]["start"], units[u]["end"]) for u in removed if units[u]["where"] == where]
-        )
+    for where, spans in removed_spans(units, removed).items():
+        texts[where] = ablate_text(prompt.texts[where], spans)
     return tuple(prompt_ids(loaded, request, texts))
 
 
 def ablated_prompts(
-    loaded: LoadedModel, request, prompt: Prompt, units: list[dict], removals: list[list[int]]
+    loaded: LoadedModel, request, prompt: Prompt, units: list[Unit], removals: list[list[int]]
 ) -> tuple[list[int], list[tuple[int, ...]]]:
     """For each removal (the units left out) the index of its prompt among the distinct prompts
     (the whole prompt first; identical ones run once), and those prompts."""
@@ -105,7 +104,7 @@ def n_holdout(request) -> int:
     return DEFAULT_HOLDOUT if request.n_holdout is None else request.n_holdout
 
 
-def forward_cost_of(loaded: LoadedModel, plan, units: list[dict], n_prompts: int) -> dict:
+def forward_cost_of(loaded: LoadedModel, plan, units: list[Unit], n_prompts: int) -> dict:
     """The closed-form cost of `n_prompts` ablated prompts (exformer.core.cost.forward_cost): every
     version as long as the whole prompt, sharing the tokens before the first unit (upper bounds:
     a removed unit shortens its version, identical prompts run once)."""
@@ -120,7 +119,7 @@ def answer(
     loaded: LoadedModel,
     request,
     plan,
-    units: list[dict],
+    units: list[Unit],
     scores,
     score: str,
     per_target: np.ndarray,

@@ -12,6 +12,7 @@ from ..contract.errors import RequestError
 from ..contract.requests import GradientsRequest
 from ..contract.responses import CostEstimate
 from ..core.loading import LoadedModel
+from ..core.units import Unit
 from . import ablations, evaluation
 from .methods import METHODS
 from .plan import Plan
@@ -45,7 +46,7 @@ def _corrected(loaded: LoadedModel, figures: dict) -> dict:
     }
 
 
-def evaluation_units_of(loaded: LoadedModel, plan: Plan) -> list[dict]:
+def evaluation_units_of(loaded: LoadedModel, plan: Plan) -> list[Unit]:
     """The units the answer's `evaluate` removes: the method's own (forward-only), else the kind asked."""
     request = plan.request
     if request.attribution in FORWARD_ONLY:

@@ -15,13 +15,14 @@ from ..contract.vocabulary import FORWARD_ATTRIBUTIONS
 from ..core.evaluate import evaluate, unit_attributions, versions_bound
 from ..core.loading import LoadedModel
 from ..core.prompts import Prompt
-from ..core.tokens import Encoded, encode
+from ..core.tokens import Encoded, TokenRow, encode
+from ..core.units import Unit
 from ..core.versions import ClassifierScorer, ContinuationScorer, classifier_inputs, classifier_units
 from .ablations import units_of, version_ids
 from .responses import checked
 
 
-def evaluation_units(request, prompt: Prompt, tokens: list[dict], kind: str) -> list[dict]:
+def evaluation_units(request, prompt: Prompt, tokens: list[TokenRow], kind: str) -> list[Unit]:
     """The prompt's units of `kind` (token, word, sentence, source), as the forward-only methods'
     (`ablations.units_of`), whatever the request's own method leaves out."""
     if kind == "source" and request.sources is None:
@@ -30,7 +31,7 @@ def evaluation_units(request, prompt: Prompt, tokens: list[dict], kind: str) -> 
 
 
 def continuation_scorer(
-    loaded: LoadedModel, request, prompt: Prompt, units: list[dict], targets: list[int], score: str
+    loaded: LoadedModel, request, prompt: Prompt, units: list[Unit], targets: list[int], score: str
 ) -> ContinuationScorer:
     """F [versions, n_t + 1] after versions of the prompt without sets of `units` (removed or
     replaced by the baseline token as `request.ablation` says), as occlusion's."""
@@ -46,7 +47,7 @@ def evaluate_continuation(
     loaded: LoadedModel,
     request,
     prompt: Prompt,
-    units: list[dict],
+    units: list[Unit],
     targets: list[int],
     attributions: np.ndarray,
     options: Evaluate,
@@ -75,7 +76,7 @@ def evaluate_classifier(
     encoded: Encoded,
     text: str,
     text_pair: str | None,
-    units: list[dict],
+    units: list[Unit],
     target: int,
     attributions: np.ndarray,
     options: Evaluate,

@@ -12,7 +12,8 @@ from ..contract.requests import GradientsRequest
 from ..core.continuation import greedy
 from ..core.loading import LoadedModel
 from ..core.prompts import Prompt, prompt_of
-from ..core.units import source_units
+from ..core.tokens import TokenRow
+from ..core.units import Unit, source_units
 from .encoding import check_gradients_size
 from .rows import token_rows
 
@@ -25,10 +26,10 @@ class Plan:
     targets: list[int] | None = None  # target ids, once known
     offsets: list[tuple[int, int]] = field(default_factory=list)  # each target's span in `text`
     text: str = ""  # the continuation
-    tokens: list[dict] | None = None  # the contract's GenerationTokens: prompt, then targets
-    units: list[dict] | None = None  # forward-only: what is left out (made once, by the method)
+    tokens: list[TokenRow] | None = None  # the contract's GenerationTokens: prompt, then targets
+    units: list[Unit] | None = None  # forward-only: what is left out (made once, by the method)
 
-    def known(self) -> tuple[list[int], list[dict]]:
+    def known(self) -> tuple[list[int], list[TokenRow]]:
         """(targets, token rows), once `complete` made them: what every method's run reads."""
         if self.targets is None or self.tokens is None:
             raise RuntimeError("a plan runs once complete(): its targets and token rows are not known yet")

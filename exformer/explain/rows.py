@@ -6,15 +6,17 @@ import torch
 
 from ..core.loading import LoadedModel
 from ..core.prompts import Prompt
+from ..core.tokens import TokenRow
+from ..core.units import Unit
 
 
-def token_rows(loaded: LoadedModel, prompt: Prompt, targets: list[int], offsets, text: str) -> list[dict]:
+def token_rows(loaded: LoadedModel, prompt: Prompt, targets: list[int], offsets, text: str) -> list[TokenRow]:
     """The contract's GenerationTokens: the prompt's (with their message, role and template flag
     in a conversation), then the continuation's."""
     strings = loaded.tokenizer.convert_ids_to_tokens(prompt.ids)
-    rows = []
+    rows: list[TokenRow] = []
     for i, (tid, tok, span) in enumerate(zip(prompt.ids, strings, prompt.spans)):
-        row = {
+        row: TokenRow = {
             "index": i,
             "text": tok,
             "id": tid,
@@ -27,11 +29,9 @@ def token_rows(loaded: LoadedModel, prompt: Prompt, targets: list[int], offsets,
         }
         if prompt.roles is not None and prompt.message_of is not None and prompt.template is not None:  # messages
             message = prompt.message_of[i]
-            row.update(
-                message=message,
-                role=prompt.roles[message] if message is not None else "assistant",
-                template=prompt.template[i],
-            )
+            row["message"] = message
+            row["role"] = prompt.roles[message] if message is not None else "assistant"
+            row["template"] = prompt.template[i]
         rows.append(row)
     specials = set(loaded.tokenizer.all_special_ids)
     for tid, tok, (a, b) in zip(targets, loaded.tokenizer.convert_ids_to_tokens(targets), offsets):
@@ -51,19 +51,20 @@ def token_rows(loaded: LoadedModel, prompt: Prompt, targets: list[int], offsets,
     return rows
 
 
-def token_spans(tokens: list[dict]) -> list:
+def token_spans(tokens: list[TokenRow]) -> list:
     """Each token's (text, start, end) for core.units, and the texts by that key: a prompt text
     by its index (`text`, or a message's content), the continuation by "c"."""
     spans: list[tuple[str | int, int, int] | None] = []
     for row in tokens:
-        if row["start"] is None or row["special"]:
+        start, end = row["start"], row["end"]
+        if start is None or end is None or row["special"]:
             spans.append(None)
         else:
-            spans.append(("c" if row["target"] else row.get("message") or 0, row["start"], row["end"]))
+            spans.append(("c" if row.get("target") else row.get("message") or 0, start, end))
     return spans
 
 
-def text_units(units: list[dict], prompt: Prompt) -> list[dict]:
+def text_units(units: list[Unit], prompt: Prompt) -> list[dict]:
     """core.units' units as the contract's TextUnits."""
     return [
         {
@@ -79,7 +80,7 @@ def text_units(units: list[dict], prompt: Prompt) -> list[dict]:
     ]
 
 
-def unit_values(units: list[dict], raw: torch.Tensor) -> list[dict]:
+def unit_values(units: list[Unit], raw: torch.Tensor) -> list[dict]:
     """Per unit with a token among the first len(raw): {"id", "attribution"} (the sum of those)."""
     n = len(raw)
     out = []
@@ -90,7 +91,7 @@ def unit_values(units: list[dict], raw: torch.Tensor) -> list[dict]:
     return out
 
 
-def message_values(tokens: list[dict], raw: torch.Tensor, roles: list[str]) -> list[dict]:
+def message_values(tokens: list[TokenRow], raw: torch.Tensor, roles: list[str]) -> list[dict]:
     """Per message (and the generation prompt), the sum of the row over its tokens."""
     sums: dict = {}
     for row in tokens[: len(raw)]:
@@ -110,7 +111,7 @@ def choice(loaded: LoadedModel, token_id: int, probs: torch.Tensor) -> dict:
     }
 
 
-def messages_used(prompt: Prompt, tokens: list[dict]) -> list[dict]:
+def messages_used(prompt: Prompt, tokens: list[TokenRow]) -> list[dict]:
     """The contract's MessageUsed: each message with the indices of its tokens."""
     assert prompt.roles is not None, "a conversation's prompt"
     return [
@@ -139,7 +140,7 @@ def described_targets(loaded: LoadedModel, targets: list[int], n_prompt: int, lo
     ]
 
 
-def continuation_answer(loaded: LoadedModel, request, prompt: Prompt, tokens: list[dict], text: str) -> dict:
+def continuation_answer(loaded: LoadedModel, request, prompt: Prompt, tokens: list[TokenRow], text: str) -> dict:
     """What every continuation answer opens with, whatever computed it: the model, the tokens (and
     the conversation), truncation, the continuation."""
     answer = {

@@ -9,6 +9,7 @@ class, a next token) runs through `run_single`, batched as TorchServe hands it.
 
 from ...contract.requests import GradientsRequest
 from ...core.loading import LoadedModel
+from ...core.units import Unit
 from ..plan import Plan
 
 
@@ -22,7 +23,7 @@ class Method:
         counted from the plan; `points`: integrated gradients at that many path points."""
         raise NotImplementedError
 
-    def units(self, loaded: LoadedModel, plan: Plan) -> list[dict]:
+    def units(self, loaded: LoadedModel, plan: Plan) -> list[Unit]:
         """A forward-only method's units of the prompt: what it leaves out (and is evaluated on)."""
         raise NotImplementedError(f"{self.name} leaves no units out")
 

@@ -10,6 +10,7 @@ positive where the unit raised the target's score; for the whole answer, the dro
 
 from ...core.ablation import score_versions
 from ...core.loading import LoadedModel
+from ...core.units import Unit
 from .. import ablations
 from ..plan import Plan
 from ..rows import token_rows
@@ -21,7 +22,7 @@ class Occlusion(Method):
     speed = "forward_only"
     single_target = False
 
-    def units(self, loaded: LoadedModel, plan: Plan) -> list[dict]:
+    def units(self, loaded: LoadedModel, plan: Plan) -> list[Unit]:
         """What is left out, made once per plan (the estimate's count is the run's)."""
         if plan.units is None:
             rows = token_rows(loaded, plan.prompt, [], [], "")
