@@ -22,10 +22,20 @@ MODULE_MARKS = {
 }
 
 
+# The real models' fixtures, and the parameters that name a real model (test_methods' `models`)
+REAL_FIXTURES = {"sentiment", "smollm2", "lm"}
+REAL_PARAMS = {"sentiment", "smollm2"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         names = {FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_MARKS}
         names.update(MODULE_MARKS.get(item.path.name, ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())) or REAL_PARAMS & {
+            v for v in params.values() if isinstance(v, str)
+        }:
+            names.add("real")
         for name in sorted(names):
             item.add_marker(name)
 
