@@ -21,6 +21,7 @@ from exformer.contract.requests import GradientsRequest
 from exformer.contract.settings import Settings
 from exformer.contract.vocabulary import MAX_INDICES, MAX_MESSAGES, MAX_SOURCES
 from exformer.core.ablation import contextcite_masks
+from exformer.core.cost import calibrated
 from exformer.core.deadline import deadline
 from exformer.serving.handler import worker_settings
 from support.rag import RAG, SOURCES
@@ -42,7 +43,7 @@ def lm():
     if not (SMOLLM2 / "config.json").exists():
         pytest.skip("build/models/smollm2 is made by bin/setup")
     model = load_model(SMOLLM2)
-    model.speed.calibrated(model)  # as a served worker does at load
+    calibrated(model)  # as a served worker does at load
     return model
 
 

@@ -6,16 +6,14 @@ calls these to run them (as captum's `_batch_attribution` serves its algorithms)
 
 import inspect
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..contract.errors import RequestError
 from .deadline import check as check_deadline
+from .loading import LoadedModel
 from .options import PassCounters
-
-if TYPE_CHECKING:  # loading imports cost, which imports this module
-    from .loading import LoadedModel
 
 # Default chunk size, per device type: at most this many tokens (points x length) and this
 # many attention scores (points x length²) per forward+backward. On 2 CPU cores MiniLM ran
@@ -75,7 +73,7 @@ def for_each_chunk(
 
 
 @contextmanager
-def attention_for_gradients(loaded: "LoadedModel"):
+def attention_for_gradients(loaded: LoadedModel):
     """Switch to the attention kernel `loaded.options.gradient_attention` names for the device,
     where the model can switch; puts back what it found (eager, which the attention view needs)."""
     model = loaded.model
@@ -91,12 +89,12 @@ def attention_for_gradients(loaded: "LoadedModel"):
             model.set_attn_implementation(current)
 
 
-def pad_side(loaded: "LoadedModel") -> str:
+def pad_side(loaded: LoadedModel) -> str:
     """Left only for heads that read the last position whatever the mask says (XLNet)."""
     return "left" if getattr(loaded.config, "summary_type", None) == "last" else "right"
 
 
-def pad_batch(loaded: "LoadedModel", inputs: list[dict], embeddings: list[torch.Tensor]):
+def pad_batch(loaded: LoadedModel, inputs: list[dict], embeddings: list[torch.Tensor]):
     """Stack sequences of different lengths: (model kwargs, embeddings [B, T, E], spans).
 
     `spans[b]` = (start, end) of row b's real tokens. Padding is masked out by the attention
@@ -179,7 +177,7 @@ class FirstPositionLayer(torch.nn.Module):
         return self.layer.output(self.layer.intermediate(out), out)
 
 
-def _first_position_layers(loaded: "LoadedModel"):
+def _first_position_layers(loaded: LoadedModel):
     """The encoder's layer list, if its last layer may run at position 0 alone; else None."""
     model, config = loaded.model, loaded.config
     if (
@@ -203,7 +201,7 @@ def _first_position_layers(loaded: "LoadedModel"):
 
 
 @contextmanager
-def head_position_only(loaded: "LoadedModel"):
+def head_position_only(loaded: LoadedModel):
     """While inside, the last layer of a [CLS]-reading classifier computes position 0 only."""
     layers = _first_position_layers(loaded)
     if layers is None:
@@ -222,7 +220,7 @@ def _accepts(model, name: str) -> bool:
 
 
 def head_logits(
-    loaded: "LoadedModel", kwargs: dict, embeddings: torch.Tensor, spans, dtype: str = "float32"
+    loaded: LoadedModel, kwargs: dict, embeddings: torch.Tensor, spans, dtype: str = "float32"
 ) -> torch.Tensor:
     """Logits [B, C] of the classifier, or [B, V] of the next token after each row's last token."""
     model = loaded.model

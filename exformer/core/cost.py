@@ -10,61 +10,23 @@ backward, and the gradients a continuation holds.
 """
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
 from .batching import default_chunk_points
-
-if TYPE_CHECKING:  # loading imports this module (Speed)
-    from .loading import LoadedModel
-
-CALIBRATION_TOKENS = 64
+from .loading import LoadedModel
+from .options import CALIBRATION_TOKENS
 
 
-@dataclass
-class Speed:
-    """Seconds per token position (inference forward; forward + backward with gradients), and
-    how the requests run since compared with what those figures predicted."""
-
-    forward: float | None = None
-    gradient: float | None = None
-    ratios: dict = field(default_factory=lambda: {"integrated_gradients": [], "forward_only": []})
-
-    def calibrated(self, loaded: "LoadedModel") -> tuple[float, float]:
-        """(forward, gradient) seconds per position, timed on the first call."""
-        if self.forward is None or self.gradient is None:
-            self.forward, self.gradient = _time_passes(loaded)
-        return self.forward, self.gradient
-
-    def learn(self, kind: str, predicted: float, seconds: float) -> None:
-        """A request of `kind` predicted (uncorrected) at `predicted` s took `seconds`."""
-        if predicted > 0:
-            self.ratios[kind] = (self.ratios[kind] + [seconds / predicted])[-5:]
-
-    def correction(self, kind: str, optimistic: bool = False) -> float:
-        """The factor on the calibrated figure: the median of the last 5 requests' ratios (within
-        ¼–4×); `optimistic`: the fastest they have shown, at most 1 — what a refusal uses, so a
-        worker slowed by a busy machine or a cold start does not refuse what it can run."""
-        ratios = self.ratios[kind]
-        if not ratios:
-            return 1.0
-        if optimistic:
-            return min(1.0, min(ratios))
-        return min(4.0, max(0.25, sorted(ratios)[len(ratios) // 2]))
-
-    def source(self, kind: str) -> str:
-        n = len(self.ratios[kind])
-        return (
-            f"a {CALIBRATION_TOKENS}-token calibration pass on this worker"
-            if not n
-            else f"a {CALIBRATION_TOKENS}-token calibration pass, corrected by this worker's last {n} request(s) "
-            "of this kind"
-        )
+def calibrated(loaded: LoadedModel) -> tuple[float, float]:
+    """(forward, gradient) seconds per position on this worker, timed on the first call."""
+    speed = loaded.speed
+    if speed.forward is None or speed.gradient is None:
+        speed.forward, speed.gradient = _time_passes(loaded)
+    return speed.forward, speed.gradient
 
 
-def _time_passes(loaded: "LoadedModel") -> tuple[float, float]:
+def _time_passes(loaded: LoadedModel) -> tuple[float, float]:
     model, device = loaded.model, loaded.device
     ids = (torch.arange(CALIBRATION_TOKENS, device=device)[None] % max(2, model.config.vocab_size)).expand(2, -1)
     with torch.inference_mode():
@@ -96,14 +58,14 @@ def activation_bytes(config, length: int) -> int:
     return 4 * text.num_hidden_layers * per_layer
 
 
-def gradients_cost(loaded: "LoadedModel", n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
+def gradients_cost(loaded: LoadedModel, n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
     """Integrated gradients of a continuation: one forward per path point over prompt + targets,
     one backward per target per point over its own prefix."""
     fed = n_prompt + n_targets - 1
     width = loaded.embedding.embedding_dim
     chunk = min(points, chunk or default_chunk_points(fed, loaded.device))
     backward_positions = points * sum(n_prompt + t for t in range(n_targets))
-    forward, gradient = loaded.speed.calibrated(loaded)
+    forward, gradient = calibrated(loaded)
     seconds = points * fed * forward + backward_positions * (gradient - forward)
     vocabulary = loaded.config.get_text_config().vocab_size
     peak = (
@@ -122,10 +84,10 @@ def gradients_cost(loaded: "LoadedModel", n_prompt: int, n_targets: int, points:
     }
 
 
-def forward_cost(loaded: "LoadedModel", n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
+def forward_cost(loaded: LoadedModel, n_versions: int, length: int, shared: int, n_targets: int, rows: int) -> dict:
     """`n_versions` forward-only versions of a prompt of at most `length` tokens: each runs past
     the `shared` prefix, under inference mode. Counts only: nothing is built."""
-    forward, gradient = loaded.speed.calibrated(loaded)
+    forward, gradient = calibrated(loaded)
     text = loaded.config.get_text_config()
     positions = shared + n_versions * (length + n_targets - 1 - shared)
     width = length + n_targets - shared

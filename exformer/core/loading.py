@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 
 from ..contract.settings import Settings
-from .cost import Speed
-from .options import PassCounters, PassOptions
+from .options import PassCounters, PassOptions, Speed
 
 if TYPE_CHECKING:
     import transformers

@@ -20,6 +20,7 @@ import torch
 from ..contract.errors import DeadlineError, RequestError
 from ..contract.requests import GradientsRequest, TextRequest
 from ..contract.settings import Settings
+from ..core.cost import calibrated
 from ..core.deadline import deadline
 from ..core.loading import load_model
 from ..core.sharding import plan_device_map
@@ -195,7 +196,7 @@ class ExplainerHandler:
             raise BadHandlerSettings(f"archive {name}: {error}") from None
         logger.info("loaded %s on %s (pid %d)", name, devices, os.getpid())
         if self.request_model is GradientsRequest and self.loaded.head == "causal-lm":
-            self.loaded.speed.calibrated(self.loaded)  # now, so that the first dry run or refusal answers at once
+            calibrated(self.loaded)  # now, so that the first dry run or refusal answers at once
             release_freed_heap(self.settings.trim_heap_mb)
         self.metrics = Metrics(context, name, self.loaded.counters)
         self.context_model = {"name": name, "version": str(context.manifest["model"].get("modelVersion", ""))}

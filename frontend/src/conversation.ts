@@ -2,16 +2,17 @@
 // chat/RAG answer holds (turns, sources, units, the surrogate's fit, which rows are within the
 // tolerance), read from the answer. Pure functions, unit-tested on real answers (test/fixtures/rag.json).
 
-import type { Matrix } from "./generation";
+import type { GenerationAnswer, Matrix } from "./generation";
 import type {
   AblationResponse,
-  GenerationResponse,
   GenerationTarget,
   Message,
   SurrogateFit,
   TextUnit,
   UnitAttribution,
 } from "./types";
+
+export type { GenerationAnswer };
 
 export const ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency", "occlusion", "contextcite"] as const;
 export type AttributionMethod = (typeof ATTRIBUTIONS)[number];
@@ -55,7 +56,6 @@ export interface SourceInput {
 }
 
 /** Either answer of the generation request: integrated gradients', or a forward-only method's. */
-export type GenerationAnswer = GenerationResponse | AblationResponse;
 
 export const isAblation = (r: GenerationAnswer): r is AblationResponse => r.attribution === "occlusion" || r.attribution === "contextcite";
 

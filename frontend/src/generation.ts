@@ -1,9 +1,11 @@
 // Explaining a causal LM's generation: whose result is shown, and the attribution matrix of its answer (row t: target token t over the prompt and the t targets
 // before it). Pure functions, unit-tested on answers of the real backend (test/fixtures).
 
-import type { GenerationAnswer } from "./conversation";
 import { gradientsModelDetails } from "./gradients";
-import type { AppConfig, GenerationRequest, GenerationResponse, GenerationTarget, ModelDetails } from "./types";
+import type { AblationResponse, AppConfig, GenerationRequest, GenerationResponse, GenerationTarget, ModelDetails } from "./types";
+
+/** What a continuation request answers: a gradient method's rows, or a forward-only method's units. */
+export type GenerationAnswer = GenerationResponse | AblationResponse;
 
 /**
  * The gradients models that explain generations: causal LMs. A model whose details are not

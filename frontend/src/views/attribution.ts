@@ -19,17 +19,12 @@ import { evaluationRow } from "../evaluation";
 import { resultFor } from "../gradients";
 import { modelsOf, type AppStore } from "../session";
 import type { GradientsResponse, TokenPrediction } from "../types";
+import { el } from "./dom";
 import { faithfulnessBox } from "./faithfulness";
 
 const pct = format(".1%");
 const num = format(".4~g");
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
 
 export class AttributionView {
   constructor(private readonly root: HTMLElement) {}

@@ -15,7 +15,7 @@ import {
   type FaithfulnessCurve,
 } from "../evaluation";
 import type { Evaluation, EvaluationRow } from "../types";
-import { el } from "./attribution";
+import { el } from "./dom";
 
 const num = format(".4~g");
 const pct = format(".0%");

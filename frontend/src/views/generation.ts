@@ -37,7 +37,8 @@ import { attributionMatrix, causalLms, generationFor, hasWords, promptLength, ro
 import type { AppStore } from "../session";
 import { attributionColor, stepsText, textColorOn, tokenLabel } from "../transforms";
 import type { AblationResponse, AblationTarget, GenerationResponse, GenerationTarget, Surrogate, TokenChoice } from "../types";
-import { el, legend, probabilityBars } from "./attribution";
+import { legend, probabilityBars } from "./attribution";
+import { el } from "./dom";
 import { faithfulnessBox } from "./faithfulness";
 
 const pct = format(".1%");
