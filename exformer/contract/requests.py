@@ -254,7 +254,9 @@ class GradientsRequest(TextRequest):
         "integrated_gradients",
         description='The method: "integrated_gradients"; "gradient_x_input" (the embedding '
         "gradient at the input times input minus baseline: one forward and one "
-        'backward per target); "saliency" (that gradient\'s norm per token); '
+        'backward per target); "saliency" (that gradient\'s norm per token); "attnlrp" (AttnLRP: '
+        "relevance from one forward and one backward per target, not conservative; LRP is patented, "
+        "free for personal and scientific use); "
         '"occlusion" (leave one unit out, one forward each) or "contextcite" '
         "(random ablations and a Lasso surrogate): forward-only, causal LM "
         "continuations only. Which other fields each reads: docs/api/methods.md.",

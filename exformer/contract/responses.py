@@ -289,7 +289,7 @@ class PathResponse(Truncation):
     )
 
 
-GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency"]
+GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency", "attnlrp"]
 
 
 class GradientsResponse(PathResponse):

@@ -20,9 +20,11 @@ Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit", "log_probability"]
 Aggregate = Literal["token", "word", "sentence"]
-Attribution = Literal["integrated_gradients", "gradient_x_input", "saliency", "occlusion", "contextcite"]  # methods
+Attribution = Literal[
+    "integrated_gradients", "gradient_x_input", "saliency", "attnlrp", "occlusion", "contextcite"
+]  # methods
 FORWARD_ATTRIBUTIONS = ("occlusion", "contextcite")  # forward-only: continuations only
-GRADIENT_ATTRIBUTIONS = ("integrated_gradients", "gradient_x_input", "saliency")  # any target
+GRADIENT_ATTRIBUTIONS = ("integrated_gradients", "gradient_x_input", "saliency", "attnlrp")  # any target
 # The request fields that only some methods read, by method (their field names); any other method
 # given one refuses it, naming it. The rest (text, messages, sources, continuation, generate,
 # target, dry_run, evaluate, ...) every method reads.
@@ -43,6 +45,7 @@ METHOD_OPTIONS = {
     },
     "gradient_x_input": _BASELINE | {"continuation_baseline", "foil", "dtype", "score"},
     "saliency": frozenset({"foil", "dtype", "score"}),
+    "attnlrp": frozenset({"continuation_baseline", "foil", "dtype", "score"}),
     "occlusion": _BASELINE | {"unit", "ablation", "score"},
     "contextcite": _BASELINE | {"unit", "ablation", "n_ablations", "keep_probability", "n_holdout"},
 }

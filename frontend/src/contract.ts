@@ -716,7 +716,7 @@ export interface SparseRollout extends SparseRows {
  * via the `definition` "CostEstimate".
  */
 export interface CostEstimate {
-  attribution: "integrated_gradients" | "gradient_x_input" | "saliency" | "occlusion" | "contextcite";
+  attribution: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp" | "occlusion" | "contextcite";
   /**
    * Backward passes (one per target per path point; 0 for forward-only methods).
    */
@@ -806,7 +806,7 @@ export interface GenerationResponse extends PathResponse {
   /**
    * The method that answered.
    */
-  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency";
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp";
   baseline: GenerationBaseline;
   /**
    * The continuation explained (given, or generated).
@@ -1062,9 +1062,9 @@ export interface GradientsRequest {
    */
   aggregate?: "token" | "word" | "sentence";
   /**
-   * The method: "integrated_gradients"; "gradient_x_input" (the embedding gradient at the input times input minus baseline: one forward and one backward per target); "saliency" (that gradient's norm per token); "occlusion" (leave one unit out, one forward each) or "contextcite" (random ablations and a Lasso surrogate): forward-only, causal LM continuations only. Which other fields each reads: docs/api/methods.md.
+   * The method: "integrated_gradients"; "gradient_x_input" (the embedding gradient at the input times input minus baseline: one forward and one backward per target); "saliency" (that gradient's norm per token); "attnlrp" (AttnLRP: relevance from one forward and one backward per target, not conservative; LRP is patented, free for personal and scientific use); "occlusion" (leave one unit out, one forward each) or "contextcite" (random ablations and a Lasso surrogate): forward-only, causal LM continuations only. Which other fields each reads: docs/api/methods.md.
    */
-  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "occlusion" | "contextcite";
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp" | "occlusion" | "contextcite";
   /**
    * Where the path starts; default "pad" ("zero" without a pad token).
    */
@@ -1261,7 +1261,7 @@ export interface GradientsResponse extends PathResponse {
   /**
    * The method that answered.
    */
-  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency";
+  attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp";
   attributions?: Attributions | null;
   baseline: BaselineUsed;
   /**

@@ -3,9 +3,10 @@ registry): the request's `attribution` picks one (exformer.explain.dispatch). Ad
 one module here, one line below and its name in the contract's `Attribution` (CONTRIBUTING.md).
 
 >>> sorted(METHODS)
-['contextcite', 'gradient_x_input', 'integrated_gradients', 'occlusion', 'saliency']
+['attnlrp', 'contextcite', 'gradient_x_input', 'integrated_gradients', 'occlusion', 'saliency']
 """
 
+from .attnlrp import AttnLRP
 from .base import Method
 from .contextcite import ContextCite
 from .gradient_x_input import GradientXInput
@@ -19,6 +20,7 @@ METHODS: dict[str, Method] = {
         IntegratedGradients(),
         GradientXInput(),
         Saliency(),
+        AttnLRP(),
         Occlusion(),
         ContextCite(),
     )
