@@ -131,6 +131,16 @@ def _gated_mlp(module: Any) -> Callable:
     return forward
 
 
+def _fused_gated_mlp(module: Any) -> Callable:
+    """Phi-3's down(up ⊙ act(gate)), gate and up from one fused projection: the same rule."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        gate, up = module.gate_up_proj(x).chunk(2, dim=-1)
+        return module.down_proj(divide_gradient(up * module.activation_fn(gate), 2))
+
+    return forward
+
+
 _ACTIVATIONS = (nn.SiLU, nn.GELU, nn.Tanh, nn.ReLU, nn.Mish)
 
 
@@ -153,6 +163,8 @@ def _forwards(model: nn.Module) -> Iterator[tuple[nn.Module, Callable]]:
             yield module, _activation(module.forward)
         elif _is_gated_mlp(module):
             yield module, _gated_mlp(module)
+        elif all(hasattr(module, name) for name in ("gate_up_proj", "down_proj", "activation_fn")):
+            yield module, _fused_gated_mlp(module)
 
 
 def refusal(model: Any) -> str | None:
