@@ -14,15 +14,16 @@ import type {
 
 export type { GenerationAnswer };
 
-export const ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency", "occlusion", "contextcite"] as const;
+export const ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency", "attnlrp", "occlusion", "contextcite"] as const;
 export type AttributionMethod = (typeof ATTRIBUTIONS)[number];
 /** The gradient methods: any target (a classifier's, a next token, a continuation's rows). */
-export const GRADIENT_ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency"] as const satisfies readonly AttributionMethod[];
+export const GRADIENT_ATTRIBUTIONS = ["integrated_gradients", "gradient_x_input", "saliency", "attnlrp"] as const satisfies readonly AttributionMethod[];
 export type GradientMethod = (typeof GRADIENT_ATTRIBUTIONS)[number];
 export const ATTRIBUTION_NAMES: Record<AttributionMethod, string> = {
   integrated_gradients: "integrated gradients",
   gradient_x_input: "gradient × input",
   saliency: "saliency",
+  attnlrp: "AttnLRP",
   occlusion: "occlusion",
   contextcite: "ContextCite",
 };
@@ -33,14 +34,18 @@ export const METHOD_FIELDS: Record<AttributionMethod, readonly ("baseline" | "n_
   integrated_gradients: ["baseline", "n_steps", "foil", "aggregate"],
   gradient_x_input: ["baseline", "foil", "aggregate"],
   saliency: ["foil", "aggregate"],
+  attnlrp: ["foil", "aggregate"],
   occlusion: ["unit"],
   contextcite: ["unit"],
 };
 
 export const takes = (method: AttributionMethod, field: (typeof METHOD_FIELDS)[AttributionMethod][number]) => METHOD_FIELDS[method].includes(field);
 
-/** Whether the method's answers have a completeness check (a convergence delta): saliency's do not. */
-export const hasCompleteness = (method: AttributionMethod) => method !== "saliency";
+/** Whether the method's answers have a completeness check (a convergence delta): saliency's and
+ * AttnLRP's do not (a gradient norm; relevance the softmax rule does not conserve). */
+export const hasCompleteness = (method: AttributionMethod) => method !== "saliency" && method !== "attnlrp";
+/** Whether the method explains from a baseline the page offers: AttnLRP's is fixed (x − 0), saliency has none. */
+export const hasBaseline = (method: AttributionMethod) => method === "integrated_gradients" || method === "gradient_x_input";
 
 /** What occlusion/contextcite leave out ("" in the page: the server's default). */
 export const UNITS = ["token", "word", "sentence", "source"] as const;

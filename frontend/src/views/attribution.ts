@@ -14,7 +14,7 @@ import {
   tokenLabel,
   type PathPoint,
 } from "../transforms";
-import { ATTRIBUTION_NAMES, hasCompleteness, type GradientMethod } from "../conversation";
+import { ATTRIBUTION_NAMES, hasBaseline, hasCompleteness, type GradientMethod } from "../conversation";
 import { evaluationRow } from "../evaluation";
 import { resultFor } from "../gradients";
 import { modelsOf, type AppStore } from "../session";
@@ -74,7 +74,7 @@ export class AttributionView {
     add("target", `${targetName(r)} (#${r.target.index})`);
     add(`F(x) = ${r.score}`, num(r.target.score));
     const method = methodOf(r);
-    if (method !== "saliency") add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score)); // saliency has no baseline
+    if (hasBaseline(method)) add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score)); // saliency and AttnLRP: none to choose
     add(method === "integrated_gradients" ? "steps" : "method", method === "integrated_gradients" ? stepsText(r) : METHOD_NOTES[method]);
     target.append(facts);
     box.append(pred, target);
@@ -140,6 +140,7 @@ export const methodOf = (r: Pick<GradientsResponse, "attribution">): GradientMet
 const METHOD_NOTES: Record<Exclude<GradientMethod, "integrated_gradients">, string> = {
   gradient_x_input: "gradient × input: ∂F/∂x at the input × (input − baseline), one backward",
   saliency: "saliency: ‖∂F/∂x‖ per token at the input, one backward",
+  attnlrp: "AttnLRP: relevance of the logit, layer by layer (LRP rules), one backward; not conservative",
 };
 
 /** A classifier's label; a next token quoted, so " Paris" shows its leading space. */

@@ -17,6 +17,7 @@ import {
   hasCompleteness,
   hasWhole,
   isAblation,
+  hasBaseline,
   messageValues,
   methodOf,
   relativeText,
@@ -135,7 +136,7 @@ export class GenerationView {
     } else {
       const method = methodOf(r);
       how = ` · ${ATTRIBUTION_NAMES[method]}` +
-        (r.baseline && method !== "saliency" ? ` · baseline “${r.baseline.name}”` : "") +
+        (r.baseline && hasBaseline(method) ? ` · baseline “${r.baseline.name}”` : "") +
         (r.n_steps && method === "integrated_gradients" ? ` · ${stepsText(r)}` : "") +
         (r.targets.some((t) => t.foil) ? " · contrastive: F = p(target) − p(foil)" : "");
     }
@@ -381,7 +382,7 @@ export class GenerationView {
     if (t.foil) add("foil", `${quoted(t.foil.text)} (${pct(t.foil.probability)})`, "gen-foil");
     add("F(x)", num(t.score));
     const method = methodOf(r);
-    if (method !== "saliency") add("F(baseline)", num(t.baseline_score));
+    if (hasBaseline(method)) add("F(baseline)", num(t.baseline_score));
     if (s) add("relative δ", `${relativeText(s.relative)} (tolerance ${relativeText(tolerance!.tolerance)})`, `gen-relative${off ? " off" : ""}`);
     this.alternatives(box, t);
     if (!hasCompleteness(method) || t.convergence_delta === null) {
