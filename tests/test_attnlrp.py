@@ -205,10 +205,10 @@ def lm():
     return load_model(SMOLLM2)
 
 
-def _oracle_case(answer) -> dict:
+def _oracle_case(answer, model_dir=SMOLLM2) -> dict:
     tokens = answer["tokens"]
     return {
-        "model": "smollm2",
+        "model_dir": str(model_dir),
         "prompt_ids": [t["id"] for t in tokens if not t["target"]],
         "target_ids": [t["id"] for t in tokens if t["target"]],
     }
@@ -248,17 +248,47 @@ def test_the_whole_answer_equals_lxt_on_its_log_probability(lm, tmp_path):
 def test_the_classifier_row_equals_lxt_on_the_sentiment_model(tmp_path):
     model = load_model(SENTIMENT)
     ours = explain_gradients(model, {"text": "A dull, lifeless film.", "attribution": "attnlrp", "target": 0})
-    theirs = oracle(tmp_path, {"model": "sentiment", "input_ids": [t["id"] for t in ours["tokens"]], "target": 0})
+    theirs = oracle(
+        tmp_path, {"model_dir": str(SENTIMENT), "input_ids": [t["id"] for t in ours["tokens"]], "target": 0}
+    )
     close(ours["attributions"]["raw"], theirs["relevance"])
 
 
 # --- what it covers ---------------------------------------------------------------------------------
 
+COVERED = [("llama", False), ("qwen2", False), ("qwen3", False), ("gemma3", False), ("gpt2", False)]
+COVERED += [(family, True) for family in ("llama", "qwen2", "qwen3", "gemma3", "gpt2", "bert")]
 
-@pytest.mark.parametrize("family", ["gpt2", "distilbert", "albert", "xlnet"])
+
+def test_the_covered_families_are_the_ones_checked_here():
+    types = {"gemma3": "gemma3_text"}
+    assert {types.get(family, family) for family, _ in COVERED} == FAMILIES
+
+
+@pytest.mark.parametrize(("family", "classifier"), COVERED, ids=[f"{f}-{'cls' if c else 'lm'}" for f, c in COVERED])
+def test_every_row_equals_lxt_on_a_tiny_model_of_each_covered_family(tiny_model_dir, tmp_path, family, classifier):
+    """Tiny random models of each family lxt 2.1 covers, causal LMs on a 3-token continuation and
+    classifiers (which read the last token, or BERT's [CLS]); the oracle loads the same weights
+    under transformers 4.53 (bench/lxt_oracle.py converts the config)."""
+    path = tiny_model_dir(family, classifier)
+    model = load_model(path)
+    if classifier:
+        ours = explain_gradients(model, {"text": "A warm, funny film.", "attribution": "attnlrp", "target": 1})
+        case = {"model_dir": str(path), "input_ids": [t["id"] for t in ours["tokens"]], "target": 1}
+        close(ours["attributions"]["raw"], oracle(tmp_path, case)["relevance"])
+        return
+    body = {"text": "The capital of France is", "continuation": " Paris, the"}
+    ours = explain_gradients(model, {**body, "attribution": "attnlrp", "continuation_baseline": "replace"})
+    theirs = oracle(tmp_path, _oracle_case(ours, path))
+    assert len(theirs["relevance"]) == len(ours["targets"]) == 3
+    for row, expected in zip(ours["targets"], theirs["relevance"]):
+        close(row["attributions"]["raw"], expected)
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "albert", "xlnet"])
 def test_a_family_the_rules_do_not_cover_is_refused_naming_attribution(tiny_model_dir, family):
     assert family not in FAMILIES
-    model = load_model(tiny_model_dir(family, family != "gpt2"))  # the encoders as classifiers
+    model = load_model(tiny_model_dir(family, True))
     with pytest.raises(RequestError) as refused:
         explain_gradients(model, {"text": "The capital of France is", "attribution": "attnlrp"})
     assert refused.value.field == "attribution" and family in str(refused.value)

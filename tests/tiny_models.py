@@ -46,17 +46,33 @@ FAMILIES = {
         "LlamaForCausalLM",
     ),
 }
+_DECODER = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)
+# More decoder families, built as the others but not (yet) in FAMILIES' matrix: the AttnLRP oracle
+# checks them (tests/test_attnlrp.py).
+MORE_DECODERS = {
+    "qwen2": ("Qwen2Config", _DECODER, BPE, "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", {**_DECODER, "head_dim": 8}, BPE, "Qwen3ForCausalLM"),
+    "gemma3": ("Gemma3TextConfig", {**_DECODER, "head_dim": 8, "query_pre_attn_scalar": 8}, BPE, "Gemma3ForCausalLM"),
+}
 CLASSIFIERS = {
     family: arch.replace("ForMaskedLM", "ForSequenceClassification")
     .replace("LMHeadModel", "ForSequenceClassification")
+    .replace("Gemma3ForCausalLM", "Gemma3TextForSequenceClassification")
     .replace("ForCausalLM", "ForSequenceClassification")
-    for family, (_, _, _, arch) in FAMILIES.items()
+    for family, (_, _, _, arch) in {**FAMILIES, **MORE_DECODERS}.items()
 }
 
 
 def build(family: str, out: Path, classifier: bool = False) -> Path:
     """Save a tiny random `family` model (LM head, or a 2-label classifier) with its tokenizer."""
-    config_name, kwargs, tokenizer_dir, lm_arch = FAMILIES[family]
+    config_name, kwargs, tokenizer_dir, lm_arch = {**FAMILIES, **MORE_DECODERS}[family]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

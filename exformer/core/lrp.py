@@ -35,9 +35,10 @@ from torch import nn
 
 EPSILON = 1e-10  # the identity rule's stabiliser (lxt's): f(z) / (z + ε)
 
-# The families whose every layer the rules below cover (model_type). A family not listed is
-# refused: a rule missed silently would answer plain gradient × input under AttnLRP's name.
-FAMILIES = frozenset({"llama", "qwen2", "qwen3", "mistral", "olmo2", "bert", "roberta", "electra"})
+# The families (model_type) whose every layer the rules below cover, each checked against lxt on
+# a model of its own (tests/test_attnlrp.py). A family not listed is refused: a rule missed
+# silently would answer plain gradient × input under AttnLRP's name.
+FAMILIES = frozenset({"llama", "qwen2", "qwen3", "gemma3_text", "gpt2", "bert"})
 
 
 class _IdentityRule(torch.autograd.Function):
