@@ -292,3 +292,20 @@ def test_a_family_the_rules_do_not_cover_is_refused_naming_attribution(tiny_mode
     with pytest.raises(RequestError) as refused:
         explain_gradients(model, {"text": "The capital of France is", "attribution": "attnlrp"})
     assert refused.value.field == "attribution" and family in str(refused.value)
+
+
+@pytest.mark.parametrize("split", ["hooked", "offloaded"])
+def test_a_dispatched_model_gets_the_same_relevance(tiny_model_dir, tmp_path, split):
+    """Under accelerate's device hooks (a sharded model; "offloaded" keeps a block's weights on
+    disk) the rules replace each module's inner forward, so the weights still arrive and the rows
+    equal the whole model's; every forward is put back."""
+    from test_sharding import SPLITS, dispatched
+
+    model_dir = tiny_model_dir("llama")
+    body = {"text": "Split it", "continuation": " three ways.", "attribution": "attnlrp"}
+    whole = explain_gradients(load_model(model_dir), body)
+    loaded = dispatched(model_dir, SPLITS[split], tmp_path)[0]
+    before = [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()]
+    split_answer = explain_gradients(loaded, body)
+    assert [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()] == before
+    assert [t["attributions"] for t in split_answer["targets"]] == [t["attributions"] for t in whole["targets"]]

@@ -153,15 +153,22 @@ def _is_gated_mlp(module: nn.Module) -> bool:
     return all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn"))
 
 
+def _slot(module: nn.Module) -> str:
+    """Where the module's own forward is: under accelerate's device hooks (a sharded or offloaded
+    model) the hook's wrapper is `forward` and calls `_old_forward`, which is the one to replace."""
+    return "_old_forward" if hasattr(module, "_old_forward") else "forward"
+
+
 def _forwards(model: nn.Module) -> Iterator[tuple[nn.Module, Callable]]:
     """(module, its AttnLRP forward) for every module whose forward a rule changes."""
     for module in model.modules():
+        own = getattr(module, _slot(module))
         if isinstance(module, nn.LayerNorm):
             yield module, _layer_norm(module)
         elif type(module).__name__.endswith("RMSNorm"):
-            yield module, _rms_norm(module, module.forward)
+            yield module, _rms_norm(module, own)
         elif _is_activation(module):
-            yield module, _activation(module.forward)
+            yield module, _activation(own)
         elif _is_gated_mlp(module):
             yield module, _gated_mlp(module)
         elif all(hasattr(module, name) for name in ("gate_up_proj", "down_proj", "activation_fn")):
@@ -179,28 +186,29 @@ def refusal(model: Any) -> str | None:
 @contextmanager
 def attnlrp(model: nn.Module):
     """Within the block, `model`'s backward propagates AttnLRP's relevance: the forwards of its own
-    norm, activation and gated-MLP modules are replaced on the instances (accelerate's hooks kept:
-    a forward a hook set on the instance is wrapped and put back), and its attention layers call
+    norm, activation and gated-MLP modules are replaced on the instances (under accelerate's hooks
+    their inner `_old_forward`, so weights still arrive), and its attention layers call
     `attention` through a per-model attention implementation. Everything is put back on exit."""
     reason = refusal(model)
     if reason is not None:
         raise ValueError(reason)
-    replaced: list[tuple[nn.Module, Callable | None]] = []
+    replaced: list[tuple[nn.Module, str, Callable | None]] = []
     configs = _attention_configs(model)
     kernels = [config._attn_implementation for config in configs]
     try:
         for module, forward in list(_forwards(model)):
-            replaced.append((module, module.__dict__.get("forward")))
-            module.forward = forward
+            slot = _slot(module)
+            replaced.append((module, slot, module.__dict__.get(slot)))
+            setattr(module, slot, forward)
         for config in configs:
             config._attn_implementation = _ATTENTION
         yield model
     finally:
-        for module, own in reversed(replaced):
+        for module, slot, own in reversed(replaced):
             if own is None:
-                del module.forward
+                delattr(module, slot)
             else:
-                module.forward = own
+                setattr(module, slot, own)
         for config, kernel in zip(configs, kernels):
             config._attn_implementation = kernel
 
