@@ -14,6 +14,8 @@ warm-up request (a 1-token continuation), then the one request timed):
     ig_keep       exformer, integrated gradients, 16 steps gausslegendre, baseline pad, score
                   log_probability, "continuation_baseline": "keep" (only the prompt moves)   both
     ig_replace    the same with "continuation_baseline": "replace" (exformer's default)      both
+    attnlrp       exformer, "attribution": "attnlrp": every target's row over its whole prefix
+                  ("continuation_baseline": "replace"), F the target's logit               both
     dry_run       exformer's `dry_run: true` of ig_keep: its first call (one calibration pass
                   included); the other exformer rows show their own dry run's estimate       both
     inseq         inseq 0.7.1 integrated_gradients, 16 steps (captum's default gausslegendre:
@@ -21,6 +23,10 @@ warm-up request (a 1-token continuation), then the one request timed):
                   on a transformers-loaded model (slow on chat: ~8 min)                      both
     captum        captum 0.9.0 LLMGradientAttribution(LayerIntegratedGradients) on the word
                   embeddings, TextTokenInput of the rendered prompt, 16 steps (slow on chat)  both
+    lxt           lxt 2.1's efficient AttnLRP (bench/lxt_oracle.py: transformers 4.53.3 from
+                  build/lxt-site, eager attention, float32): one forward, one backward per
+                  target (timed: the rows; its extra backward of the whole answer's log p
+                  is reported apart)                                                       both
     mit_contextcite  context-cite 0.0.1 `ContextCiter.get_attributions()`, 64 ablations, our
                   partition (one source per document), the answer set in its cache          chat
 
@@ -77,6 +83,7 @@ from table import code_version, header  # noqa: E402
 
 MODEL_DIR = ROOT / "build" / "models" / "smollm2"
 INSEQ_SITE = ROOT / "build" / "inseq-site"
+LXT_SITE = ROOT / "build" / "lxt-site"
 SPEC_DIR = ROOT / "build" / "bench-sources"
 N_STEPS = 16
 MIT_ABLATIONS = 64
@@ -120,11 +127,13 @@ METHODS = {  # name: (row label, cases)
     "ig_keep": ('exformer IG, `"continuation_baseline": "keep"`', ("chat", "short")),
     "ig_replace": ('exformer IG, `"continuation_baseline": "replace"`', ("chat", "short")),
     "dry_run": ("exformer `dry_run` of IG keep (first call: calibration included)", ("chat", "short")),
+    "attnlrp": ('exformer `"attribution": "attnlrp"` (every row)', ("chat", "short")),
     "inseq": ("inseq 0.7.1 integrated_gradients", ("chat", "short")),
     "captum": ("captum 0.9.0 LLMGradientAttribution(LayerIntegratedGradients)", ("chat", "short")),
     "mit_contextcite": ("context-cite 0.0.1 ContextCiter (64 ablations)", ("chat",)),
+    "lxt": ("lxt 2.1 efficient AttnLRP (transformers 4.53.3; every row)", ("chat", "short")),
 }
-OURS = ("occlusion", "contextcite", "ig_keep", "ig_replace", "dry_run")
+OURS = ("occlusion", "contextcite", "ig_keep", "ig_replace", "dry_run", "attnlrp")
 SLOW = ("inseq", "captum")
 
 
@@ -241,6 +250,8 @@ def ours_body(method: str, spec: dict) -> dict:
         return {**body, "attribution": "occlusion"}
     if method == "contextcite":
         return {**body, "attribution": "contextcite"}
+    if method == "attnlrp":  # the logit of each target, every position of its prefix (as lxt)
+        return {**body, "attribution": "attnlrp", "continuation_baseline": "replace"}
     keep = method in ("ig_keep", "dry_run")
     return {**body, **IG, "continuation_baseline": "keep" if keep else "replace"}
 
@@ -474,6 +485,36 @@ def child_mit_contextcite(spec: dict, args) -> dict:
     }
 
 
+def child_lxt(spec: dict, args) -> dict:
+    import lxt_oracle
+
+    lxt_oracle.setup_site(LXT_SITE)  # before transformers: 4.53.3 from the site
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model, _ = lxt_oracle.load_model(args.model_dir, json.loads((args.model_dir / "config.json").read_text()), "causal")
+    loaded = status_kb("VmRSS")
+    case = {"prompt_ids": spec["prompt_ids"], "target_ids": spec["continuation_ids"]}
+    warm = {**case, "target_ids": spec["continuation_ids"][:1]}
+    out, figures = measure(
+        lambda: lxt_oracle.run_causal(case, model, args.model_dir),
+        lambda: lxt_oracle.run_causal(warm, model, args.model_dir),
+    )
+    forward, backwards = out["seconds"]["forward"], out["seconds"]["backward"]
+    rows, whole = backwards[:-1], backwards[-1]
+    n_prompt = len(spec["prompt_ids"])
+    summed = [sum(row[i] for row in out["relevance"] if i < len(row)) for i in range(n_prompt)]
+    return {
+        "loaded_kb": loaded,
+        **figures,
+        "seconds": forward + sum(rows),  # the rows, as ours: one forward, one backward per target
+        "per_position": summed,
+        "dtype": "float32",
+        "note": f"forward {forward:.2f} s + {len(rows)} backwards {sum(rows):.2f} s; the whole answer's "
+        f"log p is one more backward, {whole:.2f} s (forward + it: {forward + whole:.2f} s); peaks include it",
+    }
+
+
 def child(args) -> None:
     spec = json.loads(Path(args.spec).read_text())
     if args.child in OURS:
@@ -601,6 +642,14 @@ def report_case(case: str, spec: dict, rows: dict) -> None:
                 else ""
             )
             print(f"- {theirs} / {ours}: {a['seconds'] / b['seconds']:.1f}x the seconds{peak}")
+    ours, theirs = (rows.get(m) or {} for m in ("attnlrp", "lxt"))
+    if ours.get("per_position") and theirs.get("per_position"):  # the same AttnLRP rows, summed
+        scale = max(abs(x) for x in theirs["per_position"]) or 1.0
+        gap = max(abs(a - b) for a, b in zip(ours["per_position"], theirs["per_position"])) / scale
+        print(
+            f"- lxt / attnlrp: {theirs['seconds'] / ours['seconds']:.2f}x the seconds; rows summed per prompt token, "
+            f"max |ours − lxt| / max |lxt| = {gap:.1e}"
+        )
     reference = (rows.get("ig_keep") or {}).get("per_position")
     if reference:  # the same integrated gradients (keep) should give the same numbers per prompt token
         scale = max(abs(x) for x in reference) or 1.0

@@ -309,3 +309,24 @@ def test_a_dispatched_model_gets_the_same_relevance(tiny_model_dir, tmp_path, sp
     split_answer = explain_gradients(loaded, body)
     assert [{k: m.__dict__.get(k) for k in ("forward", "_old_forward")} for m in loaded.model.modules()] == before
     assert [t["attributions"] for t in split_answer["targets"]] == [t["attributions"] for t in whole["targets"]]
+
+
+def test_served_rows_equal_the_in_process_ones(torchserve, lm):
+    """Through TorchServe's smollm2-gradients and sentiment-gradients workers: the same rows as in
+    process, and the worker's next gradient × input answer is the one it gave before AttnLRP ran
+    (the rules were confined to the pass)."""
+    body = {"text": "The capital of France is", "continuation": " Paris, the", "attribution": "attnlrp"}
+    r = torchserve.post("smollm2-gradients", body)
+    assert r.status == 200, r.body[:300]
+    served = json.loads(r.body)
+    assert served["attribution"] == "attnlrp" and served["score"] == "logit"
+    local = explain_gradients(lm, body)
+    for row, expected in zip(served["targets"], local["targets"]):
+        close(row["attributions"]["raw"], expected["attributions"]["raw"], 1e-5)
+    plain = {"text": "A dull, lifeless film.", "attribution": "gradient_x_input"}
+    before = torchserve.post("sentiment-gradients", plain)
+    relevance = torchserve.post("sentiment-gradients", {"text": plain["text"], "attribution": "attnlrp"})
+    after = torchserve.post("sentiment-gradients", plain)
+    assert before.status == relevance.status == after.status == 200, relevance.body[:300]
+    assert json.loads(after.body)["attributions"] == json.loads(before.body)["attributions"]
+    assert json.loads(relevance.body)["attributions"] != json.loads(before.body)["attributions"]

@@ -483,9 +483,11 @@ def gradients_record(row: Row, response: dict, tensors: str | None = None) -> di
         "target": target.get("label") if target.get("label") is not None else target.get("text"),
         "target_index": target["index"],
         "target_score": target["score"],
-        "baseline_score": response["baseline"]["score"],
+        "baseline_score": (response["baseline"] or {}).get("score"),  # saliency, attnlrp: no baseline
         "convergence_delta": response["convergence_delta"],
-        "relative_delta": relative_delta(response["convergence_delta"], target["score"], response["baseline"]["score"]),
+        "relative_delta": relative_delta(
+            response["convergence_delta"], target["score"], (response["baseline"] or {}).get("score")
+        ),
         "n_steps": response["n_steps"],
         "converged": response.get("converged"),
         "attributions": list(attributions["raw"]) if attributions else None,
@@ -514,7 +516,8 @@ def _continuation_columns(response: dict) -> dict:
             record[f"{response['unit']}_attributions"] = units
         return record
     score = sum(t["score"] for t in targets)
-    baseline = sum(t["baseline_score"] for t in targets)
+    baselines = [t["baseline_score"] for t in targets]
+    baseline = None if None in baselines else sum(baselines)  # saliency, attnlrp: no baseline
     deltas = [t["convergence_delta"] for t in targets]
     delta = None if None in deltas else sum(deltas)  # saliency: no completeness
     record.update(

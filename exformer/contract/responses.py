@@ -22,11 +22,11 @@ def _numpy_or_list(value, handler):
 Nested = Annotated[list[Any], WrapValidator(_numpy_or_list)]
 
 
-def relative_delta(convergence_delta: float | None, score: float, baseline_score: float) -> float | None:
+def relative_delta(convergence_delta: float | None, score: float, baseline_score: float | None) -> float | None:
     """|convergence delta| / |F(x) − F(x′)|: the share of what IG should explain that it misses;
     None when F(x) = F(x′) (nothing to explain, so no share) or the method has no completeness
-    (saliency). The one definition: results, metrics and the dataset command all use it."""
-    if convergence_delta is None:
+    (saliency, attnlrp). The one definition: results, metrics and the dataset command all use it."""
+    if convergence_delta is None or baseline_score is None:
         return None
     explained = abs(score - baseline_score)
     return abs(convergence_delta) / explained if explained > 0 else None
@@ -299,7 +299,7 @@ class GradientsResponse(PathResponse):
     tokens: list[Token]
     prediction: ClassPrediction | NextTokenPrediction
     target: Target
-    baseline: BaselineUsed
+    baseline: BaselineUsed | None = Field(description="null for saliency and attnlrp, which start from no baseline.")
     convergence_delta: float | None = Field(
         description="Σ attributions − (F(x) − F(x')): the quadrature's error "
         "(null for saliency, which has no completeness)."
@@ -361,7 +361,7 @@ class GenerationTarget(TargetToken):
 
     foil: TokenChoice | None
     score: float = Field(description="F_t(x): the score attributed.")
-    baseline_score: float = Field(description="F_t(x').")
+    baseline_score: float | None = Field(description="F_t(x') (null for saliency and attnlrp: no baseline).")
     convergence_delta: float | None = Field(description="Σ attributions − (F_t(x) − F_t(x')) (null for saliency).")
     attributions: Attributions | None = Field(
         None, description="One value per preceding token: len(prompt) + t values for the t-th target."
@@ -428,7 +428,7 @@ class GenerationResponse(PathResponse):
     generated: bool
     targets: list[GenerationTarget]
     contrastive: bool = Field(description="Whether F is a difference against foils.")
-    baseline: GenerationBaseline
+    baseline: GenerationBaseline | None = Field(description="null for saliency and attnlrp: no baseline.")
     words: list[Word] | None = Field(
         None, description='`aggregate: "word"`: the words of the prompt, then of the continuation.'
     )

@@ -66,6 +66,7 @@ class ContinuationGradients:
     intermediate_gradients: torch.Tensor  # [n_t, n, L, E] ∂F_t/∂x at each path point
     path_scores: torch.Tensor  # [n, n_t]
     converged: bool | None = None  # n_steps "auto": whether every target reached the tolerance
+    logits: torch.Tensor | None = None  # [n_t, V] next-token logits at x (α = 1), when kept
 
     @property
     def integrated_gradients(self) -> torch.Tensor:
@@ -189,10 +190,12 @@ def targets_at(
     alphas: list[float],
     chunk_points: int | None = None,
     dtype: str = "float32",
+    logits_at_input: list | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """∂F_t/∂x [n_t, len(alphas), L, E] and F_t [len(alphas), n_t] at the path points x' + α(x − x'):
     per chunk of points one forward, then one backward per target on the retained graph (over
-    its own prefix only: `prefix_backward`)."""
+    its own prefix only: `prefix_backward`). `logits_at_input`, if given, receives the logits
+    [n_t, V] of the point α = 1 (x itself), so a one-point method needs no other forward of x."""
     n_t, fed = len(path.targets), path.fed
     length, width = path.input.shape
     grads = torch.zeros(n_t, len(alphas), length, width)  # later positions stay 0: causal
@@ -204,6 +207,9 @@ def targets_at(
         points = torch.stack([path_point(x, base, alphas[k]) for k in chunk]).requires_grad_()  # [B, fed, E]
         with torch.enable_grad():
             logits = target_logits(loaded, path.ids[:fed], points, path.n_prompt, dtype, split=True)  # n_t × [B, 1, V]
+            at_input = [b for b, k in enumerate(chunk) if alphas[k] == 1.0]
+            if logits_at_input is not None and at_input:
+                logits_at_input.append(torch.cat([row[at_input[0]] for row in logits]).detach().float().cpu())
             for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
                 check_deadline(f"target backwards of a chunk of {len(chunk)} path points", t, n_t)
                 foil = None if path.foils is None else path.foils[t : t + 1]
@@ -230,23 +236,25 @@ def integrate_targets(
     ends: tuple | None = None,
     tolerance: float = 0.0,
     max_points: int = 0,
+    keep_logits: bool = False,
 ) -> ContinuationGradients:
     """Intermediate gradients of every target along the path's rule (`adaptive.refine`): a fixed
     rule in one pass; with `n_steps: "auto"` one nested rule for all targets, refined until
     every target's convergence delta is within the tolerance against its `ends` (F(x), F(x')),
     or max_points would be passed. The targets share each round's points, so a round is one
     batched pass; the rule's values carry the target axis: fₜ,ᵢ(α) = (xᵢ − x′ᵢ) · ∂F_t/∂xᵢ,
-    [n_t, L]. Every gradient is computed once."""
+    [n_t, L]. Every gradient is computed once. `keep_logits`: the answer keeps the logits at x (α = 1)."""
     rule = rule_for(path.method, path.n_steps, ends, tolerance, max_points)
     seen: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # α → (∂F/∂x [n_t, L, E], F [n_t])
     difference = (path.input - path.baseline).double()
+    kept: list | None = [] if keep_logits else None
 
     def values_at(wanted: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
         nonlocal seen
         keep = set(rule.alphas()) | set(rule.wanted())
         seen = {a: v for a, v in seen.items() if a in keep}  # free the gradients the rule dropped
         alphas = [a for _, a in wanted]
-        grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype)
+        grads, scores = targets_at(loaded, path, alphas, chunk_points, dtype, kept)
         seen.update({a: (grads[:, k], scores[k]) for k, a in enumerate(alphas)})
         return {(0, a): (seen[a][0].double() * difference).sum(-1).numpy() for a in alphas}
 
@@ -260,6 +268,7 @@ def integrate_targets(
         intermediate_gradients=torch.stack([seen[a][0] for a in alphas], 1),
         path_scores=torch.stack([seen[a][1] for a in alphas]),
         converged=rule.converged,
+        logits=kept[-1] if kept else None,
     )
 
 

@@ -536,6 +536,19 @@ await step("generation: measure faithfulness draws the whole answer's curves, th
     `saliency: ${saliency.evaluation.rows.length} rows`;
 });
 
+await step("generation: AttnLRP answers each target's logit, with no baseline, steps or completeness", async () => {
+  const lrp = await generationAskedBy(() => page.click('#gen-method label:has(input[value="attnlrp"])'));
+  const asked = posted.at(-1).body;
+  check(asked.attribution === "attnlrp" && !["baseline", "n_steps"].some((k) => k in asked), `sent ${JSON.stringify(asked)}`);
+  check(lrp.attribution === "attnlrp" && lrp.score === "logit" && lrp.targets[0].convergence_delta === null, `answer ${lrp.attribution} ${lrp.score}`);
+  check((await page.textContent("#generation .gen-details")).includes("No completeness (AttnLRP)"), "AttnLRP's row is judged for completeness");
+  check(await page.locator("#generation .gen-tolerance").count() === 0, "a tolerance banner over AttnLRP");
+  check(!(await page.textContent("#generation .attr-for")).includes("baseline"), "a baseline named for AttnLRP");
+  await generationAskedBy(() => page.click('#gen-method label:has(input[value="integrated_gradients"])'));
+  const row = lrp.targets[0].attributions.raw;
+  return `AttnLRP of ${JSON.stringify(lrp.targets[0].token)}: logit ${lrp.targets[0].score.toFixed(2)}, relevances sum ${row.reduce((a, b) => a + b, 0).toFixed(2)}`;
+});
+
 await step('generation: steps "auto" refines until the row is within 1%, and says so', async () => {
   await page.fill("#gen-steps", "auto");
   const response = await explain();

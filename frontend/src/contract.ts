@@ -807,7 +807,10 @@ export interface GenerationResponse extends PathResponse {
    * The method that answered.
    */
   attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp";
-  baseline: GenerationBaseline;
+  /**
+   * null for saliency and attnlrp: no baseline.
+   */
+  baseline: GenerationBaseline | null;
   /**
    * The continuation explained (given, or generated).
    */
@@ -922,9 +925,9 @@ export interface GenerationTarget {
    */
   attributions?: Attributions | null;
   /**
-   * F_t(x').
+   * F_t(x') (null for saliency and attnlrp: no baseline).
    */
-  baseline_score: number;
+  baseline_score: number | null;
   /**
    * Σ attributions − (F_t(x) − F_t(x')) (null for saliency).
    */
@@ -1263,7 +1266,10 @@ export interface GradientsResponse extends PathResponse {
    */
   attribution?: "integrated_gradients" | "gradient_x_input" | "saliency" | "attnlrp";
   attributions?: Attributions | null;
-  baseline: BaselineUsed;
+  /**
+   * null for saliency and attnlrp, which start from no baseline.
+   */
+  baseline: BaselineUsed | null;
   /**
    * Σ attributions − (F(x) − F(x')): the quadrature's error (null for saliency, which has no completeness).
    */

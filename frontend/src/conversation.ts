@@ -44,6 +44,11 @@ export const takes = (method: AttributionMethod, field: (typeof METHOD_FIELDS)[A
 /** Whether the method's answers have a completeness check (a convergence delta): saliency's and
  * AttnLRP's do not (a gradient norm; relevance the softmax rule does not conserve). */
 export const hasCompleteness = (method: AttributionMethod) => method !== "saliency" && method !== "attnlrp";
+/** Why a method's answer has no convergence delta to judge (what the page says instead). */
+export const noCompleteness = (method: AttributionMethod) =>
+  method === "attnlrp"
+    ? "AttnLRP's relevance is not conserved (its softmax rule): the values need not add up to the logit, so there is no convergence delta to judge; measure faithfulness instead."
+    : "A gradient's norm per token: nothing to add up to F(x) − F(x'), so no convergence delta to judge.";
 /** Whether the method explains from a baseline the page offers: AttnLRP's is fixed (x − 0), saliency has none. */
 export const hasBaseline = (method: AttributionMethod) => method === "integrated_gradients" || method === "gradient_x_input";
 

@@ -226,7 +226,7 @@ describe("rows outside the tolerance", () => {
     expect(t.worst!).toBeGreaterThan(1); // a row more than 100% off
     for (const s of t.rows) {
       const row = ig.targets[s.row];
-      expect(s.relative).toBeCloseTo(Math.abs(row.convergence_delta! / (row.score - row.baseline_score)), 6);
+      expect(s.relative).toBeCloseTo(Math.abs(row.convergence_delta! / (row.score - row.baseline_score!)), 6);
     }
   });
 

@@ -28,6 +28,7 @@ from .gradient_x_input import GradientXInput
 class AttnLRP(GradientXInput):
     name = "attnlrp"
     complete = False
+    has_baseline = False  # relevance at x − 0: no baseline to choose or report
 
     def rule(self, request: GradientsRequest) -> GradientsRequest:
         score = request.score if "score" in request.model_fields_set else "logit"

@@ -49,6 +49,7 @@ from .base import Method
 class IntegratedGradients(Method):
     name = "integrated_gradients"
     complete = True  # its rows sum to F(x) − F(x′) up to the convergence delta
+    has_baseline = True  # it explains from a baseline x′ (answers say which, and F(x′))
 
     # --- what subclasses change -----------------------------------------------------------------
     def rule(self, request: GradientsRequest) -> GradientsRequest:
@@ -97,9 +98,10 @@ class IntegratedGradients(Method):
             ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score
         )
         dtype = loaded.dtype_for(request.dtype)
-        logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype)
+        # F(x') where the method has a baseline; one-point methods without one take F(x) from their pass
+        logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype) if self.has_baseline else (None, None)
         ends = None
-        if request.n_steps == "auto":
+        if request.n_steps == "auto" and logits_x is not None and logits_b is not None:  # IG: it has a baseline
             ends = tuple(
                 contrast(request.score, logits[None], targets, foils)[0].double().numpy()
                 for logits in (logits_x, logits_b)
@@ -112,7 +114,9 @@ class IntegratedGradients(Method):
             ends,
             request.tolerance or DEFAULT_TOLERANCE,
             request.most_steps(settings),
+            keep_logits=logits_x is None,
         )
+        logits_x = gradients.logits if logits_x is None else logits_x
         summary = self._continuation_summary(loaded, request, plan, path, gradients, logits_x, logits_b)
         return GradientsAnswer(request=request, summary=summary, path=gradients)
 
@@ -122,7 +126,7 @@ class IntegratedGradients(Method):
         prompt, (_, tokens), text = plan.prompt, plan.known(), plan.text
         n_t, n_prompt = len(path.targets), path.n_prompt
         score_x = contrast(path.score, logits_x[None], path.targets, path.foils)[0]  # [n_t]
-        score_b = contrast(path.score, logits_b[None], path.targets, path.foils)[0]
+        score_b = None if logits_b is None else contrast(path.score, logits_b[None], path.targets, path.foils)[0]
         probs = logits_x.softmax(-1)  # [n_t, V]
         described = described_targets(loaded, path.targets, n_prompt, logits_x)
         values = self.token_values(gradients)  # [n_t, L]
@@ -144,8 +148,10 @@ class IntegratedGradients(Method):
                 **described[t],
                 "foil": choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
                 "score": float(score_x[t]),
-                "baseline_score": float(score_b[t]),
-                **self._completeness(float(raw.sum()), float(score_x[t]), float(score_b[t]), tolerance),
+                "baseline_score": None if score_b is None else float(score_b[t]),
+                **self._completeness(
+                    float(raw.sum()), float(score_x[t]), None if score_b is None else float(score_b[t]), tolerance
+                ),
             }
             if "attributions" in returned:
                 entry["attributions"] = attribution_values(raw)
@@ -167,7 +173,9 @@ class IntegratedGradients(Method):
                 "specials": request.baseline_specials,
                 "continuation": request.continuation_baseline,
                 "seed": request.seed if request.baseline.startswith("rand") else None,
-            },
+            }
+            if self.has_baseline
+            else None,
             "method": request.method,
             "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
             "tolerance": tolerance if self.complete else None,
@@ -192,9 +200,9 @@ class IntegratedGradients(Method):
             summary["sources"] = text_units(sources, prompt)
         return summary
 
-    def _completeness(self, total: float, score: float, baseline_score: float, tolerance: float) -> dict:
+    def _completeness(self, total: float, score: float, baseline_score: float | None, tolerance: float) -> dict:
         """A row's convergence delta, its share of the score change and whether it is within the tolerance."""
-        if not self.complete:
+        if not self.complete or baseline_score is None:
             return {"convergence_delta": None, "relative_delta": None, "within_tolerance": None}
         delta = total - (score - baseline_score)
         share = relative_delta(delta, score, baseline_score)
@@ -306,7 +314,9 @@ class IntegratedGradients(Method):
                 "specials": request.baseline_specials,
                 "seed": request.seed if request.baseline.startswith("rand") else None,
                 "score": score_b,
-            },
+            }
+            if self.has_baseline
+            else None,
             "method": request.method,
             "n_steps": len(gradients.alphas),  # the points of the rule used ("auto": as refined)
             "tolerance": request.tolerance,

@@ -15,6 +15,7 @@ from .gradient_x_input import GradientXInput
 class Saliency(GradientXInput):
     name = "saliency"
     complete = False
+    has_baseline = False
 
     def token_values(self, gradients) -> torch.Tensor:
         return gradients.intermediate_gradients.select(-3, 0).norm(dim=-1)  # the one point's gradient: [(n_t,) T]

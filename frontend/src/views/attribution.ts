@@ -14,7 +14,7 @@ import {
   tokenLabel,
   type PathPoint,
 } from "../transforms";
-import { ATTRIBUTION_NAMES, hasBaseline, hasCompleteness, type GradientMethod } from "../conversation";
+import { ATTRIBUTION_NAMES, hasBaseline, hasCompleteness, noCompleteness, type GradientMethod } from "../conversation";
 import { evaluationRow } from "../evaluation";
 import { resultFor } from "../gradients";
 import { modelsOf, type AppStore } from "../session";
@@ -74,7 +74,7 @@ export class AttributionView {
     add("target", `${targetName(r)} (#${r.target.index})`);
     add(`F(x) = ${r.score}`, num(r.target.score));
     const method = methodOf(r);
-    if (hasBaseline(method)) add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score)); // saliency and AttnLRP: none to choose
+    if (r.baseline && hasBaseline(method)) add(`F(baseline “${r.baseline.name}”)`, num(r.baseline.score)); // saliency and AttnLRP: none
     add(method === "integrated_gradients" ? "steps" : "method", method === "integrated_gradients" ? stepsText(r) : METHOD_NOTES[method]);
     target.append(facts);
     box.append(pred, target);
@@ -103,10 +103,9 @@ export class AttributionView {
 
   private convergence(r: GradientsResponse): HTMLElement {
     const method = methodOf(r);
-    if (!hasCompleteness(method) || r.convergence_delta === null) {
+    if (!hasCompleteness(method) || r.convergence_delta === null || r.baseline === null) {
       const box = el("div", "convergence none");
-      box.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`),
-        el("span", "", " A gradient's norm per token: its values are not meant to add up to F(x) − F(x'), so there is no convergence delta to judge."));
+      box.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`), el("span", "", ` ${noCompleteness(method)}`));
       return box;
     }
     const c = convergence(r.convergence_delta, r.target.score, r.baseline.score);

@@ -19,6 +19,7 @@ import {
   isAblation,
   hasBaseline,
   messageValues,
+  noCompleteness,
   methodOf,
   relativeText,
   scoreName,
@@ -382,13 +383,12 @@ export class GenerationView {
     if (t.foil) add("foil", `${quoted(t.foil.text)} (${pct(t.foil.probability)})`, "gen-foil");
     add("F(x)", num(t.score));
     const method = methodOf(r);
-    if (hasBaseline(method)) add("F(baseline)", num(t.baseline_score));
+    if (t.baseline_score !== null && hasBaseline(method)) add("F(baseline)", num(t.baseline_score));
     if (s) add("relative δ", `${relativeText(s.relative)} (tolerance ${relativeText(tolerance!.tolerance)})`, `gen-relative${off ? " off" : ""}`);
     this.alternatives(box, t);
-    if (!hasCompleteness(method) || t.convergence_delta === null) {
+    if (!hasCompleteness(method) || t.convergence_delta === null || t.baseline_score === null) {
       const none = el("div", "convergence none");
-      none.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`),
-        el("span", "", " A gradient's norm per token: nothing to add up to F(x) − F(x'), so no convergence delta to judge."));
+      none.append(el("strong", "", `No completeness (${ATTRIBUTION_NAMES[method]})`), el("span", "", ` ${noCompleteness(method)}`));
       box.append(none);
       return box;
     }
