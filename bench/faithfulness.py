@@ -10,7 +10,8 @@ TorchServe), every request with `"evaluate": {"unit": …, "random_orders": 10}`
   rotten). F = p(predicted class); unit "word" (a word's token values summed; a removed word
   taken out of the text, which is tokenized again). Methods: integrated gradients at 16
   Gauss–Legendre points and at n_steps "auto" (fejer, tolerance 0.01), gradient × input,
-  saliency, all from the pad baseline; and attention rollout: the [CLS] row of the last
+  saliency, all from the pad baseline; AttnLRP (its own F, the class logit, so compare its win
+  rate, not its AOPC); and attention rollout: the [CLS] row of the last
   layer's rollout (`explain_attention(..., rollout="only")`) summed per word, evaluated by
   the same scorer (`exformer.explain.evaluation.evaluate_classifier`, called directly).
 - smollm2 (SmolLM2-135M-Instruct): the 20 RAG conversations of bench/data/chat_rag_20.jsonl
@@ -18,8 +19,8 @@ TorchServe), every request with `"evaluate": {"unit": …, "random_orders": 10}`
   answers, a question; 103–152 prompt tokens after the chat template; the given answer,
   4–10 tokens). Unit "source" (one per document, removed from the text); the row is the whole
   answer's (log p(answer); contextcite's own score is log p/(1 − p) of it). Methods:
-  integrated gradients at 16 points, gradient × input, saliency (score log_probability, pad
-  baseline, earlier answer tokens kept), occlusion (log_probability), contextcite (64 + 16
+  integrated gradients at 16 points, gradient × input, saliency, AttnLRP (score log_probability,
+  pad baseline, earlier answer tokens kept), occlusion (log_probability), contextcite (64 + 16
   masks); integrated gradients "auto" (gausskronrod, tolerance 0.01) only on the first
   --chat-auto-prompts prompts with max_n_steps --chat-auto-max-steps (minutes each on 2 cores).
 
@@ -69,12 +70,14 @@ SENTIMENT_METHODS = {  # label: the request's fields (None: attention rollout)
     'integrated_gradients, n_steps "auto"': {"n_steps": "auto"},
     "gradient_x_input": {"attribution": "gradient_x_input"},
     "saliency": {"attribution": "saliency"},
+    "attnlrp (F = the logit)": {"attribution": "attnlrp"},
     ROLLOUT: None,
 }
 CHAT_METHODS = {
     "integrated_gradients, 16 points": {"n_steps": 16, **LOG_P},
     "gradient_x_input": {"attribution": "gradient_x_input", **LOG_P},
     "saliency": {"attribution": "saliency", **LOG_P},
+    "attnlrp": {"attribution": "attnlrp", **LOG_P},
     "occlusion": {"attribution": "occlusion", **LOG_P},
     "contextcite": {"attribution": "contextcite"},
 }
@@ -196,6 +199,14 @@ def rollout_answer(model, text: str, options) -> tuple[dict, float]:
     return block, time.perf_counter() - start
 
 
+def selected(methods: dict, args) -> dict:
+    """The methods --only names (a label's name: up to its first comma or " (", spaces as _)."""
+    if not args.only:
+        return dict(methods)
+    names = {name.strip() for name in args.only.split(",")}
+    return {k: v for k, v in methods.items() if k.split(",")[0].split(" (")[0].replace(" ", "_") in names}
+
+
 def sentiment(args) -> dict[str, list[dict]]:
     from exformer import explain_gradients, load_model
     from exformer.contract.evaluation import Evaluate
@@ -203,15 +214,16 @@ def sentiment(args) -> dict[str, list[dict]]:
     model = load_model(ROOT / "build" / "models" / "sentiment", "sentiment")
     reviews = read_jsonl(REVIEWS)[: args.reviews]
     options = Evaluate(**SENTIMENT_EVALUATE)
-    for _label, fields in SENTIMENT_METHODS.items():  # warm-up, untimed
+    methods = selected(SENTIMENT_METHODS, args)
+    for _label, fields in methods.items():  # warm-up, untimed
         if fields is None:
             rollout_answer(model, reviews[0]["text"], options)
         else:
             explain_gradients(model, {"text": reviews[0]["text"], **fields, "evaluate": SENTIMENT_EVALUATE})
-    results = {label: [] for label in SENTIMENT_METHODS}
+    results = {label: [] for label in methods}
     results["evaluation alone"] = []
     for k, review in enumerate(reviews):
-        for label, fields in SENTIMENT_METHODS.items():
+        for label, fields in methods.items():
             if fields is None:
                 (block, evaluation_seconds), seconds = timed(
                     lambda review=review: rollout_answer(model, review["text"], options)
@@ -281,7 +293,7 @@ def chat(args) -> dict[str, list[dict]]:
         ROOT / "build" / "models" / "smollm2", "smollm2", settings={"max_tokens": 512, "max_estimated_seconds": 10**6}
     )
     items = read_jsonl(CHATS)[: args.prompts]
-    methods = dict(CHAT_METHODS)
+    methods = selected(CHAT_METHODS, args)
     auto = {"n_steps": "auto", "max_n_steps": args.chat_auto_max_steps, **LOG_P}
     for item in items:  # every prompt renders within 512 tokens, every source is found once
         ids = model.tokenizer.apply_chat_template(item["messages"], add_generation_prompt=True)
@@ -301,7 +313,7 @@ def chat(args) -> dict[str, list[dict]]:
         }
 
     warm = {**body(items[0]), "continuation": items[0]["continuation"].split()[0]}  # one word
-    for fields in [*methods.values(), auto]:  # warm-up, untimed
+    for fields in [*methods.values(), *([auto] if args.chat_auto_prompts else [])]:  # warm-up, untimed
         explain_gradients(model, {**warm, **fields, **({"max_n_steps": 15} if fields is auto else {})})
     results = {label: [] for label in [*methods, CHAT_AUTO, "evaluation alone"]}
     options = Evaluate(**CHAT_EVALUATE)
@@ -411,6 +423,11 @@ def main() -> None:
         help="its max_n_steps (default 45: the first K15 rule and one bisection, 15 + 30 gradients)",
     )
     parser.add_argument("--skip", choices=["sentiment", "chat"], help="leave one model out")
+    parser.add_argument(
+        "--only",
+        help="a comma-separated subset of the methods by name: integrated_gradients, gradient_x_input, "
+        "saliency, attnlrp, attention_rollout, occlusion, contextcite (IG auto: --chat-auto-prompts)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
     parser.add_argument("--write-reviews", action="store_true", help=f"remake {REVIEWS.name} and exit")
