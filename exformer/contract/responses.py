@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
 from .evaluation import Evaluation
-from .vocabulary import Ablation, Attribution, Baseline, HeadAggregate, Method, Role, Score, Unit
+from .vocabulary import Ablation, Attribution, Baseline, GradientAttribution, HeadAggregate, Method, Role, Score, Unit
 
 
 def _numpy_or_list(value, handler):
@@ -287,9 +287,6 @@ class PathResponse(Truncation):
         "local error estimate) was reached within max_n_steps, for every target of a "
         "continuation; null for a fixed n_steps.",
     )
-
-
-GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency", "attnlrp"]
 
 
 class GradientsResponse(PathResponse):

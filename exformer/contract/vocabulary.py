@@ -20,11 +20,12 @@ Format = Literal["json", "npz", "torch-gzip"]
 Returned = Literal["attributions", "intermediate_gradients", "step_sizes", "intermediates", "path_scores"]
 Score = Literal["probability", "logit", "log_probability"]
 Aggregate = Literal["token", "word", "sentence"]
-Attribution = Literal[
-    "integrated_gradients", "gradient_x_input", "saliency", "attnlrp", "occlusion", "contextcite"
-]  # methods
-FORWARD_ATTRIBUTIONS = ("occlusion", "contextcite")  # forward-only: continuations only
-GRADIENT_ATTRIBUTIONS = ("integrated_gradients", "gradient_x_input", "saliency", "attnlrp")  # any target
+# The methods by name (exformer.explain.methods registers a class for each)
+GradientAttribution = Literal["integrated_gradients", "gradient_x_input", "saliency", "attnlrp"]  # any target
+ForwardAttribution = Literal["occlusion", "contextcite"]  # forward-only: continuations only
+Attribution = Literal[GradientAttribution, ForwardAttribution]
+GRADIENT_ATTRIBUTIONS = get_args(GradientAttribution)
+FORWARD_ATTRIBUTIONS = get_args(ForwardAttribution)
 # The request fields that only some methods read, by method (their field names); any other method
 # given one refuses it, naming it. The rest (text, messages, sources, continuation, generate,
 # target, dry_run, evaluate, ...) every method reads.
@@ -91,6 +92,8 @@ __all__ = [
     "Aggregate",
     "Attribution",
     "FORWARD_ATTRIBUTIONS",
+    "ForwardAttribution",
+    "GradientAttribution",
     "GRADIENT_ATTRIBUTIONS",
     "METHOD_OPTIONS",
     "METHOD_SPECIFIC",
