@@ -10,8 +10,8 @@ TorchServe), every request with `"evaluate": {"unit": …, "random_orders": 10}`
   rotten). F = p(predicted class); unit "word" (a word's token values summed; a removed word
   taken out of the text, which is tokenized again). Methods: integrated gradients at 16
   Gauss–Legendre points and at n_steps "auto" (fejer, tolerance 0.01), gradient × input,
-  saliency, all from the pad baseline; AttnLRP (its own F, the class logit, so compare its win
-  rate, not its AOPC); and attention rollout: the [CLS] row of the last
+  saliency, all from the pad baseline; AttnLRP (it explains the class logit; `evaluate`
+  measures the request's score, p, as for the others); and attention rollout: the [CLS] row of the last
   layer's rollout (`explain_attention(..., rollout="only")`) summed per word, evaluated by
   the same scorer (`exformer.explain.evaluation.evaluate_classifier`, called directly).
 - smollm2 (SmolLM2-135M-Instruct): the 20 RAG conversations of bench/data/chat_rag_20.jsonl
@@ -70,7 +70,7 @@ SENTIMENT_METHODS = {  # label: the request's fields (None: attention rollout)
     'integrated_gradients, n_steps "auto"': {"n_steps": "auto"},
     "gradient_x_input": {"attribution": "gradient_x_input"},
     "saliency": {"attribution": "saliency"},
-    "attnlrp (F = the logit)": {"attribution": "attnlrp"},
+    "attnlrp (explains the logit)": {"attribution": "attnlrp"},
     ROLLOUT: None,
 }
 CHAT_METHODS = {

@@ -243,6 +243,7 @@ SAMPLES = {
     "tolerance": 0.05,
     "max_n_steps": 64,
     "return": ["attributions"],
+    "rows": "whole",
     "format": "npz",
     "continuation_baseline": "replace",
     "foil": " London",
@@ -337,3 +338,52 @@ def test_a_request_without_attribution_is_integrated_gradients_as_before(models,
     explicit = explain_gradients(model, {**body, "attribution": "integrated_gradients"})
     assert before["attribution"] == "integrated_gradients"
     assert dict(before) == dict(explicit)
+
+
+# --- rows "whole": the whole answer in one backward per path point ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [("integrated_gradients", {"n_steps": 6}), ("gradient_x_input", {}), ("saliency", {}), ("attnlrp", {})],
+)
+def test_rows_whole_is_the_whole_answer_of_the_rows_in_one_backward_per_point(models, name, extra):
+    """F = Σ_t F_t is linear in the rows' F_t, so the one row of `"rows": "whole"` equals the sum of
+    the rows a request without it answers (saliency: the norm of the summed gradient, not a sum of
+    norms, so only its shape); its dry run counts one backward per point instead of one per target."""
+    lm = models("tiny-lm")
+    body = {"text": PROMPT, "continuation": LONGER, "attribution": name, "score": "log_probability", **extra}
+    each = explain_gradients(lm, body)
+    whole = explain_gradients(lm, {**body, "rows": "whole"})
+    assert all("attributions" not in t for t in whole["targets"]) and len(whole["targets"]) == len(each["targets"])
+    assert [t["score"] for t in whole["targets"]] == pytest.approx([t["score"] for t in each["targets"]], rel=1e-6)
+    ours = whole["continuation_attributions"]["attributions"]["raw"]
+    assert len(ours) == len(each["continuation_attributions"]["attributions"]["raw"])
+    if name != "saliency":
+        close(ours, each["continuation_attributions"]["attributions"]["raw"])
+    if name == "integrated_gradients":  # complete: the whole answer's delta against Σ F_t(x) − Σ F_t(x')
+        block = whole["continuation_attributions"]
+        change = sum(t["score"] - t["baseline_score"] for t in whole["targets"])
+        assert block["convergence_delta"] == pytest.approx(sum(ours) - change, abs=1e-5)
+        assert whole["within_tolerance"] == block["within_tolerance"]
+    counted = explain_gradients(lm, {**body, "rows": "whole", "dry_run": True})
+    per_target = explain_gradients(lm, {**body, "dry_run": True})
+    assert counted["backwards"] * len(each["targets"]) == per_target["backwards"]
+
+
+def test_rows_whole_is_evaluated_on_the_whole_answer(models):
+    answer = explain_gradients(
+        models("tiny-lm"),
+        {"text": PROMPT, "continuation": LONGER, "attribution": "attnlrp", "rows": "whole", "evaluate": {}},
+    )
+    assert [row["target"] for row in answer["evaluation"]["rows"]] == [None]
+
+
+@pytest.mark.parametrize(
+    "body", [{"text": REVIEW}, {"text": PROMPT, "continuation": LONGER, "attribution": "occlusion"}]
+)
+def test_rows_whole_is_refused_where_there_are_no_rows_to_sum(models, body):
+    model = models("tiny-classifier" if "continuation" not in body else "tiny-lm")
+    with pytest.raises(RequestError) as refused:
+        explain_gradients(model, {**body, "rows": "whole"})
+    assert refused.value.field == "rows"

@@ -367,6 +367,12 @@ class GradientsRequest(TextRequest):
         'occlusion and ContextCite do; "replace": they start from the baseline like the prompt '
         "(docs/api/chat.md: why keep is the default).",
     )
+    rows: Literal["each", "whole"] = Field(
+        "each",
+        description='With continuation/generate, gradient methods: "each": a row per target token, and the whole '
+        'answer as their sum; "whole": the whole answer alone, F = the sum of the targets\' scores (with score '
+        '"log_probability": log p of the continuation), one backward per path point instead of one per target.',
+    )
     aggregate: Aggregate = Field(
         "token",
         description='"word" / "sentence": also sum the attributions over each word\'s or sentence\'s tokens '
@@ -385,6 +391,8 @@ class GradientsRequest(TextRequest):
     @model_validator(mode="after")
     def _conversation(self):
         """messages/sources/attribution: what each needs and what it leaves no room for."""
+        if self.rows == "whole" and not self.generation:
+            raise RequestError("rows", 'needs "continuation" or "generate": a single target is one row already')
         if self.messages is not None:
             if not self.messages:
                 raise RequestError("messages", "must not be empty")

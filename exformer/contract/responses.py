@@ -405,6 +405,13 @@ class ContinuationAttributions(Response):
     sentences: list[UnitAttribution] | None = None
     sources: list[UnitAttribution] | None = None
     messages: list[MessageAttribution] | None = None
+    convergence_delta: float | None = Field(
+        None,
+        description='`rows: "whole"`: Σ attributions − (Σ_t F_t(x) − Σ_t F_t(x\')) (null without completeness, '
+        'and with rows "each", where each row has its own).',
+    )
+    relative_delta: float | None = Field(None, description='`rows: "whole"`: |convergence_delta| / |the change|.')
+    within_tolerance: bool | None = Field(None, description='`rows: "whole"`: relative_delta <= tolerance.')
 
 
 class GenerationResponse(PathResponse):

@@ -48,6 +48,12 @@ class ContinuationPath:
     n_steps: int | str = 50  # "auto": refined (integrate_targets)
     method: str = "gausslegendre"
     score: str = "probability"
+    whole: bool = False  # one row, F = Σ_t F_t (the whole answer), instead of a row per target
+
+    @property
+    def rows(self) -> int:
+        """The rows of the answer: one per target, or the whole answer's one."""
+        return 1 if self.whole else len(self.targets)
 
     @property
     def fed(self) -> int:
@@ -57,14 +63,14 @@ class ContinuationPath:
 
 @dataclass
 class ContinuationGradients:
-    """Everything the pass saw. Row t of the IG is its own target's."""
+    """Everything the pass saw. Row t of the IG is its own target's (the one row of `whole`: Σ_t F_t)."""
 
     input: torch.Tensor  # [L, E]
     baseline: torch.Tensor  # [L, E]
     alphas: list[float]  # [n]
     step_sizes: torch.Tensor  # [n]
-    intermediate_gradients: torch.Tensor  # [n_t, n, L, E] ∂F_t/∂x at each path point
-    path_scores: torch.Tensor  # [n, n_t]
+    intermediate_gradients: torch.Tensor  # [rows, n, L, E] ∂F_t/∂x at each path point
+    path_scores: torch.Tensor  # [n, rows]
     converged: bool | None = None  # n_steps "auto": whether every target reached the tolerance
     logits: torch.Tensor | None = None  # [n_t, V] next-token logits at x (α = 1), when kept
 
@@ -196,10 +202,10 @@ def targets_at(
     per chunk of points one forward, then one backward per target on the retained graph (over
     its own prefix only: `prefix_backward`). `logits_at_input`, if given, receives the logits
     [n_t, V] of the point α = 1 (x itself), so a one-point method needs no other forward of x."""
-    n_t, fed = len(path.targets), path.fed
+    n_t, fed, rows = len(path.targets), path.fed, path.rows
     length, width = path.input.shape
-    grads = torch.zeros(n_t, len(alphas), length, width)  # later positions stay 0: causal
-    scores = torch.empty(len(alphas), n_t)
+    grads = torch.zeros(rows, len(alphas), length, width)  # later positions stay 0: causal
+    scores = torch.empty(len(alphas), rows)
     x, base = path.input[:fed], path.baseline[:fed]
 
     def run(chunk):
@@ -210,13 +216,21 @@ def targets_at(
             at_input = [b for b, k in enumerate(chunk) if alphas[k] == 1.0]
             if logits_at_input is not None and at_input:
                 logits_at_input.append(torch.cat([row[at_input[0]] for row in logits]).detach().float().cpu())
-            for t in range(n_t):  # F_t from its own position's logits; one backward each, same graph
-                check_deadline(f"target backwards of a chunk of {len(chunk)} path points", t, n_t)
-                foil = None if path.foils is None else path.foils[t : t + 1]
-                f = contrast(path.score, logits[t], path.targets[t : t + 1], foil)[:, 0]  # [B]
-                (g,) = torch.autograd.grad(f.sum(), points, retain_graph=t < n_t - 1)
-                grads[t, index, :fed] = g.detach().float().cpu()
-                scores[index, t] = f.detach().float().cpu()
+            scored = [  # F_t [B] from its own position's logits
+                contrast(
+                    path.score,
+                    logits[t],
+                    path.targets[t : t + 1],
+                    None if path.foils is None else path.foils[t : t + 1],
+                )[:, 0]
+                for t in range(n_t)
+            ]
+            explained = [torch.stack(scored).sum(0)] if path.whole else scored
+            for r, f in enumerate(explained):  # one backward each, on the same graph
+                check_deadline(f"target backwards of a chunk of {len(chunk)} path points", r, rows)
+                (g,) = torch.autograd.grad(f.sum(), points, retain_graph=r < rows - 1)
+                grads[r, index, :fed] = g.detach().float().cpu()
+                scores[index, r] = f.detach().float().cpu()
 
     with attention_for_gradients(loaded), prefix_backward(loaded.model, loaded.options.prefix_backward):
         for_each_chunk(

@@ -58,25 +58,28 @@ def activation_bytes(config, length: int) -> int:
     return 4 * text.num_hidden_layers * per_layer
 
 
-def gradients_cost(loaded: LoadedModel, n_prompt: int, n_targets: int, points: int, chunk: int | None) -> dict:
+def gradients_cost(
+    loaded: LoadedModel, n_prompt: int, n_targets: int, points: int, chunk: int | None, whole: bool = False
+) -> dict:
     """Integrated gradients of a continuation: one forward per path point over prompt + targets,
-    one backward per target per point over its own prefix."""
+    one backward per target per point over its own prefix (`whole`: one per point, over all)."""
     fed = n_prompt + n_targets - 1
     width = loaded.embedding.embedding_dim
     chunk = min(points, chunk or default_chunk_points(fed, loaded.device))
-    backward_positions = points * sum(n_prompt + t for t in range(n_targets))
+    rows = 1 if whole else n_targets
+    backward_positions = points * (fed if whole else sum(n_prompt + t for t in range(n_targets)))
     forward, gradient = calibrated(loaded)
     seconds = points * fed * forward + backward_positions * (gradient - forward)
     vocabulary = loaded.config.get_text_config().vocab_size
     peak = (
         parameter_bytes(loaded.model)
         + chunk * fed * activation_bytes(loaded.config, fed)
-        + n_targets * points * (fed + 1) * width * 4  # the intermediate gradients held
+        + rows * points * (fed + 1) * width * 4  # the intermediate gradients held
         + chunk * n_targets * vocabulary * 4 * 2
     )  # the scored rows' logits and their softmax
     return {
         "forwards": points,
-        "backwards": points * n_targets,
+        "backwards": points * rows,
         "positions": points * fed,
         "calibrated_seconds": seconds,
         "estimated_peak_bytes": int(peak),

@@ -53,16 +53,18 @@ def evaluate_continuation(
     options: Evaluate,
     unit: str,
     score: str,
+    whole_only: bool = False,
 ) -> dict:
     """The `evaluation` block of a continuation's answer; `attributions` [n_t + 1, units]: each
-    target token's row, then the whole continuation's."""
+    target token's row, then the whole continuation's (`whole_only`: [1, units], its row alone)."""
     scorer = continuation_scorer(loaded, request, prompt, units, targets, score)
-    result = evaluate(attributions, scorer, options.steps, options.random_orders, options.seed, options.top_fraction)
+    scored = (lambda versions: scorer(versions)[:, -1:]) if whole_only else scorer  # the whole answer's column
+    result = evaluate(attributions, scored, options.steps, options.random_orders, options.seed, options.top_fraction)
     ablation = request.ablation
     return evaluation_block(
         result,
         options,
-        [*range(len(targets)), None],
+        [None] if whole_only else [*range(len(targets)), None],
         unit=unit,
         ablation=ablation,
         baseline=request.baseline if ablation == "baseline" else None,
@@ -167,11 +169,23 @@ def continuation_evaluation(loaded: LoadedModel, method, plan, answer) -> dict:
         score = answer["score"]
     else:
         units = evaluation_units(request, prompt, plan.tokens, kind)
-        values = method.token_values(answer.path)[:, : len(prompt)].double().numpy()  # [n_t, P]
-        attributions = unit_attributions(units, np.concatenate([values, values.sum(0, keepdims=True)]))
+        values = method.token_values(answer.path)[:, : len(prompt)].double().numpy()  # [rows, P]
+        whole = values.sum(0, keepdims=True)
+        attributions = unit_attributions(units, whole if request.rows == "whole" else np.concatenate([values, whole]))
         score = request.score
-    check_size(loaded, request, len(targets) + 1, len(units))
-    return evaluate_continuation(loaded, request, prompt, units, targets, attributions, request.evaluate, kind, score)
+    check_size(loaded, request, len(attributions), len(units))
+    return evaluate_continuation(
+        loaded,
+        request,
+        prompt,
+        units,
+        targets,
+        attributions,
+        request.evaluate,
+        kind,
+        score,
+        whole_only=request.attribution not in FORWARD_ATTRIBUTIONS and request.rows == "whole",
+    )
 
 
 def classifier_evaluation(loaded: LoadedModel, method, request, answer) -> dict:

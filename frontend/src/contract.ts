@@ -876,9 +876,21 @@ export interface GenerationBaseline {
  */
 export interface ContinuationAttributions {
   attributions: Attributions;
+  /**
+   * `rows: "whole"`: Σ attributions − (Σ_t F_t(x) − Σ_t F_t(x')) (null without completeness, and with rows "each", where each row has its own).
+   */
+  convergence_delta?: number | null;
   messages?: MessageAttribution[] | null;
+  /**
+   * `rows: "whole"`: |convergence_delta| / |the change|.
+   */
+  relative_delta?: number | null;
   sentences?: UnitAttribution[] | null;
   sources?: UnitAttribution[] | null;
+  /**
+   * `rows: "whole"`: relative_delta <= tolerance.
+   */
+  within_tolerance?: boolean | null;
 }
 /**
  * This interface was referenced by `ExformerContract`'s JSON-Schema
@@ -1136,6 +1148,10 @@ export interface GradientsRequest {
    * What to return; default by format (json: the summary).
    */
   return?: Returned[] | null;
+  /**
+   * With continuation/generate, gradient methods: "each": a row per target token, and the whole answer as their sum; "whole": the whole answer alone, F = the sum of the targets' scores (with score "log_probability": log p of the continuation), one backward per path point instead of one per target.
+   */
+  rows?: "each" | "whole";
   /**
    * F: softmax probability of the target, or its raw logit (the old server).
    */

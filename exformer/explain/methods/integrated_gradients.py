@@ -64,7 +64,14 @@ class IntegratedGradients(Method):
     def cost(self, loaded: LoadedModel, plan: Plan, points: int | None = None) -> dict:
         request = self.rule(plan.request)
         points = points or request.most_steps(loaded.settings)
-        return gradients_cost(loaded, len(plan.prompt), plan.n_targets, points, loaded.settings.internal_batch_size)
+        return gradients_cost(
+            loaded,
+            len(plan.prompt),
+            plan.n_targets,
+            points,
+            loaded.settings.internal_batch_size,
+            whole=request.rows == "whole",
+        )
 
     def least_points(self, request: GradientsRequest) -> int | None:
         return KRONROD_POINTS if request.n_steps == "auto" else None
@@ -84,7 +91,7 @@ class IntegratedGradients(Method):
     def run(self, loaded: LoadedModel, plan: Plan) -> GradientsAnswer:
         request, prompt, (targets, _) = self.rule(plan.request), plan.prompt, plan.known()
         settings, device, n_t = loaded.settings, loaded.device, len(targets)
-        check_size(loaded, request, len(prompt) + n_t, n_t)
+        check_size(loaded, request, len(prompt) + n_t, 1 if request.rows == "whole" else n_t)
         foils = _foils(loaded, request.foil, n_t)
         ids = torch.tensor(prompt.ids + targets, device=device)
         embed = loaded.embedding
@@ -95,17 +102,27 @@ class IntegratedGradients(Method):
         if request.continuation_baseline == "keep":
             baseline[len(prompt) :] = x[len(prompt) :]
         path = ContinuationPath(
-            ids, x, baseline, len(prompt), targets, foils, request.n_steps, request.method, request.score
+            ids,
+            x,
+            baseline,
+            len(prompt),
+            targets,
+            foils,
+            request.n_steps,
+            request.method,
+            request.score,
+            whole=request.rows == "whole",
         )
         dtype = loaded.dtype_for(request.dtype)
         # F(x') where the method has a baseline; one-point methods without one take F(x) from their pass
         logits_x, logits_b = continuation_endpoint_logits(loaded, path, dtype) if self.has_baseline else (None, None)
         ends = None
         if request.n_steps == "auto" and logits_x is not None and logits_b is not None:  # IG: it has a baseline
-            ends = tuple(
+            scores = [
                 contrast(request.score, logits[None], targets, foils)[0].double().numpy()
                 for logits in (logits_x, logits_b)
-            )
+            ]
+            ends = tuple(score.sum(keepdims=True) if path.whole else score for score in scores)  # per row
         gradients = integrate_targets(
             loaded,
             path,
@@ -129,7 +146,7 @@ class IntegratedGradients(Method):
         score_b = None if logits_b is None else contrast(path.score, logits_b[None], path.targets, path.foils)[0]
         probs = logits_x.softmax(-1)  # [n_t, V]
         described = described_targets(loaded, path.targets, n_prompt, logits_x)
-        values = self.token_values(gradients)  # [n_t, L]
+        values = self.token_values(gradients)  # [rows, L]: a row per target, or the whole answer's one
         returned = request.returned
         tolerance = request.tolerance or DEFAULT_TOLERANCE
         spans = token_spans(tokens)
@@ -143,16 +160,22 @@ class IntegratedGradients(Method):
         sources = source_units(request.sources, prompt.texts, spans) if request.sources is not None else None
         targets = []
         for t in range(n_t):
-            raw = values[t, : n_prompt + t]
+            raw = values[t, : n_prompt + t] if not path.whole else None
             entry = {
                 **described[t],
                 "foil": choice(loaded, path.foils[t], probs[t]) if path.foils is not None else None,
                 "score": float(score_x[t]),
                 "baseline_score": None if score_b is None else float(score_b[t]),
                 **self._completeness(
-                    float(raw.sum()), float(score_x[t]), None if score_b is None else float(score_b[t]), tolerance
+                    None if raw is None else float(raw.sum()),
+                    float(score_x[t]),
+                    None if score_b is None else float(score_b[t]),
+                    tolerance,
                 ),
             }
+            if raw is None:  # rows "whole": the targets' facts, the answer's one row below
+                targets.append(entry)
+                continue
             if "attributions" in returned:
                 entry["attributions"] = attribution_values(raw)
                 if words is not None:
@@ -161,11 +184,25 @@ class IntegratedGradients(Method):
             if "path_scores" in returned:
                 entry["path_scores"] = gradients.path_scores[:, t].tolist()
             targets.append(entry)
+        answered = (  # the whole answer's completeness (rows "whole"), else each row has its own
+            self._completeness(
+                float(values[0].sum()),
+                float(score_x.sum()),
+                None if score_b is None else float(score_b.sum()),
+                tolerance,
+            )
+            if path.whole
+            else None
+        )
         summary = {
             **continuation_answer(loaded, request, prompt, tokens, text),
             "attribution": self.name,
             "targets": targets,
-            "within_tolerance": all(t["within_tolerance"] for t in targets) if self.complete else None,
+            "within_tolerance": (answered or {}).get("within_tolerance")
+            if path.whole
+            else all(t["within_tolerance"] for t in targets)
+            if self.complete
+            else None,
             "score": request.score,
             "contrastive": path.foils is not None,
             "baseline": {
@@ -184,10 +221,10 @@ class IntegratedGradients(Method):
         }
         if "attributions" in returned:
             whole = values[:, : n_prompt + n_t].clone()
-            for t in range(n_t):
+            for t in range(0 if path.whole else n_t):
                 whole[t, n_prompt + t :] = 0  # a row covers its own prefix only
             total = whole.sum(0)
-            summary["continuation_attributions"] = {"attributions": attribution_values(total)}
+            summary["continuation_attributions"] = {"attributions": attribution_values(total), **(answered or {})}
             _unit_sums(summary["continuation_attributions"], total, sentences, sources, tokens, prompt, plural=True)
         if "step_sizes" in returned:
             summary["alphas"] = list(gradients.alphas)
@@ -200,9 +237,9 @@ class IntegratedGradients(Method):
             summary["sources"] = text_units(sources, prompt)
         return summary
 
-    def _completeness(self, total: float, score: float, baseline_score: float | None, tolerance: float) -> dict:
+    def _completeness(self, total: float | None, score: float, baseline_score: float | None, tolerance: float) -> dict:
         """A row's convergence delta, its share of the score change and whether it is within the tolerance."""
-        if not self.complete or baseline_score is None:
+        if not self.complete or baseline_score is None or total is None:
             return {"convergence_delta": None, "relative_delta": None, "within_tolerance": None}
         delta = total - (score - baseline_score)
         share = relative_delta(delta, score, baseline_score)
