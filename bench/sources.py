@@ -16,6 +16,8 @@ warm-up request (a 1-token continuation), then the one request timed):
     ig_replace    the same with "continuation_baseline": "replace" (exformer's default)      both
     attnlrp       exformer, "attribution": "attnlrp": every target's row over its whole prefix
                   ("continuation_baseline": "replace"), F the target's logit               both
+    attnlrp_whole the same, "rows": "whole" and score log_probability: the whole answer's
+                  log p alone, one forward and one backward                                both
     dry_run       exformer's `dry_run: true` of ig_keep: its first call (one calibration pass
                   included); the other exformer rows show their own dry run's estimate       both
     inseq         inseq 0.7.1 integrated_gradients, 16 steps (captum's default gausslegendre:
@@ -128,12 +130,16 @@ METHODS = {  # name: (row label, cases)
     "ig_replace": ('exformer IG, `"continuation_baseline": "replace"`', ("chat", "short")),
     "dry_run": ("exformer `dry_run` of IG keep (first call: calibration included)", ("chat", "short")),
     "attnlrp": ('exformer `"attribution": "attnlrp"` (every row)', ("chat", "short")),
+    "attnlrp_whole": (
+        'exformer `"attribution": "attnlrp"`, `"rows": "whole"` (log p of the answer)',
+        ("chat", "short"),
+    ),
     "inseq": ("inseq 0.7.1 integrated_gradients", ("chat", "short")),
     "captum": ("captum 0.9.0 LLMGradientAttribution(LayerIntegratedGradients)", ("chat", "short")),
     "mit_contextcite": ("context-cite 0.0.1 ContextCiter (64 ablations)", ("chat",)),
     "lxt": ("lxt 2.1 efficient AttnLRP (transformers 4.53.3; every row)", ("chat", "short")),
 }
-OURS = ("occlusion", "contextcite", "ig_keep", "ig_replace", "dry_run", "attnlrp")
+OURS = ("occlusion", "contextcite", "ig_keep", "ig_replace", "dry_run", "attnlrp", "attnlrp_whole")
 SLOW = ("inseq", "captum")
 
 
@@ -252,6 +258,14 @@ def ours_body(method: str, spec: dict) -> dict:
         return {**body, "attribution": "contextcite"}
     if method == "attnlrp":  # the logit of each target, every position of its prefix (as lxt)
         return {**body, "attribution": "attnlrp", "continuation_baseline": "replace"}
+    if method == "attnlrp_whole":  # the whole answer's log p alone: one backward
+        return {
+            **body,
+            "attribution": "attnlrp",
+            "continuation_baseline": "replace",
+            "rows": "whole",
+            "score": "log_probability",
+        }
     keep = method in ("ig_keep", "dry_run")
     return {**body, **IG, "continuation_baseline": "keep" if keep else "replace"}
 
