@@ -563,6 +563,32 @@ await step('generation: steps "auto" refines until the row is within 1%, and say
   return `auto: ${result.n_steps} points, ${heading.split("·").at(-1).trim()}`;
 });
 
+await step("generation: a continuation the model would not write is said, and 'generate instead' explains what it writes", async () => {
+  await page.fill("#gen-steps", "4");
+  await page.fill("#continuation", "Paris"); // no leading space: not what the model writes after "is"
+  const response = await explain();
+  check(response.ok(), `${causalLm} answered ${response.status()}`);
+  const given = await response.json();
+  const p = given.targets[0].probability;
+  check(p < 0.01, `"Paris" without its space has p = ${p}`);
+  const warning = await page.textContent("#generation .gen-unlikely");
+  check(warning.includes("would not write") && warning.includes('"Paris"'), `warning: ${warning}`);
+  const n = given.targets.length;
+  const [again] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/predictions/${causalLm}`) && r.request().method() === "POST"),
+    page.click("#generation .gen-generate-instead"),
+  ]);
+  await idle();
+  const sent = posted.at(-1).body;
+  check(sent.generate?.max_new_tokens === n && !("continuation" in sent), `sent ${JSON.stringify(sent)}`);
+  const written = await again.json();
+  check(written.generated === true && (await page.locator("#generation .gen-unlikely").count()) === 0, "the generated answer is warned about");
+  check((await page.inputValue("#generate")) === String(n), "the Generate field does not show what was asked");
+  await page.fill("#generate", "");
+  await page.fill("#continuation", " Paris");
+  return `"Paris": p = ${p.toExponential(1)}, warned; generated ${JSON.stringify(written.continuation)} instead`;
+});
+
 // Fewer steps from here: each target token is one more backward per step (2 CPU cores).
 await step("generation: generate 2 tokens against a foil; a click on a token shows its row", async () => {
   await page.fill("#generate", "2");
@@ -712,6 +738,7 @@ await step(`generation: a two-document RAG conversation; integrated gradients wi
   const off = result.targets.map((t, k) => [t, k]).filter(([t]) => !t.within_tolerance).map(([, k]) => k);
   check(off.length > 0 && result.within_tolerance === false, `${RAG_STEPS} steps left every row within ${result.tolerance}: nothing to mark (relative δ ${result.targets.map((t) => t.relative_delta)})`);
   await page.waitForSelector('#generation[data-method="integrated_gradients"][data-within="false"]');
+  check((await page.getAttribute("#generation", "data-whole")) === "true", "a run with sources does not open on the whole answer's sources");
   const banner = await page.textContent("#generation .gen-tolerance.warn");
   check(banner.includes(`${off.length} of ${result.targets.length} row`) && banner.includes("outside the tolerance"), `banner: ${banner}`);
   const rowsOff = await page.$$eval("#generation svg.gen-heatmap g.hm-row.off", (gs) => gs.map((g) => [Number(g.dataset.row), g.querySelector("text.row-label").textContent]));

@@ -150,7 +150,10 @@ export const hasWhole = (r: GenerationAnswer) => Boolean(r.continuation_attribut
 /** The selection the page can show: a row in range (else the first), whole only where there is one. */
 export function selection(r: GenerationAnswer, row: number | null, whole: boolean): Selection {
   const n = r.targets.length;
-  return { row: row !== null && row < n ? row : 0, whole: whole && hasWhole(r) };
+  // Nothing chosen yet and the answer has sources: the whole answer first, since "which document
+  // did the answer come from" is asked of the answer, not of its first token.
+  const first = row === null && (isAblation(r) ? r.unit === "source" : Boolean(r.sources?.length));
+  return { row: row !== null && row < n ? row : 0, whole: (whole || first) && hasWhole(r) };
 }
 
 /** Integrated gradients' per-token values of the whole continuation (normalized); null for

@@ -71,7 +71,10 @@ const panels = [
     store.set(store.state.loaded?.aggregate ? { layer, view: "attention" } : { layer, heads: [head], view: "attention" }),
   ),
   new AttributionPanel($("attribution"), [$<HTMLButtonElement>("download-json"), $<HTMLButtonElement>("download-npz")], store),
-  new GenerationPanel($("generation"), $<HTMLButtonElement>("gen-download-json"), store),
+  new GenerationPanel($("generation"), $<HTMLButtonElement>("gen-download-json"), store, (n) => {
+    store.set({ generate: n }); // the Generation view's "generate instead": what the model itself writes
+    run();
+  }),
 ];
 panels.forEach((p) => p.draw());
 
@@ -197,10 +200,15 @@ async function runGeneration() {
   const result = await status.track(`Explaining ${what} on ${model} (${how})`, (signal) => api.generation(model, body, signal));
   if (!result) return;
   const row = store.state.row;
+  const before = store.state.generation?.body;
+  // A new question (other prompt, answer or sources) starts from nothing chosen; another method on the same keeps the row.
+  const asked = (b: typeof body) => JSON.stringify([b.text, b.messages, b.continuation, b.generate, b.sources]);
+  const same = before !== undefined && asked(before) === asked(body);
   store.set({
     generation: { result, model, body },
     resultDetails: withEntry(store.state.resultDetails, model, result.model),
-    row: row !== null && row < result.targets.length ? row : null,
+    row: same && row !== null && row < result.targets.length ? row : null,
+    whole: same ? store.state.whole : false,
   });
 }
 

@@ -211,6 +211,11 @@ describe("sources shaded by their values", () => {
   it("selection: a row in range, whole only where the answer has it", () => {
     expect(selection(ig, 99, false)).toEqual({ row: 0, whole: false });
     expect(selection(ig, null, true)).toEqual({ row: 0, whole: true });
+    // nothing chosen yet: an answer with sources opens on the whole answer (which document?), others on the first row
+    expect(selection(ig, null, false)).toEqual({ row: 0, whole: true });
+    expect(selection(occlusion, null, false)).toEqual({ row: 0, whole: true });
+    expect(selection({ ...ig, sources: null }, null, false)).toEqual({ row: 0, whole: false });
+    expect(selection(ig, 1, false)).toEqual({ row: 1, whole: false });
     expect(selection({ ...ig, continuation_attributions: null }, 2, true)).toEqual({ row: 2, whole: false });
     expect(hasWhole(occlusion)).toBe(true);
   });

@@ -46,6 +46,7 @@ import { faithfulnessBox } from "./faithfulness";
 const pct = format(".1%");
 const num = format(".4~g");
 const quoted = (text: string) => JSON.stringify(text);
+const UNLIKELY = 0.01; // a given target token below this probability is one the model would not write
 const choiceName = (c: TokenChoice) => JSON.stringify(c.text).slice(1, -1) || c.token;
 
 const CELL = 26; // px per heatmap cell
@@ -75,6 +76,7 @@ export class GenerationView {
     private readonly root: HTMLElement,
     private readonly onSelect: (row: number) => void,
     private readonly onWhole: () => void = () => {},
+    private readonly onGenerateInstead: (n: number) => void = () => {},
   ) {}
 
   message(text: string) {
@@ -103,6 +105,8 @@ export class GenerationView {
     }
     const banner = tolerance && toleranceBanner(tolerance);
     if (banner) parts.push(banner);
+    const unlikely = result.generated ? [] : result.targets.filter((t) => t.probability < UNLIKELY);
+    if (unlikely.length) parts.push(this.unlikely(unlikely, n));
     const matrix = ablation ? ablationMatrix(result) : attributionMatrix(result, byWord);
     const shading = this.shading(result, sel, byWord, matrix);
     parts.push(this.prompt(result, sel, shading, opts.hideSpecial, tolerance));
@@ -124,6 +128,23 @@ export class GenerationView {
       }
     }
     this.root.replaceChildren(...parts);
+  }
+
+  /** A given continuation the model would not write: its rows explain an answer it does not give. */
+  private unlikely(targets: { text: string; probability: number }[], n: number): HTMLElement {
+    const [first] = targets;
+    const more = targets.length > 1 ? ` and ${targets.length - 1} more of its tokens` : "";
+    const box = el("p", "gen-unlikely");
+    box.append(
+      el("strong", "", "The model would not write this continuation. "),
+      el("span", "", `${quoted(first.text)} has p = ${pct(first.probability)}${more} (below ${pct(UNLIKELY)}): ` +
+        "the rows explain an answer it does not give. "),
+    );
+    const b = el("button", "gen-generate-instead", `Generate ${n} token${n === 1 ? "" : "s"} instead`);
+    b.type = "button";
+    b.addEventListener("click", () => this.onGenerateInstead(n));
+    box.append(b);
+    return box;
   }
 
   private heading(r: GenerationAnswer, model: string): HTMLElement {
@@ -502,8 +523,9 @@ export class GenerationPanel {
     root: HTMLElement,
     private readonly download: HTMLButtonElement,
     private readonly store: AppStore,
+    generateInstead: (n: number) => void = () => {},
   ) {
-    this.view = new GenerationView(root, (row) => store.set({ row, whole: false }), () => store.set({ whole: true }));
+    this.view = new GenerationView(root, (row) => store.set({ row, whole: false }), () => store.set({ whole: true }), generateInstead);
     store.subscribe(["view", "lm", "generation", "row", "whole", "words", "hideSpecial", "config", "details", "evaluate"], () => this.draw());
   }
 
