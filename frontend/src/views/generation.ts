@@ -449,11 +449,13 @@ export class GenerationView {
     if (isAblation(r)) {
       add("prompts run", String(r.forwards));
       add(`${r.unit}s left out`, String(r.units.length));
-      box.append(facts);
+      box.append(facts, el("p", "hint gen-unit-said", r.attribution === "occlusion"
+        ? `Each ${r.unit}'s value for the whole answer: log p(answer) with the whole prompt − log p(answer) without that ${r.unit} (not F = ${scoreName(r.score)}, which is each token's).`
+        : `Each ${r.unit}'s value for the whole answer: the surrogate's weight, the change of log p/(1−p) of the answer when the ${r.unit} is kept.`));
       return box;
     }
     if (tolerance) add("rows within", `${tolerance.rows.length - tolerance.off.length} of ${tolerance.rows.length} (tolerance ${relativeText(tolerance.tolerance)})`, "gen-rows-within");
-    box.append(facts);
+    box.append(facts, el("p", "hint gen-unit-said", `Each token's value for the whole answer: the sum of the rows' values (F = Σ ${scoreName(r.score)} over the target tokens).`));
     if (tolerance) {
       const table = el("table", "gen-rows");
       table.append(el("caption", "", "Each row's relative δ"));
@@ -482,7 +484,9 @@ function toleranceBanner(t: ToleranceSummary): HTMLElement | null {
   box.append(
     el("strong", "", `⚠ ${t.off.length} of ${n} row${n === 1 ? "" : "s"} outside the tolerance`),
     el("span", "", ` (relative δ > ${relativeText(t.tolerance)}; the worst ${relativeText(t.worst)}): ` +
-      "their attributions do not add up to their score change, so they are unfinished, not an answer. Raise Steps, or use auto."),
+      "their attributions do not add up to their score change, so they are unfinished, not an answer. More steps or auto may " +
+      "finish them, at a cost the estimate shows; AttnLRP, gradient × input and saliency answer with one backward per token, " +
+      "occlusion and ContextCite by sentence or source (which measured most faithful by source: docs, Benchmarks)."),
   );
   return box;
 }
