@@ -780,6 +780,8 @@ await step("generation: the method switch asks again: occlusion of each source",
   await page.click("#generation .gen-whole");
   await page.waitForSelector('#generation[data-whole="true"]');
   const whole = await checkBlocks(result.continuation_attributions, "the whole answer");
+  const scale = await page.textContent("#generation .gen-units .legend-scale");
+  check(scale.includes("full colour at ±") && scale.includes("largest |value|"), `the colour scale's range is not said: ${scale}`);
   const said = await page.textContent("#generation .gen-unit-said");
   check(said.includes("log p(answer)") && said.includes("source"), `the whole answer's unit is not said: ${said}`);
   await shot("generation-rag-occlusion");

@@ -174,7 +174,9 @@ export function legend(m: number): HTMLElement {
   // Sums in score units can be tiny (a source's share of p = 1e-7): no ticks all "0".
   g.append("g").attr("transform", "translate(0,12)").call(axisBottom(x).ticks(5).tickFormat(format(m >= 0.05 ? ".2~f" : ".1~e")));
   const wrap = el("div", "legend-box");
-  wrap.append(el("span", "legend-end", "against target"), svg.node()!, el("span", "legend-end", "for target"));
+  const scale = el("span", "legend-scale", `full colour at ±${format(".3~g")(m)}, the largest |value| shown: a colour compares values within this view, not across views`);
+  wrap.append(el("span", "legend-end", "against target"), svg.node()!, el("span", "legend-end", "for target"), scale);
+  wrap.dataset.extent = String(m);
   return wrap;
 }
 
