@@ -72,7 +72,7 @@ export function attributionMatrix(result: GenerationResponse, words: boolean): M
         title: `${quoted(w.text)} (tokens ${w.tokens.join(", ")})`,
         target: w.tokens.some((i) => result.tokens[i]?.target),
       }))
-    : result.tokens.map((t) => ({ label: quoted(t.surface ?? t.text), title: `#${t.index} ${t.text}`, target: Boolean(t.target) }));
+    : result.tokens.map((t) => ({ label: visibleToken(t), title: `#${t.index} ${quoted(t.surface ?? t.text)} (${t.text})`, target: Boolean(t.target) }));
   const values = new Float64Array(result.targets.length * columns.length).fill(NaN);
   let extent = 0;
   result.targets.forEach((target, r) => {
@@ -83,6 +83,14 @@ export function attributionMatrix(result: GenerationResponse, words: boolean): M
     });
   });
   return { rows: result.targets.map((t) => quoted(t.text)), columns, values, extent: extent || 1e-9 };
+}
+
+/** A token as a heatmap label: its text with a leading space as ␣, line breaks as ↵, tabs as ⇥
+ * (byte-level BPE's Ġ and Ċ too, for tokens with no surface, such as a chat template's). */
+export function visibleToken(t: { surface?: string | null; text: string }): string {
+  const raw = t.surface ?? t.text.replace(/Ġ/g, " ").replace(/Ċ/g, "\n").replace(/ĉ/g, "\t");
+  const shown = raw.replace(/\r?\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣");
+  return shown || t.text;
 }
 
 /** The prompt's token count: row t has promptLength + t values. */

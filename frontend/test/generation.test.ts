@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import raw from "./fixtures/generation.json";
 import { generationRequest } from "../src/api";
-import { attributionMatrix, causalLms, generationFor, hasWords, leadingToken, promptLength, rowValues } from "../src/generation";
+import { attributionMatrix, causalLms, generationFor, hasWords, leadingToken, promptLength, rowValues, visibleToken } from "../src/generation";
 import { DEFAULTS } from "../src/state";
 import type { AppConfig, GenerationRequest, GenerationResponse, ModelDetails } from "../src/types";
 
@@ -117,5 +117,15 @@ describe("which gradients models explain generations", () => {
     expect(generationFor(held, "smollm2-gradients")).toBe(held);
     expect(generationFor(held, "other-gradients")).toBeNull();
     expect(generationFor(null, "smollm2-gradients")).toBeNull();
+  });
+});
+
+describe("heatmap labels", () => {
+  it("show spaces, line breaks and tabs as marks, template tokens included", () => {
+    expect(visibleToken({ surface: " Paris", text: "ĠParis" })).toBe("␣Paris");
+    expect(visibleToken({ surface: "\n", text: "Ċ" })).toBe("↵");
+    expect(visibleToken({ surface: null, text: "ĊĊ" })).toBe("↵↵");
+    expect(visibleToken({ surface: null, text: "<|im_start|>" })).toBe("<|im_start|>");
+    expect(visibleToken({ surface: "\t", text: "ĉ" })).toBe("⇥");
   });
 });
