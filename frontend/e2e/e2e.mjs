@@ -490,6 +490,13 @@ await step("generation: a continuation's tokens, heatmap, probability and altern
   const alternatives = await page.$$eval("#generation .gen-alternatives li .word", (ws) => ws.map((w) => w.textContent));
   check(alternatives.length === result.targets[0].alternatives.length && alternatives.length > 0, `alternatives ${alternatives}`);
   check(!(await page.isDisabled("#gen-download-json")), "no download for the result on screen");
+  // numbers on hover, at once: a prompt token's value and a heatmap cell's
+  await page.hover("#generation .gen-token.prompt[data-value]");
+  const hovered = await page.textContent(".hover-box");
+  check(await page.isVisible(".hover-box") && /: -?[\d.]/.test(hovered), `hovering a token shows ${JSON.stringify(hovered)}`);
+  await page.hover('#generation svg.gen-heatmap g.hm-row[data-row="0"] rect.cell:not(.none)');
+  check((await page.textContent(".hover-box")).includes("←"), "hovering a heatmap cell shows no value");
+  await page.mouse.move(0, 0);
   await shot("generation");
   const row = result.targets[0].attributions.normalized;
   const lead = row.indexOf(Math.max(...row));

@@ -17,6 +17,7 @@ import { AttentionPanel } from "./views/attention";
 import { AttributionPanel } from "./views/attribution";
 import { GenerationPanel } from "./views/generation";
 import { OverviewPanel } from "./views/overview";
+import { installHover } from "./views/hover";
 import { PredictionsView } from "./views/predictions";
 
 const store = createAppStore(location.hash);
@@ -81,6 +82,7 @@ panels.forEach((p) => p.draw());
 // --- start-up -------------------------------------------------------------------------
 
 async function boot() {
+  installHover();
   let config;
   try {
     config = await loadConfig();

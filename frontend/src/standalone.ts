@@ -12,6 +12,7 @@ import type { AttentionResponse, GradientsResponse } from "./types";
 import { AttentionView, attentionNotes } from "./views/attention";
 import { renderPredictions } from "./views/predictions";
 import { AttributionView } from "./views/attribution";
+import { installHover } from "./views/hover";
 import { OverviewView } from "./views/overview";
 
 function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]) {
@@ -201,6 +202,7 @@ function resized() {
 }
 
 export function mount(root: HTMLElement, payload: Embedded) {
+  installHover(root.ownerDocument);
   root.classList.add("exformer-standalone");
   root.dataset.kind = payload.kind;
   if (payload.kind === "attention") mountAttention(root, payload.response);

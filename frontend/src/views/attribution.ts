@@ -95,6 +95,7 @@ export class AttributionView {
       span.style.color = textColorOn(bg);
       span.dataset.value = String(v);
       span.title = `#${t.index} ${t.text}\nnormalized ${num(v)}\nraw ${num(r.attributions!.raw[t.index])}`;
+      span.dataset.hover = span.title;
       line.append(span, document.createTextNode(" "));
     }
     box.append(el("h3", "", "Attribution per token"), line, legend(m));

@@ -205,6 +205,7 @@ export class GenerationView {
         span.addEventListener("click", () => this.onSelect(k!));
         const target = r.targets[k!];
         span.title = `target ${k}: ${quoted(target.text)}, p = ${pct(target.probability)}`;
+        span.dataset.hover = span.title;
         const s = status.get(k!);
         if (s?.within === false) {
           span.classList.add("off");
@@ -222,6 +223,7 @@ export class GenerationView {
         span.style.color = textColorOn(bg);
         span.dataset.value = String(v);
         if (!isTarget) span.title = `#${i} ${t.text}\n${shading.what}: ${num(v)}`;
+        if (!isTarget) span.dataset.hover = span.title;
       } else if (!isTarget) {
         span.title = `#${i} ${t.text}${t.template ? "\nadded by the chat template (held fixed)" : ""}${unitOf.has(i) ? `\nin ${unitOf.get(i)}` : ""}`;
       }
@@ -368,7 +370,8 @@ export class GenerationView {
         const cell = g.append("rect").attr("class", Number.isFinite(v) ? "cell" : "cell none").attr("data-col", j)
           .attr("x", ROW_LABEL + j * CELL).attr("width", CELL - 1).attr("height", CELL - 1)
           .attr("fill", Number.isFinite(v) ? attributionColor(v, m.extent) : "#f2f3f5");
-        cell.append("title").text(Number.isFinite(v) ? `${label} ← ${c.label}: ${num(v)}` : `${c.label} is not an input of ${label}`);
+        const said = Number.isFinite(v) ? `${label} ← ${c.label}: ${num(v)}` : `${c.label} is not an input of ${label}`;
+        cell.attr("data-hover", said).append("title").text(said);
       });
     });
     const figure = el("figure", "chart-box gen-heatmap-box");
