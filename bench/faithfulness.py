@@ -249,7 +249,7 @@ def sentiment(args) -> dict[str, list[dict]]:
     return results
 
 
-def chat_evaluation_alone(model, item: dict, answer: dict, options) -> float:
+def chat_evaluation_alone(model, item: dict, answer: dict, options, unit: str = "source") -> float:
     """Seconds of one direct evaluation of the occlusion answer's attributions (the same options)."""
     import numpy as np
 
@@ -268,19 +268,22 @@ def chat_evaluation_alone(model, item: dict, answer: dict, options) -> float:
     encoded = model.tokenizer(item["continuation"], add_special_tokens=False, return_offsets_mapping=True)
     targets = list(encoded["input_ids"])
     tokens = token_rows(model, prompt, targets, [tuple(o) for o in encoded["offset_mapping"]], item["continuation"])
-    units = evaluation_units(request, prompt, tokens, "source")
+    units = evaluation_units(request, prompt, tokens, unit)
     rows = [{a["id"]: a["attribution"] for a in t["attributions"]} for t in answer["targets"]]
     rows.append({a["id"]: a["attribution"] for a in answer["continuation_attributions"]})
     attributions = np.array([[row[u["id"]] for u in units] for row in rows])  # [n_t + 1, units]
     start = time.perf_counter()
-    evaluate_continuation(model, request, prompt, units, targets, attributions, options, "source", "log_probability")
+    evaluate_continuation(model, request, prompt, units, targets, attributions, options, unit, "log_probability")
     return time.perf_counter() - start
 
 
-def top_source(answer: dict) -> str:
-    """The source the answer's whole-continuation attribution puts first."""
+def top_source(answer: dict) -> str | None:
+    """The source the answer's whole-continuation attribution puts first (None: a forward-only
+    method that left out other units than sources)."""
     whole = answer["continuation_attributions"]
     values = whole["sources"] if isinstance(whole, dict) else whole  # gradient methods: a dict; forward-only: a list
+    if not isinstance(whole, dict) and answer.get("unit") != "source":
+        return None
     return max(values, key=lambda s: s["attribution"])["id"]
 
 
@@ -294,6 +297,11 @@ def chat(args) -> dict[str, list[dict]]:
     )
     items = read_jsonl(CHATS)[: args.prompts]
     methods = selected(CHAT_METHODS, args)
+    evaluate = {**CHAT_EVALUATE, "unit": args.chat_unit}
+    if args.chat_unit != "source":  # the forward-only methods leave out the unit they are measured on
+        methods = {
+            k: {**v, "unit": args.chat_unit} if k in ("occlusion", "contextcite") else v for k, v in methods.items()
+        }
     auto = {"n_steps": "auto", "max_n_steps": args.chat_auto_max_steps, **LOG_P}
     for item in items:  # every prompt renders within 512 tokens, every source is found once
         ids = model.tokenizer.apply_chat_template(item["messages"], add_generation_prompt=True)
@@ -309,14 +317,14 @@ def chat(args) -> dict[str, list[dict]]:
             "messages": item["messages"],
             "sources": item["sources"],
             "continuation": item["continuation"],
-            "evaluate": CHAT_EVALUATE,
+            "evaluate": evaluate,
         }
 
     warm = {**body(items[0]), "continuation": items[0]["continuation"].split()[0]}  # one word
     for fields in [*methods.values(), *([auto] if args.chat_auto_prompts else [])]:  # warm-up, untimed
         explain_gradients(model, {**warm, **fields, **({"max_n_steps": 15} if fields is auto else {})})
     results = {label: [] for label in [*methods, CHAT_AUTO, "evaluation alone"]}
-    options = Evaluate(**CHAT_EVALUATE)
+    options = Evaluate(**evaluate)
     for k, item in enumerate(items):
         runs = dict(methods)
         if k < args.chat_auto_prompts:
@@ -329,11 +337,13 @@ def chat(args) -> dict[str, list[dict]]:
                     seconds,
                     n_steps=out.get("n_steps"),
                     converged=out.get("converged"),
-                    correct=top_source(out) == item["answer_source"],
+                    correct=None if top_source(out) is None else top_source(out) == item["answer_source"],
                 )
             )
             if label == "occlusion":
-                results["evaluation alone"].append({"seconds": chat_evaluation_alone(model, item, out, options)})
+                results["evaluation alone"].append(
+                    {"seconds": chat_evaluation_alone(model, item, out, options, args.chat_unit)}
+                )
             print(f"[chat] {item['id']} {label}: {seconds:.1f} s", file=sys.stderr, flush=True)
     return results, items
 
@@ -361,7 +371,8 @@ def table(sections: list[tuple[str, dict]], lines: list[str]) -> None:
         for label, rows in results.items():
             if label == "evaluation alone" or not rows:
                 continue
-            top = f"{sum(r['correct'] for r in rows)} of {len(rows)}" if model == "smollm2" else "—"
+            judged = [r["correct"] for r in rows if r.get("correct") is not None]
+            top = f"{sum(judged)} of {len(judged)}" if model == "smollm2" and judged else "—"
             steps = sorted({r["n_steps"] for r in rows if isinstance(r.get("n_steps"), int)})
             converged = sum(bool(r.get("converged")) for r in rows)
             name = label + (
@@ -424,6 +435,12 @@ def main() -> None:
     )
     parser.add_argument("--skip", choices=["sentiment", "chat"], help="leave one model out")
     parser.add_argument(
+        "--chat-unit",
+        choices=["source", "sentence", "word", "token"],
+        default="source",
+        help="what the chat's evaluation removes (and occlusion/contextcite leave out): default source",
+    )
+    parser.add_argument(
         "--only",
         help="a comma-separated subset of the methods by name: integrated_gradients, gradient_x_input, "
         "saliency, attnlrp, attention_rollout, occlusion, contextcite (IG auto: --chat-auto-prompts)",
@@ -467,7 +484,7 @@ def main() -> None:
     if items:
         lines.append(
             f"- smollm2: {len(items)} RAG prompts ({CHATS.name}; {min(n_prompt)}–{max(n_prompt)} prompt "
-            f"tokens, {min(n_answer)}–{max(n_answer)} answer tokens), unit source, the whole answer's row "
+            f"tokens, {min(n_answer)}–{max(n_answer)} answer tokens), unit {args.chat_unit}, the whole answer's row "
             f"(log p(answer); contextcite's log p/(1 − p)), {RANDOM_ORDERS} random orders; integrated "
             f'gradients "auto" on the first {min(args.chat_auto_prompts, len(items))} prompts only, '
             f"max_n_steps {args.chat_auto_max_steps}"

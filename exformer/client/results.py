@@ -228,8 +228,10 @@ class GradientsResult(_Result):
     @property
     def relative_delta(self) -> float | None:
         """|convergence_delta| / |F(x) − F(x′)|: the error relative to what is explained
-        (None when the input and the baseline score the same: nothing to explain)."""
-        return relative_delta(self["convergence_delta"], self["target"]["score"], self["baseline"]["score"])
+        (None when the input and the baseline score the same: nothing to explain, or for a method
+        without a baseline: saliency, attnlrp)."""
+        baseline = self["baseline"]
+        return relative_delta(self["convergence_delta"], self["target"]["score"], baseline and baseline["score"])
 
     @cached_property
     def path_scores(self) -> np.ndarray:

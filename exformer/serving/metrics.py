@@ -90,4 +90,5 @@ def _relative_delta(summary: dict) -> float | None:
     """Of a gradients summary, or of one target token of a continuation."""
     if "baseline_score" in summary:
         return relative_delta(summary["convergence_delta"], summary["score"], summary["baseline_score"])
-    return relative_delta(summary["convergence_delta"], summary["target"]["score"], summary["baseline"]["score"])
+    baseline = summary["baseline"]  # null for the methods that start from none (saliency, attnlrp)
+    return relative_delta(summary["convergence_delta"], summary["target"]["score"], baseline and baseline["score"])
