@@ -28,6 +28,7 @@ is offered, never a default a user gets without asking for it.
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import torch
@@ -192,6 +193,7 @@ def attnlrp(model: nn.Module):
     reason = refusal(model)
     if reason is not None:
         raise ValueError(reason)
+    _register()
     replaced: list[tuple[nn.Module, str, Callable | None]] = []
     configs = _attention_configs(model)
     kernels = [config._attn_implementation for config in configs]
@@ -226,15 +228,14 @@ def _attention_configs(model: nn.Module) -> list:
     return list(seen.values())
 
 
+@cache
 def _register() -> None:
     """Make `_ATTENTION` a name transformers' attention layers and mask builders resolve (its
     masks: eager attention's additive ones). Registering a NEW name changes no other model: only
-    a model whose config names it calls it."""
+    a model whose config names it calls it. Done at the first pass, not at import: a worker
+    imports no transformers before it loads a model."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
     AttentionInterface.register(_ATTENTION, attention)
     AttentionMaskInterface.register(_ATTENTION, eager_mask)
-
-
-_register()
