@@ -746,6 +746,9 @@ await step(`generation: a two-document RAG conversation; integrated gradients wi
   check(off.length > 0 && result.within_tolerance === false, `${RAG_STEPS} steps left every row within ${result.tolerance}: nothing to mark (relative δ ${result.targets.map((t) => t.relative_delta)})`);
   await page.waitForSelector('#generation[data-method="integrated_gradients"][data-within="false"]');
   check((await page.getAttribute("#generation", "data-whole")) === "true", "a run with sources does not open on the whole answer's sources");
+  const caption = await page.textContent("#generation .gen-heatmap-box figcaption");
+  const box = await page.$eval("#generation .gen-heatmap-box", (b) => ({ scroll: b.scrollWidth, client: b.clientWidth }));
+  check(box.scroll <= box.client || caption.includes("scroll sideways"), `a heatmap wider than its box (${box.scroll} > ${box.client}) does not say it scrolls: ${caption}`);
   const banner = await page.textContent("#generation .gen-tolerance.warn");
   check(banner.includes(`${off.length} of ${result.targets.length} row`) && banner.includes("outside the tolerance"), `banner: ${banner}`);
   const rowsOff = await page.$$eval("#generation svg.gen-heatmap g.hm-row.off", (gs) => gs.map((g) => [Number(g.dataset.row), g.querySelector("text.row-label").textContent]));

@@ -47,6 +47,7 @@ const pct = format(".1%");
 const num = format(".4~g");
 const quoted = (text: string) => JSON.stringify(text);
 const UNLIKELY = 0.01; // a given target token below this probability is one the model would not write
+const SCROLL_COLUMNS = 40; // wider heatmaps scroll sideways in their box: the caption says so
 const choiceName = (c: TokenChoice) => JSON.stringify(c.text).slice(1, -1) || c.token;
 
 const CELL = 26; // px per heatmap cell
@@ -375,7 +376,8 @@ export class GenerationView {
       });
     });
     const figure = el("figure", "chart-box gen-heatmap-box");
-    figure.append(svg.node()!, el("figcaption", "", `rows: target tokens${tolerance?.off.length ? " (⚠: outside the tolerance)" : ""} · columns: ${columns} they are attributed to`));
+    const wide = m.columns.length > SCROLL_COLUMNS ? ` — ${m.columns.length} columns: scroll sideways (the bar below) for all of them` : "";
+    figure.append(svg.node()!, el("figcaption", "", `rows: target tokens${tolerance?.off.length ? " (⚠: outside the tolerance)" : ""} · columns: ${columns} they are attributed to${wide}`));
     return figure;
   }
 
