@@ -18,6 +18,15 @@ _ENCODER = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=128
 )
 
+_DECODER = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)  # the decoders' (Llama's, and MORE_DECODERS')
+
 # family → (config class, config kwargs, tokenizer dir, MLM/LM architecture)
 FAMILIES = {
     "bert": ("BertConfig", _ENCODER, WORDPIECE, "BertForMaskedLM"),
@@ -32,28 +41,8 @@ FAMILIES = {
     "electra": ("ElectraConfig", {**_ENCODER, "embedding_size": 16}, WORDPIECE, "ElectraForMaskedLM"),
     "xlnet": ("XLNetConfig", dict(d_model=32, n_layer=2, n_head=4, d_inner=64), WORDPIECE, "XLNetLMHeadModel"),
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=128), BPE, "GPT2LMHeadModel"),
-    "llama": (
-        "LlamaConfig",
-        dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        ),
-        BPE,
-        "LlamaForCausalLM",
-    ),
+    "llama": ("LlamaConfig", _DECODER, BPE, "LlamaForCausalLM"),
 }
-_DECODER = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=128,
-)
 # More decoder families, built as the others but not (yet) in FAMILIES' matrix: the AttnLRP oracle
 # checks them (tests/test_attnlrp.py).
 MORE_DECODERS = {
